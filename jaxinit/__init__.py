@@ -1,0 +1,44 @@
+"""jaxinit: what happens to a network from different starting weights, measured at scale.
+
+>>> import jaxinit
+>>> ds = jaxinit.run("symmetry", out="results/symmetry")  # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from jaxinit.initializers import INITIALIZERS, expected_std
+from jaxinit.models import MODELS, Model, mlp
+from jaxinit.plan import Plan, make_plan
+from jaxinit.results import assemble, load, load_params, tidy
+from jaxinit.spec import InitSpec, ModelSpec, OptimizerSpec, Spec, SpecError, TaskSpec, TrainSpec
+from jaxinit.store import CorruptChunkError, StoreError
+from jaxinit.sweep import run
+from jaxinit.tasks import TASKS, Task
+from jaxinit.train import make_run
+
+__all__ = [
+    "INITIALIZERS",
+    "MODELS",
+    "TASKS",
+    "CorruptChunkError",
+    "InitSpec",
+    "Model",
+    "ModelSpec",
+    "OptimizerSpec",
+    "Plan",
+    "Spec",
+    "SpecError",
+    "StoreError",
+    "Task",
+    "TaskSpec",
+    "TrainSpec",
+    "assemble",
+    "expected_std",
+    "load",
+    "load_params",
+    "make_plan",
+    "make_run",
+    "mlp",
+    "run",
+    "tidy",
+]

@@ -1,0 +1,112 @@
+"""``jaxinit`` command line: a thin shell over :mod:`jaxinit.sweep` and :mod:`jaxinit.report`.
+
+Exit codes: 0 ok, 2 bad input (spec, override, directory), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import tomllib
+
+_BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def parse_set(item: str) -> tuple[str, object]:
+    """``field.path=value`` with a TOML value; a bare word (``he_normal``) is taken as a string."""
+    from jaxinit.spec import SpecError
+
+    path, eq, text = item.partition("=")
+    if not eq or not path.strip():
+        raise SpecError(f"--set {item!r}: expected field.path=value")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        if not _BARE_WORD.match(text.strip()):
+            raise SpecError(
+                f"--set {item!r}: {text!r} is not a TOML value (numbers, true/false, "
+                '"strings", [lists]) nor a bare word'
+            ) from None
+        value = text.strip()
+    return path.strip(), value
+
+
+def _cmd_run(args) -> int:
+    from jaxinit.report import summarize, write_report
+    from jaxinit.sweep import resolve_spec, run
+
+    overrides = dict(parse_set(s) for s in args.set)
+    spec = resolve_spec(args.spec, overrides)  # validate before anything compiles or is written
+    out = Path(args.out) if args.out else Path("results") / spec.name
+    ds = run(spec, out, chunk_size=args.chunk_size, shard=args.shard, progress=not args.quiet)
+    print(summarize(ds))
+    print(f"results: {out}")
+    if args.report:
+        paths = write_report(ds, out / "report")
+        print("figures: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from jaxinit.report import write_report
+    from jaxinit.results import load
+
+    ds = load(args.dir)
+    paths = write_report(ds, args.out or Path(args.dir) / "report")
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from jaxinit.bundled import bundled_specs
+
+    for name, desc in bundled_specs().items():
+        print(f"{name:<20} {desc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jaxinit", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run or resume a sweep")
+    r.add_argument("spec", help="a TOML spec path or a bundled spec name (see `jaxinit list`)")
+    r.add_argument("--out", help="sweep directory (default: results/<spec name>)")
+    r.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a spec field, e.g. --set train.steps=500 --set axes.seed=64")  # fmt: skip
+    r.add_argument("--chunk-size", type=int, default=None, help="runs per compiled call")
+    r.add_argument("--shard", default=None, help="i/n: run only chunk k with k %% n == i")
+    r.add_argument("--report", action="store_true", help="also write figures into DIR/report")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(fn=_cmd_run)
+    rep = sub.add_parser("report", help="write figures and a text summary of a sweep directory")
+    rep.add_argument("dir")
+    rep.add_argument("--out", help="where to write (default: DIR/report)")
+    rep.set_defaults(fn=_cmd_report)
+    lst = sub.add_parser("list", help="bundled specs with one-line descriptions")
+    lst.set_defaults(fn=_cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jaxinit.spec import SpecError
+    from jaxinit.store import StoreError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (SpecError, StoreError) as e:
+        print(f"jaxinit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "jaxinit: interrupted; finished chunks are saved, run again to resume", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""One training run as a pure function, written once and vmapped over runs by the sweep.
+
+``make_run(spec, task)`` returns ``run(values, data) -> outputs`` where ``values`` holds the run's
+traced coordinates (``seed`` and any float field such as ``init.scale``) as scalars. The step loop
+is a ``lax.scan`` nested in a scan over logging blocks, so nothing returns to the host until the
+run ends. Randomness: the run's key is ``fold_in(key(spec.seed), seed)``, split by purpose
+(init, data order, dropout) with ``fold_in``, and each step folds in its step number.
+
+A run whose loss, gradient or parameters become non-finite is frozen at its last finite state
+and its step is recorded in ``diverged_step``; with ``train.grad_tol > 0`` a run is frozen (and
+``converged_step`` recorded) once its full-batch gradient norm falls below the tolerance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import Array
+
+from jaxinit import metrics
+from jaxinit.models import Model, from_spec
+from jaxinit.spec import OptimizerSpec, Spec
+from jaxinit.tasks import Task, loss_value, metric_value
+
+_INIT, _DATA, _DROPOUT = 0, 1, 2  # fold_in tags of a run's key, one stream per purpose
+
+
+class Data(NamedTuple):
+    """A task's arrays on device, passed to the compiled program as arguments (not constants)."""
+
+    x_train: Array
+    y_train: Array
+    x_test: Array
+    y_test: Array
+
+    @classmethod
+    def from_task(cls, task: Task, dtype: str = "float32") -> Data:
+        def cast(a):
+            return jnp.asarray(a, dtype if a.dtype.kind == "f" else a.dtype)
+
+        return cls(*(cast(a) for a in task[:4]))
+
+
+class RunState(NamedTuple):
+    params: Any
+    opt_state: Any
+    diverged_step: Array  # shape=(), int32; first step with a non-finite value, -1 if none
+    converged_step: Array  # shape=(), int32; step the gradient norm fell below grad_tol, -1 if not
+    hit_step: Array  # shape=(), int32; first step whose training loss was below threshold, or -1
+
+
+def run_key(root_seed: int, seed: Array) -> Array:
+    """The key of the run with seed coordinate ``seed``; independent of every other axis."""
+    return jax.random.fold_in(jax.random.key(root_seed), seed)
+
+
+def plane_init(model: Model, root_seed: int, init: Any) -> Any:
+    """``θ_base + a·d1 + b·d2``: a point on a 2-D slice of init space (see ``InitSpec.plane_*``).
+
+    ``θ_base`` is the init of seed ``init.plane_seed``; ``d1``, ``d2`` are Gaussian directions,
+    each leaf rescaled to the norm of ``θ_base``'s leaf (filter normalization, Li et al. 2018), so
+    ``a = 1`` moves every layer by its own size. A zero leaf gets a unit-norm direction.
+    """
+    base_key = jax.random.fold_in(run_key(root_seed, init.plane_seed), _INIT)
+    base = model.init(base_key, init)
+    leaves, treedef = jax.tree.flatten(base)
+    keys = jax.random.split(jax.random.fold_in(base_key, 7), (2, len(leaves)))
+
+    def direction(k, leaf):
+        d = jax.random.normal(k, leaf.shape, leaf.dtype)
+        size = jnp.linalg.norm(leaf)
+        return d / jnp.linalg.norm(d) * jnp.where(size > 0, size, 1.0)
+
+    d1 = [direction(k, x) for k, x in zip(keys[0], leaves)]
+    d2 = [direction(k, x) for k, x in zip(keys[1], leaves)]
+    out = [x + init.plane_a * u + init.plane_b * v for x, u, v in zip(leaves, d1, d2)]
+    return jax.tree.unflatten(treedef, out)
+
+
+def build_optimizer(
+    spec: OptimizerSpec, trainable: Any | None = None
+) -> optax.GradientTransformation:
+    """``optax.<name>(learning_rate, **params)``; parameters masked False by ``trainable`` stay put."""
+    opt = getattr(optax, spec.name)(learning_rate=spec.learning_rate, **spec.params)
+    if trainable is None:
+        return opt
+    labels = jax.tree.map(lambda t: "train" if t else "freeze", trainable)
+    return optax.multi_transform({"train": opt, "freeze": optax.set_to_zero()}, labels)
+
+
+def _where_tree(pred: Array, new: Any, old: Any) -> Any:
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+def _batch(data: Data, key: Array, step: Array, batch_size: int) -> tuple[Array, Array]:
+    """Step ``step``'s minibatch: epoch ``e`` visits a permutation drawn from ``fold_in(key, e)``."""
+    n = data.x_train.shape[0]
+    if batch_size <= 0 or batch_size >= n:
+        return data.x_train, data.y_train
+    per_epoch = n // batch_size
+    perm = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), n)
+    idx = jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * batch_size, batch_size)
+    return data.x_train[idx], data.y_train[idx]
+
+
+def make_run(spec: Spec, task: Task, model: Model | None = None) -> Callable[[dict, Data], dict]:
+    """The training program for one run of a static configuration ``spec``.
+
+    Returns ``run(values, data) -> outputs``: ``values`` maps ``"seed"`` and traced field paths to
+    scalars; ``outputs`` is ``{"curves": {name: (T+1, ...)}, "final": {name: ()}, "params0",
+    "params"}`` with ``T = steps // log_every`` (params only when ``store.save_params``).
+    """
+    tr = spec.train
+    n_blocks, block = tr.steps // tr.log_every, tr.log_every
+    kind = task.loss
+
+    def run(values: dict[str, Array], data: Data) -> dict[str, Any]:
+        s = spec.replace({k: v for k, v in values.items() if k != "seed"})
+        mdl = model if model is not None else from_spec(s.model, task.in_dim, task.out_dim)
+        threshold = task.threshold if s.train.threshold is None else s.train.threshold
+        key = run_key(spec.seed, values["seed"])
+        k_init, k_data, k_drop = (jax.random.fold_in(key, t) for t in (_INIT, _DATA, _DROPOUT))
+        params0 = (
+            mdl.init(k_init, s.init)
+            if s.init.plane_seed < 0
+            else plane_init(mdl, spec.seed, s.init)
+        )
+        params0 = jax.tree.map(lambda p: p.astype(tr.dtype), params0)
+        opt = build_optimizer(s.optimizer, mdl.trainable(params0) if mdl.trainable else None)
+        # Minibatches and dropout make the step's loss noisy: log a separate full-batch loss.
+        stochastic = tr.batch_size > 0 or spec.model.dropout != 0 or "model.dropout" in values
+
+        def loss_fn(params, x, y, dkey=None):
+            if task.objective is not None:
+                return task.objective(params)
+            return loss_value(kind, mdl.apply(params, x, key=dkey, train=dkey is not None), y)
+
+        def step(state: RunState, t: Array) -> tuple[RunState, Array]:
+            x, y = _batch(data, k_data, t, tr.batch_size)
+            loss, grads = jax.value_and_grad(loss_fn)(
+                state.params, x, y, jax.random.fold_in(k_drop, t)
+            )
+            gnorm = optax.global_norm(grads)
+            updates, opt_state = opt.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            finite = (
+                jnp.isfinite(loss) & jnp.isfinite(gnorm) & jnp.isfinite(optax.global_norm(params))
+            )
+            active = (state.diverged_step < 0) & (state.converged_step < 0)
+            done = finite & (gnorm < s.train.grad_tol)
+            move = active & finite & ~done
+            return RunState(
+                _where_tree(move, params, state.params),
+                _where_tree(move, opt_state, state.opt_state),
+                jnp.where(active & ~finite, t, state.diverged_step),
+                jnp.where(active & done, t, state.converged_step),
+                jnp.where((state.hit_step < 0) & (loss < threshold), t, state.hit_step),
+            ), loss
+
+        def probe(params) -> tuple[Array, dict[str, Array]]:
+            """Full-batch, dropout-free loss and diagnostics at ``params``."""
+            x, y = data.x_train, data.y_train
+            if not tr.diagnostics:
+                return loss_fn(params, x, y), {}
+            loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+            return loss, metrics.record(
+                tr.diagnostics, metrics.Probe(mdl, params, params0, grads, x, y)
+            )
+
+        def log_block(state: RunState, b: Array) -> tuple[RunState, dict[str, Array]]:
+            loss, diag = probe(state.params) if (stochastic or tr.diagnostics) else (None, {})
+            state, losses = jax.lax.scan(step, state, b * block + jnp.arange(block))
+            return state, {"loss": losses[0] if loss is None else loss, **diag}
+
+        zero = jnp.array(-1, jnp.int32)
+        state = RunState(params0, opt.init(params0), zero, zero, zero)
+        state, curves = jax.lax.scan(log_block, state, jnp.arange(n_blocks))
+        final_loss, final_diag = probe(state.params)
+        curves = jax.tree.map(
+            lambda c, f: jnp.concatenate([c, f[None]]), curves, {"loss": final_loss, **final_diag}
+        )
+
+        def evaluate(x, y):
+            pred = mdl.apply(state.params, x)
+            return loss_value(kind, pred, y), metric_value(kind, pred, y)
+
+        train_loss, train_metric = evaluate(data.x_train, data.y_train)
+        test_loss, test_metric = evaluate(data.x_test, data.y_test)
+        grad = jax.grad(loss_fn)(state.params, data.x_train, data.y_train)
+        final = {
+            "final_loss": final_loss if task.objective is not None else train_loss,
+            "final_metric": train_metric,
+            "test_loss": test_loss,
+            "test_metric": test_metric,
+            "final_grad_norm": optax.global_norm(grad),
+            "diverged": state.diverged_step >= 0,
+            "diverged_step": state.diverged_step,
+            "converged_step": state.converged_step,
+            "time_to_threshold": state.hit_step,
+            "success": (train_metric >= task.success_metric) & (state.diverged_step < 0),
+        }
+        out = {"curves": curves, "final": final}
+        if spec.store.save_params:
+            out["params0"], out["params"] = params0, state.params
+        return out
+
+    return run
