@@ -144,11 +144,11 @@ def make_run(spec: Spec, task: Task, model: Model | None = None) -> Callable[[di
             loss, grads = jax.value_and_grad(loss_fn)(
                 state.params, x, y, jax.random.fold_in(k_drop, t)
             )
-            gnorm = optax.global_norm(grads)
+            gnorm = optax.tree.norm(grads)
             updates, opt_state = opt.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
             finite = (
-                jnp.isfinite(loss) & jnp.isfinite(gnorm) & jnp.isfinite(optax.global_norm(params))
+                jnp.isfinite(loss) & jnp.isfinite(gnorm) & jnp.isfinite(optax.tree.norm(params))
             )
             active = (state.diverged_step < 0) & (state.converged_step < 0)
             done = finite & (gnorm < s.train.grad_tol)
@@ -196,7 +196,7 @@ def make_run(spec: Spec, task: Task, model: Model | None = None) -> Callable[[di
             "final_metric": train_metric,
             "test_loss": test_loss,
             "test_metric": test_metric,
-            "final_grad_norm": optax.global_norm(grad),
+            "final_grad_norm": optax.tree.norm(grad),
             "diverged": state.diverged_step >= 0,
             "diverged_step": state.diverged_step,
             "converged_step": state.converged_step,

@@ -1,0 +1,198 @@
+"""The sweep engine end to end: chunking, resume, shards, devices, one compilation per group."""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import jaxinit
+
+SPEC = {
+    "name": "tiny",
+    "task": {"name": "xor"},
+    "model": {"widths": [3]},
+    "init": {"scheme": "glorot_normal"},
+    "optimizer": {"name": "sgd", "learning_rate": 0.5},
+    "train": {"steps": 200, "log_every": 20, "diagnostics": ["grad_norm"]},
+    "axes": {"init.scale": [0.5, 2.0], "seed": 24},
+}
+
+
+def _toml(spec: dict) -> str:
+    """A small TOML writer for the dicts used here (tables of scalars and lists)."""
+
+    def value(v):
+        return json.dumps(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in spec.items() if not isinstance(v, dict)]
+    for section, table in spec.items():
+        if isinstance(table, dict):
+            lines.append(f"[{section}]")
+            lines += [f'"{k}" = {value(v)}' for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _cli(*args, env=None, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "jaxinit.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return jaxinit.run(SPEC, progress=False, chunk_size=16)
+
+
+def test_dataset_layout(reference):
+    ds = reference
+    assert ds.final_loss.dims == ("init_scale", "seed")
+    assert ds.loss.dims == ("init_scale", "seed", "step")
+    assert list(ds.step.values) == list(range(0, 201, 20))
+    assert bool(ds.done.all()) and ds.attrs["partial"] == 0
+    assert np.isfinite(ds.final_loss).all()
+    # the logged curve's last point is the final loss
+    np.testing.assert_array_equal(ds.loss.isel(step=-1).values, ds.final_loss.values)
+
+
+@pytest.mark.parametrize("chunk_size", [5, 48])
+def test_chunk_size_invariance(reference, chunk_size):
+    """Any chunk size gives bit-identical results on this net (XOR 2-3-1, float32, CPU)."""
+    other = jaxinit.run(SPEC, progress=False, chunk_size=chunk_size)
+    np.testing.assert_array_equal(other.final_loss.values, reference.final_loss.values)
+    np.testing.assert_array_equal(other.loss.values, reference.loss.values)
+
+
+def test_seed_is_common_across_traced_axes(reference):
+    """Runs that share a seed share their random init: at equal scale they are the same run."""
+    spec = {**SPEC, "axes": {"seed": [3, 7]}, "init": {"scheme": "glorot_normal", "scale": 2.0}}
+    alone = jaxinit.run(spec, progress=False)
+    np.testing.assert_array_equal(
+        alone.final_loss.values, reference.final_loss.sel(init_scale=2.0, seed=[3, 7]).values
+    )
+
+
+def test_one_compilation_per_static_group():
+    """4 scales × 3 learning rates × 64 seeds: one compiled training program."""
+    spec = {
+        **SPEC,
+        "train": {"steps": 20, "log_every": 10, "diagnostics": []},
+        "axes": {
+            "init.scale": [0.25, 0.5, 1.0, 2.0],
+            "optimizer.learning_rate": [0.1, 0.3, 1.0],
+            "seed": 64,
+        },
+    }
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("jax").addHandler(handler)
+    try:
+        with jax.log_compiles():
+            ds = jaxinit.run(spec, progress=False, chunk_size=100)  # 8 chunks of one group
+    finally:
+        logging.getLogger("jax").removeHandler(handler)
+    compiled = [m for m in messages if m.startswith("Finished XLA compilation of jit(run)")]
+    assert len(compiled) == 1, compiled
+    assert ds.final_loss.shape == (4, 3, 64)
+    # a static axis compiles once per value
+    spec["axes"]["init.scheme"] = ["zeros", "he_normal"]
+    messages.clear()
+    logging.getLogger("jax").addHandler(handler)
+    try:
+        with jax.log_compiles():
+            jaxinit.run(spec, progress=False, chunk_size=100)
+    finally:
+        logging.getLogger("jax").removeHandler(handler)
+    assert len([m for m in messages if m.startswith("Finished XLA compilation of jit(run)")]) == 2
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_is_bit_identical(tmp_path):
+    spec = {**SPEC, "train": {"steps": 400, "log_every": 20, "diagnostics": ["grad_norm"]}}
+    spec["axes"] = {"init.scale": [0.5, 1.0, 2.0], "seed": 64}
+    path = tmp_path / "spec.toml"
+    path.write_text(_toml(spec))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxinit.cli", "run", str(path), "--out", str(out), "--chunk-size", "8", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    manifest = out / "manifest.0-of-1.json"
+    deadline = time.time() + 120
+    written = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            written = len(json.loads(manifest.read_text())["chunks"])
+        except (OSError, ValueError):
+            written = 0
+        if written >= 3:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 3 <= written < 24, f"kill did not land mid-sweep ({written} of 24 chunks)"
+    with pytest.warns(UserWarning, match="partial"):
+        partial = jaxinit.load(out)
+    assert 0 < partial.attrs["n_done"] < partial.attrs["n_runs"]
+
+    done = _cli("run", str(path), "--out", str(out), "--quiet")  # resumes with the stored chunk size
+    assert done.returncode == 0, done.stderr
+    resumed = jaxinit.load(out)
+    fresh = jaxinit.run(spec, progress=False, chunk_size=8)
+    assert bool(resumed.done.all())
+    np.testing.assert_array_equal(resumed.final_loss.values, fresh.final_loss.values)
+    np.testing.assert_array_equal(resumed.loss.values, fresh.loss.values)
+    chunks = json.loads(manifest.read_text())["chunks"]
+    assert sum(c["runs"] for c in chunks.values()) == 3 * 64  # nothing duplicated or missing
+
+
+@pytest.mark.slow
+def test_two_devices_and_shards_match_one_process(tmp_path, reference):
+    """Forced 2 CPU devices, and two --shard processes into one directory: bit-identical."""
+    path = tmp_path / "spec.toml"
+    path.write_text(_toml(SPEC))
+    two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    r = _cli("run", str(path), "--out", str(tmp_path / "dev2"), "--chunk-size", "16", "--quiet", env=two)
+    assert r.returncode == 0, r.stderr
+    shards = [
+        subprocess.Popen(
+            [sys.executable, "-m", "jaxinit.cli", "run", str(path), "--out", str(tmp_path / "sh"),
+             "--chunk-size", "16", "--shard", f"{i}/2", "--quiet"],  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for p in shards:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    for name in ("dev2", "sh"):
+        ds = jaxinit.load(tmp_path / name)
+        np.testing.assert_array_equal(ds.final_loss.values, reference.final_loss.values)
+        np.testing.assert_array_equal(ds.loss.values, reference.loss.values)
+
+
+def test_in_memory_and_on_disk_agree(tmp_path, reference):
+    ds = jaxinit.run(SPEC, tmp_path / "sweep", progress=False, chunk_size=16)
+    np.testing.assert_array_equal(ds.final_loss.values, reference.final_loss.values)
+    again = jaxinit.run(SPEC, tmp_path / "sweep", progress=False)  # resume: nothing to do
+    np.testing.assert_array_equal(again.final_loss.values, reference.final_loss.values)
+
+
+def test_overrides_and_bundled_names():
+    ds = jaxinit.run("symmetry", progress=False, train__steps=40, axes__seed=2, axes__init__scheme=["zeros"])
+    assert ds.sizes["seed"] == 2 and ds.sizes["init_scheme"] == 1
+    assert json.loads(ds.attrs["spec"])["train"]["steps"] == 40
