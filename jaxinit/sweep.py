@@ -63,12 +63,32 @@ def _bytes_per_run(spec: Spec, task: Task, model: Model | None) -> int:
     return 4 * (6 * n_params + acts + curves) + 256
 
 
+_COMPILED: dict[tuple, Any] = {}  # compile_group's cache, oldest first
+_COMPILED_MAX = 8
+
+
 def compile_group(group: Group, task: Task, model: Model | None, mesh: Mesh):
-    """``jit(vmap(vmap(run)))`` over a ``(devices, C)`` batch of runs, sharded on the first axis."""
-    one = make_run(group.spec, task, model)
-    batched = jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(0, None))
-    runs = NamedSharding(mesh, PartitionSpec("devices"))
-    return jax.jit(batched, in_shardings=(runs, NamedSharding(mesh, PartitionSpec())))
+    """``jit(vmap(vmap(run)))`` over a ``(devices, C)`` batch of runs, sharded on the first axis.
+
+    Cached per process on everything the program depends on (the group's spec, the model, the
+    mesh and the task's non-array fields; the data is an argument), so running the same static
+    configuration again, e.g. a notebook cell re-run, reuses the compiled program.
+    """
+    key = (group.spec.fingerprint(), model, mesh, *task[4:], task.in_dim, task.out_dim)
+    try:
+        fn = _COMPILED.pop(key, None)
+    except TypeError:  # an unhashable user model: no caching
+        key, fn = None, None
+    if fn is None:
+        one = make_run(group.spec, task, model)
+        batched = jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(0, None))
+        runs = NamedSharding(mesh, PartitionSpec("devices"))
+        fn = jax.jit(batched, in_shardings=(runs, NamedSharding(mesh, PartitionSpec())))
+    if key is not None:
+        _COMPILED[key] = fn
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+    return fn
 
 
 def _chunk_values(

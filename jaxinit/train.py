@@ -6,9 +6,12 @@ is a ``lax.scan`` nested in a scan over logging blocks, so nothing returns to th
 run ends. Randomness: the run's key is ``fold_in(key(spec.seed), seed)``, split by purpose
 (init, data order, dropout) with ``fold_in``, and each step folds in its step number.
 
-A run whose loss, gradient or parameters become non-finite is frozen at its last finite state
-and its step is recorded in ``diverged_step``; with ``train.grad_tol > 0`` a run is frozen (and
-``converged_step`` recorded) once its full-batch gradient norm falls below the tolerance.
+A run whose loss becomes non-finite (or whose parameters do) is recorded in ``diverged_step`` (the
+first step with a non-finite loss) and frozen at its last finite state: the latest logged state
+(a multiple of ``log_every``) whose loss was finite. Checking per logging block rather than per
+step keeps per-parameter masking out of the hot loop; results of other runs are unaffected. With
+``train.grad_tol > 0`` a run is frozen (and ``converged_step`` recorded) at the first step whose
+training gradient norm (the minibatch's, when minibatching) falls below the tolerance.
 """
 
 from __future__ import annotations
@@ -139,25 +142,31 @@ def make_run(spec: Spec, task: Task, model: Model | None = None) -> Callable[[di
                 return task.objective(params)
             return loss_value(kind, mdl.apply(params, x, key=dkey, train=dkey is not None), y)
 
+        # Convergence (grad_tol) is checked every step; divergence is cheap per step (one scalar)
+        # and resolved per logging block, so the hot loop carries no per-parameter masking.
+        check_grad = "train.grad_tol" in values or tr.grad_tol > 0
+
         def step(state: RunState, t: Array) -> tuple[RunState, Array]:
             x, y = _batch(data, k_data, t, tr.batch_size)
             loss, grads = jax.value_and_grad(loss_fn)(
                 state.params, x, y, jax.random.fold_in(k_drop, t)
             )
-            gnorm = optax.tree.norm(grads)
             updates, opt_state = opt.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-            finite = (
-                jnp.isfinite(loss) & jnp.isfinite(gnorm) & jnp.isfinite(optax.tree.norm(params))
-            )
-            active = (state.diverged_step < 0) & (state.converged_step < 0)
-            done = finite & (gnorm < s.train.grad_tol)
-            move = active & finite & ~done
+            converged = state.converged_step
+            if check_grad:
+                gnorm = optax.tree.norm(grads)
+                done = (converged < 0) & jnp.isfinite(loss) & (gnorm < s.train.grad_tol)
+                move = (converged < 0) & ~done
+                params = _where_tree(move, params, state.params)
+                opt_state = _where_tree(move, opt_state, state.opt_state)
+                converged = jnp.where(done, t, converged)
+            bad = (state.diverged_step < 0) & ~jnp.isfinite(loss)
             return RunState(
-                _where_tree(move, params, state.params),
-                _where_tree(move, opt_state, state.opt_state),
-                jnp.where(active & ~finite, t, state.diverged_step),
-                jnp.where(active & done, t, state.converged_step),
+                params,
+                opt_state,
+                jnp.where(bad, t, state.diverged_step),
+                converged,
                 jnp.where((state.hit_step < 0) & (loss < threshold), t, state.hit_step),
             ), loss
 
@@ -171,22 +180,43 @@ def make_run(spec: Spec, task: Task, model: Model | None = None) -> Callable[[di
                 tr.diagnostics, metrics.Probe(mdl, params, params0, grads, x, y)
             )
 
-        def log_block(state: RunState, b: Array) -> tuple[RunState, dict[str, Array]]:
+        def log_block(carry, b: Array):
+            """``log_every`` steps, then the divergence check: a run whose loss was non-finite at
+            some step, or whose parameters are non-finite now, goes back to ``good``, the latest
+            block start whose loss was finite, and stays there."""
+            state, good = carry
             loss, diag = probe(state.params) if (stochastic or tr.diagnostics) else (None, {})
-            state, losses = jax.lax.scan(step, state, b * block + jnp.arange(block))
-            return state, {"loss": losses[0] if loss is None else loss, **diag}
+            steps = b * block + jnp.arange(block, dtype=jnp.int32)  # int32 under x64 too
+            new, losses = jax.lax.scan(step, state, steps)
+            good = _where_tree(jnp.isfinite(losses[0]), (state.params, state.opt_state), good)
+            blown = ~jnp.isfinite(optax.tree.norm(new.params))
+            # Non-finite parameters after the block's last update: the next step is the first
+            # whose loss would be non-finite, the same convention as for the per-step check.
+            diverged = jnp.where((new.diverged_step < 0) & blown, steps[-1] + 1, new.diverged_step)
+            params, opt_state = _where_tree(diverged >= 0, good, (new.params, new.opt_state))
+            state = new._replace(params=params, opt_state=opt_state, diverged_step=diverged)
+            return (state, good), {"loss": losses[0] if loss is None else loss, **diag}
 
         zero = jnp.array(-1, jnp.int32)
         state = RunState(params0, opt.init(params0), zero, zero, zero)
-        state, curves = jax.lax.scan(log_block, state, jnp.arange(n_blocks))
+        (state, _), curves = jax.lax.scan(
+            log_block,
+            (state, (state.params, state.opt_state)),
+            jnp.arange(n_blocks, dtype=jnp.int32),
+        )
         final_loss, final_diag = probe(state.params)
+        # The loss after the last update is step `steps`'s loss: it can be the first one below.
+        hit_step = jnp.where(
+            (state.hit_step < 0) & (final_loss < threshold), jnp.int32(tr.steps), state.hit_step
+        )
         curves = jax.tree.map(
             lambda c, f: jnp.concatenate([c, f[None]]), curves, {"loss": final_loss, **final_diag}
         )
 
         def evaluate(x, y):
             pred = mdl.apply(state.params, x)
-            return loss_value(kind, pred, y), metric_value(kind, pred, y)
+            # accuracies are means of booleans (default float32): keep every float in tr.dtype
+            return loss_value(kind, pred, y), metric_value(kind, pred, y).astype(pred.dtype)
 
         train_loss, train_metric = evaluate(data.x_train, data.y_train)
         test_loss, test_metric = evaluate(data.x_test, data.y_test)
@@ -200,7 +230,7 @@ def make_run(spec: Spec, task: Task, model: Model | None = None) -> Callable[[di
             "diverged": state.diverged_step >= 0,
             "diverged_step": state.diverged_step,
             "converged_step": state.converged_step,
-            "time_to_threshold": state.hit_step,
+            "time_to_threshold": hit_step,
             "success": (train_metric >= task.success_metric) & (state.diverged_step < 0),
         }
         out = {"curves": curves, "final": final}

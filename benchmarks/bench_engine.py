@@ -1,0 +1,459 @@
+"""Side-by-side speed of the jaxinit engine against hand-written baselines, in one process.
+
+Workloads (issue 2, acceptance item 6):
+
+* ``tiny``: XOR, 2-2-1 tanh MLP, full batch, 2000 steps, 65,536 runs, SGD, loss curve every
+  ``log_every`` steps.
+* ``medium``: teacher-student regression, 16-64-64-1 tanh MLP, minibatch 256 of 1024 points,
+  300 steps, 256 runs, SGD, full-batch loss curve every ``log_every`` steps.
+
+Implementations:
+
+* ``jaxinit``: ``jaxinit.run(spec_dict, progress=False, chunk_size=...)``, diagnostics off.
+* ``hand``: a hand-written ``jax.jit(jax.vmap(train))`` with a nested ``lax.scan`` — same network,
+  same lecun_normal init (and the same key derivation, so its numbers match jaxinit's), same loss,
+  loss recorded at the same steps.
+* ``torch.func``: stacked parameters, ``torch.func.functional_call`` + ``vmap`` +
+  ``grad_and_value``, a Python loop over steps.
+* ``torch-loop``: a plain PyTorch loop, one run at a time (``nn.Sequential`` + ``optim.SGD``).
+  Too slow for every run: it times ``--loop-runs`` runs and extrapolates linearly.
+
+Each implementation is called once untimed-for-throughput (its *first* call: tracing, compiling
+and one run), then ``--repeat`` times; repeats are interleaved across implementations so a
+change in machine load hits all of them alike. Throughput is runs·steps/s of the median repeat.
+
+Usage::
+
+    python benchmarks/bench_engine.py                       # both workloads, full size
+    python benchmarks/bench_engine.py --workload tiny --runs 4096 --steps 200 --repeat 2  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxinit
+from jaxinit.tasks import TASKS, Task
+
+ROOT_SEED = 0
+
+
+class Workload(NamedTuple):
+    name: str
+    task: str
+    task_params: dict
+    widths: tuple[int, ...]
+    loss: str  # "bce" or "mse"
+    steps: int
+    runs: int
+    batch_size: int  # 0: full batch
+    learning_rate: float
+    log_every: int
+    loop_runs: int  # runs the plain torch loop really does (the rest is extrapolated)
+
+
+WORKLOADS = {
+    "tiny": Workload("tiny", "xor", {}, (2,), "bce", 2000, 65536, 0, 0.5, 10, 32),
+    "medium": Workload(
+        "medium",
+        "teacher_student",
+        {"in_dim": 16, "teacher_widths": [32], "activation": "tanh", "n_train": 1024},
+        (64, 64),
+        "mse",
+        300,
+        256,
+        256,
+        0.05,
+        10,
+        64,
+    ),
+}
+
+
+class Result(NamedTuple):
+    first_s: float  # first call: trace + compile + one full run
+    times_s: list[float]  # steady-state repeats, wall clock
+    cpu_s: list[float]  # the same repeats, CPU seconds of this process (all threads)
+    runs_timed: int  # runs the timed calls really did
+    runs: int  # runs the throughput is quoted for (> runs_timed: extrapolated)
+    final_loss_mean: float
+    note: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# (a) jaxinit
+
+
+def jaxinit_spec(w: Workload) -> dict:
+    return {
+        "name": f"bench-{w.name}",
+        "task": {"name": w.task, **w.task_params},
+        "model": {"name": "mlp", "widths": list(w.widths), "activation": "tanh"},
+        "init": {"scheme": "lecun_normal"},
+        "optimizer": {"name": "sgd", "learning_rate": w.learning_rate},
+        "train": {
+            "steps": w.steps,
+            "log_every": w.log_every,
+            "batch_size": w.batch_size,
+            "diagnostics": [],
+        },
+        "axes": {"seed": w.runs},
+    }
+
+
+def make_jaxinit(w: Workload, chunk_size: int | None) -> Callable[[], float]:
+    spec = jaxinit_spec(w)
+
+    def call() -> float:
+        ds = jaxinit.run(spec, progress=False, chunk_size=chunk_size)
+        ds["loss"].values  # noqa: B018  (results are already on the host; be explicit)
+        return float(ds["final_loss"].mean())
+
+    return call
+
+
+# --------------------------------------------------------------------------------------------
+# (b) hand-written jit(vmap(scan))
+
+
+def _loss(kind: str, pred, y):
+    if kind == "bce":
+        return jnp.mean(jnp.logaddexp(0.0, pred) - y * pred)
+    return jnp.mean(jnp.sum((pred - y) ** 2, axis=-1)) / 2
+
+
+def make_hand(w: Workload, task: Task, chunk_size: int) -> Callable[[], float]:
+    """``jit(vmap(train))`` over a chunk of seeds, Python loop over chunks."""
+    dims = (task.in_dim, *w.widths, task.out_dim)
+    x_all, y_all = jnp.asarray(task.x_train), jnp.asarray(task.y_train)
+    n = x_all.shape[0]
+    n_blocks = w.steps // w.log_every
+    minibatch = 0 < w.batch_size < n
+
+    def init(key):
+        # lecun_normal weights, zero biases; keys derived as jaxinit does, so results match.
+        params = []
+        for l, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            k_w = jax.random.split(jax.random.fold_in(key, l))[0]
+            k_w = jax.random.split(k_w)[0]
+            params.append((jax.random.normal(k_w, (a, b)) * (1.0 / np.sqrt(a)), jnp.zeros(b)))
+        return params
+
+    def apply(params, x):
+        for wt, b in params[:-1]:
+            x = jnp.tanh(x @ wt + b)
+        wt, b = params[-1]
+        return x @ wt + b
+
+    def loss_fn(params, x, y):
+        return _loss(w.loss, apply(params, x), y)
+
+    def train(seed):
+        key = jax.random.fold_in(jax.random.key(ROOT_SEED), seed)
+        k_init, k_data = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+        params = init(k_init)
+
+        def batch(t):
+            if not minibatch:
+                return x_all, y_all
+            per_epoch = n // w.batch_size
+            perm = jax.random.permutation(jax.random.fold_in(k_data, t // per_epoch), n)
+            idx = jax.lax.dynamic_slice_in_dim(perm, (t % per_epoch) * w.batch_size, w.batch_size)
+            return x_all[idx], y_all[idx]
+
+        def step(p, t):
+            loss, g = jax.value_and_grad(loss_fn)(p, *batch(t))
+            return jax.tree.map(lambda a, d: a - w.learning_rate * d, p, g), loss
+
+        def block(p, b):
+            full = loss_fn(p, x_all, y_all) if minibatch else None
+            p, losses = jax.lax.scan(step, p, b * w.log_every + jnp.arange(w.log_every))
+            return p, losses[0] if full is None else full
+
+        params, curve = jax.lax.scan(block, params, jnp.arange(n_blocks))
+        final = loss_fn(params, x_all, y_all)
+        return jnp.concatenate([curve, final[None]]), final
+
+    fn = jax.jit(jax.vmap(train))
+
+    def call() -> float:
+        finals = []
+        for lo in range(0, w.runs, chunk_size):
+            seeds = np.arange(lo, lo + chunk_size, dtype=np.int32)  # last chunk padded
+            curves, final = jax.device_get(fn(seeds))
+            finals.append(final[: w.runs - lo])
+        return float(np.concatenate(finals).mean())
+
+    return call
+
+
+# --------------------------------------------------------------------------------------------
+# (c), (d) PyTorch, imported lazily
+
+
+def _torch_net(torch, dims):
+    layers = []
+    for l, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if l < len(dims) - 2:
+            layers.append(torch.nn.Tanh())
+    return torch.nn.Sequential(*layers)
+
+
+def _torch_init_(torch, net, gen):
+    """lecun_normal weights, zero biases, drawn from ``gen``."""
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, torch.nn.Linear):
+                m.weight.normal_(0.0, 1.0 / np.sqrt(m.in_features), generator=gen)
+                m.bias.zero_()
+
+
+def _torch_loss(torch, kind):
+    if kind == "bce":
+        return lambda pred, y: torch.nn.functional.binary_cross_entropy_with_logits(pred, y)
+    return lambda pred, y: ((pred - y) ** 2).sum(-1).mean() / 2
+
+
+def make_torch_func(w: Workload, task: Task) -> Callable[[], float]:
+    import torch
+    from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+    dims = (task.in_dim, *w.widths, task.out_dim)
+    x_all, y_all = torch.from_numpy(task.x_train), torch.from_numpy(task.y_train)
+    n = x_all.shape[0]
+    minibatch = 0 < w.batch_size < n
+    loss_of = _torch_loss(torch, w.loss)
+    base = _torch_net(torch, dims).to("meta")
+
+    def loss_fn(params, x, y):
+        return loss_of(functional_call(base, params, (x,)), y)
+
+    full_loss = vmap(loss_fn, in_dims=(0, None, None))
+    step_grad = vmap(grad_and_value(loss_fn), in_dims=(0, 0, 0) if minibatch else (0, None, None))
+
+    def call() -> float:
+        gen = torch.Generator().manual_seed(ROOT_SEED)
+        nets = []
+        for _ in range(w.runs):
+            net = _torch_net(torch, dims)
+            _torch_init_(torch, net, gen)
+            nets.append(net)
+        params, _ = stack_module_state(nets)
+        params = {k: v.detach() for k, v in params.items()}
+        curve = torch.empty(w.runs, w.steps // w.log_every + 1)
+        per_epoch = n // w.batch_size if minibatch else 1
+        for t in range(w.steps):
+            if minibatch:
+                if t % per_epoch == 0:
+                    perm = torch.rand(w.runs, n, generator=gen).argsort(dim=1)
+                k = t % per_epoch
+                idx = perm[:, k * w.batch_size : (k + 1) * w.batch_size]
+                x, y = x_all[idx], y_all[idx]
+                if t % w.log_every == 0:
+                    curve[:, t // w.log_every] = full_loss(params, x_all, y_all)
+            else:
+                x, y = x_all, y_all
+            grads, loss = step_grad(params, x, y)
+            if not minibatch and t % w.log_every == 0:
+                curve[:, t // w.log_every] = loss
+            with torch.no_grad():
+                for k_, p in params.items():
+                    p.sub_(w.learning_rate * grads[k_])
+        final = full_loss(params, x_all, y_all)
+        curve[:, -1] = final
+        return float(final.mean())
+
+    return call
+
+
+def make_torch_loop(w: Workload, task: Task, runs: int) -> Callable[[], float]:
+    import torch
+
+    dims = (task.in_dim, *w.widths, task.out_dim)
+    x_all, y_all = torch.from_numpy(task.x_train), torch.from_numpy(task.y_train)
+    n = x_all.shape[0]
+    minibatch = 0 < w.batch_size < n
+    loss_of = _torch_loss(torch, w.loss)
+
+    def call() -> float:
+        gen = torch.Generator().manual_seed(ROOT_SEED)
+        finals = []
+        for _ in range(runs):
+            net = _torch_net(torch, dims)
+            _torch_init_(torch, net, gen)
+            opt = torch.optim.SGD(net.parameters(), lr=w.learning_rate)
+            curve = torch.empty(w.steps // w.log_every + 1)
+            perm = None
+            for t in range(w.steps):
+                if minibatch:
+                    per_epoch = n // w.batch_size
+                    if t % per_epoch == 0:
+                        perm = torch.randperm(n, generator=gen)
+                    k = t % per_epoch
+                    idx = perm[k * w.batch_size : (k + 1) * w.batch_size]
+                    x, y = x_all[idx], y_all[idx]
+                    if t % w.log_every == 0:
+                        with torch.no_grad():
+                            curve[t // w.log_every] = loss_of(net(x_all), y_all)
+                else:
+                    x, y = x_all, y_all
+                opt.zero_grad()
+                loss = loss_of(net(x), y)
+                loss.backward()
+                opt.step()
+                if not minibatch and t % w.log_every == 0:
+                    curve[t // w.log_every] = loss.detach()
+            with torch.no_grad():
+                curve[-1] = loss_of(net(x_all), y_all)
+            finals.append(float(curve[-1]))
+        return float(np.mean(finals))
+
+    return call
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def bench(w: Workload, impls: list[str], repeat: int, chunk_size: int | None) -> dict[str, Result]:
+    task = TASKS[w.task](**w.task_params)
+    chunk = chunk_size or w.runs
+    calls: dict[str, tuple[Callable[[], float], int, int, str]] = {}
+    for name in impls:
+        if name == "jaxinit":
+            calls[name] = (make_jaxinit(w, chunk_size), w.runs, w.runs, "")
+        elif name == "hand":
+            calls[name] = (make_hand(w, task, chunk), w.runs, w.runs, "")
+        elif name == "torch.func":
+            calls[name] = (make_torch_func(w, task), w.runs, w.runs, "")
+        elif name == "torch-loop":
+            k = min(w.loop_runs, w.runs)
+            note = f"extrapolated from {k} runs" if k < w.runs else ""
+            calls[name] = (make_torch_loop(w, task, k), k, w.runs, note)
+    firsts, finals = {}, {}
+    times, cpu = {name: [] for name in calls}, {name: [] for name in calls}
+    for name, (call, *_) in calls.items():
+        t0 = time.perf_counter()
+        finals[name] = call()
+        firsts[name] = time.perf_counter() - t0
+        print(f"  [{w.name}] {name:<10} first call {firsts[name]:8.2f} s", flush=True)
+    for r in range(repeat):
+        for name, (call, *_) in calls.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            call()
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+        line = "  ".join(f"{n} {ts[-1]:.2f}s" for n, ts in times.items())
+        print(f"  [{w.name}] repeat {r + 1}/{repeat}: {line}  (load {_load()})", flush=True)
+    return {
+        name: Result(firsts[name], times[name], cpu[name], k, total, finals[name], note)
+        for name, (_, k, total, note) in calls.items()
+    }
+
+
+def report(w: Workload, results: dict[str, Result]) -> None:
+    """One table row per implementation; ratios of jaxinit's throughput to each other's.
+
+    ``wall`` is the median repeat's wall clock, ``cpu`` its CPU seconds (all threads of this
+    process), which moves less than wall time when other processes share the cores.
+    """
+    print(
+        f"\n== {w.name}: {w.runs} runs x {w.steps} steps, widths {w.widths}, "
+        f"batch {w.batch_size or 'full'}, log_every {w.log_every} =="
+    )
+    print(
+        f"{'impl':<11}{'first s':>9}{'wall s':>9}{'wall min-max':>15}{'cpu s':>9}"
+        f"{'cpu min-max':>15}{'runs*steps/s':>14}{'final loss':>12}  note"
+    )
+    rate, cpu_rate = {}, {}
+    for name, r in results.items():
+        scale = r.runs / r.runs_timed  # > 1: extrapolated
+        wall, cpu = statistics.median(r.times_s) * scale, statistics.median(r.cpu_s) * scale
+        rate[name], cpu_rate[name] = r.runs * w.steps / wall, r.runs * w.steps / cpu
+        wall_mm = f"{min(r.times_s) * scale:.2f}-{max(r.times_s) * scale:.2f}"
+        cpu_mm = f"{min(r.cpu_s) * scale:.2f}-{max(r.cpu_s) * scale:.2f}"
+        print(
+            f"{name:<11}{r.first_s * scale:9.2f}{wall:9.2f}{wall_mm:>15}{cpu:9.2f}{cpu_mm:>15}"
+            f"{rate[name]:14.3e}{r.final_loss_mean:12.5f}  {r.note}"
+        )
+    if "jaxinit" in rate:
+        for other in ("hand", "torch.func", "torch-loop"):
+            if other in rate:
+                print(
+                    f"jaxinit/{other}: throughput ratio {rate['jaxinit'] / rate[other]:.3f} wall, "
+                    f"{cpu_rate['jaxinit'] / cpu_rate[other]:.3f} cpu "
+                    f"(jaxinit overhead {rate[other] / rate['jaxinit'] - 1:+.1%} wall, "
+                    f"{cpu_rate[other] / cpu_rate['jaxinit'] - 1:+.1%} cpu)"
+                )
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workload", choices=["tiny", "medium", "all"], default="all")
+    p.add_argument("--runs", type=int, help="override the workload's number of runs")
+    p.add_argument("--steps", type=int, help="override the workload's steps")
+    p.add_argument("--loop-runs", type=int, help="runs the plain torch loop really does")
+    p.add_argument("--log-every", type=int, help="override the logging interval")
+    p.add_argument("--repeat", type=int, default=3, help="timed repeats after the first call")
+    p.add_argument("--chunk-size", type=int, help="runs per compiled call (default: all)")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch.set_num_threads (default: the core count)",
+    )
+    p.add_argument(
+        "--impl",
+        action="append",
+        choices=["jaxinit", "hand", "torch.func", "torch-loop"],
+        help="run only these (repeatable); default all",
+    )
+    args = p.parse_args(argv)
+    impls = args.impl or ["jaxinit", "hand", "torch.func", "torch-loop"]
+    try:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+        print(f"torch {torch.__version__}, torch.set_num_threads({args.torch_threads})")
+    except ImportError:
+        dropped = [i for i in impls if i.startswith("torch")]
+        impls = [i for i in impls if not i.startswith("torch")]
+        if dropped:
+            print(f"NOTE: torch is not installed; skipping {', '.join(dropped)}")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device), "
+        f"{os.cpu_count()} cores, load {_load()}"
+    )
+    names = ["tiny", "medium"] if args.workload == "all" else [args.workload]
+    for name in names:
+        w = WORKLOADS[name]
+        changes = {
+            k: v
+            for k, v in {
+                "runs": args.runs,
+                "steps": args.steps,
+                "loop_runs": args.loop_runs,
+                "log_every": args.log_every,
+            }.items()
+            if v is not None
+        }
+        w = w._replace(**changes)
+        results = bench(w, impls, args.repeat, args.chunk_size)
+        report(w, results)
+
+
+if __name__ == "__main__":
+    main()

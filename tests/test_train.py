@@ -1,0 +1,285 @@
+"""Training: jaxinit's SGD trajectory against a per-run NumPy reference, divergence, grad_tol,
+time-to-threshold, and per-run random streams (minibatch order, dropout keys)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxinit
+from jaxinit.models import Model
+from jaxinit.sweep import build_task
+from jaxinit.train import Data, _batch, make_run
+
+STEPS = 100
+
+XOR = {
+    "task": {"name": "xor"},
+    "model": {"widths": [4], "activation": "tanh"},
+    "init": {"scheme": "he_normal", "bias_scheme": "normal", "bias_scale": 0.5},
+    "optimizer": {"name": "sgd", "learning_rate": 1.0},
+    "train": {"steps": STEPS, "log_every": 1, "threshold": 0.3, "diagnostics": []},
+    "store": {"save_params": True},
+    "axes": {"init.scale": [0.5, 1.5], "seed": 3},
+}
+
+LINEAR = {
+    "task": {"name": "linear_regression", "n_points": 32},
+    "model": {"widths": [], "activation": "linear"},
+    "init": {"scheme": "normal"},
+    "optimizer": {"name": "sgd"},
+    "train": {"steps": STEPS, "log_every": 1, "threshold": 0.02, "diagnostics": ["grad_norm"]},
+    "store": {"save_params": True},
+    "axes": {"optimizer.learning_rate": [0.3, 50.0], "train.grad_tol": [0.0, 1e-3], "seed": 2},
+}
+"""A linear model on least squares: lr 0.3 converges, lr 50 blows up (Hessian ≈ I)."""
+
+_ACT = {
+    "tanh": (np.tanh, lambda a: 1 - np.tanh(a) ** 2),
+    "linear": (lambda a: a, lambda a: np.ones_like(a)),
+}
+
+
+def _reference(layers, x, y, loss, activation, lr, steps):
+    """Plain full-batch SGD in float64 NumPy: returns (loss before each step + final, params)."""
+    act, dact = _ACT[activation]
+    layers = [(np.array(w, np.float64), np.array(b, np.float64)) for w, b in layers]
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+
+    def forward(layers):
+        hs, pre = [x], []
+        for k, (w, b) in enumerate(layers):
+            a = hs[-1] @ w + b
+            pre.append(a)
+            hs.append(a if k == len(layers) - 1 else act(a))
+        return hs, pre
+
+    def loss_and_dz(z):
+        if loss == "bce":
+            return np.mean(np.sum(np.logaddexp(0, z) - y * z, 1)), (1 / (1 + np.exp(-z)) - y)
+        return np.mean(np.sum((z - y) ** 2, 1)) / 2, (z - y)
+
+    curve, trajectory = [], [layers]
+    for _ in range(steps + 1):
+        hs, pre = forward(layers)
+        value, dz = loss_and_dz(hs[-1])
+        curve.append(value)
+        if len(curve) > steps:
+            break
+        delta = dz / len(x)
+        grads = []
+        for k in reversed(range(len(layers))):
+            grads.append((hs[k].T @ delta, delta.sum(0)))
+            if k:
+                delta = (delta @ layers[k][0].T) * dact(pre[k - 1])
+        grads.reverse()
+        layers = [(w - lr * gw, b - lr * gb) for (w, b), (gw, gb) in zip(layers, grads)]
+        trajectory.append(layers)
+    return np.array(curve), trajectory
+
+
+def _runs(ds, spec):
+    """Yield ``(selector, initial layers, lr)`` for every run of a dataset."""
+    lr0 = spec["optimizer"].get("learning_rate", 0.1)
+    stacked = ds.stack(run=list(ds.done.dims))
+    n_layers = sum(1 for k in ds.data_vars if k.startswith("params0/") and k.endswith("/w"))
+    for r in range(stacked.sizes["run"]):
+        sel = stacked.isel(run=r)
+        layers = [
+            (sel[f"params0/layers/{k}/w"].values, sel[f"params0/layers/{k}/b"].values)
+            for k in range(n_layers)
+        ]
+        lr = float(sel["optimizer_learning_rate"]) if "optimizer_learning_rate" in sel else lr0
+        yield sel, layers, lr
+
+
+def _final_layers(sel):
+    n = sum(1 for k in sel.data_vars if k.startswith("params/") and k.endswith("/w"))
+    return [
+        (sel[f"params/layers/{k}/w"].values, sel[f"params/layers/{k}/b"].values) for k in range(n)
+    ]
+
+
+def _trajectory_error(dtype):
+    """Largest relative error of loss curves and final params against the NumPy reference."""
+    spec = {**XOR, "train": {**XOR["train"], "dtype": dtype}}
+    ds = jaxinit.run(spec, progress=False)
+    task = build_task(jaxinit.Spec.from_dict(spec))
+    worst = 0.0
+    for sel, layers, lr in _runs(ds, spec):
+        curve, traj = _reference(layers, task.x_train, task.y_train, "bce", "tanh", lr, STEPS)
+        worst = max(worst, np.max(np.abs(sel.loss.values - curve) / np.abs(curve)))
+        for (w, b), (rw, rb) in zip(_final_layers(sel), traj[-1]):
+            for got, ref in ((w, rw), (b, rb)):
+                worst = max(worst, np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
+    return float(worst), ds
+
+
+@pytest.fixture(scope="module")
+def xor_sweep():
+    return _trajectory_error("float32")
+
+
+@pytest.fixture(scope="module")
+def linear_sweep():
+    return jaxinit.run(LINEAR, progress=False)
+
+
+def test_sgd_matches_numpy_reference(xor_sweep):
+    worst, ds = xor_sweep
+    assert ds.loss.shape == (2, 3, STEPS + 1)
+    # the runs really move: the reference comparison is not a comparison of constants
+    assert float((ds.loss[..., 0] - ds.loss[..., -1]).min()) > 0.02
+    assert worst < 1e-5
+
+
+def test_sgd_matches_numpy_reference_float64():
+    """float64 switches x64 on for the whole process, so this variant runs in a subprocess."""
+    code = (
+        "import runpy, sys; print(runpy.run_path(sys.argv[1])['_trajectory_error']('float64')[0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) < 1e-12
+
+
+def test_time_to_threshold_is_first_step_below(xor_sweep):
+    ds = xor_sweep[1]
+    thr = XOR["train"]["threshold"]
+    below = ds.loss.values < thr  # loss at steps 0..STEPS (the last: after the final update)
+    first = np.where(below.any(-1), below.argmax(-1), -1)
+    np.testing.assert_array_equal(ds.time_to_threshold.values, first)
+    assert (first > 0).any()  # some runs cross the threshold while training
+
+
+def test_time_to_threshold_counts_the_last_step(xor_sweep):
+    """A threshold crossed only by the loss after the final update gives ``steps``, not -1."""
+    ds = xor_sweep[1].isel(init_scale=1, seed=0)
+    curve = ds.loss.values
+    assert curve[-1] < curve[:-1].min()  # still improving at the end
+    thr = float((curve[-1] + curve[:-1].min()) / 2)
+    spec = jaxinit.Spec.from_dict({**XOR, "train": {**XOR["train"], "threshold": thr}})
+    run = jax.jit(make_run(spec, build_task(spec)))
+    values = {"seed": jnp.int32(0), "init.scale": jnp.float32(ds.init_scale)}
+    out = run(values, Data.from_task(build_task(spec)))
+    assert int(out["final"]["time_to_threshold"]) == STEPS
+
+
+def test_diverged_run_is_frozen_and_others_train(linear_sweep):
+    ds = linear_sweep
+    task = build_task(jaxinit.Spec.from_dict(LINEAR))
+    blown = ds.sel(optimizer_learning_rate=50.0)
+    assert bool(blown.diverged.all())
+    steps = blown.diverged_step.values
+    assert ((steps > 0) & (steps < STEPS)).all()
+    # frozen at finite parameters with a finite loss: the last logged state before step d
+    for var in ("params/layers/0/w", "params/layers/0/b"):
+        assert np.isfinite(blown[var].values).all(), var
+        assert np.abs(blown[var].values).max() > 1e6  # it did blow up before stopping
+    assert np.isfinite(blown.final_loss.values).all()
+    loss = blown.loss.transpose("train_grad_tol", "seed", "step").values
+    for curve, d in zip(loss.reshape(-1, STEPS + 1), steps.ravel()):
+        assert (np.diff(curve[:d]) > 0).all()  # blowing up until the step that overflowed
+        # step d's loss is non-finite (or its parameters are, and it was never evaluated); from
+        # then on the run is frozen at step d - 1, the last state with a finite loss (log_every=1)
+        assert not np.isfinite(curve[d]) or curve[d] == curve[d - 1]
+        np.testing.assert_array_equal(curve[d + 1 :], curve[d - 1])
+    calm = ds.sel(optimizer_learning_rate=0.3, train_grad_tol=0.0)
+    assert not bool(calm.diverged.any()) and (calm.diverged_step.values == -1).all()
+    for sel, layers, lr in _runs(calm.expand_dims("optimizer_learning_rate"), LINEAR):
+        curve, traj = _reference(layers, task.x_train, task.y_train, "mse", "linear", lr, STEPS)
+        np.testing.assert_allclose(sel.loss.values, curve, rtol=1e-5)
+        for got, ref in zip(_final_layers(sel), traj[-1]):
+            np.testing.assert_allclose(got[0], ref[0], rtol=1e-5, atol=1e-7)
+
+
+def test_grad_tol_freezes_runs(linear_sweep):
+    ds = linear_sweep.sel(optimizer_learning_rate=0.3)
+    tol = LINEAR["axes"]["train.grad_tol"][1]
+    free, stopped = ds.sel(train_grad_tol=0.0), ds.sel(train_grad_tol=tol)
+    assert (free.converged_step.values == -1).all()
+    conv = stopped.converged_step.values
+    assert ((conv > 0) & (conv < STEPS)).all()
+    gnorm = stopped.grad_norm.values  # gradient norm at the start of each step
+    first = (gnorm[:, :STEPS] < tol).argmax(-1)
+    np.testing.assert_array_equal(conv, first)
+    for g, c in zip(gnorm, conv):
+        np.testing.assert_array_equal(g[c:], g[c])  # frozen
+    assert (stopped.final_grad_norm.values < tol).all()
+    # before stopping, the two runs of a seed are the same run
+    for k, c in enumerate(conv):
+        np.testing.assert_array_equal(stopped.loss.values[k, : c + 1], free.loss.values[k, : c + 1])
+
+
+def test_time_to_threshold_never_reached_is_minus_one(linear_sweep):
+    blown = linear_sweep.sel(optimizer_learning_rate=50.0)
+    below = blown.loss.values[..., :STEPS] < LINEAR["train"]["threshold"]
+    assert not below.any()
+    assert (blown.time_to_threshold.values == -1).all()
+
+
+def test_batch_visits_a_permutation_each_epoch():
+    data = Data.from_task(jaxinit.TASKS["parity"](n=3))  # 8 distinct inputs
+    key = jax.random.key(0)
+    batch = jax.jit(_batch, static_argnums=3)
+    seen = [np.asarray(batch(data, key, jnp.int32(t), 2)[0]) for t in range(8)]
+    codes = [sorted((x @ [1, 2, 4]).astype(int)) for x in seen]
+    assert sorted(sum(codes[:4], [])) == list(range(8))
+    assert sorted(sum(codes[4:], [])) == list(range(8))
+    assert codes[:4] != codes[4:]  # a fresh order in the next epoch
+    full = _batch(data, key, jnp.int32(3), 0)[0]
+    np.testing.assert_array_equal(full, data.x_train)
+
+
+def _recorder(use_key):
+    """A model whose output is 0 but whose gradient is ``mean((1/2 - y) · features)``.
+
+    With bce and SGD, ``(p_T - p_0) / lr`` is then the sum over steps of a statistic of each
+    step's minibatch (and, with ``use_key``, of a mask drawn from the step's dropout key): equal
+    for two runs exactly when they saw the same batches and masks. Whole epochs sum to the same
+    statistic in any order, so the minibatch case stops mid-epoch (10 steps of 4 per epoch).
+    """
+
+    def init(key, init_spec):
+        return {"p": init_spec.scale * jnp.ones(2)}
+
+    def apply(params, x, *, key=None, train=False):
+        p = params["p"]
+        feats = x
+        if train and key is not None and use_key:
+            feats = x * jax.random.uniform(key, x.shape)
+        return (feats @ (p - jax.lax.stop_gradient(p)))[:, None]
+
+    return Model(init, apply)
+
+
+@pytest.mark.parametrize("stream", ["minibatch", "dropout"])
+def test_random_streams_depend_only_on_seed_and_step(stream):
+    spec = {
+        "task": {"name": "circles", "n_points": 32},
+        "train": {"steps": 10, "log_every": 5, "batch_size": 8 if stream == "minibatch" else 0},
+        "store": {"save_params": True},
+        "axes": {"init.scale": [0.5, 1.0], "optimizer.learning_rate": [0.1, 0.3], "seed": 3},
+    }
+    ds = jaxinit.run(spec, model=_recorder(stream == "dropout"), progress=False)
+    assert np.isfinite(ds.loss.values).all()
+    order = ("seed", "init_scale", "optimizer_learning_rate", ...)
+    p, p0 = (ds[v].transpose(*order).values for v in ("params/p", "params0/p"))
+    lr = ds.optimizer_learning_rate.values[None, None, :, None]
+    moved = ((p - p0) / lr).reshape(3, -1, 2)  # (seed, other runs, p)
+    # p - p0 cancels in float32: a few ulps of p (≈1e-7) / lr, summed over 10 steps
+    for s in range(3):
+        np.testing.assert_allclose(
+            moved[s], np.broadcast_to(moved[s, :1], moved[s].shape), atol=2e-5
+        )
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert np.abs(moved[a, 0] - moved[b, 0]).max() > 1e-3, (moved[a, 0], moved[b, 0])
