@@ -1,6 +1,7 @@
 """``jaxinit`` command line: a thin shell over :mod:`jaxinit.sweep` and :mod:`jaxinit.report`.
 
-Exit codes: 0 ok, 2 bad input (spec, override, directory), 1 anything else.
+Exit codes: 0 ok, 2 bad input (spec, override, directory, a full or unwritable disk),
+1 anything else, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -36,12 +37,19 @@ def parse_set(item: str) -> tuple[str, object]:
 
 def _cmd_run(args) -> int:
     from jaxinit.report import summarize, write_report
-    from jaxinit.sweep import resolve_spec, run
+    from jaxinit.spec import SpecError
+    from jaxinit.sweep import parse_shard, resolve_spec, run
 
+    # Validate everything before anything compiles or the output directory is created.
     overrides = dict(parse_set(s) for s in args.set)
-    spec = resolve_spec(args.spec, overrides)  # validate before anything compiles or is written
+    spec = resolve_spec(args.spec, overrides)
+    shard = parse_shard(args.shard)
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise SpecError(f"--chunk-size must be a positive integer, got {args.chunk_size}")
     out = Path(args.out) if args.out else Path("results") / spec.name
-    ds = run(spec, out, chunk_size=args.chunk_size, shard=args.shard, progress=not args.quiet)
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"--out {out} exists and is not a directory")
+    ds = run(spec, out, chunk_size=args.chunk_size, shard=shard, progress=not args.quiet)
     print(summarize(ds))
     print(f"results: {out}")
     if args.report:
@@ -100,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except (SpecError, StoreError) as e:
         print(f"jaxinit: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. the report directory: name the path, no traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"jaxinit: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -7,7 +7,7 @@ A spec names the task, model, init, optimizer and training settings, and the **a
 
 >>> spec = Spec.from_dict({"task": {"name": "xor"}, "axes": {"seed": 4, "init.scale": [0.5, 1.0]}})
 >>> spec.axes
-(('init.scale', (0.5, 1.0)), ('seed', (0, 1, 2, 3)))
+(('seed', (0, 1, 2, 3)), ('init.scale', (0.5, 1.0)))
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ OPTIMIZERS = tuple(
     if hasattr(optax, n)
 )
 SECTIONS = ("task", "model", "init", "optimizer", "train", "store")
+MAX_SEED = 2**31 - 1  # seeds are folded into keys as int32
+TASK_INT_MAX = 100_000  # cap on integer task arguments (sizes), so a typo cannot exhaust memory
+_TASK_INT_LIMITS = {"n": 20, "seed": MAX_SEED}  # parity(n) has 2**n points
 _TOP_LEVEL = ("name", "description", "seed", "axes", "report", *SECTIONS)
 
 
@@ -350,6 +353,8 @@ def _parse_axes(data: Any) -> tuple[tuple[str, tuple], ...]:
         values = tuple(tuple(v) if isinstance(v, list) else v for v in values)
         if len(set(map(repr, values))) != len(values):
             raise SpecError(f"axes.{path} repeats a value: {list(values)}")
+        if path in [p for p, _ in axes]:
+            raise SpecError(f"axes.{path} is given twice")
         axes.append((path, values))
     if "seed" not in [p for p, _ in axes]:
         axes.append(("seed", (0,)))
@@ -382,14 +387,19 @@ def validate(spec: Spec) -> None:
     from jaxinit.metrics import DIAGNOSTICS
     from jaxinit.models import MODELS
 
+    _seed("seed", spec.seed)
     for path, values in spec.axes:
         if path == "seed":
             for v in values:
-                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                    raise SpecError(f"axes.seed values must be integers >= 0, got {v!r}")
+                _seed("axes.seed: each value", v)
             continue
         section, name = _split(path)
         sec = getattr(spec, section)
+        if path in _NOT_AXES or section == "store" or name == "params":
+            raise SpecError(
+                f"axis {path!r} is not allowed: {_NOT_AXES.get(path, 'not a sweepable field')}; "
+                "run separate sweeps instead"
+            )
         if name not in _field_names(type(sec)) and not hasattr(sec, "params"):
             raise SpecError(
                 f"axis {path!r}: [{section}] has no field {name!r}; allowed: "
@@ -410,6 +420,82 @@ def validate(spec: Spec) -> None:
         _one_of("report", name, tuple(FIGURES))
 
 
+_NOT_AXES = {"train.dtype": "precision is process-wide (jax_enable_x64)"}
+
+
+def _seed(where: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        raise SpecError(f"{where} must be an integer in 0..{MAX_SEED}, got {value!r}")
+
+
+def _check_task(name: str, params: Mapping[str, Any]) -> None:
+    """Task arguments: known names, the type of each default, sizes in range, and a task that
+    builds with a non-empty, finite training set."""
+    sig = _signature_params(TASKS[name])
+    for k, v in params.items():
+        if k not in sig:
+            raise SpecError(f"task {name!r} has no parameter {k!r}; allowed: {', '.join(sig)}")
+        default, where = sig[k].default, f"task.{k}"
+        if isinstance(default, bool):
+            _typed(where, v, bool)
+        elif isinstance(default, int):
+            hi = _TASK_INT_LIMITS.get(k, TASK_INT_MAX)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
+                raise SpecError(f"{where} must be an integer in 0..{hi}, got {v!r}")
+        elif isinstance(default, float):
+            _finite(where, v)
+        elif isinstance(default, str):
+            _typed(where, v, str)
+        elif isinstance(default, tuple):
+            items = v if isinstance(v, (list, tuple)) else [None]
+            if not all(
+                isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= TASK_INT_MAX
+                for w in items
+            ):
+                raise SpecError(
+                    f"{where} must be a list of integers in 1..{TASK_INT_MAX}, got {v!r}"
+                )
+    _build_task(name, json.dumps(dict(params), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _build_task(name: str, params_json: str) -> None:
+    params = json.loads(params_json)
+    try:
+        task = TASKS[name](**params)
+    except Exception as e:  # a factory's own complaint about its arguments
+        raise SpecError(f"task {name!r} with {params}: {type(e).__name__}: {e}") from None
+    import numpy as np
+
+    arrays = task[:4]
+    if any(np.asarray(a).size == 0 for a in arrays) or not all(
+        np.isfinite(np.asarray(a, float)).all() for a in arrays
+    ):
+        raise SpecError(f"task {name!r} with {params} gives an empty or non-finite data set")
+
+
+def _check_optimizer(o: OptimizerSpec) -> None:
+    """Extra optimizer arguments: known names, plain finite values matching the defaults' types."""
+    fn = getattr(optax, o.name)
+    sig = _signature_params(fn)
+    allowed = ", ".join(a for a in sig if a != "learning_rate")
+    for k, v in o.params.items():
+        if k not in sig or k == "learning_rate":
+            raise SpecError(f"optimizer {o.name!r} has no parameter {k!r}; allowed: {allowed}")
+        default, where = sig[k].default, f"optimizer.{k}"
+        if isinstance(default, bool) or isinstance(v, bool):
+            if not (isinstance(default, bool) and isinstance(v, bool)):
+                raise SpecError(f"{where} must be {type(default).__name__}, got {v!r}")
+        elif isinstance(default, (int, float)) or isinstance(v, (int, float)):
+            _finite(where, v)
+        elif not isinstance(v, str) or (default is not None and not isinstance(default, str)):
+            raise SpecError(f"{where} must be a number, true/false or a string, got {v!r}")
+    try:
+        fn(learning_rate=o.learning_rate, **o.params)
+    except Exception as e:
+        raise SpecError(f"optimizer {o.name!r} rejects {dict(o.params)}: {e}") from None
+
+
 def _coerce_axis(spec: Spec, path: str, value: Any) -> Any:
     section, name = _split(path)
     cls = type(getattr(spec, section))
@@ -423,12 +509,7 @@ def _coerce_axis(spec: Spec, path: str, value: Any) -> Any:
 def _validate_one(spec: Spec) -> None:
     t, m, i, o, tr = spec.task, spec.model, spec.init, spec.optimizer, spec.train
     _one_of("task.name", t.name, tuple(TASKS))
-    task_args = _signature_params(TASKS[t.name])
-    for k in t.params:
-        if k not in task_args:
-            raise SpecError(
-                f"task {t.name!r} has no parameter {k!r}; allowed: {', '.join(task_args)}"
-            )
+    _check_task(t.name, t.params)
     for k, w in enumerate(m.widths):
         if not isinstance(w, int) or w < 1:
             raise SpecError(f"model.widths[{k}] must be a positive integer, got {w!r}")
@@ -440,15 +521,13 @@ def _validate_one(spec: Spec) -> None:
     _finite("init.bias_scale", i.bias_scale, nonneg=True)
     _finite("init.value", i.value)
     _finite("init.perturbation", i.perturbation, nonneg=True)
+    if i.plane_seed != -1:
+        _seed("init.plane_seed (or -1: off)", i.plane_seed)
+    _finite("init.plane_a", i.plane_a)
+    _finite("init.plane_b", i.plane_b)
     _one_of("optimizer.name", o.name, OPTIMIZERS)
     _finite("optimizer.learning_rate", o.learning_rate, positive=True)
-    opt_args = _signature_params(getattr(optax, o.name))
-    for k, v in o.params.items():
-        if k not in opt_args or k == "learning_rate":
-            allowed = ", ".join(a for a in opt_args if a != "learning_rate")
-            raise SpecError(f"optimizer {o.name!r} has no parameter {k!r}; allowed: {allowed}")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise SpecError(f"optimizer.{k} must be finite, got {v!r}")
+    _check_optimizer(o)
     if not 1 <= tr.steps <= 10_000_000:
         raise SpecError(f"train.steps must be in 1..10000000, got {tr.steps}")
     if not 1 <= tr.log_every <= tr.steps or tr.steps % tr.log_every:

@@ -1,0 +1,315 @@
+"""The sweep directory: checksummed chunks, no pickle, refusal of other versions and other specs,
+clear errors for damaged files, and recomputation of damaged chunks on resume.
+
+Most tests write chunks by hand through :class:`SweepDir` (no JAX work); the resume tests run a
+real tiny sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxinit
+import jaxinit.sweep as sweep
+from jaxinit import store
+from jaxinit.plan import chunk_id, make_plan
+from jaxinit.spec import FORMAT_VERSION, Spec
+
+SPEC = Spec.from_dict(
+    {"name": "st", "train": {"steps": 10, "log_every": 5}, "axes": {"seed": 6}}
+)  # 6 runs; chunk size 2 -> chunks 0000-000000 .. 0000-000002
+
+
+def _fake_dir(path: Path, spec: Spec = SPEC, chunk: int = 2) -> Path:
+    """A finished sweep directory whose chunks hold ``final_loss = run_id / 10`` (no JAX)."""
+    plan = make_plan(spec, chunk)
+    with store.SweepDir(path, spec, chunk).open(explicit_chunk_size=True) as d:
+        for g, c in plan.chunks():
+            ids = g.run_ids[c * chunk : (c + 1) * chunk]
+            d.write_chunk(chunk_id(g, c), {"run_id": ids, "final/final_loss": ids / 10})
+    return path
+
+
+def _chunk(path: Path, k: int = 1) -> Path:
+    return path / "chunks" / f"0000-{k:06d}.npz"
+
+
+def test_fake_dir_loads(tmp_path):
+    ds = jaxinit.load(_fake_dir(tmp_path / "d"))
+    np.testing.assert_array_equal(ds.final_loss.values, np.arange(6) / 10)
+    assert bool(ds.done.all()) and ds.attrs["partial"] == 0
+
+
+# -- damaged chunks ------------------------------------------------------------------------------
+def _flip(f: Path) -> None:
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+
+
+def _truncate(f: Path) -> None:
+    f.write_bytes(f.read_bytes()[:-40])
+
+
+def _delete(f: Path) -> None:
+    f.unlink()
+
+
+@pytest.mark.parametrize("damage", [_flip, _truncate, _delete])
+def test_damaged_chunk_is_detected_on_load_with_its_path(tmp_path, damage):
+    d = _fake_dir(tmp_path / "d")
+    damage(_chunk(d))
+    with pytest.raises(store.CorruptChunkError, match=re.escape(str(_chunk(d)))):
+        jaxinit.load(d)
+    with pytest.warns(UserWarning, match=re.escape(str(_chunk(d)))):
+        ds = jaxinit.load(d, on_corrupt="skip")
+    assert ds.done.values.tolist() == [True, True, False, False, True, True]
+    assert np.isnan(ds.final_loss.values[2:4]).all()  # never silently read
+    sd = store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True)
+    done, problems = sd.verified_done()
+    sd.close()
+    assert done == {"0000-000000", "0000-000002"}
+    assert len(problems) == 1 and str(_chunk(d)) in problems[0] and "recomputed" in problems[0]
+
+
+@pytest.fixture(scope="module")
+def real_sweep(tmp_path_factory):
+    """A real tiny sweep on disk (chunk size 2) and its results."""
+    spec = {
+        "name": "real",
+        "task": {"name": "xor"},
+        "model": {"widths": [3]},
+        "train": {"steps": 10, "log_every": 5},
+        "axes": {"init.scale": [0.5, 1.0], "seed": 3},
+    }
+    out = tmp_path_factory.mktemp("real") / "sweep"
+    ds = jaxinit.run(spec, out, chunk_size=2, progress=False)
+    return spec, out, {k: v.values for k, v in ds.data_vars.items()}
+
+
+@pytest.mark.slow
+def test_damaged_chunks_are_recomputed_on_resume(real_sweep):
+    """Flip a byte in one chunk and truncate another: resuming warns with both paths, recomputes
+    exactly those two chunks, and gives results bit-identical to the undamaged sweep."""
+    spec, out, ref = real_sweep
+    _flip(_chunk(out, 0))
+    _truncate(_chunk(out, 2))
+    untouched = _chunk(out, 1).stat().st_mtime_ns
+    with pytest.warns(UserWarning) as record:
+        ds = jaxinit.run(spec, out, progress=False)
+    msgs = " ".join(str(w.message) for w in record)
+    assert str(_chunk(out, 0)) in msgs and str(_chunk(out, 2)) in msgs
+    assert _chunk(out, 1).stat().st_mtime_ns == untouched
+    for k, v in ref.items():
+        np.testing.assert_array_equal(ds[k].values, v, err_msg=k)
+    np.testing.assert_array_equal(jaxinit.load(out).final_loss.values, ref["final_loss"])
+
+
+# -- damaged metadata ----------------------------------------------------------------------------
+def _edit_json(f: Path, fn) -> None:
+    f.write_text(json.dumps(fn(json.loads(f.read_text()))))
+
+
+SPEC_DAMAGE = {
+    "truncated": lambda f: f.write_text(f.read_text()[:50]),
+    "empty": lambda f: f.write_text(""),
+    "not an object": lambda f: f.write_text("[1, 2]"),
+    "no spec": lambda f: _edit_json(f, lambda m: {k: v for k, v in m.items() if k != "spec"}),
+    "invalid spec": lambda f: _edit_json(f, lambda m: m | {"spec": {"task": {"name": 3}}}),
+    "edited spec": lambda f: _edit_json(
+        f, lambda m: m | {"spec": m["spec"] | {"seed": m["spec"]["seed"] + 1}}
+    ),
+    "bad chunk size": lambda f: _edit_json(f, lambda m: m | {"chunk_size": 0}),
+}
+
+
+@pytest.mark.parametrize("damage", list(SPEC_DAMAGE), ids=list(SPEC_DAMAGE))
+def test_damaged_spec_json_is_a_clear_error(tmp_path, monkeypatch, damage):
+    d = _fake_dir(tmp_path / "d")
+    SPEC_DAMAGE[damage](d / "spec.json")
+    pattern = re.escape(str(d / "spec.json"))
+    with pytest.raises(store.StoreError, match=pattern):
+        jaxinit.load(d)
+    with pytest.raises(store.StoreError, match=pattern):
+        store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=False)
+    monkeypatch.setattr(sweep, "make_run", lambda *a, **k: pytest.fail("compiled"))
+    with pytest.raises(store.StoreError, match=pattern):
+        jaxinit.run(SPEC, d, progress=False)
+    # the refused opener released its lock: a healthy opener could take it
+    store.SweepDir(tmp_path / "other", SPEC, 2).open(explicit_chunk_size=True).close()
+    assert len(list((d / "chunks").glob("*.npz"))) == 3  # nothing deleted
+
+
+MANIFEST_DAMAGE = {
+    "truncated": lambda f: f.write_text(f.read_text()[:30]),
+    "no chunks": lambda f: f.write_text("{}"),
+    "chunks not a table": lambda f: f.write_text('{"chunks": [1]}'),
+    "entry escapes dir": lambda f: _edit_json(
+        f,
+        lambda m: {
+            "chunks": m["chunks"] | {"0000-000001": m["chunks"]["0000-000001"] | {"file": "../x"}}
+        },
+    ),
+    "bad chunk id": lambda f: _edit_json(f, lambda m: {"chunks": m["chunks"] | {"x": {}}}),
+}
+
+
+@pytest.mark.parametrize("damage", list(MANIFEST_DAMAGE), ids=list(MANIFEST_DAMAGE))
+def test_damaged_manifest_is_a_clear_error(tmp_path, damage):
+    d = _fake_dir(tmp_path / "d")
+    m = d / "manifest.0-of-1.json"
+    MANIFEST_DAMAGE[damage](m)
+    with pytest.raises(store.StoreError, match=re.escape(str(m)) + ".*delete it"):
+        jaxinit.load(d)
+    with pytest.raises(store.StoreError, match=re.escape(str(m))):
+        store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=False)
+    store.SweepDir(d / "x", SPEC, 2).open(explicit_chunk_size=True).close()  # lock released
+
+
+# -- versions and specs --------------------------------------------------------------------------
+def test_other_format_version_is_refused(tmp_path):
+    d = _fake_dir(tmp_path / "d")
+    _edit_json(
+        d / "spec.json",
+        lambda m: m | {"format_version": FORMAT_VERSION + 1, "jaxinit_version": "9"},
+    )
+    msg = rf"jaxinit 9 in format {FORMAT_VERSION + 1}.*this is jaxinit .*format {FORMAT_VERSION}"
+    with pytest.raises(store.StoreError, match=msg):
+        jaxinit.load(d)
+    with pytest.raises(store.StoreError, match=msg):
+        store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=False)
+
+
+def test_resume_with_a_different_spec_is_refused(tmp_path, monkeypatch):
+    d = _fake_dir(tmp_path / "d")
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    other = SPEC.with_overrides({"train.steps": 20})
+    monkeypatch.setattr(sweep, "make_run", lambda *a, **k: pytest.fail("compiled"))
+    with pytest.raises(store.StoreError, match="holds a different sweep.*another --out"):
+        jaxinit.run(other, d, progress=False)
+    with pytest.raises(store.StoreError, match="chunk size 2; resuming with 3"):
+        store.SweepDir(d, SPEC, 3).open(explicit_chunk_size=True)
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+
+
+def test_not_a_sweep_directory(tmp_path):
+    with pytest.raises(store.StoreError, match="not a jaxinit sweep directory"):
+        jaxinit.load(tmp_path)
+
+
+# -- no pickle -----------------------------------------------------------------------------------
+class _Trap:
+    """Unpickling this calls ``Path.touch(marker)``: proof that something was unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_object_array_chunk_is_refused_and_never_unpickled(tmp_path):
+    d = _fake_dir(tmp_path / "d")
+    marker = tmp_path / "unpickled"
+    trap = np.empty(2, object)
+    trap[:] = [_Trap(marker), _Trap(marker)]
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, run_id=np.array([2, 3]), **{"final/final_loss": trap})  # pickles the objects
+    data = buf.getvalue()
+    assert pickle.loads(pickle.dumps(_Trap(marker))) is None and marker.exists()  # trap works
+    marker.unlink()
+    _chunk(d).write_bytes(data)
+    _edit_json(
+        d / "manifest.0-of-1.json",
+        lambda m: {
+            "chunks": m["chunks"]
+            | {"0000-000001": m["chunks"]["0000-000001"] | {"sha256": store._sha256(data)}}
+        },
+    )  # a manifest that vouches for it: the checksum is not the only guard
+    with pytest.raises(store.CorruptChunkError, match=re.escape(str(_chunk(d))) + ".*decoded"):
+        jaxinit.load(d)
+    with pytest.raises(store.CorruptChunkError):
+        list(store.iter_chunks(d))  # the path load_params reads too
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="pickle"):
+        store.encode_chunk({"run_id": np.arange(2), "x": trap})
+
+
+def test_no_pickle_in_package_source():
+    """Every load path goes through np.load(allow_pickle=False); nothing imports pickle."""
+    src = Path(jaxinit.__file__).parent
+    loads = 0
+    for f in src.glob("*.py"):
+        text = f.read_text()
+        assert not re.search(r"^\s*(import|from)\s+(c?pickle|cloudpickle|dill)\b", text, re.M), f
+        assert "allow_pickle=True" not in text and "read_pickle" not in text, f
+        for call in re.findall(r"np\.load\((?:[^()]|\([^()]*\))*\)", text):
+            assert "allow_pickle=False" in call, (f, call)
+            loads += 1
+    assert loads >= 1  # the pattern does find the store's np.load
+
+
+def test_chunk_encoding_is_deterministic(monkeypatch):
+    """Same arrays -> same bytes at any time, so a chunk recomputed by another process or shard
+    matches the checksum its first writer recorded."""
+    arrays = {"run_id": np.arange(3), "final/x": np.linspace(0, 1, 3, dtype=np.float32)}
+    a = store.encode_chunk(arrays)
+    later = time.time() + 3 * 86400
+    monkeypatch.setattr(time, "time", lambda: later)
+    b = store.encode_chunk(arrays)
+    assert a == b
+    back = store.decode_chunk(b)
+    assert back.keys() == arrays.keys()
+    for k in arrays:
+        assert back[k].dtype == arrays[k].dtype
+        np.testing.assert_array_equal(back[k], arrays[k])
+
+
+def test_partial_directory_loads_with_warning(tmp_path):
+    d = _fake_dir(tmp_path / "d")
+    m = d / "manifest.0-of-1.json"
+    _edit_json(
+        m, lambda x: {"chunks": {k: v for k, v in x["chunks"].items() if k != "0000-000002"}}
+    )
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        ds = jaxinit.load(d)
+    assert any("partial (4/6 runs done)" in str(x.message) for x in w)
+    assert ds.attrs["partial"] == 1 and ds.done.values.tolist() == [True] * 4 + [False] * 2
+
+
+def test_foreign_directory_is_refused_and_untouched(tmp_path, monkeypatch):
+    """``--out`` pointing at a non-empty directory that is not a sweep: refused, nothing added."""
+    d = tmp_path / "home"
+    d.mkdir()
+    (d / "thesis.tex").write_text("precious")
+    monkeypatch.setattr(sweep, "make_run", lambda *a, **k: pytest.fail("compiled"))
+    with pytest.raises(store.StoreError, match="not empty and not a jaxinit sweep.*thesis.tex"):
+        jaxinit.run(SPEC, d, progress=False)
+    assert [p.name for p in d.iterdir()] == ["thesis.tex"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    store.SweepDir(empty, SPEC, 2).open(explicit_chunk_size=True).close()  # empty is fine
+    assert (empty / "spec.json").exists()
+
+
+def test_cleanup_removes_only_its_own_temp_files(tmp_path):
+    d = _fake_dir(tmp_path / "d")
+    ours = [d / "chunks" / ".0000-000001.npz.tmp999999", d / ".manifest.0-of-1.json.tmp999999"]
+    theirs = [d / "notes" / ".draft.tmp1", d / "chunks" / ".keep.tmp1.txt"]
+    (d / "notes").mkdir()
+    for f in ours + theirs:
+        f.write_bytes(b"x")
+    store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=False).close()
+    assert not any(f.exists() for f in ours)
+    assert all(f.exists() for f in theirs)
