@@ -4,8 +4,8 @@ Each diagnostic is a pure function ``fn(probe: Probe) -> dict[str, Array]`` of o
 returning scalars or per-hidden-layer vectors ``(L,)``. They are chosen by name in
 ``train.diagnostics`` and cost nothing when not chosen.
 
->>> sorted(DIAGNOSTICS)[:2]
-['distance_from_init', 'grad_norm']
+>>> sorted(DIAGNOSTICS)[:3]
+['dead_units', 'distance_from_init', 'distinct_units']
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Probe(NamedTuple):
 
 
 def _leaves_norm(tree: Any) -> Array:
-    return optax.global_norm(tree)
+    return optax.tree.norm(tree)
 
 
 def grad_norm(p: Probe) -> dict[str, Array]:
@@ -56,11 +56,116 @@ def distance_from_init(p: Probe) -> dict[str, Array]:
     return {"distance_from_init": _leaves_norm(jax.tree.map(jnp.subtract, p.params, p.params0))}
 
 
+DISTINCT_RTOL = 1e-2
+"""Two units count as the same when both their incoming weights and their activations on the data
+differ by at most ``DISTINCT_RTOL`` times the layer's typical size (see :func:`count_distinct`)."""
+
+COARSE_RTOL = 1e-1
+"""The tolerance of ``distinct_units_coarse``: near-copies of a unit count as the same unit."""
+
+SATURATION_THRESHOLD: dict[str, float] = {"tanh": 2.0, "sigmoid": 4.0, "erf": 1.63}
+"""``|z|`` beyond which a unit counts as saturated: there the activation's slope is below ~7% of
+its maximum (``tanh'(2) = 0.071``, ``σ'(4)/σ'(0) = 0.071``, ``erf'(1.63)/erf'(0) = 0.070``)."""
+
+
+def _pairwise_dist(rows_UxD: Array) -> Array:
+    """Euclidean distances ``(U, U)`` between rows, computed from differences (exact zeros stay 0)."""
+    diff = rows_UxD[:, None, :] - rows_UxD[None, :, :]
+    return jnp.sqrt(jnp.sum(diff * diff, axis=-1))
+
+
+def _typical_norm(rows_UxD: Array) -> Array:
+    """RMS row norm of a layer; an absolute floor keeps an all-zero layer well defined."""
+    return jnp.sqrt(jnp.mean(jnp.sum(rows_UxD * rows_UxD, axis=-1))) + 1e-6
+
+
+def count_distinct(incoming_UxI: Array, act_BxU: Array, rtol: float = DISTINCT_RTOL) -> Array:
+    """Number of distinct units in one layer (a float scalar, for uniform curve dtypes).
+
+    Units ``i`` and ``j`` are *the same* when ``‖w_i − w_j‖ ≤ rtol · rms_k ‖w_k‖`` **and**
+    ``‖a_i − a_j‖ ≤ rtol · rms_k ‖a_k‖`` (incoming weights incl. bias; activations over the
+    data). A unit is counted when no earlier unit ``j < i`` is the same as it: for an exact
+    equivalence (the symmetric inits) this is the number of groups, and it is a fixed-size,
+    jit/vmap-friendly ``O(U²)`` computation with no data-dependent loops.
+    """
+    acts = act_BxU.T
+    same_w = _pairwise_dist(incoming_UxI) <= rtol * _typical_norm(incoming_UxI)
+    same_a = _pairwise_dist(acts) <= rtol * _typical_norm(acts)
+    n = incoming_UxI.shape[0]
+    earlier = jnp.tril(jnp.ones((n, n), bool), k=-1)  # earlier[i, j] = j < i
+    has_twin = jnp.any(same_w & same_a & earlier, axis=1)
+    return jnp.sum(~has_twin).astype(act_BxU.dtype)
+
+
+def _per_layer(p: Probe, values: list[Array]) -> Array:
+    """Stack per-hidden-layer values, NaN-padded to ``len(params['layers'])`` when the model has
+    such a list, so that every per-layer curve shares one ``layer`` dim indexed like the
+    parameters (the output layer has no hidden units)."""
+    out = jnp.stack(values) if values else jnp.zeros((0,))
+    if isinstance(p.params, dict) and "layers" in p.params:
+        pad = len(p.params["layers"]) - out.shape[0]
+        out = jnp.concatenate([out, jnp.full((pad,), jnp.nan, out.dtype)])
+    return out
+
+
+def _hidden(p: Probe) -> list:
+    if p.model.hidden is None:
+        raise ValueError("this diagnostic needs a model with hidden(params, x)")
+    return p.model.hidden(p.params, p.x)
+
+
+def distinct_units(p: Probe) -> dict[str, Array]:
+    """Distinct hidden units per layer ``(L,)`` at tolerance :data:`DISTINCT_RTOL` (1%): units
+    count as one only when they are (numerically) the same unit."""
+    return {
+        "distinct_units": _per_layer(
+            p, [count_distinct(h.incoming_UxI, h.act_BxU) for h in _hidden(p)]
+        )
+    }
+
+
+def distinct_units_coarse(p: Probe) -> dict[str, Array]:
+    """Distinct hidden units per layer ``(L,)`` at tolerance :data:`COARSE_RTOL` (10%): units that
+    differ only slightly (e.g. split apart by dropout noise but still near-copies) count as one."""
+    return {
+        "distinct_units_coarse": _per_layer(
+            p, [count_distinct(h.incoming_UxI, h.act_BxU, COARSE_RTOL) for h in _hidden(p)]
+        )
+    }
+
+
+def saturation(p: Probe) -> dict[str, Array]:
+    """Fraction of pre-activations on the data with ``|z|`` beyond the activation's
+    :data:`SATURATION_THRESHOLD`, per layer ``(L,)``; NaN for activations that do not saturate."""
+    thr = SATURATION_THRESHOLD.get(p.model.activation or "")
+    hs = _hidden(p)
+    if thr is None:
+        return {"saturation": _per_layer(p, [jnp.full((), jnp.nan, p.x.dtype) for _ in hs])}
+    return {"saturation": _per_layer(p, [jnp.mean(jnp.abs(h.preact_BxU) > thr) for h in hs])}
+
+
+def dead_units(p: Probe) -> dict[str, Array]:
+    """Fraction of ReLU units with ``z ≤ 0`` on every data point (zero gradient, they never come
+    back under full-batch descent), per layer ``(L,)``; NaN for other activations."""
+    hs = _hidden(p)
+    if p.model.activation != "relu":
+        return {"dead_units": _per_layer(p, [jnp.full((), jnp.nan, p.x.dtype) for _ in hs])}
+    return {
+        "dead_units": _per_layer(
+            p, [jnp.mean(jnp.all(h.preact_BxU <= 0, axis=0)).astype(p.x.dtype) for h in hs]
+        )
+    }
+
+
 DIAGNOSTICS: dict[str, Callable[[Probe], dict[str, Array]]] = {
     "grad_norm": grad_norm,
     "layer_grad_norm": layer_grad_norm,
     "weight_norm": weight_norm,
     "distance_from_init": distance_from_init,
+    "distinct_units": distinct_units,
+    "distinct_units_coarse": distinct_units_coarse,
+    "saturation": saturation,
+    "dead_units": dead_units,
 }
 """Registry ``diagnostic name -> fn(probe) -> {curve name: value}``."""
 

@@ -77,7 +77,9 @@ def draw_weight(
     k_w, k_eps = jax.random.split(key)
     draw = INITIALIZERS[init.scheme]
     if init.scheme == "identical_rows" and role == "last":
+        # Shared outgoing weights; the transposed draw has std √(1/fan_out), rescale to √(1/fan_in).
         w = draw(k_w, shape[::-1], init.scale, value=init.value, dtype=dtype).T
+        w = w * (shape[1] / shape[0]) ** 0.5
     elif init.scheme == "identical_rows" and role == "middle":
         w = jnp.broadcast_to(draw(k_w, shape, init.scale, dtype=dtype)[:1, :1], shape)
     else:
@@ -177,3 +179,69 @@ def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
 
 MODELS: dict[str, Callable[[ModelSpec, int, int], Model]] = {"mlp": _mlp_from_spec}
 """Registry ``model name -> factory(model_spec, in_dim, out_dim) -> Model``."""
+
+
+def relu_student(width: int, *, in_dim: int) -> Model:
+    """Two-layer ReLU student ``f(x) = Σ_i relu(w_i·x)`` with the output layer fixed to ones.
+
+    The model of Safran & Shamir (2018): ``params = {"layers": [{"w": (in_dim, width)},
+    {"w": (width, 1)}]}``, no biases; the second layer is drawn as ones and frozen
+    (``trainable``), so only the rows ``w_i`` train. Incoming weights use the init scheme.
+    """
+
+    def init(key: Array, init_spec: InitSpec) -> Params:
+        w = draw_weight(jax.random.fold_in(key, 0), (in_dim, width), init_spec)
+        return {"layers": [{"w": w}, {"w": jnp.ones((width, 1), w.dtype)}]}
+
+    def apply(params: Params, x: Array, *, key: Array | None = None, train: bool = False) -> Array:
+        first, last = params["layers"]
+        return jax.nn.relu(x @ first["w"]) @ last["w"]
+
+    def hidden(params: Params, x: Array) -> list[Hidden]:
+        z = x @ params["layers"][0]["w"]
+        return [Hidden(params["layers"][0]["w"].T, z, jax.nn.relu(z))]
+
+    def trainable(params: Params) -> Any:
+        return {"layers": [{"w": True}, {"w": False}]}
+
+    return Model(init, apply, hidden, "relu", trainable)
+
+
+def _relu_student_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
+    """``model.widths = [k]`` sets the width; ``widths = []`` means ``k = in_dim`` (k = n)."""
+    if out_dim != 1:
+        raise ValueError(f"relu_student has one output, the task needs {out_dim}")
+    return relu_student(spec.widths[0] if spec.widths else in_dim, in_dim=in_dim)
+
+
+MODELS["relu_student"] = _relu_student_from_spec
+
+
+def diag_linear(*, in_dim: int, out_dim: int = 1) -> Model:
+    """A diagonal linear network ``y = x · β`` with ``β = u ⊙ u − v ⊙ v`` (no bias).
+
+    ``params = {"u": (in_dim, out_dim), "v": (in_dim, out_dim)}``, initialized at
+    ``u(0) = v(0) = α·1`` with ``α = init.scale`` (so ``β(0) = 0`` at every α), plus
+    ``init.perturbation · N(0, 1)`` if set; the scheme is not used. The scale α picks the regime:
+    small α → rich (sparse, min-ℓ1-like solutions), large α → lazy (min-ℓ2-like), Woodworth et al.
+    (2020). It has no hidden units, so hidden-unit diagnostics do not apply.
+    """
+
+    def init(key: Array, init_spec: InitSpec) -> Params:
+        shape = (in_dim, out_dim)
+        k_u, k_v = jax.random.split(key)
+        ones = jnp.ones(shape) * init_spec.scale
+        eps = init_spec.perturbation
+        return {
+            "u": ones + eps * jax.random.normal(k_u, shape),
+            "v": ones + eps * jax.random.normal(k_v, shape),
+        }
+
+    def apply(params: Params, x: Array, *, key: Array | None = None, train: bool = False) -> Array:
+        del key, train
+        return x @ (params["u"] ** 2 - params["v"] ** 2)
+
+    return Model(init, apply, activation="linear")
+
+
+MODELS["diag_linear"] = lambda spec, in_dim, out_dim: diag_linear(in_dim=in_dim, out_dim=out_dim)

@@ -4,7 +4,8 @@ Variables: per-run finals (``final_loss``, ``final_metric``, ``test_loss``, ``di
 ``time_to_threshold`` …) with dims = the axes; curves (``loss``, diagnostics) with an extra
 ``step`` dim (and ``layer`` for per-layer diagnostics); ``done`` marks runs that have finished.
 With ``store.save_params``, ``params0/<path>`` and ``params/<path>`` hold initial and final
-parameters (when every group has the same shapes; else use :func:`load_params`).
+parameters (NaN-padded to the widest shape when groups differ; :func:`load_params` gives
+true shapes).
 Runs that have not finished yet are NaN (floats), -1 (integers) or False (booleans).
 
 >>> import jaxinit  # doctest: +SKIP
@@ -50,9 +51,9 @@ def _gather(
             wide = tuple(max(x, y) for x, y in zip(shape, a.shape[1:]))
             names[name] = (dtype, wide, same and shape == a.shape[1:])
     out = {}
-    for name, (dtype, shape, same) in names.items():
-        if name.startswith("params") and not same:
-            continue  # parameter shapes differ between groups: see load_params
+    for name, (dtype, shape, _) in names.items():
+        # Parameters whose shapes differ between groups (a widths axis) are NaN-padded to the
+        # widest; load_params (or jaxinit.basins.group_params) gives each group's true shapes.
         full = _empty(np.dtype(dtype), (n_runs, *shape))
         for c in chunks:
             if name in c:

@@ -150,12 +150,21 @@ def teacher_student(
     n_test: int = 1024,
     noise: float = 0.0,
     seed: int = 0,
+    population: bool = False,
 ) -> Task:
     """Gaussian inputs ``x ~ N(0, I)`` labelled by a random teacher MLP (seed ``seed``).
 
     The teacher's weights are N(0, 1/fan_in), biases zero, one linear output.
+
+    ``population=True`` is the setting of Safran & Shamir (2018): the teacher is
+    ``f*(x) = Σ_j relu(v_j·x)`` with orthonormal rows ``v_j = e_j`` (``teacher_widths = [k]``, or
+    empty for ``k = in_dim``), and the training loss is the exact population loss
+    ``E_x (f(x) - f*(x))² / 2`` in closed form (:func:`relu_population_loss`) for a bias-free
+    two-layer ReLU student such as ``relu_student``; the samples only serve as a test set.
     """
     rng = np.random.default_rng(seed)
+    if population:
+        return _relu_population_task(rng, in_dim, tuple(teacher_widths), n_train, n_test, noise)
     widths = [in_dim, *teacher_widths, 1]
     weights = [rng.normal(size=(a, b)) / np.sqrt(a) for a, b in zip(widths[:-1], widths[1:])]
     act = _TEACHER_ACTIVATIONS[activation]
@@ -168,6 +177,68 @@ def teacher_student(
     x, x_test = rng.normal(size=(n_train, in_dim)), rng.normal(size=(n_test, in_dim))
     y = teacher(x) + noise * rng.normal(size=(n_train, 1))
     return _regression(x, y, x_test, teacher(x_test), threshold=1e-3)
+
+
+@jax.custom_jvp
+def _arccos_profile(c: Array) -> Array:
+    """``sin θ + (π - θ) cos θ`` with ``θ = arccos c``; its derivative ``π - θ`` stays finite
+    at ``c = ±1``, where autodiff through ``arccos`` alone would give ``inf · 0``."""
+    c = jnp.clip(c, -1.0, 1.0)
+    return jnp.sqrt(1.0 - c**2) + (jnp.pi - jnp.arccos(c)) * c
+
+
+@_arccos_profile.defjvp
+def _arccos_profile_jvp(primals, tangents):
+    (c,), (dc,) = primals, tangents
+    eps = jnp.finfo(c.dtype).eps
+    slope = jnp.pi - jnp.arccos(jnp.clip(c, -1.0 + eps, 1.0 - eps))
+    return _arccos_profile(c), slope * dc
+
+
+def relu_kernel(w_IxA: Array, v_IxB: Array) -> Array:
+    """``E_x relu(w·x) relu(v·x)`` for ``x ~ N(0, I)``, every column pair: the first-order
+    arc-cosine kernel ``|w||v| (sin θ + (π - θ) cos θ) / 2π`` (Cho & Saul 2009). Shape (A, B)."""
+    tiny = jnp.finfo(w_IxA.dtype).tiny
+    nw = jnp.sqrt(jnp.sum(w_IxA**2, 0) + tiny)
+    nv = jnp.sqrt(jnp.sum(v_IxB**2, 0) + tiny)
+    cos = (w_IxA.T @ v_IxB) / (nw[:, None] * nv[None, :])
+    return nw[:, None] * nv[None, :] * _arccos_profile(cos) / (2 * jnp.pi)
+
+
+def relu_population_loss(params: Any, teacher_IxK: Array) -> Array:
+    """``E_x (Σ_i a_i relu(w_i·x) - Σ_j relu(v_j·x))² / 2`` exactly, for Gaussian ``x``.
+
+    ``params = {"layers": [{"w": (I, k)}, {"w": (k, 1)}]}`` (no biases); ``teacher_IxK`` holds
+    the teacher rows as columns. The diagonal terms use ``E relu(w·x)² = |w|²/2`` directly.
+    """
+    first, last = params["layers"]
+    if "b" in first or "b" in last:
+        raise ValueError("the closed-form population loss needs a bias-free student")
+    w, a = first["w"], last["w"][:, 0]
+    v = jnp.asarray(teacher_IxK, w.dtype)
+    k_ww = relu_kernel(w, w)
+    k_ww = k_ww - jnp.diag(jnp.diag(k_ww)) + jnp.diag(jnp.sum(w**2, 0) / 2)
+    k_wv = relu_kernel(w, v)
+    k_vv = relu_kernel(v, v)
+    k_vv = k_vv - jnp.diag(jnp.diag(k_vv)) + jnp.diag(jnp.sum(v**2, 0) / 2)
+    return (a @ k_ww @ a - 2 * a @ k_wv.sum(1) + k_vv.sum()) / 2
+
+
+def _relu_population_task(rng, in_dim, teacher_widths, n_train, n_test, noise) -> Task:
+    if len(teacher_widths) > 1:
+        raise ValueError("population=True needs a one-hidden-layer teacher (teacher_widths=[k])")
+    k = teacher_widths[0] if teacher_widths else in_dim
+    if not 1 <= k <= in_dim:
+        raise ValueError(f"orthonormal teacher rows need 1 <= k <= in_dim, got k={k}, {in_dim=}")
+    v = np.eye(in_dim)[:, :k].astype(np.float32)
+
+    def teacher(x):
+        return np.maximum(x @ v, 0).sum(1)
+
+    x, x_test = rng.normal(size=(n_train, in_dim)), rng.normal(size=(n_test, in_dim))
+    y = teacher(x) + noise * rng.normal(size=n_train)
+    task = _regression(x, y, x_test, teacher(x_test), threshold=1e-3)
+    return task._replace(objective=lambda params: relu_population_loss(params, v))
 
 
 def sinusoid(n_points: int = 64, frequency: float = 1.0, noise: float = 0.0, seed: int = 0) -> Task:
@@ -218,3 +289,24 @@ TASKS: dict[str, Callable[..., Task]] = {
     "logistic_regression": logistic_regression,
 }
 """Registry ``task name -> factory(**kwargs) -> Task``."""
+
+
+def sparse_regression(
+    in_dim: int = 40, n_points: int = 20, sparsity: int = 3, noise: float = 0.0, seed: int = 0
+) -> Task:
+    """Underdetermined regression ``y = x·β* + noise`` with a ``sparsity``-sparse ``β*``.
+
+    ``x ~ N(0, I)``, ``n_points < in_dim`` (so infinitely many interpolating β); ``β*`` has
+    ``sparsity`` nonzero entries ±1 at random positions. The test set (256 points) is noise-free.
+    Used with ``diag_linear`` to see which interpolating solution an init scale leads to.
+    """
+    rng = np.random.default_rng(seed)
+    beta = np.zeros((in_dim, 1))
+    idx = rng.choice(in_dim, size=sparsity, replace=False)
+    beta[idx, 0] = rng.choice([-1.0, 1.0], size=sparsity)
+    x, x_test = rng.normal(size=(n_points, in_dim)), rng.normal(size=(256, in_dim))
+    y = x @ beta + noise * rng.normal(size=(n_points, 1))
+    return _regression(x, y, x_test, x_test @ beta, threshold=1e-3)
+
+
+TASKS["sparse_regression"] = sparse_regression

@@ -9,7 +9,11 @@ import pytest
 
 def jaxinit_cli(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "jaxinit.cli", *args], capture_output=True, text=True, cwd=cwd, env=os.environ
+        [sys.executable, "-m", "jaxinit.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=os.environ,
     )
 
 
@@ -21,8 +25,12 @@ def test_readme_main_job_run_load_report(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "init.scheme=zeros" in r.stdout and "success" in r.stdout  # the summary table
     show = subprocess.run(
-        [sys.executable, "-c", f"import jaxinit; ds = jaxinit.load({str(out)!r}); print(ds); "
-         "assert ds.sizes['seed'] >= 256 and 'final_loss' in ds"],  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            f"import jaxinit; ds = jaxinit.load({str(out)!r}); print(ds); "
+            "assert ds.sizes['seed'] >= 256 and 'final_loss' in ds",
+        ],  # fmt: skip
         capture_output=True,
         text=True,
     )

@@ -125,7 +125,18 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     path.write_text(_toml(spec))
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jaxinit.cli", "run", str(path), "--out", str(out), "--chunk-size", "8", "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "jaxinit.cli",
+            "run",
+            str(path),
+            "--out",
+            str(out),
+            "--chunk-size",
+            "8",
+            "--quiet",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -147,7 +158,9 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
         partial = jaxinit.load(out)
     assert 0 < partial.attrs["n_done"] < partial.attrs["n_runs"]
 
-    done = _cli("run", str(path), "--out", str(out), "--quiet")  # resumes with the stored chunk size
+    done = _cli(
+        "run", str(path), "--out", str(out), "--quiet"
+    )  # resumes with the stored chunk size
     assert done.returncode == 0, done.stderr
     resumed = jaxinit.load(out)
     fresh = jaxinit.run(spec, progress=False, chunk_size=8)
@@ -164,12 +177,26 @@ def test_two_devices_and_shards_match_one_process(tmp_path, reference):
     path = tmp_path / "spec.toml"
     path.write_text(_toml(SPEC))
     two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    r = _cli("run", str(path), "--out", str(tmp_path / "dev2"), "--chunk-size", "16", "--quiet", env=two)
+    r = _cli(
+        "run", str(path), "--out", str(tmp_path / "dev2"), "--chunk-size", "16", "--quiet", env=two
+    )
     assert r.returncode == 0, r.stderr
     shards = [
         subprocess.Popen(
-            [sys.executable, "-m", "jaxinit.cli", "run", str(path), "--out", str(tmp_path / "sh"),
-             "--chunk-size", "16", "--shard", f"{i}/2", "--quiet"],  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "jaxinit.cli",
+                "run",
+                str(path),
+                "--out",
+                str(tmp_path / "sh"),
+                "--chunk-size",
+                "16",
+                "--shard",
+                f"{i}/2",
+                "--quiet",
+            ],  # fmt: skip
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -193,6 +220,8 @@ def test_in_memory_and_on_disk_agree(tmp_path, reference):
 
 
 def test_overrides_and_bundled_names():
-    ds = jaxinit.run("symmetry", progress=False, train__steps=40, axes__seed=2, axes__init__scheme=["zeros"])
+    ds = jaxinit.run(
+        "symmetry", progress=False, train__steps=40, axes__seed=2, axes__init__scheme=["zeros"]
+    )
     assert ds.sizes["seed"] == 2 and ds.sizes["init_scheme"] == 1
     assert json.loads(ds.attrs["spec"])["train"]["steps"] == 40

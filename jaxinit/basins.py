@@ -1,0 +1,409 @@
+"""Basins of a sweep: which minimum each run reached, how often, and how separated they are.
+
+Works from a sweep's Dataset saved with ``store.save_params = true``; the model and task are
+rebuilt from ``ds.attrs["spec"]``, one static group (one landscape) at a time.
+
+- :func:`find_basins` clusters endpoints by **function-space distance** (RMS difference of the
+  outputs on a probe set; probabilities for classification) and optionally by relative distance
+  between canonical parameters (:mod:`jaxinit.symmetry`), leaders taken in order of loss. Per
+  basin: size with a Wilson interval, mean loss, whether it is global, representative run ids.
+- :func:`barrier_matrix` measures the loss along straight lines between aligned endpoints
+  (``barrier = max along the path - mean of the ends``), vmapped over pairs.
+- :func:`restart_stats` turns the global-basin rate ``p`` into ``P(best of k restarts is
+  global) = 1 - (1 - p)^k`` and the restarts needed for 99%, and checks the formula on disjoint
+  blocks of ``k`` seeds. :func:`spurious_rates` counts converged runs that stopped above the
+  global loss (teacher–student).
+
+>>> import jaxinit  # doctest: +SKIP
+>>> ds = jaxinit.run("xor_minima", store__save_params=True)  # doctest: +SKIP
+>>> b = find_basins(ds); b.table  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from jaxinit import curvature, symmetry
+from jaxinit.models import Model, from_spec
+from jaxinit.plan import make_plan
+from jaxinit.spec import Spec
+from jaxinit.sweep import build_task
+from jaxinit.tasks import Task
+
+DIVERGED = -1  # basin label of diverged or unfinished runs
+
+
+class BasinConfig(NamedTuple):
+    """Tolerances of the basin analysis."""
+
+    f_tol: float = 0.05  # same basin: RMS output distance on the probe set below this
+    p_tol: float | None = None  # and, if set, canonical parameter distance / norm below this
+    loss_tol: float = 1e-2  # global basin: mean loss within this of the lowest basin's
+    probe: str = "data"  # "data": train + test inputs; "box": random points in their bounding box
+    n_probe: int = 256
+    max_basins: int = 256  # leaders per group; runs left after that are labelled DIVERGED - 1
+
+
+def wilson(k: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson score interval of a binomial rate ``k / n`` (as in :mod:`jaxinit.plots`)."""
+    k, n = np.asarray(k, float), np.maximum(np.asarray(n, float), 1)
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return centre - half, centre + half
+
+
+# -- the sweep's groups -------------------------------------------------------------------------
+class Group(NamedTuple):
+    """One static configuration of a sweep: its landscape and its runs."""
+
+    index: int
+    spec: Spec
+    model: Model
+    task: Task
+    run_ids: np.ndarray  # (R,) flat indices into the Dataset's axis dims (C order)
+    params_R: Any  # pytree of numpy arrays with a leading run axis, true (unpadded) shapes
+    symmetry: str
+
+    def loss_fn(self) -> Callable[[Any], jax.Array]:
+        return curvature.loss_function(self.model, self.task, self.spec.train.dtype)
+
+    def trainable(self) -> Any:
+        one = jax.tree.map(lambda a: a[0], self.params_R)
+        return self.model.trainable(one) if self.model.trainable else None
+
+
+def spec_of(ds: xr.Dataset) -> Spec:
+    return Spec.from_dict(json.loads(ds.attrs["spec"]))
+
+
+def axis_dims(ds: xr.Dataset) -> list[str]:
+    return list(json.loads(ds.attrs["axes"]))
+
+
+def flat_runs(ds: xr.Dataset, var: str) -> np.ndarray:
+    """``ds[var]`` with the axis dims flattened into one leading run axis (C order)."""
+    dims = axis_dims(ds)
+    da = ds[var].transpose(*dims, ...)
+    return da.values.reshape(-1, *da.shape[len(dims) :])
+
+
+def groups(ds: xr.Dataset, which: str = "params") -> list[Group]:
+    """Every static group of ``ds`` with its runs' parameters (``which``: params or params0)."""
+    spec = spec_of(ds)
+    if not any(k.startswith(which + "/") for k in ds.data_vars):
+        raise ValueError("the sweep has no saved parameters: set store.save_params = true")
+    out = []
+    for g in make_plan(spec, int(ds.attrs.get("chunk_size", 1))).groups:
+        task = build_task(g.spec)
+        model = from_spec(g.spec.model, task.in_dim, task.out_dim)
+        shapes = jax.eval_shape(lambda k, m=model, s=g.spec: m.init(k, s.init), jax.random.key(0))
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+        arrays = []
+        for path, shape in leaves:
+            name = f"{which}/" + jax.tree_util.keystr(path, simple=True, separator="/")
+            a = flat_runs(ds, name)[g.run_ids]
+            arrays.append(a[(slice(None), *(slice(0, s) for s in shape.shape))])
+        params = jax.tree.unflatten(treedef, arrays)
+        out.append(
+            Group(
+                g.index, g.spec, model, task, g.run_ids, params, symmetry.symmetry_of(g.spec.model)
+            )
+        )
+    return out
+
+
+def group_label(ds: xr.Dataset, group: Group) -> str:
+    """``"model.widths=[2], model.activation=tanh"``: the static axis values of a group."""
+    spec0 = spec_of(ds)
+    parts = []
+    for path, values in spec0.axes:
+        if path == "seed" or len(values) < 2:
+            continue
+        v = group.spec.get(path)
+        if not isinstance(v, float):
+            parts.append(f"{path}={list(v) if isinstance(v, tuple) else v}")
+    return ", ".join(parts) or "all runs"
+
+
+# -- clustering ---------------------------------------------------------------------------------
+def probe_inputs(task: Task, config: BasinConfig) -> np.ndarray:
+    """The probe set ``(P, I)`` on which functions are compared."""
+    x = np.unique(np.concatenate([task.x_train, task.x_test]), axis=0)
+    if config.probe == "box":
+        lo, hi = x.min(0), x.max(0)
+        pad = 0.1 * (hi - lo)
+        rng = np.random.default_rng(0)
+        return rng.uniform(lo - pad, hi + pad, (config.n_probe, x.shape[1])).astype(np.float32)
+    return x[: config.n_probe].astype(np.float32)
+
+
+def outputs(group: Group, probe: np.ndarray) -> np.ndarray:
+    """``(R, P·O)`` outputs of every run on the probe set (probabilities for classification)."""
+    link = {"bce": jax.nn.sigmoid, "ce": lambda z: jax.nn.softmax(z, -1)}.get(
+        group.task.loss, lambda z: z
+    )
+    fn = jax.jit(jax.vmap(lambda p: link(group.model.apply(p, jnp.asarray(probe))).ravel()))
+    safe = jax.tree.map(lambda a: np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0), group.params_R)
+    return np.asarray(fn(jax.tree.map(jnp.asarray, safe)), float)
+
+
+def leader_cluster(
+    out_RxP: np.ndarray,
+    loss_R: np.ndarray,
+    ok_R: np.ndarray,
+    f_tol: float,
+    canon_RxD: np.ndarray | None = None,
+    p_tol: float | None = None,
+    max_basins: int = 256,
+) -> np.ndarray:
+    """Basin label per run: leaders in order of increasing loss absorb every unlabelled run
+    within ``f_tol`` (RMS output distance) and, if given, ``p_tol`` (canonical parameter
+    distance relative to the leader's norm). Runs with ``ok_R`` False get :data:`DIVERGED`."""
+    label = np.full(len(loss_R), DIVERGED)
+    left = ok_R.copy()
+    order = np.argsort(np.where(ok_R, loss_R, np.inf), kind="stable")
+    pos, b = 0, 0
+    while left.any() and b < max_basins:
+        while not left[order[pos]]:
+            pos += 1
+        lead = order[pos]
+        near = np.sqrt(np.mean((out_RxP - out_RxP[lead]) ** 2, 1)) < f_tol
+        if canon_RxD is not None and p_tol is not None:
+            scale = max(np.linalg.norm(canon_RxD[lead]), 1e-12)
+            near &= np.linalg.norm(canon_RxD - canon_RxD[lead], axis=1) / scale < p_tol
+        members = left & near
+        members[lead] = True
+        label[members] = b
+        left &= ~members
+        b += 1
+    label[left] = DIVERGED - 1
+    return label
+
+
+class Basins(NamedTuple):
+    label: xr.DataArray  # basin id per run (axis dims); DIVERGED for diverged/unfinished runs
+    is_global: xr.DataArray  # the run ended in a global basin of its group
+    table: pd.DataFrame  # one row per basin
+    groups: list[Group]
+
+
+def find_basins(ds: xr.Dataset, config: BasinConfig | None = None) -> Basins:
+    """Cluster every group's endpoints into basins (ids unique across groups)."""
+    config = config or BasinConfig()
+    dims = axis_dims(ds)
+    shape = tuple(ds.sizes[d] for d in dims)
+    label = np.full(int(np.prod(shape)), DIVERGED)
+    glob = np.zeros(label.shape, bool)
+    loss_all = flat_runs(ds, "final_loss").astype(float)
+    ok_all = flat_runs(ds, "done") & ~flat_runs(ds, "diverged") & np.isfinite(loss_all)
+    rows, offset = [], 0
+    gs = groups(ds)
+    for g in gs:
+        loss, ok = loss_all[g.run_ids], ok_all[g.run_ids].copy()
+        out = outputs(g, probe_inputs(g.task, config))
+        ok &= np.isfinite(out).all(1)
+        canon = None
+        if config.p_tol is not None:
+            canon = symmetry.flat(symmetry.canonicalize(g.params_R, g.symmetry))
+        lab = leader_cluster(out, loss, ok, config.f_tol, canon, config.p_tol, config.max_basins)
+        n = int(ok.sum())
+        ids = [b for b in np.unique(lab) if b >= 0]
+        means = {b: float(loss[lab == b].mean()) for b in ids}
+        best = min(means.values(), default=np.nan)
+        for b in ids:
+            members = np.flatnonzero(lab == b)
+            lo, hi = wilson(len(members), n)
+            reps = g.run_ids[members[np.argsort(loss[members])][:3]]
+            is_g = means[b] <= best + config.loss_tol
+            rows.append(
+                dict(
+                    group=g.index,
+                    label=group_label(ds, g),
+                    basin=b + offset,
+                    size=len(members),
+                    fraction=len(members) / n,
+                    ci_lo=float(lo),
+                    ci_hi=float(hi),
+                    mean_loss=means[b],
+                    min_loss=float(loss[members].min()),
+                    is_global=bool(is_g),
+                    reps=[int(r) for r in reps],
+                )  # fmt: skip
+            )
+            glob[g.run_ids[members]] = is_g
+        label[g.run_ids] = np.where(lab >= 0, lab + offset, lab)
+        offset += len(ids)
+    coords = {d: ds[d] for d in dims}
+    return Basins(
+        xr.DataArray(label.reshape(shape), coords, dims),
+        xr.DataArray(glob.reshape(shape), coords, dims),
+        pd.DataFrame(rows),
+        gs,
+    )
+
+
+def basin_fractions(basins: Basins, dim: str) -> xr.DataArray:
+    """``(dim, basin)``: fraction of each value's runs that ended in each basin (others pooled)."""
+    ids = basins.table["basin"].to_numpy()
+    lab = basins.label
+    counts = xr.concat([(lab == b).sum([d for d in lab.dims if d != dim]) for b in ids], "basin")
+    total = (lab >= DIVERGED).sum([d for d in lab.dims if d != dim])
+    return (counts / total).assign_coords(basin=ids).transpose(dim, "basin")
+
+
+# -- barriers -----------------------------------------------------------------------------------
+def path_losses(loss_fn: Callable, a_N: Any, b_N: Any, n_points: int = 33) -> np.ndarray:
+    """``(N, T)`` loss along ``(1 - t) a + t b`` for ``T`` evenly spaced ``t``, vmapped over pairs."""
+    ts = jnp.linspace(0.0, 1.0, n_points)
+
+    def one(a, b):
+        return jax.vmap(lambda t: loss_fn(jax.tree.map(lambda x, y: (1 - t) * x + t * y, a, b)))(ts)
+
+    a, b = (jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), p) for p in (a_N, b_N))
+    return np.asarray(jax.jit(jax.vmap(one))(a, b))
+
+
+def barrier_heights(losses_NxT: np.ndarray) -> np.ndarray:
+    """``max along the path - mean of the two ends`` per pair."""
+    return losses_NxT.max(1) - (losses_NxT[:, 0] + losses_NxT[:, -1]) / 2
+
+
+def _run(params_R: Any, i: int) -> Any:
+    return jax.tree.map(lambda a: np.asarray(a[i]), params_R)
+
+
+def aligned_pairs(group: Group, pairs: Sequence[tuple[int, int]]) -> tuple[Any, Any]:
+    """Stacked ``(a, b)`` params for index pairs within a group, each ``b`` aligned onto its ``a``
+    and each ``a`` in canonical form (the same function as the run itself)."""
+    a_list, b_list = [], []
+    for i, j in pairs:
+        a = symmetry.canonicalize(_run(group.params_R, i), group.symmetry)
+        a_list.append(a)
+        b_list.append(symmetry.align(_run(group.params_R, j), a, group.symmetry))
+    stack = lambda ps: jax.tree.map(lambda *xs: np.stack(xs), *ps)  # noqa: E731
+    return stack(a_list), stack(b_list)
+
+
+def barrier_matrix(
+    basins: Basins, group: int = 0, max_basins: int = 8, reps: int = 3, n_points: int = 33
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(basin ids (B,), barriers (B, B))`` for the largest basins of one group.
+
+    Entry ``(i, j)`` is the median barrier between up to ``reps`` lowest-loss runs of basin ``i``
+    and of basin ``j`` (distinct runs on the diagonal; 0 when a basin has one run).
+    """
+    g = next(x for x in basins.groups if x.index == group)
+    table = basins.table[basins.table.group == group].nlargest(max_basins, "size")
+    ids = table["basin"].to_numpy()
+    where = {int(r): k for k, r in enumerate(g.run_ids)}
+    members = [[where[r] for r in reps_][:reps] for reps_ in table["reps"]]
+    pairs, cells = [], []
+    for i in range(len(ids)):
+        for j in range(i, len(ids)):
+            for a in members[i]:
+                for b in members[j]:
+                    if i != j or a < b:
+                        pairs.append((a, b))
+                        cells.append((i, j))
+    out = np.zeros((len(ids), len(ids)))
+    if pairs:
+        heights = barrier_heights(path_losses(g.loss_fn(), *aligned_pairs(g, pairs), n_points))
+        cells = np.array(cells)
+        for i in range(len(ids)):
+            for j in range(i, len(ids)):
+                sel = (cells[:, 0] == i) & (cells[:, 1] == j)
+                if sel.any():
+                    out[i, j] = out[j, i] = float(np.median(heights[sel]))
+    return ids, out
+
+
+# -- statistics over restarts -------------------------------------------------------------------
+def restart_stats(
+    ds: xr.Dataset, basins: Basins, ks: Sequence[int] = (1, 2, 5, 10), target: float = 0.99
+) -> pd.DataFrame:
+    """Per cell of the non-seed axes: ``p`` (fraction of seeds ending in a global basin; diverged
+    runs count as failures) with a Wilson interval, ``P(best of k is global) = 1 - (1 - p)^k`` per
+    ``k``, the restarts needed for ``target`` success (from ``p`` and its interval), and
+    ``emp_k``: the same probability measured on disjoint blocks of ``k`` seeds, the block's
+    lowest-loss run counting. ``k_needed`` is inf when ``p = 0``."""
+    hit = basins.is_global
+    loss = ds["final_loss"].where(ds.done & ~ds.diverged)
+    others = [d for d in hit.dims if d != "seed"]
+    cells = hit.stack(cell=others) if others else hit.expand_dims(cell=[0])
+    losses = loss.stack(cell=others) if others else loss.expand_dims(cell=[0])
+    rows = []
+    for c in range(cells.sizes["cell"]):
+        h = cells.isel(cell=c).values
+        lv = losses.isel(cell=c).values
+        n, k_hit = h.size, int(h.sum())
+        p = k_hit / n
+        lo, hi = wilson(k_hit, n)
+        row = {
+            d: cells.cell.values[c][i] if len(others) > 1 else cells.cell.values[c]
+            for i, d in enumerate(others)
+        }
+        row.update(n=n, p_global=p, p_lo=float(lo), p_hi=float(hi))
+        for k in ks:
+            row[f"best_of_{k}"] = 1 - (1 - p) ** k
+            blocks = n // k
+            if blocks:
+                lvb = np.where(np.isfinite(lv), lv, np.inf)[: blocks * k].reshape(blocks, k)
+                best = np.argmin(lvb, 1)
+                row[f"emp_{k}"] = float(
+                    h[: blocks * k].reshape(blocks, k)[np.arange(blocks), best].mean()
+                )
+        for name, q in (("k_needed", p), ("k_needed_hi", lo), ("k_needed_lo", hi)):
+            row[name] = restarts_needed(q, target)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def restarts_needed(p: float, target: float = 0.99) -> float:
+    """Smallest ``k`` with ``1 - (1 - p)^k >= target``."""
+    if p >= 1:
+        return 1.0
+    if p <= 0:
+        return float("inf")
+    return float(np.ceil(np.log1p(-target) / np.log1p(-p)))
+
+
+def spurious_rates(
+    ds: xr.Dataset, dim: str | None = None, loss_tol: float = 1e-3, grad_tol: float | None = None
+) -> pd.DataFrame:
+    """Per value of ``dim``: how many runs converged (``converged_step >= 0``, or final gradient
+    norm below ``grad_tol`` if given) to a loss above ``loss_tol`` (a spurious critical point of a
+    realizable problem whose global loss is 0), with Wilson intervals over all runs."""
+    dims = [d for d in axis_dims(ds) if d != "seed" and ds.sizes[d] > 1]
+    dim = dim or (dims[0] if dims else None)
+    done = ds.done & ~ds.diverged
+    conv = ds.converged_step >= 0 if grad_tol is None else ds.final_grad_norm < grad_tol
+    conv = conv & done
+    spur = conv & (ds.final_loss > loss_tol)
+    rows = []
+    for v in ds[dim].values if dim else [None]:
+
+        def sel(a, v=v):
+            return a.sel({dim: v}) if dim else a
+
+        n, c, s = int(sel(ds.done).sum()), int(sel(conv).sum()), int(sel(spur).sum())
+        lo, hi = wilson(s, n)
+        sl = sel(ds.final_loss).values[sel(spur).values]
+        rows.append({dim or "cell": v, "runs": n, "converged": c, "spurious": s, "rate": s / max(n, 1),
+                     "ci_lo": float(lo), "ci_hi": float(hi),
+                     "rate_of_converged": s / max(c, 1),
+                     "mean_spurious_loss": float(sl.mean()) if s else np.nan})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def classify_group(group: Group, **kwargs: Any) -> curvature.Endpoints:
+    """:func:`jaxinit.curvature.classify` on one group's endpoints (its loss, trainable mask)."""
+    return curvature.classify(group.loss_fn(), group.params_R, group.trainable(), **kwargs)
