@@ -39,15 +39,7 @@ NAN, INF = math.nan, math.inf
 
 def _with(path: str, value) -> dict:
     """BASE with ``section.field`` (or ``axes.<path>`` / a top-level key) set to ``value``."""
-    d = copy.deepcopy(BASE)
-    head, _, rest = path.partition(".")
-    if head == "axes":
-        d["axes"][rest] = value
-    elif rest:
-        d.setdefault(head, {})[rest] = value
-    else:
-        d[head] = value
-    return d
+    return _set(BASE, path, value)
 
 
 # (path, bad value, substrings the message must contain: the field, then what is allowed)
