@@ -35,6 +35,7 @@ from jaxinit import curvature, symmetry
 from jaxinit.models import Model, from_spec
 from jaxinit.plan import make_plan
 from jaxinit.spec import Spec
+from jaxinit.stats import wilson
 from jaxinit.sweep import build_task
 from jaxinit.tasks import Task
 
@@ -42,7 +43,7 @@ DIVERGED = -1  # basin label of diverged or unfinished runs
 
 
 class BasinConfig(NamedTuple):
-    """Tolerances of the basin analysis."""
+    """Tolerances of the basin analysis; by default the spec's ``[basins]`` section."""
 
     f_tol: float = 0.05  # same basin: RMS output distance on the probe set below this
     p_tol: float | None = None  # and, if set, canonical parameter distance / norm below this
@@ -51,14 +52,10 @@ class BasinConfig(NamedTuple):
     n_probe: int = 256
     max_basins: int = 256  # leaders per group; runs left after that are labelled DIVERGED - 1
 
-
-def wilson(k: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson score interval of a binomial rate ``k / n`` (as in :mod:`jaxinit.plots`)."""
-    k, n = np.asarray(k, float), np.maximum(np.asarray(n, float), 1)
-    p = k / n
-    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    return centre - half, centre + half
+    @classmethod
+    def from_spec(cls, spec: Spec) -> BasinConfig:
+        b = spec.basins
+        return cls(b.f_tol, b.p_tol or None, b.loss_tol, b.probe, b.n_probe)
 
 
 # -- the sweep's groups -------------------------------------------------------------------------
@@ -197,8 +194,11 @@ class Basins(NamedTuple):
 
 
 def find_basins(ds: xr.Dataset, config: BasinConfig | None = None) -> Basins:
-    """Cluster every group's endpoints into basins (ids unique across groups)."""
-    config = config or BasinConfig()
+    """Cluster every group's endpoints into basins (ids unique across groups).
+
+    ``config`` defaults to the tolerances in the sweep spec's ``[basins]`` section.
+    """
+    config = config or BasinConfig.from_spec(Spec.from_dict(json.loads(ds.attrs["spec"])))
     dims = axis_dims(ds)
     shape = tuple(ds.sizes[d] for d in dims)
     label = np.full(int(np.prod(shape)), DIVERGED)

@@ -77,7 +77,7 @@ def is_traced(spec: Spec, path: str, values: tuple) -> bool:
     if path == "seed":
         return True
     section, _, name = path.partition(".")
-    if section in ("task", "store"):
+    if section in ("task", "store", "basins"):
         return False
     sec = getattr(spec, section)
     declared = {f.name: f.type for f in dataclasses.fields(sec)}.get(name)

@@ -57,7 +57,7 @@ OPTIMIZERS = tuple(
     )  # fmt: skip
     if hasattr(optax, n)
 )
-SECTIONS = ("task", "model", "init", "optimizer", "train", "store")
+SECTIONS = ("task", "model", "init", "optimizer", "train", "store", "basins")
 MAX_SEED = 2**31 - 1  # seeds are folded into keys as int32
 TASK_INT_MAX = 100_000  # cap on integer task arguments (sizes), so a typo cannot exhaust memory
 _TASK_INT_LIMITS = {"n": 20, "seed": MAX_SEED}  # parity(n) has 2**n points
@@ -132,6 +132,17 @@ class StoreSpec:
 
 
 @dataclass(frozen=True)
+class BasinSpec:
+    """Tolerances of the basin analysis (:mod:`jaxinit.basins`); they do not change training."""
+
+    f_tol: float = 0.05  # same basin: RMS output distance on the probe set below this
+    p_tol: float = 0.0  # > 0: also canonical parameter distance / norm below this
+    loss_tol: float = 1e-2  # global basin: mean loss within this of the lowest basin's
+    probe: str = "data"  # "data": train + test inputs; "box": random points in their bounding box
+    n_probe: int = 256
+
+
+@dataclass(frozen=True)
 class Spec:
     """A whole sweep. ``axes`` is a tuple of ``(path, values)`` in the order of the dataset dims."""
 
@@ -144,6 +155,7 @@ class Spec:
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     store: StoreSpec = field(default_factory=StoreSpec)
+    basins: BasinSpec = field(default_factory=BasinSpec)
     axes: tuple[tuple[str, tuple], ...] = (("seed", (0,)),)
     report: tuple[str, ...] = ()  # figure names for ``jaxinit report``; empty: the defaults
 
@@ -270,6 +282,7 @@ _SECTION_TYPES = {
     "optimizer": OptimizerSpec,
     "train": TrainSpec,
     "store": StoreSpec,
+    "basins": BasinSpec,
 }
 
 
@@ -395,7 +408,7 @@ def validate(spec: Spec) -> None:
             continue
         section, name = _split(path)
         sec = getattr(spec, section)
-        if path in _NOT_AXES or section == "store" or name == "params":
+        if path in _NOT_AXES or section in ("store", "basins") or name == "params":
             raise SpecError(
                 f"axis {path!r} is not allowed: {_NOT_AXES.get(path, 'not a sweepable field')}; "
                 "run separate sweeps instead"
@@ -540,3 +553,10 @@ def _validate_one(spec: Spec) -> None:
     if tr.threshold is not None:
         _finite("train.threshold", tr.threshold)
     _one_of("train.dtype", tr.dtype, DTYPES)
+    b = spec.basins
+    _finite("basins.f_tol", b.f_tol, positive=True)
+    _finite("basins.p_tol", b.p_tol, nonneg=True)
+    _finite("basins.loss_tol", b.loss_tol, nonneg=True)
+    _one_of("basins.probe", b.probe, ("data", "box"))
+    if b.n_probe < 1:
+        raise SpecError(f"basins.n_probe must be >= 1, got {b.n_probe}")

@@ -112,6 +112,16 @@ def test_different_solutions_are_not_merged(xor_ds):
     assert np.nanmax(mat) > 0.0
 
 
+def test_spec_basin_tolerances_are_the_default(xor_ds):
+    """``[basins] f_tol`` in the spec drives find_basins: a huge tolerance merges every run."""
+    default = basins.find_basins(xor_ds)
+    assert len(default.table) > 1
+    spec = json.loads(xor_ds.attrs["spec"])
+    spec["basins"]["f_tol"] = 1e6
+    loose = xor_ds.assign_attrs(spec=json.dumps(spec))
+    assert len(basins.find_basins(loose).table) == 1
+
+
 def test_leader_cluster_respects_tolerance():
     out = np.array([[0.0, 0.0], [0.01, 0.0], [1.0, 1.0], [1.0, 1.02], [5.0, 5.0]])
     loss = np.array([0.1, 0.2, 0.3, 0.4, 0.5])

@@ -106,6 +106,9 @@ BAD = [
     ("report", ["loss_curvs"], ["report", "loss_curves"]),
     ("task.n_points", 10, ["task 'xor' has no parameter 'n_points'"]),
     ("init.plane_seed", -7, ["init.plane_seed", "-1"]),
+    ("basins.f_tol", 0.0, ["basins.f_tol", "> 0"]),
+    ("basins.probe", "grid", ["basins.probe", "data", "box"]),
+    ("axes.basins.f_tol", [0.1, 0.2], ["basins.f_tol", "not allowed"]),
 ]
 TASK_BAD = [
     ({"name": "parity", "n": -1}, ["task.n", "0..20"]),

@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from jaxinit.stats import wilson  # noqa: E402
+
 
 def sweep_dims(ds: xr.Dataset) -> list[str]:
     """The Dataset's axis dimensions other than ``seed``, longest-varying first as in the spec."""
@@ -38,15 +40,6 @@ def _pool(ds: xr.Dataset, var: str, keep: list[str]) -> xr.DataArray:
 def _is_log(values) -> bool:
     v = np.asarray(values)
     return v.dtype.kind in "fi" and bool(np.all(v > 0)) and v.max() / v.min() > 20
-
-
-def wilson(k: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson score interval of a binomial rate ``k / n``."""
-    n = np.maximum(n, 1)
-    p = k / n
-    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    return centre - half, centre + half
 
 
 def _label(ds: xr.Dataset, dim: str) -> str:
