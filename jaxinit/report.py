@@ -11,9 +11,10 @@ import xarray as xr
 from jaxinit.plots import DEFAULT_FIGURES, FIGURES, sweep_dims
 
 
-def summarize(ds: xr.Dataset) -> str:
+def summarize(ds: xr.Dataset, max_rows: int = 16) -> str:
     """A plain-text table: per value of the first non-seed axis, runs done, median/best final loss,
-    success rate and diverged count."""
+    success rate and diverged count. A long axis (a map's grid) shows ``max_rows`` evenly spaced
+    values."""
     dims = sweep_dims(ds)
     head = f"{ds.attrs['name']}: {ds.attrs['n_done']}/{ds.attrs['n_runs']} runs"
     if ds.attrs.get("partial"):
@@ -23,7 +24,12 @@ def summarize(ds: xr.Dataset) -> str:
         f"{'cell':<28} {'runs':>6} {'median loss':>12} {'best loss':>10} {'success':>8} {'diverged':>8}",
     ]
     key = dims[0] if dims else None
-    for v in ds[key].values if key else [None]:
+    values = list(ds[key].values) if key else [None]
+    if len(values) > max_rows:
+        step = -(-len(values) // max_rows)
+        rows.append(f"(every {step}th of {len(values)} values of {key})")
+        values = values[::step]
+    for v in values:
         sub = ds.sel({key: v}) if key else ds
         done = sub.done.values
         loss = sub.final_loss.values[done]
