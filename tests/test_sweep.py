@@ -39,9 +39,12 @@ def _toml(spec: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+CLI = [sys.executable, "-m", "jaxinit.cli"]
+
+
 def _cli(*args, env=None, **kw):
     return subprocess.run(
-        [sys.executable, "-m", "jaxinit.cli", *args],
+        [*CLI, *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -125,18 +128,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     path.write_text(_toml(spec))
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jaxinit.cli",
-            "run",
-            str(path),
-            "--out",
-            str(out),
-            "--chunk-size",
-            "8",
-            "--quiet",
-        ],
+        [*CLI, "run", str(path), "--out", str(out), "--chunk-size", "8", "--quiet"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -183,20 +175,8 @@ def test_two_devices_and_shards_match_one_process(tmp_path, reference):
     assert r.returncode == 0, r.stderr
     shards = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jaxinit.cli",
-                "run",
-                str(path),
-                "--out",
-                str(tmp_path / "sh"),
-                "--chunk-size",
-                "16",
-                "--shard",
-                f"{i}/2",
-                "--quiet",
-            ],  # fmt: skip
+            [*CLI, "run", str(path), "--out", str(tmp_path / "sh"), "--chunk-size", "16"]
+            + ["--shard", f"{i}/2", "--quiet"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
