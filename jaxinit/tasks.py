@@ -273,9 +273,12 @@ def logistic_regression(in_dim: int = 4, n_points: int = 256, seed: int = 0) -> 
     def labels(x):
         return (rng.uniform(size=len(x)) < 1 / (1 + np.exp(-x @ w))).astype(np.int64)
 
-    task = _classification(x, labels(x), x_test, labels(x_test))
-    # Label noise caps accuracy well below 1: count a run as solved at the Bayes-like level.
-    return task._replace(success_metric=0.7, threshold=0.5)
+    y = labels(x)
+    task = _classification(x, y, x_test, labels(x_test))
+    # Label noise caps accuracy well below 1: a run counts as solved when its training accuracy
+    # is within 0.05 of what the generating weights w* themselves score on the same points.
+    reference = float(np.mean((x @ w > 0) == (y == 1)))
+    return task._replace(success_metric=reference - 0.05, threshold=0.5)
 
 
 TASKS: dict[str, Callable[..., Task]] = {

@@ -160,6 +160,7 @@ def test_5_convex_controls_zero_and_random_init_reach_the_same_loss():
         zero = float(loss.sel(init_scale=0.0).isel(seed=0))
         rand = loss.sel(init_scale=1.0).values
         assert np.all(np.abs(rand - zero) / zero < 1e-3), (task, zero, rand)
+        assert bool(ds.success.sel(task_name=task).all()), task  # every init reaches the optimum
     # the linear-regression optimum is the least-squares solution, from either init
     t = TASKS["linear_regression"]()
     x1 = np.hstack([t.x_train, np.ones((len(t.x_train), 1))])
