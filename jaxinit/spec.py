@@ -104,6 +104,9 @@ class InitSpec:
     plane_seed: int = -1
     plane_a: float = 0.0
     plane_b: float = 0.0
+    # >= 0: the direction d1 (d2) is θ(plane_seed_a) − θ_base, a plane through three given inits
+    plane_seed_a: int = -1
+    plane_seed_b: int = -1
 
 
 @dataclass(frozen=True)
@@ -536,6 +539,12 @@ def _validate_one(spec: Spec) -> None:
     _finite("init.perturbation", i.perturbation, nonneg=True)
     if i.plane_seed != -1:
         _seed("init.plane_seed (or -1: off)", i.plane_seed)
+    for name in ("plane_seed_a", "plane_seed_b"):
+        value = getattr(i, name)
+        if value != -1:
+            _seed(f"init.{name} (or -1: a random direction)", value)
+            if i.plane_seed < 0:
+                raise SpecError(f"init.{name} needs init.plane_seed >= 0 (the plane's origin)")
     _finite("init.plane_a", i.plane_a)
     _finite("init.plane_b", i.plane_b)
     _one_of("optimizer.name", o.name, OPTIMIZERS)

@@ -64,22 +64,32 @@ def run_key(root_seed: int, seed: Array) -> Array:
 def plane_init(model: Model, root_seed: int, init: Any) -> Any:
     """``θ_base + a·d1 + b·d2``: a point on a 2-D slice of init space (see ``InitSpec.plane_*``).
 
-    ``θ_base`` is the init of seed ``init.plane_seed``; ``d1``, ``d2`` are Gaussian directions,
-    each leaf rescaled to the norm of ``θ_base``'s leaf (filter normalization, Li et al. 2018), so
-    ``a = 1`` moves every layer by its own size. A zero leaf gets a unit-norm direction.
+    ``θ_base`` is the init of seed ``init.plane_seed``. By default ``d1``, ``d2`` are Gaussian
+    directions, each leaf rescaled to the norm of ``θ_base``'s leaf (filter normalization, Li et
+    al. 2018), so ``a = 1`` moves every layer by its own size (a zero leaf gets a unit-norm
+    direction). With ``plane_seed_a`` / ``plane_seed_b`` >= 0 the direction is instead
+    ``θ(seed) − θ_base``: the plane through three given inits, which sit at (0,0), (1,0), (0,1).
     """
-    base_key = jax.random.fold_in(run_key(root_seed, init.plane_seed), _INIT)
-    base = model.init(base_key, init)
+
+    def init_of(seed: int) -> Any:
+        return model.init(jax.random.fold_in(run_key(root_seed, seed), _INIT), init)
+
+    base = init_of(init.plane_seed)
     leaves, treedef = jax.tree.flatten(base)
-    keys = jax.random.split(jax.random.fold_in(base_key, 7), (2, len(leaves)))
+    keys = jax.random.split(jax.random.fold_in(run_key(root_seed, init.plane_seed), 7), 2)
 
-    def direction(k, leaf):
-        d = jax.random.normal(k, leaf.shape, leaf.dtype)
-        size = jnp.linalg.norm(leaf)
-        return d / jnp.linalg.norm(d) * jnp.where(size > 0, size, 1.0)
+    def direction(key: Array, through: int) -> list[Array]:
+        if through >= 0:
+            return jax.tree.leaves(jax.tree.map(jnp.subtract, init_of(through), base))
+        out = []
+        for k, leaf in zip(jax.random.split(key, len(leaves)), leaves):
+            d = jax.random.normal(k, leaf.shape, leaf.dtype)
+            size = jnp.linalg.norm(leaf)
+            out.append(d / jnp.linalg.norm(d) * jnp.where(size > 0, size, 1.0))
+        return out
 
-    d1 = [direction(k, x) for k, x in zip(keys[0], leaves)]
-    d2 = [direction(k, x) for k, x in zip(keys[1], leaves)]
+    d1 = direction(keys[0], init.plane_seed_a)
+    d2 = direction(keys[1], init.plane_seed_b)
     out = [x + init.plane_a * u + init.plane_b * v for x, u, v in zip(leaves, d1, d2)]
     return jax.tree.unflatten(treedef, out)
 

@@ -283,3 +283,43 @@ def test_random_streams_depend_only_on_seed_and_step(stream):
         )
     for a, b in ((0, 1), (0, 2), (1, 2)):
         assert np.abs(moved[a, 0] - moved[b, 0]).max() > 1e-3, (moved[a, 0], moved[b, 0])
+
+
+PLANE_BASE = {
+    "task": {"name": "xor"},
+    "model": {"widths": [3]},
+    "store": {"save_params": True},
+    "train": {"steps": 10, "log_every": 10, "diagnostics": []},
+}
+
+
+def test_plane_through_three_given_inits():
+    """plane_seed_a/b: the slice's corners (0,0), (1,0), (0,1) are the inits of the three seeds."""
+    plane = {
+        **PLANE_BASE,
+        "init": {"plane_seed": 0, "plane_seed_a": 5, "plane_seed_b": 9},
+        "axes": {"init.plane_a": [0.0, 1.0], "init.plane_b": [0.0, 1.0]},
+    }
+    ds = jaxinit.run(plane, progress=False)
+    ref = jaxinit.run({**PLANE_BASE, "axes": {"seed": [0, 5, 9]}}, progress=False)
+    for name in ("params0/layers/0/w", "params0/layers/1/w"):
+        for (a, b), seed in (((0.0, 0.0), 0), ((1.0, 0.0), 5), ((0.0, 1.0), 9)):
+            got = ds[name].sel(init_plane_a=a, init_plane_b=b).isel(seed=0).values
+            np.testing.assert_allclose(got, ref[name].sel(seed=seed).values, atol=1e-6)
+
+
+def test_random_plane_directions_are_filter_normalized():
+    plane = {
+        **PLANE_BASE,
+        "init": {"plane_seed": 3},
+        "axes": {"init.plane_a": [0.0, 1.0], "init.plane_b": [0.0, 1.0]},
+    }
+    ds = jaxinit.run(plane, progress=False)
+    w = ds["params0/layers/0/w"]
+    origin = w.sel(init_plane_a=0.0, init_plane_b=0.0).values
+    for a, b in ((1.0, 0.0), (0.0, 1.0)):
+        step = w.sel(init_plane_a=a, init_plane_b=b).values - origin
+        np.testing.assert_allclose(np.linalg.norm(step), np.linalg.norm(origin), rtol=1e-5)
+    d1 = w.sel(init_plane_a=1.0, init_plane_b=0.0).values - origin
+    d2 = w.sel(init_plane_a=0.0, init_plane_b=1.0).values - origin
+    assert abs(np.dot(d1.ravel(), d2.ravel())) < np.linalg.norm(d1) * np.linalg.norm(d2)  # distinct

@@ -107,6 +107,7 @@ BAD = [
     ("task.n_points", 10, ["task 'xor' has no parameter 'n_points'"]),
     ("init.plane_seed", -7, ["init.plane_seed", "-1"]),
     ("basins.f_tol", 0.0, ["basins.f_tol", "> 0"]),
+    ("init.plane_seed_a", 4, ["init.plane_seed_a", "plane_seed >= 0"]),
     ("basins.probe", "grid", ["basins.probe", "data", "box"]),
     ("axes.basins.f_tol", [0.1, 0.2], ["basins.f_tol", "not allowed"]),
 ]
