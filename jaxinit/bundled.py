@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import tomllib
-
+from jaxinit import _toml
 from jaxinit.spec import SpecError
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
@@ -29,8 +28,8 @@ def bundled_specs() -> dict[str, str]:
     out = {}
     for f in sorted(SWEEPS_DIR.glob("*.toml")):
         try:
-            desc = tomllib.loads(f.read_text()).get("description", "")
-        except tomllib.TOMLDecodeError:
+            desc = _toml.loads(f.read_bytes().decode("utf-8")).get("description", "")
+        except (_toml.TOMLDecodeError, UnicodeDecodeError):
             desc = "(unparsable)"
         out[f.stem] = desc.strip().splitlines()[0] if desc.strip() else ""
     return out

@@ -1,7 +1,8 @@
 """``jaxinit`` command line: a thin shell over :mod:`jaxinit.sweep` and :mod:`jaxinit.report`.
 
 Exit codes: 0 ok, 2 bad input (spec, override, directory, a full or unwritable disk),
-1 anything else, 130 interrupted.
+1 anything else, 130 interrupted. Figures are drawn with matplotlib's Agg backend (files only);
+the library itself never selects a backend.
 """
 
 from __future__ import annotations
@@ -9,11 +10,31 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 from pathlib import Path
 
-import tomllib
+from jaxinit import __version__, _toml
 
-_BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+DESCRIPTION = (
+    "Measure what happens to a network from different starting weights: run sweeps of "
+    "training runs (vmapped and compiled with JAX) and report their results."
+)
+EPILOG = """\
+examples:
+  jaxinit list                                 bundled specs
+  jaxinit run symmetry --set axes.seed=64      run (or resume) into results/symmetry
+  jaxinit report results/symmetry              figures and a summary in results/symmetry/report
+
+exit status: 0 ok, 2 bad input (spec, override, directory, a full or unwritable disk),
+1 anything else, 130 interrupted.
+"""
+
+
+class InputError(Exception):
+    """Bad input found by the command line itself (exit status 2, message without traceback)."""
 
 
 def parse_set(item: str) -> tuple[str, object]:
@@ -24,9 +45,9 @@ def parse_set(item: str) -> tuple[str, object]:
     if not eq or not path.strip():
         raise SpecError(f"--set {item!r}: expected field.path=value")
     try:
-        value = tomllib.loads(f"v = {text.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        if not _BARE_WORD.match(text.strip()):
+        value = _toml.loads(f"v = {text.strip()}")["v"]
+    except _toml.TOMLDecodeError:
+        if not _BARE_WORD.fullmatch(text.strip()):
             raise SpecError(
                 f"--set {item!r}: {text!r} is not a TOML value (numbers, true/false, "
                 '"strings", [lists]) nor a bare word'
@@ -35,26 +56,55 @@ def parse_set(item: str) -> tuple[str, object]:
     return path.strip(), value
 
 
+def default_out(name: str) -> Path:
+    """``results/<name>``, refusing a spec name that is not one plain path component (``../x``,
+    ``/tmp/x`` or ``a/b`` would write outside ``results/``)."""
+    if not _SAFE_NAME.fullmatch(name) or name in (".", ".."):
+        raise InputError(
+            f"spec name {name!r} cannot name a directory under results/: use letters, digits, "
+            "'_', '-' and '.' only, or pass --out DIR"
+        )
+    return Path("results") / name
+
+
+def _use_file_backend() -> None:
+    """Draw with Agg: the command line only writes files (and needs no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def _cmd_run(args) -> int:
     from jaxinit.report import summarize, write_report
     from jaxinit.spec import SpecError
-    from jaxinit.sweep import parse_shard, resolve_spec, run
+    from jaxinit.sweep import parse_shard, prepare, run
+    from jaxinit.validation import resolve_spec
 
     # Validate everything before anything compiles or the output directory is created.
     overrides = dict(parse_set(s) for s in args.set)
-    spec = resolve_spec(args.spec, overrides)
+    try:
+        spec = resolve_spec(args.spec, overrides)
+    except UnicodeDecodeError:
+        raise InputError(f"spec {args.spec} is not a UTF-8 TOML file") from None
     shard = parse_shard(args.shard)
     if args.chunk_size is not None and args.chunk_size < 1:
         raise SpecError(f"--chunk-size must be a positive integer, got {args.chunk_size}")
-    out = Path(args.out) if args.out else Path("results") / spec.name
+    out = Path(args.out) if args.out else default_out(spec.name)
     if out.exists() and not out.is_dir():
         raise SpecError(f"--out {out} exists and is not a directory")
-    ds = run(spec, out, chunk_size=args.chunk_size, shard=shard, progress=not args.quiet)
+    prep = prepare(spec, chunk_size=args.chunk_size)
+    print(f"{spec.name}: {prep.describe()}", file=sys.stderr, flush=True)
+    if args.dry_run:
+        return 0
+    ds = run(prep, out, chunk_size=args.chunk_size, shard=shard, progress=not args.quiet)
     print(summarize(ds))
     print(f"results: {out}")
-    if args.report:
+    if args.report and ds.attrs["n_done"]:
+        _use_file_backend()
         paths = write_report(ds, out / "report")
         print("figures: " + ", ".join(str(p) for p in paths))
+    elif args.report:
+        print("figures: none (no finished runs in this shard's directory yet)")
     return 0
 
 
@@ -62,7 +112,17 @@ def _cmd_report(args) -> int:
     from jaxinit.report import write_report
     from jaxinit.results import load
 
-    ds = load(args.dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load(args.dir)
+    if not ds.attrs["n_done"]:
+        raise InputError(
+            f"{args.dir}: no finished runs yet (0/{ds.attrs['n_runs']}); "
+            "compute them with: jaxinit run SPEC --out DIR"
+        )
+    for w in caught:
+        print(f"jaxinit: warning: {w.message}", file=sys.stderr)
+    _use_file_backend()
     paths = write_report(ds, args.out or Path(args.dir) / "report")
     for p in paths:
         print(p)
@@ -78,10 +138,16 @@ def _cmd_list(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jaxinit", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="jaxinit",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"jaxinit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run or resume a sweep")
-    r.add_argument("spec", help="a TOML spec path or a bundled spec name (see `jaxinit list`)")
+    r.add_argument("spec", help="a TOML spec path or a bundled spec name (see: jaxinit list)")
     r.add_argument("--out", help="sweep directory (default: results/<spec name>)")
     r.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a spec field, e.g. --set train.steps=500 --set axes.seed=64")  # fmt: skip
@@ -89,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--shard", default=None, help="i/n: run only chunk k with k %% n == i")
     r.add_argument("--report", action="store_true", help="also write figures into DIR/report")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--dry-run", action="store_true",
+                   help="validate, plan and print the sweep's size; compile and write nothing")  # fmt: skip
     r.set_defaults(fn=_cmd_run)
     rep = sub.add_parser("report", help="write figures and a text summary of a sweep directory")
     rep.add_argument("dir")
@@ -106,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (SpecError, StoreError) as e:
+    except (InputError, SpecError, StoreError) as e:
         print(f"jaxinit: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # e.g. the report directory: name the path, no traceback

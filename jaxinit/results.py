@@ -1,12 +1,20 @@
 """Labeled results: chunks of runs → an ``xarray.Dataset`` with one dimension per sweep axis.
 
 Variables: per-run finals (``final_loss``, ``final_metric``, ``test_loss``, ``diverged``,
-``time_to_threshold`` …) with dims = the axes; curves (``loss``, diagnostics) with an extra
-``step`` dim (and ``layer`` for per-layer diagnostics); ``done`` marks runs that have finished.
+``time_to_threshold`` …, all of :data:`FINAL_VARIABLES`, present even before any run has
+finished) with dims = the axes; curves (``loss``, diagnostics) with an extra ``step`` dim (and
+``layer``, coordinate ``0..L-1``, for per-layer diagnostics); ``done`` marks runs that have
+finished. Every known variable carries ``long_name``, ``description`` and (when it has one)
+``units`` attributes, from :data:`VARIABLE_ATTRS`.
 With ``store.save_params``, ``params0/<path>`` and ``params/<path>`` hold initial and final
 parameters (NaN-padded to the widest shape when groups differ; :func:`load_params` gives
 true shapes).
-Runs that have not finished yet are NaN (floats), -1 (integers) or False (booleans).
+
+Step counts of events that may never happen (``diverged_step``, ``converged_step``,
+``time_to_threshold``) are floats with **NaN for "never"** (the engine's ``-1``), so that
+``.mean()`` or ``.median()`` cannot silently count a sentinel; test ``.notnull()`` for "it
+happened". Runs that have not finished yet are NaN (floats) or False (booleans); ``done``
+tells them apart from runs that never reached an event.
 
 >>> import jaxinit  # doctest: +SKIP
 >>> ds = jaxinit.load("results/symmetry")  # doctest: +SKIP
@@ -24,17 +32,110 @@ import pandas as pd
 import xarray as xr
 
 from jaxinit.plan import Plan, coordinates, make_plan
-from jaxinit.store import iter_chunks, read_spec
+from jaxinit.store import expect_for, iter_chunks, read_spec
 
 _SECTIONS = ("final/", "curves/", "params0/", "params/")
 
+STEP_VARIABLES = ("diverged_step", "converged_step", "time_to_threshold")
+"""Per-run step counts of events that may never happen: float, NaN for never (or not done)."""
+
+FINAL_VARIABLES: dict[str, str] = {
+    "final_loss": "float",
+    "final_metric": "float",
+    "test_loss": "float",
+    "test_metric": "float",
+    "final_grad_norm": "float",
+    "diverged": "bool",
+    "diverged_step": "step",
+    "converged_step": "step",
+    "time_to_threshold": "step",
+    "success": "bool",
+}
+"""The per-run variables every Dataset has (``name -> float | bool | step``), finished or not."""
+
+_NEVER = "NaN if it never happened (or the run is not done)"
+
+VARIABLE_ATTRS: dict[str, dict[str, str]] = {
+    "done": {"long_name": "run finished", "description": "the run's chunk has been computed"},
+    "final_loss": {"long_name": "final training loss", "units": "1",
+                   "description": "training objective after the last update"},
+    "final_metric": {"long_name": "final training metric", "units": "1",
+                     "description": "accuracy (classification) or R² (regression) on the training set"},
+    "test_loss": {"long_name": "test loss", "units": "1",
+                  "description": "loss on the test set after the last update"},
+    "test_metric": {"long_name": "test metric", "units": "1",
+                    "description": "accuracy or R² on the test set after the last update"},
+    "final_grad_norm": {"long_name": "final gradient norm", "units": "1",
+                        "description": "full-batch training gradient norm at the final parameters"},
+    "diverged": {"long_name": "diverged",
+                 "description": "the loss or the parameters became non-finite"},
+    "diverged_step": {"long_name": "divergence step", "units": "steps",
+                      "description": f"first step with a non-finite loss; {_NEVER}"},
+    "converged_step": {"long_name": "convergence step", "units": "steps",
+                       "description": f"step the gradient norm fell below train.grad_tol; {_NEVER}"},
+    "time_to_threshold": {"long_name": "time to threshold", "units": "steps",
+                          "description": f"first step with training loss below train.threshold; {_NEVER}"},
+    "success": {"long_name": "solved the task",
+                "description": "training metric reached the task's success level without diverging"},
+    "loss": {"long_name": "training loss", "units": "1",
+             "description": "training loss at each logged step"},
+    "grad_norm": {"long_name": "gradient norm", "units": "1",
+                  "description": "full-batch training gradient norm at each logged step"},
+    "layer_grad_norm": {"long_name": "layer gradient norm", "units": "1",
+                        "description": "gradient norm of each layer's parameters"},
+    "weight_norm": {"long_name": "parameter norm", "units": "1",
+                    "description": "global norm of all parameters"},
+    "distance_from_init": {"long_name": "distance from init", "units": "1",
+                           "description": "norm of the parameters minus the initial parameters"},
+    "distinct_units": {"long_name": "distinct units", "units": "1",
+                       "description": "distinct hidden units per layer (1% tolerance); NaN for the output layer"},
+    "distinct_units_coarse": {"long_name": "distinct units (coarse)", "units": "1",
+                              "description": "distinct hidden units per layer (10% tolerance); NaN for the output layer"},
+    "saturation": {"long_name": "saturated fraction", "units": "1",
+                   "description": "fraction of pre-activations in the activation's flat region, per layer"},
+    "dead_units": {"long_name": "dead ReLU fraction", "units": "1",
+                   "description": "fraction of ReLU units inactive on every data point, per layer"},
+    "step": {"long_name": "training step", "units": "steps",
+             "description": "optimizer steps taken before the logged value"},
+    "layer": {"long_name": "layer", "description": "index into the model's layers (0 = first)"},
+}  # fmt: skip
+"""``name -> {long_name, units, description}`` for every known variable and coordinate."""
+
+
+def _attrs_of(name: str) -> dict[str, str]:
+    """The attrs of a variable: from the table, or generic ones for saved parameters."""
+    if name in VARIABLE_ATTRS:
+        return dict(VARIABLE_ATTRS[name])
+    which, _, path = name.partition("/")
+    if which in ("params0", "params") and path:
+        when = "initial" if which == "params0" else "final"
+        return {"long_name": f"{when} {path}",
+                "description": f"{when} value of parameter {path} (NaN-padded to the widest group)"}  # fmt: skip
+    return {}
+
 
 def _empty(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Placeholder values of runs that have not finished: NaN, False, or -1 for integers."""
     if dtype.kind == "f":
         return np.full(shape, np.nan, dtype)
     if dtype.kind == "b":
         return np.zeros(shape, bool)
     return np.full(shape, -1, dtype)
+
+
+def _never_to_nan(a: np.ndarray, dtype: str) -> np.ndarray:
+    """An engine step count (``-1``: never) as a float of the sweep's dtype with NaN for never;
+    exact, since steps are at most 10⁷ < 2²⁴ (float32's exact integers)."""
+    out = a.astype(dtype)
+    out[out < 0] = np.nan
+    return out
+
+
+def _with_all_finals(arrays: dict[str, np.ndarray], n_runs: int, dtype: str) -> None:
+    """Add every missing per-run final as not-done placeholders (no chunk finished yet)."""
+    kinds = {"float": np.dtype(dtype), "bool": np.dtype(bool), "step": np.dtype(dtype)}
+    for key, kind in FINAL_VARIABLES.items():
+        arrays.setdefault(f"final/{key}", _empty(kinds[kind], (n_runs,)))
 
 
 def _gather(
@@ -68,35 +169,37 @@ def _gather(
 def assemble(
     plan: Plan, chunks: list[dict[str, np.ndarray]], *, partial: bool, attrs=None
 ) -> xr.Dataset:
-    """Build the Dataset of a plan from its chunks (any subset; missing runs are marked)."""
+    """Build the Dataset of a plan from its chunks (any subset, even none; missing runs are marked).
+
+    Every per-run final of :data:`FINAL_VARIABLES` and the ``loss`` curve are present even with no
+    chunks, so code reading a sweep that has just started sees NaN and ``done = False``, not a
+    ``KeyError``.
+    """
+    spec = plan.spec
     arrays, done = _gather(chunks, plan.n_runs)
+    _with_all_finals(arrays, plan.n_runs, spec.train.dtype)
+    n_log = spec.train.steps // spec.train.log_every + 1
+    arrays.setdefault("curves/loss", _empty(np.dtype(spec.train.dtype), (plan.n_runs, n_log)))
     dims = [a.dim for a in plan.axes]
     shape = plan.shape
-    spec = plan.spec
     variables = {"done": (dims, done.reshape(shape))}
     for name, a in arrays.items():
         section, _, key = name.partition("/")
         a = a.reshape(*shape, *a.shape[1:])
         if section == "final":
-            variables[key] = (dims, a)
+            variables[key] = (dims, _never_to_nan(a, spec.train.dtype) if key in STEP_VARIABLES else a)
         elif section == "curves":
             extra = ["step", "layer"][: a.ndim - len(dims)]
             variables[key] = (dims + extra, a)
         else:
             extra = [f"{name}_dim{k}" for k in range(a.ndim - len(dims))]
             variables[name] = (dims + extra, a)
-    coords = dict(coordinates(plan))
-    n_steps = max(
-        (v[1].shape[len(dims)] for k, v in variables.items() if "step" in v[0]), default=0
-    )
-    if n_steps:
-        coords["step"] = np.arange(n_steps) * spec.train.log_every
-    ds = xr.Dataset(variables, coords=coords)
+    variables = {k: (*v, _attrs_of(k)) for k, v in variables.items()}
+    ds = xr.Dataset(variables, coords=_coords(plan, variables))
     ds.attrs.update(
         name=spec.name,
         description=spec.description,
         spec=json.dumps(spec.to_dict()),
-        fingerprint=spec.fingerprint(),
         axes=json.dumps({a.dim: a.path for a in plan.axes}),
         traced_axes=json.dumps([a.dim for a in plan.axes if a.traced]),
         dtype=spec.train.dtype,
@@ -104,9 +207,19 @@ def assemble(
         partial=int(partial or not done.all()),
         n_done=int(done.sum()),
         n_runs=plan.n_runs,
-        **(attrs or {}),
     )
+    ds.attrs.update(attrs or {})  # e.g. load's jaxinit_version and fingerprint
     return ds
+
+
+def _coords(plan: Plan, variables: dict) -> dict:
+    """Axis coordinates, plus ``step`` (in optimizer steps) and ``layer`` (``0..L-1``) when used."""
+    coords = dict(coordinates(plan))
+    for dim, scale in (("step", plan.spec.train.log_every), ("layer", 1)):
+        sizes = [v[1].shape[v[0].index(dim)] for v in variables.values() if dim in v[0]]
+        if sizes:
+            coords[dim] = (dim, np.arange(max(sizes)) * scale, VARIABLE_ATTRS[dim])
+    return coords
 
 
 def load(path: str | Path, *, on_corrupt: str = "raise") -> xr.Dataset:
@@ -117,8 +230,11 @@ def load(path: str | Path, *, on_corrupt: str = "raise") -> xr.Dataset:
     """
     spec, meta = read_spec(path)
     plan = make_plan(spec, meta["chunk_size"])
-    chunks = list(iter_chunks(path, on_corrupt=on_corrupt))
-    ds = assemble(plan, chunks, partial=False, attrs={"jaxinit_version": meta["jaxinit_version"]})
+    chunks = list(iter_chunks(path, on_corrupt=on_corrupt, expect=expect_for(plan)))
+    attrs = {"jaxinit_version": meta["jaxinit_version"], "fingerprint": meta["fingerprint"]}
+    if "model" in meta:
+        attrs["model"] = json.dumps(meta["model"])
+    ds = assemble(plan, chunks, partial=False, attrs=attrs)
     if ds.attrs["partial"]:
         warnings.warn(
             f"{path}: sweep is partial ({ds.attrs['n_done']}/{ds.attrs['n_runs']} runs done); "
@@ -135,12 +251,11 @@ def load_params(path: str | Path, which: str = "params", group: int | None = Non
     (e.g. a widths axis), pass ``group`` (the static group index) to pick one.
     """
     prefix = which + "/"
-    keep = None
-    if group is not None:
-        spec, meta = read_spec(path)
-        keep = make_plan(spec, meta["chunk_size"]).groups[group].run_ids
+    spec, meta = read_spec(path)
+    plan = make_plan(spec, meta["chunk_size"])
+    keep = None if group is None else plan.group(group).run_ids
     ids, arrays = [], {}
-    for chunk in iter_chunks(path):
+    for chunk in iter_chunks(path, expect=expect_for(plan)):
         keys = [k for k in chunk if k.startswith(prefix)]
         if not keys:
             raise ValueError(f"{path} has no saved {which}: set store.save_params = true")

@@ -1,10 +1,27 @@
 """The command line, run as a user runs it: a subprocess."""
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+import jaxinit
+
+TINY_TOML = """
+name = "{name}"
+[task]
+name = "xor"
+[model]
+widths = [2]
+[train]
+steps = 4
+log_every = 2
+[axes]
+seed = 2
+"""
 
 
 def jaxinit_cli(*args, cwd=None):
@@ -65,3 +82,105 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, needle):
     assert needle in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def _tiny_spec(tmp_path: Path, name: str = "tiny") -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TOML.format(name=name))
+    return path
+
+
+def _clean_exit_2(r, needle: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert needle in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_binary_spec_exits_2(tmp_path):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(bytes(range(0x80, 0x100)))
+    r = jaxinit_cli("run", str(garbage), "--out", str(tmp_path / "o"))
+    _clean_exit_2(r, "not a UTF-8 TOML file")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_task_parameter_lists_what_is_allowed(tmp_path):
+    r = jaxinit_cli("run", "symmetry", "--set", "task.nosuch=1", "--out", str(tmp_path / "o"))
+    _clean_exit_2(r, "nosuch")
+    assert re.search(r"allowed: \S", r.stderr), r.stderr  # not an empty list
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "..", "ab\nc", "ABSOLUTE"])
+def test_spec_name_must_stay_inside_results(tmp_path, name):
+    """Without --out the sweep goes to results/<name>: a name with a path in it is refused."""
+    if name == "ABSOLUTE":
+        name = str(tmp_path / "absolute")
+    cwd = tmp_path / "work" / "here"
+    cwd.mkdir(parents=True)
+    r = jaxinit_cli("run", str(_tiny_spec(tmp_path, name.replace("\n", "\\n"))), cwd=cwd)
+    _clean_exit_2(r, "cannot name a directory under results/")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["here", "tiny.toml", "work"]
+
+
+@pytest.mark.slow
+def test_plain_spec_name_goes_to_results(tmp_path):
+    r = jaxinit_cli("run", str(_tiny_spec(tmp_path, "tiny-1.b")), "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "results" / "tiny-1.b" / "spec.json").is_file()
+
+
+@pytest.mark.slow
+def test_report_on_a_sweep_with_no_finished_run_exits_2(tmp_path):
+    """spec.json but no chunk (this shard had nothing to run): a message, not a KeyError."""
+    out = tmp_path / "d"
+    r = jaxinit_cli("run", str(_tiny_spec(tmp_path)), "--out", str(out), "--shard", "1/2",
+                    "--chunk-size", "4", "--quiet", "--report")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "tiny: 0/2 runs (partial)" in r.stdout
+    assert (out / "spec.json").is_file()
+    rep = jaxinit_cli("report", str(out))
+    _clean_exit_2(rep, "no finished runs yet")
+    assert not (out / "report").exists()
+
+
+def test_version():
+    r = jaxinit_cli("--version")
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"jaxinit {jaxinit.__version__}"
+
+
+def test_help_is_plain_text():
+    r = jaxinit_cli("--help")
+    assert r.returncode == 0
+    assert "``" not in r.stdout and ":mod:" not in r.stdout
+    assert "exit status" in r.stdout and "--version" in r.stdout
+
+
+def test_toml_falls_back_to_tomli():
+    """Python 3.10 has no tomllib: jaxinit._toml (used by the spec reader and --set) uses tomli."""
+    code = (
+        "import sys; sys.modules['tomllib'] = None; "
+        "import tomli; from jaxinit import _toml; from jaxinit.cli import parse_set; "
+        "assert _toml.loads is tomli.loads and _toml.TOMLDecodeError is tomli.TOMLDecodeError; "
+        "from jaxinit.spec import Spec; "
+        "print(parse_set('train.steps=7'), Spec.from_toml_string('name = \"t\"').name)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "('train.steps', 7) t"
+
+
+def test_dry_run_of_a_billion_runs_prints_its_size_and_writes_nothing(tmp_path):
+    """Defect 5: the run count is printed before compiling; planning 10⁹ runs is cheap."""
+    spec = tmp_path / "billion.toml"
+    scales = ", ".join(str(0.01 * (k + 1)) for k in range(1000))
+    lrs = ", ".join(str(0.001 * (k + 1)) for k in range(1000))
+    spec.write_text(
+        f'name = "billion"\n[axes]\n"init.scale" = [{scales}]\n'
+        f'"optimizer.learning_rate" = [{lrs}]\nseed = 1000\n'
+    )
+    r = jaxinit_cli("run", str(spec), "--out", str(tmp_path / "out"), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "1,000,000,000 runs = 1 compiled program(s)" in r.stderr
+    assert not (tmp_path / "out").exists()

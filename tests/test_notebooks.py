@@ -1,4 +1,5 @@
-"""Every example notebook executes top to bottom (with JAXINIT_SMALL=1: small settings)."""
+"""Every example notebook executes top to bottom (with JAXINIT_SMALL=1: small settings) and shows
+its figures: run as a user runs it, with Jupyter's own (inline) matplotlib backend."""
 
 import os
 from pathlib import Path
@@ -10,24 +11,24 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
+def _outputs(nb):
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, tmp_path, monkeypatch):
+def test_notebook_executes_and_shows_figures(path, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXINIT_SMALL", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks its inline backend
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()
-    errors = [
-        o
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.get("outputs", [])
-        if o.output_type == "error"
-    ]
-    assert not errors
+    outputs = _outputs(nb)
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert images, f"{path.name} shows no figure (was a non-interactive backend forced?)"
     assert os.environ["JAXINIT_SMALL"] == "1"
 
 

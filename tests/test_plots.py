@@ -1,13 +1,18 @@
 """Plots and report: the plain-sweep figures draw, and write_report writes PNGs and a summary."""
 
 import json
+import os
+import subprocess
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from conftest import TINY
 
 from jaxinit.plan import make_plan
-from jaxinit.plots import FIGURES, sweep_dims, wilson
+from jaxinit.plots import DEFAULT_FIGURES, FIGURES, sweep_dims, time_to_threshold_table, wilson
+from jaxinit.plots.names import FIGURE_NAMES
 from jaxinit.report import summarize, write_report
 from jaxinit.results import assemble
 from jaxinit.spec import Spec
@@ -106,3 +111,72 @@ def test_wilson_known_values():
     np.testing.assert_allclose(hi[0], 0.7634, atol=1e-4)
     assert lo[1] == pytest.approx(0.0, abs=1e-12) and hi[1] == pytest.approx(0.2775, abs=1e-4)
     assert hi[2] == pytest.approx(1.0) and lo[2] == pytest.approx(0.7225, abs=1e-4)
+
+
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (no MPLBACKEND) and return its stdout."""
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+@pytest.mark.slow
+def test_importing_and_validating_leave_the_users_backend_alone():
+    """A notebook's inline backend survives ``import jaxinit.plots`` and specs with figures."""
+    out = _python(
+        "import matplotlib; matplotlib.use('svg'); import jaxinit, jaxinit.plots; "
+        "from jaxinit.spec import Spec; Spec.from_dict({'report': ['final_loss']}); "
+        "from jaxinit.validation import resolve_spec; "
+        "resolve_spec({'report': ['final_loss', 'basin_map']}); "
+        "jaxinit.plots.FIGURES; print(matplotlib.get_backend())"
+    )
+    assert out == "svg"
+
+
+@pytest.mark.slow
+def test_figure_names_and_validation_do_not_import_pyplot():
+    out = _python(
+        "import sys; import jaxinit, jaxinit.plots; from jaxinit.plots.names import FIGURE_NAMES; "
+        "from jaxinit.validation import resolve_spec; resolve_spec({'report': ['final_loss']}); "
+        "print('matplotlib.pyplot' in sys.modules)"
+    )
+    assert out == "False"
+
+
+def test_figure_names_match_the_registry():
+    assert sorted(FIGURES) == sorted(FIGURE_NAMES)
+    assert set(DEFAULT_FIGURES) <= set(FIGURE_NAMES)
+
+
+def _ttt_dataset(times, done):
+    """The TINY plan's Dataset with given ``time_to_threshold`` (engine values: -1 = never)."""
+    plan = make_plan(Spec.from_dict(TINY), chunk_size=12)
+    ids = np.flatnonzero(done)
+    chunk = {"run_id": ids, "final/time_to_threshold": np.asarray(times, np.int32)[ids]}
+    return assemble(plan, [chunk], partial=False)
+
+
+def test_time_to_threshold_table_never_is_infinite_and_unfinished_runs_are_left_out():
+    # runs in C order over (init_scheme, init_scale, seed) = (2, 2, 3)
+    times = [10, -1, -1, 5, 10, -1, 4, 4, 4, 7, 8, 9]
+    done = np.ones(12, bool)
+    done[9:] = False  # he_normal, scale 1.0: nothing finished
+    tab = time_to_threshold_table(_ttt_dataset(times, done)).set_index(
+        ["init_scheme", "init_scale"]
+    )
+    assert tab.loc[("zeros", 0.5), "median_time"] == np.inf
+    assert tab.loc[("zeros", 0.5), "reached"] == pytest.approx(1 / 3)
+    assert tab.loc[("zeros", 1.0), "median_time"] == 10
+    assert tab.loc[("zeros", 1.0), "reached"] == pytest.approx(2 / 3)
+    assert tab.loc[("he_normal", 0.5), "median_time"] == 4
+    assert np.isnan(tab.loc[("he_normal", 1.0), ["median_time", "reached"]].astype(float)).all()
+
+
+def test_summarize_with_no_finished_run():
+    """A just-started sweep: a summary with empty cells, not a KeyError."""
+    ds = assemble(make_plan(Spec.from_dict(TINY), chunk_size=4), [], partial=False)
+    text = summarize(ds)
+    assert text.startswith("tiny: 0/12 runs (partial)")
+    zeros = next(r for r in text.splitlines() if r.startswith("init.scheme=zeros")).split()
+    assert zeros[1:] == ["0", "-", "-", "-", "0"]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import TINY
 
+import jaxinit
 from jaxinit.plan import make_plan
-from jaxinit.results import assemble, tidy
+from jaxinit.results import FINAL_VARIABLES, STEP_VARIABLES, VARIABLE_ATTRS, assemble, tidy
 from jaxinit.spec import Spec
 
 T = TINY["train"]["steps"] // TINY["train"]["log_every"] + 1
@@ -60,7 +61,7 @@ def test_assemble_subset_marks_missing_runs(plan):
     np.testing.assert_array_equal(loss[expect], np.flatnonzero(expect))
     assert np.isnan(loss[~expect]).all()
     assert np.isnan(ds.loss.values.reshape(12, -1)[~expect]).all()
-    assert (ds.diverged_step.values.ravel()[~expect] == -1).all()
+    assert np.isnan(ds.diverged_step.values.ravel()[~expect]).all()
     assert not ds.success.values.ravel()[~expect].any()
     assert ds.attrs["partial"] == 1 and ds.attrs["n_done"] == expect.sum()
     assert assemble(plan, [], partial=False).attrs["n_done"] == 0
@@ -84,7 +85,7 @@ def test_sweep_dataset_layout(tiny_sweep):
     assert ds.loss.sizes["step"] == T and np.isfinite(ds.loss.values).all()
     for name in ("final_loss", "final_metric", "test_loss", "test_metric", "final_grad_norm"):
         assert np.isfinite(ds[name].values).all(), name
-    assert ds.diverged.dtype == bool and ds.time_to_threshold.dtype.kind == "i"
+    assert ds.diverged.dtype == bool and ds.time_to_threshold.dtype.kind == "f"
 
 
 def test_params_variables(tiny_sweep):
@@ -102,3 +103,70 @@ def test_params_variables(tiny_sweep):
     assert not np.allclose(he.isel(init_scale=0, seed=0), he.isel(init_scale=0, seed=1))
     moved = ds["params/layers/0/w"].sel(init_scheme="he_normal").values - he.values
     assert np.abs(moved).max() > 0
+
+
+def test_assemble_without_chunks_has_every_per_run_variable(plan):
+    """A sweep that has just started: every final (and the loss curve) exists, nothing is done."""
+    ds = assemble(plan, [], partial=False)
+    assert set(FINAL_VARIABLES) | {"done", "loss"} <= set(ds.data_vars)
+    assert not ds.done.any() and ds.attrs["partial"] == 1
+    for name, kind in FINAL_VARIABLES.items():
+        values = ds[name].values
+        assert values.shape == ds.done.shape, name
+        if kind == "bool":
+            assert values.dtype == bool and not values.any(), name
+        else:
+            assert values.dtype.kind == "f" and np.isnan(values).all(), name
+    assert ds.loss.sizes["step"] == T and np.isnan(ds.loss.values).all()
+
+
+def test_load_a_directory_with_no_finished_chunk(tmp_path):
+    """spec.json written, no chunk finished (this shard has nothing to run): NaN, not KeyError."""
+    spec = {**TINY, "axes": {"seed": 2}, "store": {}}
+    with pytest.warns(UserWarning, match="partial"):
+        jaxinit.run(spec, out=tmp_path / "d", chunk_size=4, shard="1/2", progress=False)
+        ds = jaxinit.load(tmp_path / "d")
+    assert ds.attrs["n_done"] == 0 and not ds.done.any()
+    for name in FINAL_VARIABLES:
+        assert name in ds, name
+    assert np.isnan(ds.final_loss.values).all()
+
+
+def test_never_is_nan_not_minus_one(plan):
+    """Steps of events that never happened are NaN, so means and medians leave them out."""
+    chunks = _fake_chunks(plan)
+    for c in chunks:
+        ids = c["run_id"]
+        for name in STEP_VARIABLES:
+            c[f"final/{name}"] = np.where(ids % 3 == 0, -1, 10 * ids).astype(np.int32)
+    ds = assemble(plan, chunks, partial=False)
+    ids = np.arange(12)
+    expect = np.where(ids % 3 == 0, np.nan, 10.0 * ids)
+    for name in STEP_VARIABLES:
+        assert ds[name].dtype.kind == "f", name
+        np.testing.assert_array_equal(ds[name].values.ravel(), expect)
+        assert float(ds[name].mean()) == pytest.approx(np.nanmean(expect))
+        assert "NaN" in ds[name].attrs["description"]
+
+
+def test_every_variable_has_attrs_and_layer_has_a_coordinate(plan):
+    ds = assemble(plan, _fake_chunks(plan), partial=False)
+    for name, var in ds.data_vars.items():
+        assert var.attrs.get("long_name") and var.attrs.get("description"), name
+    assert ds.final_loss.attrs["units"] == "1" and ds.time_to_threshold.attrs["units"] == "steps"
+    assert ds.step.attrs["units"] == "steps"
+    np.testing.assert_array_equal(ds.layer.values, [0, 1])  # layer_grad_norm of 2 layers
+    assert ds.layer_grad_norm.sel(layer=1).shape == ds.loss.shape
+
+
+def test_attrs_table_covers_every_diagnostic_and_final():
+    from jaxinit.metrics import DIAGNOSTICS
+
+    assert set(FINAL_VARIABLES) | set(DIAGNOSTICS) | {"done", "loss", "step", "layer"} <= set(
+        VARIABLE_ATTRS
+    )
+
+
+def test_saved_params_have_attrs(tiny_sweep):
+    w = tiny_sweep["params0/layers/0/w"]
+    assert "initial" in w.attrs["long_name"] and w.attrs["description"]

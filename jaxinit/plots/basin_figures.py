@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from jaxinit.plots import FIGURES, _is_log, _label, _pool, sweep_dims
+from jaxinit.plots.core import FIGURES, _is_log, _label, _pool, sweep_dims
 
 
 def _basin_colors(table) -> dict[int, tuple]:
@@ -59,7 +59,7 @@ def _group_runs(b, gi: int) -> np.ndarray:
 def basin_sizes(ds: xr.Dataset) -> plt.Figure:
     """Fraction of runs per basin (stacked bars), per value of the first traced axis, one panel
     per static group; global basins green, the nine largest named, the rest pooled in grey."""
-    from jaxinit.basins import DIVERGED, find_basins
+    from jaxinit.basins import DIVERGED, UNCLUSTERED, UNCONVERGED, find_basins
 
     b = find_basins(ds)
     x_dim = _x_dim(ds)
@@ -76,7 +76,8 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
         colors = _basin_colors(table)
         series = [(_basin_name(r), [r.basin], colors[r.basin]) for r in shown]
         series += [(f"{len(rest)} other basins", rest, "0.75"), ("diverged", [DIVERGED], "0.3")]
-        series += [("unclustered", [DIVERGED - 1], "0.9")]
+        series += [("unconverged (not in a basin)", [UNCONVERGED], "0.6")]
+        series += [("unclustered", [UNCLUSTERED], "0.9")]
         xs = list(ds[x_dim].values) if x_dim else [None]
         bottom = np.zeros(len(xs))
         for name, ids, color in series:
@@ -96,9 +97,13 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
         ax.set_xticks(range(len(xs)), [f"{x:.3g}" if x is not None else "all" for x in xs])
         ax.set_ylabel("fraction of runs")
         ax.set_ylim(0, 1)
+        ex = b.excluded.set_index("group").loc[gi]
         ax.set_title(
-            f"{table.label.iloc[0]} ({len(table)} basins, {int(total.max())} runs per bar)",
-            fontsize=9,
+            f"{table.label.iloc[0]} ({len(table)} basins of converged runs, "
+            f"{int(total.max())} runs per bar; excluded: {ex.unconverged} still moving "
+            f"(|∇L| ≥ {b.config.grad_tol:g} above the lowest loss), "
+            f"{ex.diverged_or_unfinished} diverged)",
+            fontsize=8,
         )
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     axes[-1, 0].set_xlabel(_label(ds, x_dim) if x_dim else "")
@@ -250,14 +255,14 @@ def basin_map(ds: xr.Dataset) -> plt.Figure:
         rank = xr.apply_ufunc(np.vectorize(lambda v: order.get(v, -1)), lab)
         panels.append(
             (
-                "basin (by size; grey: diverged)",
+                "basin (by size; grey: unconverged or diverged)",
                 rank.where(rank >= 0),
                 dict(cmap="tab20", vmin=-0.5, vmax=19.5),
             )
         )
     loss = np.log10(np.maximum(sl.final_loss, 1e-12))
     panels.append(("log10 final loss", loss, dict(cmap="viridis")))
-    hit = sl.time_to_threshold.where(sl.time_to_threshold >= 0)
+    hit = sl.time_to_threshold  # NaN where never reached
     panels.append(("steps to threshold (white: never)", hit, dict(cmap="plasma")))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
     for ax, (title, da, kw) in zip(axes[0], panels):
@@ -282,7 +287,7 @@ def outcome_map(ds: xr.Dataset) -> plt.Figure:
     keep = [x, y]
     done = _pool(ds, "done", keep).fillna(0).astype(bool)
     div = _pool(ds, "diverged", keep).fillna(0).astype(bool) & done
-    conv = (_pool(ds, "time_to_threshold", keep) >= 0) & done & ~div
+    conv = _pool(ds, "time_to_threshold", keep).notnull() & done & ~div  # NaN: never reached
     stall = done & ~div & ~conv
     n = done.sum("run")
     fracs = xr.concat([conv.sum("run"), stall.sum("run"), div.sum("run")], "outcome") / np.maximum(

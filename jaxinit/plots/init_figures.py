@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from jaxinit.plots import FIGURES, _axes_of, _is_log, _label, _pool, sweep_dims
+from jaxinit.plots.core import FIGURES, _axes_of, _is_log, _label, _pool, sweep_dims
 
 
 def _cells(ds: xr.Dataset, dims: list[str]):
@@ -182,21 +182,22 @@ def scale_sweep(ds: xr.Dataset) -> plt.Figure:
 
 
 def time_to_threshold_table(ds: xr.Dataset) -> pd.DataFrame:
-    """Per cell and scale: median time-to-threshold (runs that never get there count as +∞, so
-    the median is ``inf`` when fewer than half of them do) and the fraction that gets there."""
+    """Per cell and scale, over finished runs: median time-to-threshold (runs that never get there,
+    NaN in the Dataset, count as +∞, so the median is ``inf`` when fewer than half of them do) and
+    the fraction that gets there; both NaN where no run has finished."""
 
     x = _scale_dim(ds)
     dims = [d for d in _axes_of(ds) if d not in ("seed", x)]  # size-1 axes too: stable columns
     rows = []
     for sel, _, _, _ in _cells(ds, dims):
         sub = ds.sel(sel)
-        t = sub.time_to_threshold.where(sub.done).transpose(x, ...).values
-        t = t.reshape(len(ds[x]), -1).astype(float)
-        never = t < 0
-        t[never] = np.inf
+        t = sub.time_to_threshold.transpose(x, ...).values.reshape(len(ds[x]), -1).astype(float)
+        done = sub.done.transpose(x, ...).values.reshape(len(ds[x]), -1)
         for k, v in enumerate(ds[x].values):
-            rows.append({**sel, x: float(v), "median_time": float(np.median(t[k])),
-                         "reached": float(1 - never[k].mean())})  # fmt: skip
+            times = np.where(np.isnan(t[k]), np.inf, t[k])[done[k]]
+            rows.append({**sel, x: float(v),
+                         "median_time": float(np.median(times)) if times.size else np.nan,
+                         "reached": float(np.isfinite(times).mean()) if times.size else np.nan})  # fmt: skip
     return pd.DataFrame(rows)
 
 
