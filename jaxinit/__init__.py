@@ -6,17 +6,27 @@
 
 __version__ = "0.1.0"
 
+from jaxinit.activations import ACTIVATIONS
+from jaxinit.executors import Executor
 from jaxinit.initializers import INITIALIZERS, expected_std
-from jaxinit.models import MODELS, Model, mlp
+from jaxinit.models import MODELS, Model, Symmetry, dense_stack, mlp
 from jaxinit.plan import Plan, make_plan
 from jaxinit.results import assemble, load, load_params, tidy
 from jaxinit.spec import InitSpec, ModelSpec, OptimizerSpec, Spec, SpecError, TaskSpec, TrainSpec
 from jaxinit.store import CorruptChunkError, StoreError
-from jaxinit.sweep import run
+from jaxinit.sweep import prepare, run
 from jaxinit.tasks import TASKS, Task
 from jaxinit.train import make_run
+from jaxinit.validation import resolve_spec, validate
 
 __all__ = [
+    "ACTIVATIONS",
+    "Executor",
+    "Symmetry",
+    "dense_stack",
+    "prepare",
+    "resolve_spec",
+    "validate",
     "INITIALIZERS",
     "MODELS",
     "TASKS",

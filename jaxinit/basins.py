@@ -32,14 +32,16 @@ import pandas as pd
 import xarray as xr
 
 from jaxinit import curvature, symmetry
-from jaxinit.models import Model, from_spec
+from jaxinit.executors import build_task
+from jaxinit.models import Model, Symmetry, from_spec
 from jaxinit.plan import make_plan
 from jaxinit.spec import Spec
 from jaxinit.stats import wilson
-from jaxinit.sweep import build_task
 from jaxinit.tasks import Task
 
 DIVERGED = -1  # basin label of diverged or unfinished runs
+UNCONVERGED = -2  # basin label of runs still moving at the end (see BasinConfig.converged_only)
+UNCLUSTERED = -3  # basin label of runs left after max_basins leaders
 
 
 class BasinConfig(NamedTuple):
@@ -50,12 +52,22 @@ class BasinConfig(NamedTuple):
     loss_tol: float = 1e-2  # global basin: mean loss within this of the lowest basin's
     probe: str = "data"  # "data": train + test inputs; "box": random points in their bounding box
     n_probe: int = 256
-    max_basins: int = 256  # leaders per group; runs left after that are labelled DIVERGED - 1
+    max_basins: int = 256  # leaders per group; runs left after that are labelled UNCLUSTERED
+    converged_only: bool = True  # cluster converged runs only; the others are labelled UNCONVERGED
+    grad_tol: float = 1e-3  # converged: final gradient norm below this (or at the lowest loss)
 
     @classmethod
     def from_spec(cls, spec: Spec) -> BasinConfig:
         b = spec.basins
-        return cls(b.f_tol, b.p_tol or None, b.loss_tol, b.probe, b.n_probe)
+        return cls(
+            b.f_tol,
+            b.p_tol or None,
+            b.loss_tol,
+            b.probe,
+            b.n_probe,
+            converged_only=b.converged_only,
+            grad_tol=b.grad_tol,
+        )
 
 
 # -- the sweep's groups -------------------------------------------------------------------------
@@ -68,7 +80,10 @@ class Group(NamedTuple):
     task: Task
     run_ids: np.ndarray  # (R,) flat indices into the Dataset's axis dims (C order)
     params_R: Any  # pytree of numpy arrays with a leading run axis, true (unpadded) shapes
-    symmetry: str
+
+    @property
+    def symmetry(self) -> Symmetry | None:
+        return self.model.symmetry
 
     def loss_fn(self) -> Callable[[Any], jax.Array]:
         return curvature.loss_function(self.model, self.task, self.spec.train.dtype)
@@ -79,7 +94,8 @@ class Group(NamedTuple):
 
 
 def spec_of(ds: xr.Dataset) -> Spec:
-    return Spec.from_dict(json.loads(ds.attrs["spec"]))
+    """The sweep's spec, parsed once per distinct Dataset spec (not re-validated)."""
+    return Spec.from_json(ds.attrs["spec"])
 
 
 def axis_dims(ds: xr.Dataset) -> list[str]:
@@ -93,34 +109,54 @@ def flat_runs(ds: xr.Dataset, var: str) -> np.ndarray:
     return da.values.reshape(-1, *da.shape[len(dims) :])
 
 
-def groups(ds: xr.Dataset, which: str = "params") -> list[Group]:
-    """Every static group of ``ds`` with its runs' parameters (``which``: params or params0)."""
+def _model_for(ds: xr.Dataset, spec: Spec, task: Task, model: Model | None) -> Model:
+    """The sweep's model: the built-in one its spec names, or the user's, which must be given
+    (and have the parameter shapes the sweep stored)."""
+    info = json.loads(ds.attrs.get("model", "null")) or {"name": spec.model.name}
+    if info["name"] != "user":
+        return model or from_spec(spec.model, task.in_dim, task.out_dim)
+    if model is None:
+        raise ValueError(
+            f"this sweep ran a user model (model_id={info.get('model_id')!r}): pass the same "
+            "Model as model= to analyse it"
+        )
+    shapes = jax.eval_shape(lambda k: model.init(k, spec.init), jax.random.key(0))
+    got = {
+        jax.tree_util.keystr(p, simple=True, separator="/"): [list(x.shape), str(x.dtype)]
+        for p, x in jax.tree_util.tree_flatten_with_path(shapes)[0]
+    }
+    if got != info["params"]:
+        raise ValueError("model= has other parameter shapes than the model this sweep ran")
+    return model
+
+
+def groups(ds: xr.Dataset, which: str = "params", model: Model | None = None) -> list[Group]:
+    """Every static group of ``ds`` with its runs' parameters (``which``: params or params0).
+
+    ``model`` is needed (only) for a sweep that ran a user model."""
     spec = spec_of(ds)
     if not any(k.startswith(which + "/") for k in ds.data_vars):
         raise ValueError("the sweep has no saved parameters: set store.save_params = true")
     out = []
     for g in make_plan(spec, int(ds.attrs.get("chunk_size", 1))).groups:
         task = build_task(g.spec)
-        model = from_spec(g.spec.model, task.in_dim, task.out_dim)
-        shapes = jax.eval_shape(lambda k, m=model, s=g.spec: m.init(k, s.init), jax.random.key(0))
+        mdl = _model_for(ds, g.spec, task, model)
+        shapes = jax.eval_shape(lambda k, m=mdl, s=g.spec: m.init(k, s.init), jax.random.key(0))
         leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
         arrays = []
+        run_ids = g.run_ids
         for path, shape in leaves:
             name = f"{which}/" + jax.tree_util.keystr(path, simple=True, separator="/")
-            a = flat_runs(ds, name)[g.run_ids]
+            a = flat_runs(ds, name)[run_ids]
             arrays.append(a[(slice(None), *(slice(0, s) for s in shape.shape))])
         params = jax.tree.unflatten(treedef, arrays)
-        out.append(
-            Group(
-                g.index, g.spec, model, task, g.run_ids, params, symmetry.symmetry_of(g.spec.model)
-            )
-        )
+        out.append(Group(g.index, g.spec, mdl, task, run_ids, params))
     return out
 
 
-def group_label(ds: xr.Dataset, group: Group) -> str:
+def group_label(spec0: Spec | xr.Dataset, group: Group) -> str:
     """``"model.widths=[2], model.activation=tanh"``: the static axis values of a group."""
-    spec0 = spec_of(ds)
+    spec0 = spec_of(spec0) if isinstance(spec0, xr.Dataset) else spec0
     parts = []
     for path, values in spec0.axes:
         if path == "seed" or len(values) < 2:
@@ -182,81 +218,176 @@ def leader_cluster(
         label[members] = b
         left &= ~members
         b += 1
-    label[left] = DIVERGED - 1
+    label[left] = UNCLUSTERED
     return label
 
 
 class Basins(NamedTuple):
-    label: xr.DataArray  # basin id per run (axis dims); DIVERGED for diverged/unfinished runs
+    label: xr.DataArray  # basin id per run (axis dims); DIVERGED / UNCONVERGED / UNCLUSTERED
     is_global: xr.DataArray  # the run ended in a global basin of its group
     table: pd.DataFrame  # one row per basin
     groups: list[Group]
+    excluded: pd.DataFrame  # per group: runs, diverged/unfinished, unconverged, clustered
+    notes: list[str]  # what the analysis could not do (e.g. a model without a declared symmetry)
+    config: BasinConfig = BasinConfig()  # the tolerances used
 
 
-def find_basins(ds: xr.Dataset, config: BasinConfig | None = None) -> Basins:
+class _Prepared(NamedTuple):
+    """One group's endpoints, ready to cluster at any tolerance."""
+
+    out: np.ndarray  # (R, P·O) outputs on the probe set
+    loss: np.ndarray  # (R,)
+    finished: np.ndarray  # (R,) done, not diverged, finite
+    converged: np.ndarray  # (R,) finished and converged (see BasinConfig)
+    canon: np.ndarray | None  # (R, D) canonical parameters, when p_tol is set
+
+
+def _prepare_group(ds, g: Group, config: BasinConfig, notes: list[str]) -> _Prepared:
+    loss = flat_runs(ds, "final_loss").astype(float)[g.run_ids]
+    finished = flat_runs(ds, "done") & ~flat_runs(ds, "diverged")
+    finished = finished[g.run_ids] & np.isfinite(loss)
+    out = outputs(g, probe_inputs(g.task, config))
+    finished &= np.isfinite(out).all(1)
+    converged = finished.copy()
+    if config.converged_only:
+        gnorm = flat_runs(ds, "final_grad_norm").astype(float)[g.run_ids]
+        best = np.min(loss[finished], initial=np.inf)
+        # At the lowest loss level counts as converged even while the gradient still decays
+        # (minima at infinity, as with cross-entropy on separable data).
+        converged &= (gnorm < config.grad_tol) | (loss <= best + config.loss_tol)
+    canon = None
+    if config.p_tol is not None:
+        if g.symmetry is None:
+            notes.append(
+                f"group {g.index}: the model declares no symmetry; p_tol compares raw parameters"
+            )
+        canon = symmetry.flat_params(symmetry.canonical_params(g.params_R, g.symmetry))
+    return _Prepared(out, loss, finished, converged, canon)
+
+
+def _cluster(p: _Prepared, config: BasinConfig, f_tol: float) -> np.ndarray:
+    lab = leader_cluster(
+        p.out, p.loss, p.converged, f_tol, p.canon, config.p_tol, config.max_basins
+    )
+    return np.where(p.finished & ~p.converged, UNCONVERGED, lab)
+
+
+def find_basins(
+    ds: xr.Dataset, config: BasinConfig | None = None, model: Model | None = None
+) -> Basins:
     """Cluster every group's endpoints into basins (ids unique across groups).
 
-    ``config`` defaults to the tolerances in the sweep spec's ``[basins]`` section.
+    ``config`` defaults to the tolerances in the sweep spec's ``[basins]`` section. By default
+    only converged runs are clustered (final gradient norm below ``grad_tol``, or at the lowest
+    loss level); unconverged ones are labelled :data:`UNCONVERGED` and counted in ``excluded``.
+    A user model is passed as ``model``; without a declared :class:`~jaxinit.models.Symmetry`
+    its basins are found in function space (``notes`` says so).
     """
-    config = config or BasinConfig.from_spec(Spec.from_dict(json.loads(ds.attrs["spec"])))
+    spec0 = spec_of(ds)
+    config = config or BasinConfig.from_spec(spec0)
     dims = axis_dims(ds)
     shape = tuple(ds.sizes[d] for d in dims)
     label = np.full(int(np.prod(shape)), DIVERGED)
     glob = np.zeros(label.shape, bool)
-    loss_all = flat_runs(ds, "final_loss").astype(float)
-    ok_all = flat_runs(ds, "done") & ~flat_runs(ds, "diverged") & np.isfinite(loss_all)
-    rows, offset = [], 0
-    gs = groups(ds)
+    rows, excluded, notes, offset = [], [], [], 0
+    gs = groups(ds, model=model)
     for g in gs:
-        loss, ok = loss_all[g.run_ids], ok_all[g.run_ids].copy()
-        out = outputs(g, probe_inputs(g.task, config))
-        ok &= np.isfinite(out).all(1)
-        canon = None
-        if config.p_tol is not None:
-            canon = symmetry.flat(symmetry.canonicalize(g.params_R, g.symmetry))
-        lab = leader_cluster(out, loss, ok, config.f_tol, canon, config.p_tol, config.max_basins)
-        n = int(ok.sum())
-        ids = [b for b in np.unique(lab) if b >= 0]
-        means = {b: float(loss[lab == b].mean()) for b in ids}
-        best = min(means.values(), default=np.nan)
-        for b in ids:
-            members = np.flatnonzero(lab == b)
-            lo, hi = wilson(len(members), n)
-            reps = g.run_ids[members[np.argsort(loss[members])][:3]]
-            is_g = means[b] <= best + config.loss_tol
-            rows.append(
-                dict(
-                    group=g.index,
-                    label=group_label(ds, g),
-                    basin=b + offset,
-                    size=len(members),
-                    fraction=len(members) / n,
-                    ci_lo=float(lo),
-                    ci_hi=float(hi),
-                    mean_loss=means[b],
-                    min_loss=float(loss[members].min()),
-                    is_global=bool(is_g),
-                    reps=[int(r) for r in reps],
-                )  # fmt: skip
-            )
-            glob[g.run_ids[members]] = is_g
+        prep = _prepare_group(ds, g, config, notes)
+        lab = _cluster(prep, config, config.f_tol)
+        new_rows, is_g = _basin_rows(spec0, g, lab, prep, config, offset)
+        rows += new_rows
+        glob[g.run_ids] = is_g
         label[g.run_ids] = np.where(lab >= 0, lab + offset, lab)
-        offset += len(ids)
+        offset += len(new_rows)
+        excluded.append(_excluded_row(spec0, g, lab))
     coords = {d: ds[d] for d in dims}
     return Basins(
         xr.DataArray(label.reshape(shape), coords, dims),
         xr.DataArray(glob.reshape(shape), coords, dims),
         pd.DataFrame(rows),
         gs,
+        pd.DataFrame(excluded),
+        sorted(set(notes)),
+        config,
     )
 
 
+def _basin_rows(spec0, g: Group, lab, prep: _Prepared, config: BasinConfig, offset: int):
+    """Table rows of a group's basins, and whether each run is in a global basin."""
+    loss, n = prep.loss, int((lab >= 0).sum())
+    ids = [b for b in np.unique(lab) if b >= 0]
+    means = {b: float(loss[lab == b].mean()) for b in ids}
+    best = min(means.values(), default=np.nan)
+    rows, is_g_R = [], np.zeros(len(lab), bool)
+    for b in ids:
+        members = np.flatnonzero(lab == b)
+        lo, hi = wilson(len(members), n)
+        is_g = means[b] <= best + config.loss_tol
+        rows.append(
+            dict(
+                group=g.index,
+                label=group_label(spec0, g),
+                basin=b + offset,
+                size=len(members),
+                fraction=len(members) / n,
+                ci_lo=float(lo),
+                ci_hi=float(hi),
+                mean_loss=means[b],
+                min_loss=float(loss[members].min()),
+                is_global=bool(is_g),
+                reps=[int(r) for r in g.run_ids[members[np.argsort(loss[members])][:3]]],
+            )
+        )
+        is_g_R[members] = is_g
+    return rows, is_g_R
+
+
+def _excluded_row(spec0, g: Group, lab: np.ndarray) -> dict:
+    return dict(
+        group=g.index,
+        label=group_label(spec0, g),
+        runs=len(lab),
+        clustered=int((lab >= 0).sum()),
+        unconverged=int((lab == UNCONVERGED).sum()),
+        diverged_or_unfinished=int((lab == DIVERGED).sum()),
+        unclustered=int((lab == UNCLUSTERED).sum()),
+    )
+
+
+def f_tol_sensitivity(
+    ds: xr.Dataset,
+    config: BasinConfig | None = None,
+    model: Model | None = None,
+    factors: Sequence[float] = (0.5, 1.0, 2.0),
+) -> pd.DataFrame:
+    """Basin counts per group at ``f_tol × factor``: a count that moves a lot with the
+    tolerance is a property of the tolerance, not of the landscape."""
+    spec0 = spec_of(ds)
+    config = config or BasinConfig.from_spec(spec0)
+    rows = []
+    for g in groups(ds, model=model):
+        prep = _prepare_group(ds, g, config, [])
+        for f in factors:
+            lab = _cluster(prep, config, config.f_tol * f)
+            rows.append(
+                dict(
+                    group=g.index,
+                    label=group_label(spec0, g),
+                    f_tol=config.f_tol * f,
+                    basins=len(np.unique(lab[lab >= 0])),
+                    clustered=int((lab >= 0).sum()),
+                    unconverged=int((lab == UNCONVERGED).sum()),
+                )
+            )
+    return pd.DataFrame(rows)
+
+
 def basin_fractions(basins: Basins, dim: str) -> xr.DataArray:
-    """``(dim, basin)``: fraction of each value's runs that ended in each basin (others pooled)."""
+    """``(dim, basin)``: fraction of each value's clustered runs that ended in each basin."""
     ids = basins.table["basin"].to_numpy()
     lab = basins.label
     counts = xr.concat([(lab == b).sum([d for d in lab.dims if d != dim]) for b in ids], "basin")
-    total = (lab >= DIVERGED).sum([d for d in lab.dims if d != dim])
+    total = (lab >= 0).sum([d for d in lab.dims if d != dim])
     return (counts / total).assign_coords(basin=ids).transpose(dim, "basin")
 
 
@@ -283,12 +414,13 @@ def _run(params_R: Any, i: int) -> Any:
 
 def aligned_pairs(group: Group, pairs: Sequence[tuple[int, int]]) -> tuple[Any, Any]:
     """Stacked ``(a, b)`` params for index pairs within a group, each ``b`` aligned onto its ``a``
-    and each ``a`` in canonical form (the same function as the run itself)."""
+    and each ``a`` in canonical form (the same function as the run itself). A model without a
+    declared symmetry is compared as it is (straight lines between raw parameters)."""
     a_list, b_list = [], []
     for i, j in pairs:
-        a = symmetry.canonicalize(_run(group.params_R, i), group.symmetry)
+        a = symmetry.canonical_params(_run(group.params_R, i), group.symmetry)
         a_list.append(a)
-        b_list.append(symmetry.align(_run(group.params_R, j), a, group.symmetry))
+        b_list.append(symmetry.align_params(_run(group.params_R, j), a, group.symmetry))
     stack = lambda ps: jax.tree.map(lambda *xs: np.stack(xs), *ps)  # noqa: E731
     return stack(a_list), stack(b_list)
 
@@ -379,13 +511,13 @@ def restarts_needed(p: float, target: float = 0.99) -> float:
 def spurious_rates(
     ds: xr.Dataset, dim: str | None = None, loss_tol: float = 1e-3, grad_tol: float | None = None
 ) -> pd.DataFrame:
-    """Per value of ``dim``: how many runs converged (``converged_step >= 0``, or final gradient
+    """Per value of ``dim``: how many runs converged (``converged_step`` not NaN, or final gradient
     norm below ``grad_tol`` if given) to a loss above ``loss_tol`` (a spurious critical point of a
     realizable problem whose global loss is 0), with Wilson intervals over all runs."""
     dims = [d for d in axis_dims(ds) if d != "seed" and ds.sizes[d] > 1]
     dim = dim or (dims[0] if dims else None)
     done = ds.done & ~ds.diverged
-    conv = ds.converged_step >= 0 if grad_tol is None else ds.final_grad_norm < grad_tol
+    conv = ds.converged_step.notnull() if grad_tol is None else ds.final_grad_norm < grad_tol
     conv = conv & done
     spur = conv & (ds.final_loss > loss_tol)
     rows = []

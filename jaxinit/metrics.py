@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax import Array
 
+from jaxinit.activations import ACTIVATIONS
 from jaxinit.models import Model
 
 
@@ -41,9 +42,15 @@ def grad_norm(p: Probe) -> dict[str, Array]:
     return {"grad_norm": _leaves_norm(p.grads)}
 
 
+def _layers(p: Probe, tree: Any) -> list:
+    if p.model.symmetry is None:
+        raise ValueError("this diagnostic needs a model that declares its layers (Model.symmetry)")
+    return p.model.symmetry.layers(tree)
+
+
 def layer_grad_norm(p: Probe) -> dict[str, Array]:
-    """Gradient norm of each layer's parameters, ``(L,)`` for a model with ``params['layers']``."""
-    return {"layer_grad_norm": jnp.stack([_leaves_norm(g) for g in p.grads["layers"]])}
+    """Gradient norm of each layer's parameters, ``(L,)`` (layers as the model declares them)."""
+    return {"layer_grad_norm": jnp.stack([_leaves_norm(g) for g in _layers(p, p.grads)])}
 
 
 def weight_norm(p: Probe) -> dict[str, Array]:
@@ -62,10 +69,6 @@ differ by at most ``DISTINCT_RTOL`` times the layer's typical size (see :func:`c
 
 COARSE_RTOL = 1e-1
 """The tolerance of ``distinct_units_coarse``: near-copies of a unit count as the same unit."""
-
-SATURATION_THRESHOLD: dict[str, float] = {"tanh": 2.0, "sigmoid": 4.0, "erf": 1.63}
-"""``|z|`` beyond which a unit counts as saturated: there the activation's slope is below ~7% of
-its maximum (``tanh'(2) = 0.071``, ``σ'(4)/σ'(0) = 0.071``, ``erf'(1.63)/erf'(0) = 0.070``)."""
 
 
 def _pairwise_dist(rows_UxD: Array) -> Array:
@@ -98,12 +101,12 @@ def count_distinct(incoming_UxI: Array, act_BxU: Array, rtol: float = DISTINCT_R
 
 
 def _per_layer(p: Probe, values: list[Array]) -> Array:
-    """Stack per-hidden-layer values, NaN-padded to ``len(params['layers'])`` when the model has
-    such a list, so that every per-layer curve shares one ``layer`` dim indexed like the
-    parameters (the output layer has no hidden units)."""
+    """Stack per-hidden-layer values, NaN-padded to the number of layers when the model declares
+    them, so that every per-layer curve shares one ``layer`` dim indexed like the parameters
+    (the output layer has no hidden units)."""
     out = jnp.stack(values) if values else jnp.zeros((0,))
-    if isinstance(p.params, dict) and "layers" in p.params:
-        pad = len(p.params["layers"]) - out.shape[0]
+    if p.model.symmetry is not None:
+        pad = len(p.model.symmetry.layers(p.params)) - out.shape[0]
         out = jnp.concatenate([out, jnp.full((pad,), jnp.nan, out.dtype)])
     return out
 
@@ -136,8 +139,10 @@ def distinct_units_coarse(p: Probe) -> dict[str, Array]:
 
 def saturation(p: Probe) -> dict[str, Array]:
     """Fraction of pre-activations on the data with ``|z|`` beyond the activation's
-    :data:`SATURATION_THRESHOLD`, per layer ``(L,)``; NaN for activations that do not saturate."""
-    thr = SATURATION_THRESHOLD.get(p.model.activation or "")
+    saturation threshold (:mod:`jaxinit.activations`), per layer ``(L,)``; NaN for activations
+    that do not saturate."""
+    act = ACTIVATIONS.get(p.model.activation or "")
+    thr = act.saturation if act else None
     hs = _hidden(p)
     if thr is None:
         return {"saturation": _per_layer(p, [jnp.full((), jnp.nan, p.x.dtype) for _ in hs])}

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxinit.activations import ACTIVATIONS
 from jaxinit.initializers import INITIALIZERS
 from jaxinit.spec import InitSpec, ModelSpec
 
@@ -39,11 +40,44 @@ class Hidden(NamedTuple):
     act_BxU: Array  # activations on the data
 
 
+class Symmetry(NamedTuple):
+    """How a model's hidden units can be relabelled without changing its function.
+
+    ``layers(params)`` views the parameters as a dense stack ``[{"w": (fan_in, U), "b": (U,)},
+    …]`` (``b`` optional; leaves may carry leading run axes) whose hidden units are the columns
+    of each ``w`` but the last; ``from_layers`` maps such a list back to the model's params.
+    ``kind`` is the symmetry beyond permuting units (see :mod:`jaxinit.activations`): ``"perm"``,
+    ``"odd"``, ``"sigmoid"`` or ``"scale"``. Analysis (canonical forms, weight matching,
+    per-layer diagnostics) reads only this; a model without it gets function-space analysis.
+    """
+
+    kind: str
+    layers: Callable[[Params], list[dict]]
+    from_layers: Callable[[list[dict]], Params]
+
+
+def _layers_view(params: Params) -> list[dict]:
+    return params["layers"]
+
+
+def _from_layers(layers: list[dict]) -> Params:
+    return {"layers": list(layers)}
+
+
+def dense_stack(kind: str) -> Symmetry:
+    """The symmetry of a model whose params are ``{"layers": [{"w", "b"?}, …]}`` (the MLP's)."""
+    return Symmetry(kind, _layers_view, _from_layers)
+
+
 class Model(NamedTuple):
-    """A model as two pure functions, plus optional introspection for diagnostics.
+    """A model as two pure functions, plus what analysis may know about it.
 
     ``hidden(params, x_BxI) -> list[Hidden]`` (one per hidden layer) and ``activation`` (its name)
-    are optional; ``trainable(params) -> pytree of bool`` masks parameters that never update.
+    are optional; ``trainable(params) -> pytree of bool`` masks parameters that never update;
+    ``symmetry`` declares the hidden units and the transformations that leave the function
+    unchanged (:class:`Symmetry`). ``model_id`` names a user model in the sweep's identity: a
+    directory started with one model is never resumed with another (parameter shapes are
+    compared too, but two models can share shapes).
     """
 
     init: Callable[[Array, InitSpec], Params]
@@ -51,16 +85,8 @@ class Model(NamedTuple):
     hidden: Callable[[Params, Array], list[Hidden]] | None = None
     activation: str | None = None
     trainable: Callable[[Params], Any] | None = None
-
-
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "tanh": jnp.tanh,
-    "sigmoid": jax.nn.sigmoid,
-    "relu": jax.nn.relu,
-    "gelu": jax.nn.gelu,
-    "linear": lambda z: z,
-    "erf": jax.scipy.special.erf,
-}
+    symmetry: Symmetry | None = None
+    model_id: str | None = None
 
 
 def draw_weight(
@@ -110,7 +136,7 @@ def mlp(
     rate may be traced. Layer ``l``'s weights use ``fold_in(key, l)``.
     """
     dims = (in_dim, *widths, out_dim)
-    act = ACTIVATIONS[activation]
+    act = ACTIVATIONS[activation].fn
 
     def init(key: Array, init_spec: InitSpec) -> Params:
         layers = []
@@ -153,7 +179,14 @@ def mlp(
         mask["layers"][-1] = jax.tree.map(lambda _: False, params["layers"][-1])
         return mask
 
-    return Model(init, apply, hidden, activation, None if train_output else trainable)
+    return Model(
+        init,
+        apply,
+        hidden,
+        activation,
+        None if train_output else trainable,
+        dense_stack(ACTIVATIONS[activation].symmetry),
+    )
 
 
 def _is_zero(x: Any) -> bool:
@@ -204,7 +237,8 @@ def relu_student(width: int, *, in_dim: int) -> Model:
     def trainable(params: Params) -> Any:
         return {"layers": [{"w": True}, {"w": False}]}
 
-    return Model(init, apply, hidden, "relu", trainable)
+    # The output weights are fixed ones: permuting units is the only symmetry left.
+    return Model(init, apply, hidden, "relu", trainable, dense_stack("perm"))
 
 
 def _relu_student_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:

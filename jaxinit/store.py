@@ -2,7 +2,7 @@
 
 Layout of ``DIR``::
 
-    spec.json                  resolved spec, fingerprint, format version, chunk size
+    spec.json                  resolved spec, run identity and its SHA-256, format, chunk size
     manifest.<i>-of-<n>.json   finished chunks of shard i of n: file, SHA-256, run count
     chunks/<group>-<chunk>.npz one chunk's outputs (NumPy .npz, read with allow_pickle=False)
     lock                       flock'd while a process writes (released by the OS if it dies)
@@ -11,6 +11,17 @@ Every file is written to a temporary name, fsync'd and renamed, so a SIGKILL at 
 leaves either the old or the new file, never half of one. A chunk counts as done only once the
 manifest lists it with its checksum; a chunk whose bytes no longer match is reported with its
 path and recomputed on resume. Nothing here unpickles.
+
+A checksum only proves that a file is the one the manifest vouches for, not that it belongs where
+it is listed. So :func:`read_chunk` also validates a chunk's ``.npy`` headers before reading any
+array data: members are uncompressed plain numeric arrays whose header size matches their stored
+bytes (a header cannot make it allocate more than the file holds), and given the plan's
+:class:`ChunkExpect`, the member names, shapes and dtypes are the expected ones and ``run_id``
+equals the run ids the plan puts in that chunk (no overwriting other runs, no copied chunks).
+
+Clean-up after a killed writer deletes only this module's own temporary names,
+``.<file>.tmp<pid>`` for ``spec.json``, a manifest or a chunk, matched exactly: a user's
+``.env.tmp`` is never touched (and makes a directory without ``spec.json`` foreign).
 """
 
 from __future__ import annotations
@@ -24,15 +35,26 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxinit.identity import differences, digest, record
+from jaxinit.plan import Plan
 from jaxinit.spec import FORMAT_VERSION, Spec, SpecError
 
-__all__ = ["StoreError", "CorruptChunkError", "SweepDir", "read_spec"]
+__all__ = [
+    "ChunkExpect",
+    "CorruptChunkError",
+    "Expect",
+    "StoreError",
+    "SweepDir",
+    "iter_chunks",
+    "read_chunk",
+    "read_spec",
+]
 
 
 class StoreError(RuntimeError):
@@ -40,7 +62,32 @@ class StoreError(RuntimeError):
 
 
 class CorruptChunkError(StoreError):
-    """A chunk file's bytes do not match the checksum recorded when it was written."""
+    """A chunk file's bytes do not match the checksum recorded when it was written, or its
+    contents are not what the store writes / what the sweep's plan expects in that chunk."""
+
+
+MAX_MEMBER_ELEMS_PER_RUN = 2**27
+"""Largest per-run size (elements after the run axis) of a member, when no member shapes are
+given: 512 MiB of float32 per run, far beyond a chunk's memory budget."""
+
+_MEMBER_NAME = re.compile(r"^(run_id|(final|curves|params0|params)(/[A-Za-z0-9_.\-\[\]]+)+)$")
+"""Member names the engine writes: ``run_id`` and ``<section>/<keystr path>`` (``final/x``,
+``params/layers/0/w``) as built by ``jaxinit.sweep._flatten``."""
+
+
+class ChunkExpect(NamedTuple):
+    """What the plan puts in one chunk; :func:`read_chunk` refuses a chunk that differs."""
+
+    run_ids: np.ndarray
+    """(n,) int64: exactly the run ids the plan puts in this chunk, ascending."""
+    members: Mapping[str, tuple[tuple[int, ...], str]] | None = None
+    """Member name (without ``.npy``) -> (trailing shape after the run axis, numpy dtype string
+    such as ``"float32"``). None: names must match ``_MEMBER_NAME``, every member's leading dim
+    must be ``len(run_ids)`` and its per-run size at most ``MAX_MEMBER_ELEMS_PER_RUN``."""
+
+
+Expect = Callable[[str], ChunkExpect | None]
+"""Chunk id -> its :class:`ChunkExpect`; None means the id is not part of this sweep's plan."""
 
 
 def _version() -> str:
@@ -104,8 +151,10 @@ def encode_chunk(arrays: dict[str, np.ndarray]) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
         for name, a in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
+            a = np.asarray(a)
+            a = a if a.flags.c_contiguous else a.copy(order="C")  # read_chunk refuses Fortran
             with z.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asarray(a), allow_pickle=False)
+                np.lib.format.write_array(f, a, allow_pickle=False)
     return buf.getvalue()
 
 
@@ -116,48 +165,68 @@ def decode_chunk(data: bytes) -> dict[str, np.ndarray]:
 
 
 def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
-    """The spec and metadata of a sweep directory; refuses other format versions."""
+    """The spec and metadata of a sweep directory, checked for corruption (not re-validated:
+    results stay loadable when validation rules tighten). Format 1 directories (before run
+    identities) load; only format 2 ones can be resumed."""
     path = Path(path)
     meta_file = path / "spec.json"
     if not meta_file.is_file():
         raise StoreError(f"{path} is not a jaxinit sweep directory (no spec.json)")
     try:
-        meta = json.loads(meta_file.read_text())
+        text = meta_file.read_text()
+        meta = json.loads(text)
     except (OSError, ValueError) as e:
         raise StoreError(f"{meta_file} is unreadable or corrupt: {e}") from None
-    if not isinstance(meta, dict) or not _META_KEYS <= meta.keys():
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    keys = _META_KEYS.get(version)
+    if keys is None:
         raise StoreError(
-            f"{meta_file} is corrupt: expected a JSON object with keys {sorted(_META_KEYS)}"
-        )
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise StoreError(
-            f"{path} was written by jaxinit {meta.get('jaxinit_version', '?')} in format "
-            f"{meta.get('format_version')!r}; this is jaxinit {_version()} (format {FORMAT_VERSION}). "
+            f"{path} was written by jaxinit {meta.get('jaxinit_version', '?') if isinstance(meta, dict) else '?'} "
+            f"in format {version!r}; this is jaxinit {_version()} (formats {sorted(_META_KEYS)}). "
             "Re-run the sweep with this version, or load it with the version that wrote it."
         )
+    if not keys <= meta.keys():
+        raise StoreError(f"{meta_file} is corrupt: expected a JSON object with keys {sorted(keys)}")
+    if _stored_digest(meta) != meta["fingerprint"]:
+        raise StoreError(f"{meta_file} is corrupt: its contents do not match its fingerprint")
     try:
-        spec = Spec.from_dict(meta["spec"])
+        spec = Spec.from_json(json.dumps(meta["spec"], sort_keys=True))
     except SpecError as e:
-        raise StoreError(f"{meta_file} holds an invalid spec: {e}") from None
-    if spec.fingerprint() != meta["fingerprint"]:
-        raise StoreError(f"{meta_file} is corrupt: its spec does not match its fingerprint")
+        raise StoreError(f"{meta_file} holds an unreadable spec: {e}") from None
     size = meta["chunk_size"]
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise StoreError(f"{meta_file} is corrupt: chunk_size = {size!r}")
     return spec, meta
 
 
-_META_KEYS = frozenset({"format_version", "fingerprint", "chunk_size", "spec"})
+_META_KEYS = {
+    1: frozenset({"format_version", "fingerprint", "chunk_size", "spec"}),
+    2: frozenset({"format_version", "fingerprint", "chunk_size", "spec", "identity", "model"}),
+}
+
+
+def _stored_digest(meta: dict[str, Any]) -> str:
+    """Format 1: SHA-256 of the spec; format 2: of the run identity (:mod:`jaxinit.identity`)."""
+    if meta["format_version"] == 1:
+        blob = json.dumps(meta["spec"], sort_keys=True, separators=(",", ":"))
+        return _sha256(blob.encode())
+    return digest(meta["identity"])
 
 
 class SweepDir:
     """A sweep directory opened for writing by one process (or one shard of a sweep)."""
 
     def __init__(
-        self, path: str | Path, spec: Spec, chunk_size: int, shard: tuple[int, int] = (0, 1)
+        self,
+        path: str | Path,
+        sweep: dict[str, Any] | Spec,
+        chunk_size: int,
+        shard: tuple[int, int] = (0, 1),
     ):
+        """``sweep`` is :func:`jaxinit.identity.record` (what ``spec.json`` records: the spec,
+        its model and identity), or a spec with the built-in model."""
         self.path = Path(path)
-        self.spec = spec
+        self.sweep = record(sweep) if isinstance(sweep, Spec) else sweep
         self.shard = shard
         self.chunk_size = chunk_size
         self._lock_files: list[Any] = []
@@ -183,26 +252,28 @@ class SweepDir:
         except StoreError:
             self.close()
             raise
-        for tmp in _leftovers(self.path):  # temp files of killed writers
-            pid = _TMP_PID.search(tmp.name)
-            if not self._is_sharded or (pid and not _alive(int(pid.group(1)))):
+        for tmp, pid in _leftovers(self.path):  # temp files of killed writers
+            if not self._is_sharded or not _alive(pid):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
         return self
 
     def _init_or_check(self, explicit_chunk_size: bool) -> None:
         """Write ``spec.json`` if this is a new directory, else check it holds this sweep."""
+        spec_file = self.path / "spec.json"
+        blob = self._meta_blob(self.chunk_size)
+        if spec_file.exists() or not atomic_write(spec_file, blob, exclusive=True):
+            self._check_same_sweep(explicit_chunk_size)
+
+    def _meta_blob(self, chunk_size: int) -> bytes:
         meta = {
             "format_version": FORMAT_VERSION,
             "jaxinit_version": _version(),
-            "fingerprint": self.spec.fingerprint(),
-            "chunk_size": self.chunk_size,
-            "spec": self.spec.to_dict(),
+            "fingerprint": digest(self.sweep["identity"]),
+            "chunk_size": chunk_size,
+            **self.sweep,
         }
-        spec_file = self.path / "spec.json"
-        blob = json.dumps(meta, indent=1).encode()
-        if spec_file.exists() or not atomic_write(spec_file, blob, exclusive=True):
-            self._check_same_sweep(explicit_chunk_size)
+        return json.dumps(meta, indent=1).encode()
 
     @property
     def _is_sharded(self) -> bool:
@@ -239,13 +310,25 @@ class SweepDir:
             self._lock_files.append(f)
 
     def _check_same_sweep(self, explicit_chunk_size: bool) -> None:
+        """Resume only the same sweep: its identity, field by field. Descriptive fields (name,
+        description, report, [basins]) may change; ``spec.json`` then records the new ones."""
         spec, meta = read_spec(self.path)
-        if meta["fingerprint"] != self.spec.fingerprint():
+        if meta["format_version"] != FORMAT_VERSION:
             raise StoreError(
-                f"{self.path} holds a different sweep (spec {spec.name!r}, fingerprint "
-                f"{meta['fingerprint'][:12]}…, this spec {self.spec.fingerprint()[:12]}…). "
-                "Use another --out directory, or delete this one to start over."
+                f"{self.path} was written in format {meta['format_version']} (before run "
+                "identities): it loads, but cannot be resumed. Use a new --out directory."
             )
+        diff = differences(meta["identity"], self.sweep["identity"])
+        if diff:
+            more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
+            raise StoreError(
+                f"{self.path} holds a different sweep ({spec.name!r}): "
+                + "; ".join(diff[:3])
+                + more
+                + ". Use another --out directory, or delete this one to start over."
+            )
+        if meta["spec"] != self.sweep["spec"] and not self._is_sharded:
+            atomic_write(self.path / "spec.json", self._meta_blob(meta["chunk_size"]))
         if explicit_chunk_size and meta["chunk_size"] != self.chunk_size:
             raise StoreError(
                 f"{self.path} was started with chunk size {meta['chunk_size']}; resuming with "
@@ -267,13 +350,19 @@ class SweepDir:
         self.close()
 
     # -- chunks -----------------------------------------------------------------------------------
-    def verified_done(self) -> tuple[set[str], list[str]]:
-        """Chunk ids whose files match their checksums, and messages for those that do not."""
+    def verified_done(self, expect: Expect | None = None) -> tuple[set[str], list[str]]:
+        """Chunk ids whose files match their checksums (and ``expect``), and messages for the rest.
+
+        A listed chunk that is damaged or not what the plan expects is recomputed; one whose id
+        is not in the plan at all (``expect(cid)`` is None) is reported and ignored.
+        """
         done, problems = set(), []
         for cid, entry in self.manifest.items():
             try:
-                read_chunk(self.path, cid, entry)
+                read_chunk(self.path, cid, entry, _expect_for(self.path, cid, entry, expect))
                 done.add(cid)
+            except _NotInPlanError as e:
+                problems.append(f"{e}; it is ignored")
             except StoreError as e:
                 problems.append(f"{e}; it will be recomputed")
         return done, problems
@@ -293,9 +382,22 @@ class SweepDir:
 _OWN = re.compile(r"^(spec\.json|chunks|lock(\.\d+-of-\d+)?|manifest\.\d+-of-\d+\.json|report)$")
 
 
-def _leftovers(path: Path) -> list[Path]:
-    """Temp files this module writes (``.<name>.tmp<pid>``) and nothing else."""
-    return [*path.glob(".*.tmp*"), *(path / "chunks").glob(".*.npz.tmp*")]
+_TMP_TOP = re.compile(r"^\.(?:spec\.json|manifest\.\d+-of-\d+\.json)\.tmp([1-9]\d{0,9})$")
+_TMP_CHUNK = re.compile(r"^\.\d{4}-\d{6}\.npz\.tmp([1-9]\d{0,9})$")
+
+
+def _leftovers(path: Path) -> list[tuple[Path, int]]:
+    """``(file, writer pid)`` of the temp files :func:`atomic_write` leaves when killed, matched
+    exactly (``.<own file name>.tmp<pid>``, each in its own folder): a user's ``.env.tmp`` or
+    ``.gitlab-ci.tmpl`` is not ours and must never be deleted."""
+    found = []
+    for folder, pattern in ((path, _TMP_TOP), (path / "chunks", _TMP_CHUNK)):
+        with contextlib.suppress(OSError):
+            for p in folder.iterdir():
+                m = pattern.match(p.name)
+                if m and p.is_file() and not p.is_symlink():
+                    found.append((p, int(m.group(1))))
+    return found
 
 
 def _refuse_foreign(path: Path) -> None:
@@ -303,7 +405,7 @@ def _refuse_foreign(path: Path) -> None:
     scatter its files among the user's. Empty directories and killed new sweeps are fine."""
     if not path.is_dir() or (path / "spec.json").exists():
         return
-    leftover = set(_leftovers(path))
+    leftover = {p for p, _ in _leftovers(path)}
     foreign = sorted(p.name for p in path.iterdir() if p not in leftover and not _OWN.match(p.name))
     if foreign:
         raise StoreError(
@@ -312,14 +414,13 @@ def _refuse_foreign(path: Path) -> None:
         )
 
 
-_TMP_PID = re.compile(r"\.tmp(\d+)$")
 _CHUNK_ID = re.compile(r"^\d{4}-\d{6}$")
 
 
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: beyond any pid
         return False
     except OSError:
         return True
@@ -361,8 +462,166 @@ def read_manifests(path: Path, only: str | None = None) -> dict[str, dict[str, A
     return out
 
 
-def read_chunk(path: Path, chunk_id: str, entry: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Read one chunk, checking its SHA-256 first; raise :class:`CorruptChunkError` naming it."""
+class _NotInPlanError(CorruptChunkError):
+    """A manifest lists a chunk id that this sweep's plan does not have."""
+
+
+def _expect_for(
+    path: Path, chunk_id: str, entry: dict[str, Any], expect: Expect | None
+) -> ChunkExpect | None:
+    """``expect(chunk_id)``; raise :class:`_NotInPlanError` when the plan has no such chunk."""
+    if expect is None:
+        return None
+    found = expect(chunk_id)
+    if found is None:
+        raise _NotInPlanError(
+            f"chunk {chunk_id} ({Path(path) / entry['file']}) is listed in a manifest but is not "
+            "in this sweep's plan"
+        )
+    return found
+
+
+class _Header(NamedTuple):
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def _read_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Header:
+    """One member's ``.npy`` header, read without its data; its declared size must be exactly
+    the member's stored bytes, so no header can make a reader allocate more than the file holds.
+    Raises ``ValueError`` naming the problem."""
+    with z.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+        offset = f.tell()
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"dtype {dtype} is not a plain numeric dtype (object arrays are refused)")
+    if dtype.kind not in "biufc":
+        raise ValueError(f"dtype {dtype} is not a numeric dtype")
+    if fortran:
+        raise ValueError("Fortran-ordered data (the store writes C order)")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"header declares a negative dimension {shape}")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if info.file_size - offset != nbytes:
+        raise ValueError(
+            f"header declares shape {shape} {dtype} ({nbytes} bytes) but the member holds "
+            f"{info.file_size - offset} bytes of data"
+        )
+    return _Header(tuple(shape), dtype)
+
+
+def _read_headers(data: bytes) -> dict[str, _Header]:
+    """``member name (without .npy) -> header`` of an ``.npz`` as :func:`encode_chunk` writes
+    it: a zip of uncompressed ``.npy`` members, no duplicates, no other files. Reads no array
+    data; raises ``ValueError`` / ``zipfile.BadZipFile`` naming the problem."""
+    if not data.startswith(b"PK\x03\x04"):
+        raise ValueError("not a zip (.npz) file")
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        infos = z.infolist()
+        if sum(i.compress_size for i in infos) > len(data):
+            raise ValueError("zip members claim more bytes than the file holds")
+        headers: dict[str, _Header] = {}
+        for info in infos:
+            name = info.filename.removesuffix(".npy")
+            if not info.filename.endswith(".npy") or name in headers:
+                raise ValueError(f"unexpected or duplicate zip member {info.filename!r}")
+            if info.flag_bits & 0x1:
+                raise ValueError(f"member {name!r} is encrypted")
+            if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+                raise ValueError(f"member {name!r} is compressed (the store writes none)")
+            try:
+                headers[name] = _read_header(z, info)
+            except ValueError as e:
+                raise ValueError(f"member {name!r}: {e}") from None
+    return headers
+
+
+def _check_structure(headers: dict[str, _Header]) -> None:
+    """The store's own invariant: a 1-D integer ``run_id`` and every member ``(n, ...)``."""
+    rid = headers.get("run_id")
+    if rid is None:
+        raise ValueError("it has no run_id member")
+    if len(rid.shape) != 1 or rid.dtype.kind not in "iu" or not np.can_cast(rid.dtype, np.int64):
+        raise ValueError(f"run_id is {rid.dtype} of shape {rid.shape}, not 1-D int64")
+    n = rid.shape[0]
+    for name, h in headers.items():
+        if not h.shape or h.shape[0] != n:
+            raise ValueError(f"member {name!r} has shape {h.shape}, not ({n}, ...) like run_id")
+
+
+def _check_expected(chunk_id: str, headers: dict[str, _Header], expect: ChunkExpect) -> None:
+    """Member names, shapes and dtypes against what the plan puts in ``chunk_id``; raises
+    ``ValueError`` naming the first difference. Reads no array data."""
+    n = len(expect.run_ids)
+    if headers["run_id"].shape != (n,):
+        raise ValueError(
+            f"it holds {headers['run_id'].shape[0]} runs; chunk {chunk_id} of this sweep's plan "
+            f"has {n}"
+        )
+    if expect.members is None:
+        for name, h in headers.items():
+            if not _MEMBER_NAME.match(name):
+                raise ValueError(f"member {name!r} is not an output the engine writes")
+            if int(np.prod(h.shape[1:], dtype=object)) > MAX_MEMBER_ELEMS_PER_RUN:
+                raise ValueError(f"member {name!r} has shape {h.shape}: too large per run")
+        return
+    names, wanted = set(headers), {*expect.members, "run_id"}
+    if names != wanted:
+        extra, missing = sorted(names - wanted), sorted(wanted - names)
+        raise ValueError(f"unexpected members {extra}, missing members {missing}")
+    for name, (trailing, dtype) in expect.members.items():
+        h, want = headers[name], (n, *trailing)
+        if h.shape != want or h.dtype != np.dtype(dtype):
+            raise ValueError(
+                f"member {name!r} is {h.dtype} of shape {h.shape}; expected {dtype} of shape {want}"
+            )
+
+
+def _read_run_ids(data: bytes) -> np.ndarray:
+    """Just the ``run_id`` member of a chunk whose headers were validated (a few bytes)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z, z.open("run_id.npy") as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def _validate(chunk_id: str, file: Path, data: bytes, expect: ChunkExpect | None) -> None:
+    """Raise :class:`CorruptChunkError` unless the chunk's headers (and, with ``expect``, its
+    run ids) are what the store writes and the plan expects; decodes no other array data."""
+    try:
+        headers = _read_headers(data)
+        _check_structure(headers)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise CorruptChunkError(f"chunk {chunk_id} ({file}) cannot be decoded: {e}") from None
+    if expect is None:
+        return
+    try:
+        _check_expected(chunk_id, headers, expect)
+        same = np.array_equal(_read_run_ids(data), expect.run_ids)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise CorruptChunkError(
+            f"chunk {chunk_id} ({file}) does not match this sweep's plan: {e}"
+        ) from None
+    if not same:
+        raise CorruptChunkError(
+            f"chunk {chunk_id} ({file}) is invalid: its run ids do not match chunk {chunk_id} of "
+            "this sweep's plan"
+        )
+
+
+def read_chunk(
+    path: Path, chunk_id: str, entry: dict[str, Any], expect: ChunkExpect | None = None
+) -> dict[str, np.ndarray]:
+    """Read one chunk, checking its SHA-256 first; raise :class:`CorruptChunkError` naming it.
+
+    Then its ``.npy`` headers are validated before any array data is read (see the module
+    docstring); with ``expect``, also against what the plan puts in this chunk, and ``run_id``
+    must equal ``expect.run_ids``. Only then is the chunk decoded.
+    """
     file = Path(path) / entry["file"]
     try:
         data = file.read_bytes()
@@ -372,20 +631,46 @@ def read_chunk(path: Path, chunk_id: str, entry: dict[str, Any]) -> dict[str, np
         ) from None
     if _sha256(data) != entry["sha256"]:
         raise CorruptChunkError(f"chunk {chunk_id} ({file}) is corrupt: checksum mismatch")
+    _validate(chunk_id, file, data, expect)
     try:
         return decode_chunk(data)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:  # e.g. an object array
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise CorruptChunkError(f"chunk {chunk_id} ({file}) cannot be decoded: {e}") from None
 
 
-def iter_chunks(path: str | Path, on_corrupt: str = "raise") -> Iterator[dict[str, np.ndarray]]:
-    """Every finished chunk of a sweep directory, verified. ``on_corrupt``: ``raise`` or ``skip``."""
+def iter_chunks(
+    path: str | Path, on_corrupt: str = "raise", expect: Expect | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """Every finished chunk of a sweep directory, verified. ``on_corrupt``: ``raise`` or ``skip``.
+
+    With ``expect``, each chunk is checked against what the plan puts under its id (see
+    :func:`read_chunk`); a listed id the plan does not have counts as a corrupt chunk.
+    """
     import warnings
 
     for cid, entry in sorted(read_manifests(Path(path)).items()):
         try:
-            yield read_chunk(Path(path), cid, entry)
+            yield read_chunk(Path(path), cid, entry, _expect_for(Path(path), cid, entry, expect))
+        except _NotInPlanError as e:
+            if on_corrupt == "raise":
+                raise CorruptChunkError(f"{e}; remove its manifest entry") from None
+            warnings.warn(f"{e}; it is left out", stacklevel=2)
         except CorruptChunkError as e:
             if on_corrupt == "raise":
                 raise CorruptChunkError(f"{e}. Run the sweep again to recompute it.") from None
             warnings.warn(f"{e}; its runs are left out", stacklevel=2)
+
+
+def expect_for(plan: Plan, members: Mapping[str, tuple] | None = None) -> Expect:
+    """What :func:`read_chunk` checks a chunk id against: its run ids from the plan and, for
+    group 0 when ``members`` is given (the layout traced from its program), its arrays' names,
+    shapes and dtypes. Other groups' arrays are checked structurally (names, run axis, size)."""
+
+    def expect(cid: str) -> ChunkExpect | None:
+        where = plan.chunk_of(cid)
+        if where is None:
+            return None
+        group = plan.group(where[0])
+        return ChunkExpect(group.chunk_run_ids(where[1]), members if where[0] == 0 else None)
+
+    return expect

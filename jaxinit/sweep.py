@@ -1,9 +1,9 @@
-"""Run a sweep: plan → one compiled, vmapped program per static group → chunks → store.
+"""Run a sweep: spec → plan → one compiled program per static group (an executor) → store.
 
-Chunks have one fixed shape ``C`` (the last is padded with copies of a real run, whose results
-are dropped), so a run's numbers do not depend on which chunk, shard, device or resume computed
-it. With ``D`` devices, ``D`` chunks run at once as a ``(D, C)`` batch split over the devices,
-so each device still sees shape ``C``.
+:func:`run` validates the spec, checks the model against the task before anything compiles,
+plans lazily, says how big the sweep is, refuses one that cannot be stored, opens (or resumes)
+the sweep directory under the sweep's identity (:mod:`jaxinit.identity`), and streams chunks
+from the :class:`~jaxinit.executors.Executor` into the store.
 
 >>> import jaxinit
 >>> ds = jaxinit.run({"task": {"name": "xor"}, "train": {"steps": 100}, "axes": {"seed": 4}},
@@ -15,40 +15,59 @@ so each device still sees shape ``C``.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import shutil
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxinit.executors import Executor, build_task, member_layout
+from jaxinit.identity import record
 from jaxinit.models import Model, from_spec
-from jaxinit.plan import Group, Plan, chunk_id, make_plan
+from jaxinit.plan import Plan, chunk_id, make_plan
 from jaxinit.spec import Spec, SpecError
-from jaxinit.store import SweepDir
-from jaxinit.tasks import TASKS, Task
-from jaxinit.train import Data, make_run
+from jaxinit.store import StoreError, SweepDir, expect_for
+from jaxinit.tasks import Task
+from jaxinit.validation import resolve_spec
 
-__all__ = ["run", "resolve_spec", "build_task", "compile_group", "parse_shard"]
-
-
-def resolve_spec(
-    spec: Spec | Mapping | str | os.PathLike, overrides: Mapping[str, Any] | None = None
-) -> Spec:
-    """A validated :class:`Spec` from a Spec, a dict, a TOML path or a bundled spec name."""
-    if isinstance(spec, (str, os.PathLike)):
-        from jaxinit.bundled import find_spec
-
-        spec = Spec.from_toml(find_spec(spec))
-    elif not isinstance(spec, Spec):
-        spec = Spec.from_dict(spec)
-    return spec.with_overrides(overrides) if overrides else spec
+__all__ = ["run", "prepare", "Prepared", "resolve_spec", "build_task", "parse_shard"]
 
 
-def build_task(spec: Spec) -> Task:
-    return TASKS[spec.task.name](**spec.task.params)
+class Prepared(NamedTuple):
+    """A validated, planned sweep, checked against its model, before anything compiles."""
+
+    spec: Spec
+    plan: Plan
+    model: Model | None
+    record: dict[str, Any]  # what spec.json records: spec, model, identity (jaxinit.identity)
+    members: dict[str, tuple]  # the first group's stored arrays: name -> (shape, dtype)
+    bytes_per_run: int  # stored bytes of one run
+
+    @property
+    def stored_bytes(self) -> int:
+        return self.plan.n_runs * self.bytes_per_run
+
+    def describe(self) -> str:
+        p = self.plan
+        return (
+            f"{p.n_runs:,} runs = {p.n_groups:,} compiled program(s) × {p.runs_per_group:,} "
+            f"runs, in {p.n_chunks:,} chunks of {p.chunk_size:,}; "
+            f"~{_human(self.stored_bytes)} of results"
+        )
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"  # pragma: no cover
 
 
 def _bytes_per_run(spec: Spec, task: Task, model: Model | None) -> int:
@@ -63,65 +82,68 @@ def _bytes_per_run(spec: Spec, task: Task, model: Model | None) -> int:
     return 4 * (6 * n_params + acts + curves) + 256
 
 
-_COMPILED: dict[tuple, Any] = {}  # compile_group's cache, oldest first
-_COMPILED_MAX = 8
-
-
-def compile_group(group: Group, task: Task, model: Model | None, mesh: Mesh):
-    """``jit(vmap(vmap(run)))`` over a ``(devices, C)`` batch of runs, sharded on the first axis.
-
-    Cached per process on everything the program depends on (the group's spec, the model, the
-    mesh and the task's non-array fields; the data is an argument), so running the same static
-    configuration again, e.g. a notebook cell re-run, reuses the compiled program.
-    """
-    key = (group.spec.fingerprint(), model, mesh, *task[4:], task.in_dim, task.out_dim)
+def check_model(spec: Spec, task: Task, model: Model | None) -> None:
+    """The model's output shape on the task's inputs, checked abstractly (``jax.eval_shape``)
+    before compiling: a wrong shape would broadcast against the targets into a wrong loss."""
+    mdl = model if model is not None else from_spec(spec.model, task.in_dim, task.out_dim)
+    x = jax.ShapeDtypeStruct(task.x_train.shape, np.dtype(spec.train.dtype))
+    what = "the model" if model is None else "the user model"
     try:
-        fn = _COMPILED.pop(key, None)
-    except TypeError:  # an unhashable user model: no caching
-        key, fn = None, None
-    if fn is None:
-        one = make_run(group.spec, task, model)
-        batched = jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(0, None))
-        runs = NamedSharding(mesh, PartitionSpec("devices"))
-        fn = jax.jit(batched, in_shardings=(runs, NamedSharding(mesh, PartitionSpec())))
-    if key is not None:
-        _COMPILED[key] = fn
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.pop(next(iter(_COMPILED)))
-    return fn
+        params = jax.eval_shape(lambda k: mdl.init(k, spec.init), jax.random.key(0))
+        out = jax.eval_shape(lambda p, x: mdl.apply(p, x), params, x)
+    except Exception as e:
+        raise SpecError(
+            f"{what} fails on the task's inputs {x.shape}: {type(e).__name__}: {e}"
+        ) from None
+    want = (task.x_train.shape[0], task.out_dim)
+    if getattr(out, "shape", None) != want:
+        raise SpecError(
+            f"{what}'s apply returns shape {getattr(out, 'shape', type(out).__name__)} for "
+            f"inputs {x.shape}; task {spec.task.name!r} needs {want} (batch, outputs)"
+        )
 
 
-def _chunk_values(
-    group: Group, chunk: int, size: int, dtype: str
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Traced inputs of one chunk, padded to ``size`` runs, and the run ids it really holds."""
-    lo = chunk * size
-    ids = group.run_ids[lo : lo + size]
-    pad = np.concatenate(
-        [np.arange(lo, lo + len(ids)), np.full(size - len(ids), lo + len(ids) - 1)]
+def prepare(
+    spec: Spec | Mapping | str | os.PathLike,
+    *,
+    model: Model | None = None,
+    chunk_size: int | None = None,
+    **overrides: Any,
+) -> Prepared:
+    """Validate, check the model, plan and size a sweep; nothing is compiled or written."""
+    spec = resolve_spec(spec, {k.replace("__", "."): v for k, v in overrides.items()})
+    _set_precision(spec.train.dtype)
+    first = make_plan(spec, 1).group(0)
+    task = build_task(first.spec)
+    check_model(first.spec, task, model)
+    plan = make_plan(spec, chunk_size, _bytes_per_run(spec, build_task(spec), model))
+    sweep = record(spec, model, task)
+    try:
+        members = member_layout(plan.group(0), task, model)
+    except (ValueError, KeyError, TypeError) as e:  # e.g. a diagnostic the model cannot give
+        raise SpecError(f"the sweep's program cannot be built: {type(e).__name__}: {e}") from None
+    per_run = 8 + sum(
+        math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in members.values()
     )
-    values = {}
-    for path, v in group.values.items():
-        v = v[pad]
-        values[path] = v.astype(np.int32) if path == "seed" else v.astype(dtype)
-    return values, ids
+    return Prepared(spec, plan, model, sweep, members, per_run)
 
 
-def _flatten(tree: Any, prefix: str) -> dict[str, np.ndarray]:
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {
-        prefix + jax.tree_util.keystr(p, simple=True, separator="/"): np.asarray(x)
-        for p, x in leaves
-    }
-
-
-def _chunk_arrays(out: dict[str, Any], k: int, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Slot ``k`` of a ``(D, C, ...)`` output, its padding dropped, as flat ``name -> array``."""
-    n = len(ids)
-    arrays = {"run_id": ids}
-    for section, tree in out.items():
-        arrays.update(_flatten(jax.tree.map(lambda x: x[k, :n], tree), section + "/"))
-    return arrays
+def _refuse_unstorable(prep: Prepared, out: Path | None) -> None:
+    """Refuse, before compiling, a sweep whose results cannot fit where they would go."""
+    need = prep.stored_bytes
+    if out is None:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+        where = "half of this machine's memory (out=None keeps results in memory)"
+    else:
+        probe = out
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        have, where = shutil.disk_usage(probe).free, f"the free space under {probe}"
+    if need > have:
+        raise StoreError(
+            f"this sweep ({prep.describe()}) needs ~{_human(need)}, more than {where} "
+            f"({_human(have)}); shrink its axes, or store fewer curves (train.log_every)"
+        )
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -135,44 +157,6 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if not 0 <= i < n:
         raise SpecError(f"--shard i/n needs 0 <= i < n, got {text!r}")
     return i, n
-
-
-def _dispatch(
-    plan: Plan, todo: list[tuple[Group, int]], model: Model | None, dtype: str
-) -> Iterator:
-    """Yield ``(chunk id, arrays)`` for every chunk in ``todo``, ``D`` chunks per device call.
-
-    The next call is dispatched before the previous one's results are fetched, so the host's
-    writing overlaps the devices' training.
-    """
-    devices = jax.devices()
-    mesh = Mesh(np.array(devices), ("devices",))
-    n_dev = len(devices)
-    pending = None
-    for group in plan.groups:
-        mine = [c for g, c in todo if g.index == group.index]
-        if not mine:
-            continue
-        task = build_task(group.spec)
-        data = jax.device_put(Data.from_task(task, dtype), NamedSharding(mesh, PartitionSpec()))
-        fn = compile_group(group, task, model, mesh)
-        for start in range(0, len(mine), n_dev):
-            batch = mine[start : start + n_dev]
-            slots = [_chunk_values(group, c, plan.chunk_size, dtype) for c in batch]
-            slots += [slots[-1]] * (n_dev - len(slots))  # idle devices repeat the last chunk
-            values = {p: np.stack([s[0][p] for s in slots]) for p in slots[0][0]}
-            out = fn(values, data)
-            if pending is not None:
-                yield from _fetch(*pending)
-            pending = (out, group, batch, slots)
-    if pending is not None:
-        yield from _fetch(*pending)
-
-
-def _fetch(out, group: Group, batch: list[int], slots) -> Iterator:
-    out = jax.device_get(out)
-    for k, c in enumerate(batch):
-        yield chunk_id(group, c), _chunk_arrays(out, k, slots[k][1])
 
 
 def _progress(total: int, enabled: bool):
@@ -191,35 +175,48 @@ def run(
     shard: str | tuple[int, int] | None = None,
     model: Model | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
     **overrides: Any,
 ):
     """Run (or resume) a sweep and return its results as an ``xarray.Dataset``.
 
     Args:
-      spec: a :class:`Spec`, a dict in the TOML layout, a path to a TOML file or a bundled name.
-      out: sweep directory; ``None`` keeps everything in memory. Re-running the same spec into the
-        same directory resumes; a different spec is refused.
+      spec: a :class:`Spec`, a dict in the TOML layout, a path to a TOML file, a bundled name,
+        or a :class:`Prepared` sweep (:func:`prepare`).
+      out: sweep directory; ``None`` keeps everything in memory. Re-running the same sweep into
+        the same directory resumes; a sweep with another identity (training fields, model,
+        JAX version …) is refused with the fields that differ.
       chunk_size: runs per compiled call (default: from a fixed memory budget).
       shard: ``"i/n"`` runs only chunks ``k`` with ``k % n == i`` (for several processes).
-      model: a user ``Model(init, apply)`` replacing the spec's model.
+      model: a user ``Model(init, apply)`` replacing the spec's model (give it a ``model_id``).
+      progress: a progress bar, and the sweep's size on stderr before compiling.
+      executor: how runs are laid out on devices (default: all local devices).
       **overrides: ``field__path=value`` overrides, e.g. ``train__steps=200`` (``__`` for ``.``).
     """
-    spec = resolve_spec(spec, {k.replace("__", "."): v for k, v in overrides.items()})
-    _set_precision(spec.train.dtype)
-    task0 = build_task(spec)
-    plan = make_plan(spec, chunk_size, _bytes_per_run(spec, task0, model))
+    if isinstance(spec, Prepared) and not overrides and spec.model is model:
+        prep = spec
+    else:
+        prep = prepare(spec, model=model, chunk_size=chunk_size, **overrides)
+    out = None if out is None else Path(out)
+    if progress and prep is not spec:
+        print(f"{prep.spec.name}: {prep.describe()}", file=sys.stderr)
+    _refuse_unstorable(prep, out)
     i, n = shard if isinstance(shard, tuple) else parse_shard(shard)
-    if out is None:
-        chunks = {}
-        for cid, arrays in _run_chunks(plan, plan.chunks(), model, progress):
-            chunks[cid] = arrays
-        from jaxinit.results import assemble
+    executor = executor or Executor()
+    from jaxinit.results import assemble, load
 
-        return assemble(plan, list(chunks.values()), partial=False)
-    with SweepDir(out, spec, plan.chunk_size, (i, n)).open(chunk_size is not None) as store:
+    if out is None:
+        chunks = [a for _, a in _run_chunks(prep, list(prep.plan.chunks()), executor, progress)]
+        ds = assemble(prep.plan, chunks, partial=False, attrs=_attrs(prep))
+        return ds
+    with SweepDir(out, prep.record, prep.plan.chunk_size, (i, n)).open(
+        chunk_size is not None
+    ) as store:
+        plan = prep.plan
         if store.chunk_size != plan.chunk_size:
-            plan = plan._replace(chunk_size=store.chunk_size)
-        done, problems = store.verified_done()
+            plan = make_plan(prep.spec, store.chunk_size)
+            prep = prep._replace(plan=plan)
+        done, problems = store.verified_done(expect_for(plan, prep.members))
         for msg in problems:
             warnings.warn(msg, stacklevel=2)
         todo = [
@@ -227,20 +224,48 @@ def run(
             for k, (g, c) in enumerate(plan.chunks())
             if k % n == i and chunk_id(g, c) not in done
         ]
-        for cid, arrays in _run_chunks(plan, todo, model, progress):
+        for cid, arrays in _run_chunks(prep, todo, executor, progress):
             store.write_chunk(cid, arrays)
-    from jaxinit.results import load
-
     return load(out)
 
 
-def _run_chunks(plan: Plan, todo, model: Model | None, progress: bool) -> Iterator:
-    total = sum(min(plan.chunk_size, len(g.run_ids) - c * plan.chunk_size) for g, c in todo)
+def _attrs(prep: Prepared) -> dict[str, Any]:
+    import json
+
+    return {"model": json.dumps(prep.record["model"])}
+
+
+def _run_chunks(prep: Prepared, todo, executor: Executor, progress: bool) -> Iterator:
+    plan = prep.plan
+    total = sum(len(g.chunk_run_ids(c)) for g, c in todo)
+    checked = prep.model is None  # only user models can ignore their key
     with _progress(total, progress) as bar:
-        for cid, arrays in _dispatch(plan, todo, model, plan.spec.train.dtype):
+        for cid, arrays in executor.run(plan, todo, prep.model):
+            if not checked:
+                _warn_if_identical(arrays, plan)
+                checked = True
             yield cid, arrays
             if bar is not None:
                 bar.update(len(arrays["run_id"]))
+    fallbacks = {why for layout, why in executor.layouts.values() if "cannot" in why}
+    for why in sorted(fallbacks):
+        print(f"note: vmap layout used: {why}", file=sys.stderr)
+
+
+def _warn_if_identical(arrays: dict[str, np.ndarray], plan: Plan) -> None:
+    """A user model whose init ignores its key (or draws with Python's ``random``, frozen when
+    traced) gives every seed the same run: warn when a chunk's runs with different seeds have
+    identical results."""
+    seeds = plan.group(0).values_of(arrays["run_id"]).get("seed")
+    if seeds is None or len(np.unique(seeds)) < 2:
+        return
+    if all(np.array_equal(a, a[:1].repeat(len(a), 0), equal_nan=True) for k, a in arrays.items()
+           if k != "run_id" and a.dtype.kind in "fc"):  # fmt: skip
+        warnings.warn(
+            "every run of the first chunk is identical although their seeds differ: does the "
+            "model's init use its key? (Python's random is frozen when JAX traces it)",
+            stacklevel=3,
+        )
 
 
 def _set_precision(dtype: str) -> None:

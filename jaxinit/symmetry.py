@@ -8,7 +8,9 @@ rescaling ``(α w_in, α b, w_out / α)``. :func:`canonicalize` picks one repres
 orbit (signs by the outgoing weights, balanced scales, units sorted), vectorized over runs;
 :func:`align` matches one run's units to a reference's by Hungarian assignment (Ainsworth et al.
 2022, "Git Re-Basin"), choosing flips per unit. Both work on ``{"layers": [{"w", "b"?}, …]}``
-params (the MLP and ``relu_student`` layout) as numpy arrays.
+params (the MLP and ``relu_student`` layout) as numpy arrays; :func:`canonical_params`,
+:func:`align_params` and :func:`flat_params` work on any model through the dense-stack view it
+declares (:class:`jaxinit.models.Symmetry`), and leave a model that declares none as it is.
 
 >>> import numpy as np
 >>> p = {"layers": [{"w": np.array([[1.0, -2.0]]), "b": np.zeros(2)}, {"w": np.array([[3.0], [4.0]])}]}
@@ -21,21 +23,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from jaxinit.spec import ModelSpec
+from jaxinit.models import Symmetry
 
 SYMMETRIES = ("perm", "odd", "sigmoid", "scale")
-
-
-def symmetry_of(model: ModelSpec) -> str:
-    """The symmetry group of a model beyond permutations: ``odd``, ``sigmoid``, ``scale`` or ``perm``."""
-    if model.name != "mlp":
-        return "perm"  # relu_student: fixed unit output weights leave permutations only
-    return {"tanh": "odd", "erf": "odd", "sigmoid": "sigmoid", "relu": "scale"}.get(
-        model.activation, "perm"
-    )
 
 
 def _copy(params: Any) -> list[dict[str, np.ndarray]]:
@@ -140,3 +134,28 @@ def flat(params: Any) -> np.ndarray:
         for _, v in sorted(layer.items())
     ]
     return np.concatenate(parts, -1)
+
+
+def _leaves_flat(params: Any, lead: int) -> np.ndarray:
+    leaves = [np.asarray(x) for x in jax.tree.leaves(params)]
+    return np.concatenate([x.reshape(*x.shape[:lead], -1) for x in leaves], -1)
+
+
+def canonical_params(params: Any, sym: Symmetry | None) -> Any:
+    """``params`` (in the model's own layout) moved to its orbit's representative."""
+    if sym is None:
+        return jax.tree.map(np.asarray, params)
+    return sym.from_layers(canonicalize({"layers": sym.layers(params)}, sym.kind)["layers"])
+
+
+def align_params(params: Any, ref: Any, sym: Symmetry | None) -> Any:
+    """``params`` moved along its orbit as close as possible to ``ref`` (one run each)."""
+    if sym is None:
+        return jax.tree.map(np.asarray, params)
+    layers = align({"layers": sym.layers(params)}, {"layers": sym.layers(ref)}, sym.kind)
+    return sym.from_layers(layers["layers"])
+
+
+def flat_params(params_R: Any) -> np.ndarray:
+    """``(R, P)``: every leaf of a pytree with a leading run axis, concatenated."""
+    return _leaves_flat(params_R, 1)

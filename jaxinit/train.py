@@ -16,6 +16,7 @@ training gradient norm (the minibatch's, when minibatching) falls below the tole
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -120,132 +121,191 @@ def _batch(data: Data, key: Array, step: Array, batch_size: int) -> tuple[Array,
     return data.x_train[idx], data.y_train[idx]
 
 
+class Context(NamedTuple):
+    """Everything one run's pieces share: its configuration with the traced values filled in
+    (``spec``), the built model and optimizer, its keys and loss. Built inside the compiled
+    program from the run's ``values``; static settings come from ``static``."""
+
+    static: Spec  # the group's spec: shapes and program choices
+    spec: Spec  # ``static`` with this run's traced values (possibly tracers)
+    task: Task
+    model: Model
+    opt: optax.GradientTransformation
+    key_init: Array
+    key_data: Array
+    key_drop: Array
+    threshold: Any  # loss level for time-to-threshold
+    stochastic: bool  # minibatches or dropout: log a separate full-batch loss
+    check_grad: bool  # grad_tol is on (or traced): freeze converged runs every step
+
+    def loss(self, params: Any, x: Array, y: Array, dkey: Array | None = None) -> Array:
+        if self.task.objective is not None:
+            return self.task.objective(params)
+        out = self.model.apply(params, x, key=dkey, train=dkey is not None)
+        return loss_value(self.task.loss, out, y)
+
+
+def context(
+    static: Spec, task: Task, model: Model | None, values: dict[str, Array]
+) -> tuple[Context, Any]:
+    """The run's :class:`Context` and its initial parameters ``params0``."""
+    s = static.replace({k: v for k, v in values.items() if k != "seed"})
+    mdl = model if model is not None else from_spec(s.model, task.in_dim, task.out_dim)
+    key = run_key(static.seed, values["seed"])
+    k_init, k_data, k_drop = (jax.random.fold_in(key, t) for t in (_INIT, _DATA, _DROPOUT))
+    params0 = (
+        mdl.init(k_init, s.init) if s.init.plane_seed < 0 else plane_init(mdl, static.seed, s.init)
+    )
+    params0 = jax.tree.map(lambda p: p.astype(static.train.dtype), params0)
+    opt = build_optimizer(s.optimizer, mdl.trainable(params0) if mdl.trainable else None)
+    stochastic = (
+        static.train.batch_size > 0 or static.model.dropout != 0 or "model.dropout" in values
+    )
+    ctx = Context(
+        static,
+        s,
+        task,
+        mdl,
+        opt,
+        k_init,
+        k_data,
+        k_drop,
+        task.threshold if s.train.threshold is None else s.train.threshold,
+        stochastic,
+        "train.grad_tol" in values or static.train.grad_tol > 0,
+    )
+    return ctx, params0
+
+
+def init_state(ctx: Context, params0: Any) -> RunState:
+    zero = jnp.array(-1, jnp.int32)
+    return RunState(params0, ctx.opt.init(params0), zero, zero, zero)
+
+
+def step(ctx: Context, data: Data, state: RunState, t: Array) -> tuple[RunState, Array]:
+    """One optimizer step at step number ``t``; returns the new state and the step's loss.
+
+    Convergence (``grad_tol``) is checked every step; divergence only records the first step
+    with a non-finite loss (one scalar) and is resolved per logging block, so the hot loop
+    carries no per-parameter masking.
+    """
+    x, y = _batch(data, ctx.key_data, t, ctx.static.train.batch_size)
+    loss, grads = jax.value_and_grad(ctx.loss)(
+        state.params, x, y, jax.random.fold_in(ctx.key_drop, t)
+    )
+    updates, opt_state = ctx.opt.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    converged = state.converged_step
+    if ctx.check_grad:
+        gnorm = optax.tree.norm(grads)
+        done = (converged < 0) & jnp.isfinite(loss) & (gnorm < ctx.spec.train.grad_tol)
+        move = (converged < 0) & ~done
+        params = _where_tree(move, params, state.params)
+        opt_state = _where_tree(move, opt_state, state.opt_state)
+        converged = jnp.where(done, t, converged)
+    bad = (state.diverged_step < 0) & ~jnp.isfinite(loss)
+    return RunState(
+        params,
+        opt_state,
+        jnp.where(bad, t, state.diverged_step),
+        converged,
+        jnp.where((state.hit_step < 0) & (loss < ctx.threshold), t, state.hit_step),
+    ), loss
+
+
+def probe(ctx: Context, data: Data, params: Any, params0: Any) -> tuple[Array, dict[str, Array]]:
+    """Full-batch, dropout-free loss and diagnostics at ``params``."""
+    x, y = data.x_train, data.y_train
+    names = ctx.static.train.diagnostics
+    if not names:
+        return ctx.loss(params, x, y), {}
+    loss, grads = jax.value_and_grad(ctx.loss)(params, x, y)
+    return loss, metrics.record(names, metrics.Probe(ctx.model, params, params0, grads, x, y))
+
+
+def log_block(
+    ctx: Context, data: Data, params0: Any, step_fn: Callable, carry: tuple, b: Array
+) -> tuple[tuple, dict[str, Array]]:
+    """``log_every`` steps of ``step_fn``, then the divergence check: a run whose loss was
+    non-finite at some step, or whose parameters are non-finite now, goes back to ``good``, the
+    latest block start whose loss was finite, and stays there."""
+    state, good = carry
+    tr = ctx.static.train
+    need_probe = ctx.stochastic or tr.diagnostics
+    loss, diag = probe(ctx, data, state.params, params0) if need_probe else (None, {})
+    steps = b * tr.log_every + jnp.arange(tr.log_every, dtype=jnp.int32)  # int32 under x64 too
+    new, losses = jax.lax.scan(step_fn, state, steps)
+    good = _where_tree(jnp.isfinite(losses[0]), (state.params, state.opt_state), good)
+    blown = ~jnp.isfinite(optax.tree.norm(new.params))
+    # Non-finite parameters after the block's last update: the next step is the first whose
+    # loss would be non-finite, the same convention as for the per-step check.
+    diverged = jnp.where((new.diverged_step < 0) & blown, steps[-1] + 1, new.diverged_step)
+    params, opt_state = _where_tree(diverged >= 0, good, (new.params, new.opt_state))
+    state = new._replace(params=params, opt_state=opt_state, diverged_step=diverged)
+    return (state, good), {"loss": losses[0] if loss is None else loss, **diag}
+
+
+def finalize(
+    ctx: Context, data: Data, state: RunState, params0: Any, curves: dict[str, Array]
+) -> dict[str, Any]:
+    """The run's outputs: curves with the final point appended, per-run finals, parameters."""
+    tr, task = ctx.static.train, ctx.task
+    final_loss, final_diag = probe(ctx, data, state.params, params0)
+    # The loss after the last update is step `steps`'s loss: it can be the first one below.
+    hit_step = jnp.where(
+        (state.hit_step < 0) & (final_loss < ctx.threshold), jnp.int32(tr.steps), state.hit_step
+    )
+    curves = jax.tree.map(
+        lambda c, f: jnp.concatenate([c, f[None]]), curves, {"loss": final_loss, **final_diag}
+    )
+
+    def evaluate(x, y):
+        pred = ctx.model.apply(state.params, x)
+        # accuracies are means of booleans (default float32): keep every float in tr.dtype
+        return loss_value(task.loss, pred, y), metric_value(task.loss, pred, y).astype(pred.dtype)
+
+    train_loss, train_metric = evaluate(data.x_train, data.y_train)
+    test_loss, test_metric = evaluate(data.x_test, data.y_test)
+    grad = jax.grad(ctx.loss)(state.params, data.x_train, data.y_train)
+    final = {
+        "final_loss": final_loss if task.objective is not None else train_loss,
+        "final_metric": train_metric,
+        "test_loss": test_loss,
+        "test_metric": test_metric,
+        "final_grad_norm": optax.tree.norm(grad),
+        "diverged": state.diverged_step >= 0,
+        "diverged_step": state.diverged_step,
+        "converged_step": state.converged_step,
+        "time_to_threshold": hit_step,
+        "success": (train_metric >= task.success_metric) & (state.diverged_step < 0),
+    }
+    out = {"curves": curves, "final": final}
+    if ctx.static.store.save_params:
+        out["params0"], out["params"] = params0, state.params
+    return out
+
+
 def make_run(spec: Spec, task: Task, model: Model | None = None) -> Callable[[dict, Data], dict]:
     """The training program for one run of a static configuration ``spec``.
 
     Returns ``run(values, data) -> outputs``: ``values`` maps ``"seed"`` and traced field paths to
     scalars; ``outputs`` is ``{"curves": {name: (T+1, ...)}, "final": {name: ()}, "params0",
     "params"}`` with ``T = steps // log_every`` (params only when ``store.save_params``).
+    How runs are batched (vmap, lanes, devices) is the executor's business
+    (:mod:`jaxinit.executors`), never this function's.
     """
-    tr = spec.train
-    n_blocks, block = tr.steps // tr.log_every, tr.log_every
-    kind = task.loss
+    n_blocks = spec.train.steps // spec.train.log_every
 
     def run(values: dict[str, Array], data: Data) -> dict[str, Any]:
-        s = spec.replace({k: v for k, v in values.items() if k != "seed"})
-        mdl = model if model is not None else from_spec(s.model, task.in_dim, task.out_dim)
-        threshold = task.threshold if s.train.threshold is None else s.train.threshold
-        key = run_key(spec.seed, values["seed"])
-        k_init, k_data, k_drop = (jax.random.fold_in(key, t) for t in (_INIT, _DATA, _DROPOUT))
-        params0 = (
-            mdl.init(k_init, s.init)
-            if s.init.plane_seed < 0
-            else plane_init(mdl, spec.seed, s.init)
-        )
-        params0 = jax.tree.map(lambda p: p.astype(tr.dtype), params0)
-        opt = build_optimizer(s.optimizer, mdl.trainable(params0) if mdl.trainable else None)
-        # Minibatches and dropout make the step's loss noisy: log a separate full-batch loss.
-        stochastic = tr.batch_size > 0 or spec.model.dropout != 0 or "model.dropout" in values
-
-        def loss_fn(params, x, y, dkey=None):
-            if task.objective is not None:
-                return task.objective(params)
-            return loss_value(kind, mdl.apply(params, x, key=dkey, train=dkey is not None), y)
-
-        # Convergence (grad_tol) is checked every step; divergence is cheap per step (one scalar)
-        # and resolved per logging block, so the hot loop carries no per-parameter masking.
-        check_grad = "train.grad_tol" in values or tr.grad_tol > 0
-
-        def step(state: RunState, t: Array) -> tuple[RunState, Array]:
-            x, y = _batch(data, k_data, t, tr.batch_size)
-            loss, grads = jax.value_and_grad(loss_fn)(
-                state.params, x, y, jax.random.fold_in(k_drop, t)
-            )
-            updates, opt_state = opt.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-            converged = state.converged_step
-            if check_grad:
-                gnorm = optax.tree.norm(grads)
-                done = (converged < 0) & jnp.isfinite(loss) & (gnorm < s.train.grad_tol)
-                move = (converged < 0) & ~done
-                params = _where_tree(move, params, state.params)
-                opt_state = _where_tree(move, opt_state, state.opt_state)
-                converged = jnp.where(done, t, converged)
-            bad = (state.diverged_step < 0) & ~jnp.isfinite(loss)
-            return RunState(
-                params,
-                opt_state,
-                jnp.where(bad, t, state.diverged_step),
-                converged,
-                jnp.where((state.hit_step < 0) & (loss < threshold), t, state.hit_step),
-            ), loss
-
-        def probe(params) -> tuple[Array, dict[str, Array]]:
-            """Full-batch, dropout-free loss and diagnostics at ``params``."""
-            x, y = data.x_train, data.y_train
-            if not tr.diagnostics:
-                return loss_fn(params, x, y), {}
-            loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-            return loss, metrics.record(
-                tr.diagnostics, metrics.Probe(mdl, params, params0, grads, x, y)
-            )
-
-        def log_block(carry, b: Array):
-            """``log_every`` steps, then the divergence check: a run whose loss was non-finite at
-            some step, or whose parameters are non-finite now, goes back to ``good``, the latest
-            block start whose loss was finite, and stays there."""
-            state, good = carry
-            loss, diag = probe(state.params) if (stochastic or tr.diagnostics) else (None, {})
-            steps = b * block + jnp.arange(block, dtype=jnp.int32)  # int32 under x64 too
-            new, losses = jax.lax.scan(step, state, steps)
-            good = _where_tree(jnp.isfinite(losses[0]), (state.params, state.opt_state), good)
-            blown = ~jnp.isfinite(optax.tree.norm(new.params))
-            # Non-finite parameters after the block's last update: the next step is the first
-            # whose loss would be non-finite, the same convention as for the per-step check.
-            diverged = jnp.where((new.diverged_step < 0) & blown, steps[-1] + 1, new.diverged_step)
-            params, opt_state = _where_tree(diverged >= 0, good, (new.params, new.opt_state))
-            state = new._replace(params=params, opt_state=opt_state, diverged_step=diverged)
-            return (state, good), {"loss": losses[0] if loss is None else loss, **diag}
-
-        zero = jnp.array(-1, jnp.int32)
-        state = RunState(params0, opt.init(params0), zero, zero, zero)
+        ctx, params0 = context(spec, task, model, values)
+        state = init_state(ctx, params0)
+        step_fn = functools.partial(step, ctx, data)
+        block_fn = functools.partial(log_block, ctx, data, params0, step_fn)
         (state, _), curves = jax.lax.scan(
-            log_block,
+            block_fn,
             (state, (state.params, state.opt_state)),
             jnp.arange(n_blocks, dtype=jnp.int32),
         )
-        final_loss, final_diag = probe(state.params)
-        # The loss after the last update is step `steps`'s loss: it can be the first one below.
-        hit_step = jnp.where(
-            (state.hit_step < 0) & (final_loss < threshold), jnp.int32(tr.steps), state.hit_step
-        )
-        curves = jax.tree.map(
-            lambda c, f: jnp.concatenate([c, f[None]]), curves, {"loss": final_loss, **final_diag}
-        )
-
-        def evaluate(x, y):
-            pred = mdl.apply(state.params, x)
-            # accuracies are means of booleans (default float32): keep every float in tr.dtype
-            return loss_value(kind, pred, y), metric_value(kind, pred, y).astype(pred.dtype)
-
-        train_loss, train_metric = evaluate(data.x_train, data.y_train)
-        test_loss, test_metric = evaluate(data.x_test, data.y_test)
-        grad = jax.grad(loss_fn)(state.params, data.x_train, data.y_train)
-        final = {
-            "final_loss": final_loss if task.objective is not None else train_loss,
-            "final_metric": train_metric,
-            "test_loss": test_loss,
-            "test_metric": test_metric,
-            "final_grad_norm": optax.tree.norm(grad),
-            "diverged": state.diverged_step >= 0,
-            "diverged_step": state.diverged_step,
-            "converged_step": state.converged_step,
-            "time_to_threshold": hit_step,
-            "success": (train_metric >= task.success_metric) & (state.diverged_step < 0),
-        }
-        out = {"curves": curves, "final": final}
-        if spec.store.save_params:
-            out["params0"], out["params"] = params0, state.params
-        return out
+        return finalize(ctx, data, state, params0, curves)
 
     return run

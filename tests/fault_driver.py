@@ -24,8 +24,8 @@ def die() -> None:
 
 def main(argv: list[str]) -> int:
     fault, n, rest = argv[0], int(argv[1]), argv[3:]
+    import jaxinit.executors as executors
     import jaxinit.store as store
-    import jaxinit.sweep as sweep
     from jaxinit import cli
 
     count = {"n": 0}
@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
 
     store.SweepDir.write_chunk = write_chunk
 
-    real_compile = sweep.compile_group
+    real_compile = executors.Executor.compile
 
     def compile_group(*args, **kwargs):
         fn = real_compile(*args, **kwargs)
@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
 
         return call
 
-    sweep.compile_group = compile_group
+    executors.Executor.compile = compile_group
     return cli.main(rest)
 
 

@@ -95,8 +95,9 @@ def _leaves(params):
 
 
 def test_different_solutions_are_not_merged(xor_ds):
-    """A solved run and a stuck run (losses far apart) are in different basins with a barrier."""
-    b = basins.find_basins(xor_ds)
+    """A solved run and a stuck run (losses far apart) are in different basins with a barrier
+    (every finished run clustered; by default a run still moving is left out as UNCONVERGED)."""
+    b = basins.find_basins(xor_ds, basins.BasinConfig(converged_only=False))
     loss = xor_ds.final_loss.values
     best, worst = int(np.nanargmin(loss)), int(np.nanargmax(loss))
     assert loss[worst] - loss[best] > 0.1, "the fixture should contain a failed run"
@@ -113,10 +114,12 @@ def test_different_solutions_are_not_merged(xor_ds):
 
 
 def test_spec_basin_tolerances_are_the_default(xor_ds):
-    """``[basins] f_tol`` in the spec drives find_basins: a huge tolerance merges every run."""
-    default = basins.find_basins(xor_ds)
-    assert len(default.table) > 1
+    """``[basins]`` in the spec drives find_basins: a huge tolerance merges every run."""
     spec = json.loads(xor_ds.attrs["spec"])
+    spec["basins"]["converged_only"] = False
+    every = xor_ds.assign_attrs(spec=json.dumps(spec))
+    assert len(basins.find_basins(every).table) > 1
+    assert len(basins.find_basins(xor_ds).table) < len(basins.find_basins(every).table)
     spec["basins"]["f_tol"] = 1e6
     loose = xor_ds.assign_attrs(spec=json.dumps(spec))
     assert len(basins.find_basins(loose).table) == 1
@@ -191,7 +194,7 @@ def _synthetic(hit_CxS, loss_CxS):
     )
     ds.attrs["axes"] = json.dumps({"init_scale": "init.scale", "seed": "seed"})
     hit = xr.DataArray(hit_CxS, coords, dims)
-    return ds, basins.Basins(hit.astype(int), hit, None, [])
+    return ds, basins.Basins(hit.astype(int), hit, None, [], None, [])
 
 
 def test_restart_statistics():
@@ -265,7 +268,7 @@ def test_teacher_student_reports_spurious_rates_with_intervals():
     assert tab.loc[4, "spurious"] == 0 and tab.loc[10, "spurious"] > 0
     g = basins.groups(ds)[1]
     loss = ds.final_loss.sel(task_in_dim=10).values
-    spurious = (ds.converged_step.sel(task_in_dim=10).values >= 0) & (loss > 1e-3)
+    spurious = ~np.isnan(ds.converged_step.sel(task_in_dim=10).values) & (loss > 1e-3)
     params = jax.tree.map(lambda a: a[spurious], g.params_R)
     ends = basins.classify_group(g._replace(params_R=params), grad_tol=1e-4)
     assert (ends.kind_R == MINIMUM).all() and (ends.eig_min_R > 1e-3).all()
@@ -290,4 +293,84 @@ def test_basin_figures_draw(xor_ds, plane_ds):
     plt.close(FIGURES["basin_map"](plane_ds))
     plt.close(FIGURES["outcome_map"](plane_ds))
     b = basins.find_basins(plane_ds)
-    assert b.label.shape == (6, 5, 1) and (b.label.values >= 0).all()
+    assert b.label.shape == (6, 5, 1) and (b.label.values >= basins.UNCONVERGED).all()
+    assert b.excluded.clustered.sum() == (b.label.values >= 0).sum() > 0
+
+
+def _user_dense_model() -> jaxinit.Model:
+    """A user's own 2-3-1 tanh net in its own layout, declaring its dense-stack symmetry."""
+
+    def init(key, init_spec):
+        k1, k2, k3 = jax.random.split(key, 3)
+        return {
+            "hidden": {"kernel": init_spec.scale * jax.random.normal(k1, (2, 3)),
+                       "bias": 0.1 * jax.random.normal(k3, (3,))},
+            "out": {"kernel": jax.random.normal(k2, (3, 1)) / 3**0.5, "bias": jnp.zeros((1,))},
+        }  # fmt: skip
+
+    def apply(params, x, *, key=None, train=False):
+        h = jnp.tanh(x @ params["hidden"]["kernel"] + params["hidden"]["bias"])
+        return h @ params["out"]["kernel"] + params["out"]["bias"]
+
+    sym = jaxinit.Symmetry(
+        "odd",
+        lambda p: [{"w": p[k]["kernel"], "b": p[k]["bias"]} for k in ("hidden", "out")],
+        lambda ls: {k: {"kernel": l["w"], "bias": l["b"]} for k, l in zip(("hidden", "out"), ls)},
+    )
+    return jaxinit.Model(init, apply, symmetry=sym, model_id="user-2-3-1")
+
+
+def test_user_model_basins_and_barriers():
+    """Defect 3: a user model is analysed through the symmetry it declares (it raised
+    KeyError 'params/layers/0/b'); without passing the model the error says what to do."""
+    model = _user_dense_model()
+    spec = {**_xor_spec(seed=16), "basins": {"p_tol": 0.5}}
+    ds = jaxinit.run(spec, model=model, progress=False)
+    with pytest.raises(ValueError, match="user model.*model="):
+        basins.find_basins(ds)
+    b = basins.find_basins(ds, model=model)
+    assert b.table["size"].sum() == b.excluded["clustered"].sum() > 0 and not b.notes
+    ids, barriers = basins.barrier_matrix(b)
+    assert barriers.shape == (len(ids), len(ids)) and np.isfinite(barriers).all()
+    g = b.groups[0]
+    i = int(np.nanargmin(ds.final_loss.values))
+    one = jax.tree.map(lambda a: np.asarray(a[i]), g.params_R)
+    canon = symmetry.canonical_params(one, g.symmetry)
+    f = g.loss_fn()
+    assert abs(float(f(canon)) - float(f(one))) < 1e-5  # same function, model's own layout
+
+
+def test_diag_linear_basins_in_function_space():
+    """Defect 3: diag_linear declares no symmetry: clustering and barriers use raw parameters
+    (they raised KeyError 'layers'), and the note says so."""
+    spec = {
+        "task": {"name": "sparse_regression", "in_dim": 8, "n_points": 4},
+        "model": {"name": "diag_linear"},
+        "init": {"scale": 0.5, "perturbation": 0.1},
+        "optimizer": {"learning_rate": 0.05},
+        "train": {"steps": 200, "log_every": 100, "diagnostics": []},
+        "store": {"save_params": True},
+        "basins": {"p_tol": 0.5, "converged_only": False},
+        "axes": {"seed": 6},
+    }
+    ds = jaxinit.run(spec, progress=False)
+    b = basins.find_basins(ds)
+    assert b.table["size"].sum() == 6 and any("declares no symmetry" in n for n in b.notes)
+    ids, barriers = basins.barrier_matrix(b)
+    assert np.isfinite(barriers).all()
+
+
+def test_unconverged_runs_are_reported_apart(xor_ds):
+    """Issue 13: basins hold converged runs; the rest is counted, and f_tol sensitivity shown."""
+    b = basins.find_basins(xor_ds)
+    gnorm = xor_ds.final_grad_norm.values.ravel()
+    loss = xor_ds.final_loss.values.ravel()
+    lab = b.label.values.ravel()
+    finished = lab != basins.DIVERGED
+    moving = finished & (gnorm >= 1e-3) & (loss > loss[finished].min() + 1e-2)
+    assert np.array_equal(lab == basins.UNCONVERGED, moving) and moving.any()
+    ex = b.excluded.iloc[0]
+    assert ex.clustered + ex.unconverged + ex.diverged_or_unfinished + ex.unclustered == ex.runs
+    sens = basins.f_tol_sensitivity(xor_ds)
+    assert list(sens.f_tol) == pytest.approx([0.025, 0.05, 0.1])
+    assert sens.basins.is_monotonic_decreasing

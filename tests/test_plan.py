@@ -93,7 +93,7 @@ def test_run_ids_in_c_order(plan):
 def test_chunks_and_padding(plan):
     """20 runs per group in chunks of 4: 5 per group; with 6 the last chunk is short (padded)."""
     assert plan.chunk_size == 4 and plan.n_chunks == 6 * 5
-    assert [chunk_id(g, c) for g, c in plan.chunks()[:6]] == [
+    assert [chunk_id(g, c) for g, c in list(plan.chunks())[:6]] == [
         "0000-000000",
         "0000-000001",
         "0000-000002",
@@ -103,10 +103,10 @@ def test_chunks_and_padding(plan):
     ]
     p6 = make_plan(plan.spec, chunk_size=6)
     assert p6.n_chunks == 6 * 4  # ceil(20 / 6)
-    from jaxinit.sweep import _chunk_values
+    from jaxinit.executors import chunk_values
 
     g = p6.groups[1]
-    values, ids = _chunk_values(g, 3, 6, "float32")
+    values, ids = chunk_values(g, 3, "float32")
     np.testing.assert_array_equal(ids, g.run_ids[18:])
     assert all(v.shape == (6,) for v in values.values())
     # padding repeats the last real run
@@ -133,3 +133,45 @@ def test_coordinates(plan):
     assert coords["model_widths"] == ["2", "4-4"]
     assert coords["seed"] == list(range(5))
     assert coords["init_scheme"] == AXES["init.scheme"]
+
+
+def test_a_billion_run_plan_is_lazy_and_small():
+    """Defect 5: planning 10⁹ runs materialises no coordinates (it crashed with 22 GiB)."""
+    import tracemalloc
+
+    spec = Spec.from_dict(
+        {"axes": {"init.scale": [0.1 * (k + 1) for k in range(1000)],
+                  "optimizer.learning_rate": [0.001 * (k + 1) for k in range(1000)], "seed": 1000}}
+    )  # fmt: skip
+    tracemalloc.start()
+    p = make_plan(spec)
+    group = p.group(0)
+    ids = group.chunk_run_ids(p.chunks_per_group - 1)
+    values = group.values_of(ids)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert p.n_runs == 10**9 and peak < 200 * 2**20
+    assert ids[-1] == 10**9 - 1 and values["seed"][-1] == 999
+    assert np.isclose(values["init.scale"][-1], 100.0)
+
+
+def test_a_huge_seed_count_is_refused_before_allocating():
+    with pytest.raises(SpecError, match=r"axes.seed must be a positive count \(1..2147483648\)"):
+        Spec.from_dict({"axes": {"seed": 3_000_000_000}})
+    assert len(Spec.from_dict({"axes": {"seed": 2**31}}).axes[0][1]) == 2**31  # lazy range
+
+
+def test_lazy_plan_matches_the_materialised_product(plan):
+    """Every run id once, in C order, with the coordinates np.unravel_index gives."""
+    seen = []
+    for g, c in plan.chunks():
+        ids = g.chunk_run_ids(c)
+        where = np.unravel_index(ids, plan.shape)
+        vals = g.values_of(ids)
+        for k, a in enumerate(plan.axes):
+            if a.traced:
+                assert np.array_equal(vals[a.path], np.asarray(a.values)[where[k]])
+            else:
+                assert (where[k] == g.static_key[plan.static_axes.index(k)]).all()
+        seen.append(ids)
+    assert np.array_equal(np.sort(np.concatenate(seen)), np.arange(plan.n_runs))

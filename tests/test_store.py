@@ -7,18 +7,20 @@ real tiny sweep.
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import re
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import jaxinit
-import jaxinit.sweep as sweep
+import jaxinit.executors as executors
 from jaxinit import store
 from jaxinit.plan import chunk_id, make_plan
 from jaxinit.spec import FORMAT_VERSION, Spec
@@ -140,7 +142,7 @@ def test_damaged_spec_json_is_a_clear_error(tmp_path, monkeypatch, damage):
         jaxinit.load(d)
     with pytest.raises(store.StoreError, match=pattern):
         store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=False)
-    monkeypatch.setattr(sweep, "make_run", lambda *a, **k: pytest.fail("compiled"))
+    monkeypatch.setattr(executors, "make_run", lambda *a, **k: pytest.fail("compiled"))
     with pytest.raises(store.StoreError, match=pattern):
         jaxinit.run(SPEC, d, progress=False)
     # the refused opener released its lock: a healthy opener could take it
@@ -192,7 +194,7 @@ def test_resume_with_a_different_spec_is_refused(tmp_path, monkeypatch):
     d = _fake_dir(tmp_path / "d")
     before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
     other = SPEC.with_overrides({"train.steps": 20})
-    monkeypatch.setattr(sweep, "make_run", lambda *a, **k: pytest.fail("compiled"))
+    monkeypatch.setattr(executors, "make_run", lambda *a, **k: pytest.fail("compiled"))
     with pytest.raises(store.StoreError, match="holds a different sweep.*another --out"):
         jaxinit.run(other, d, progress=False)
     with pytest.raises(store.StoreError, match="chunk size 2; resuming with 3"):
@@ -293,7 +295,7 @@ def test_foreign_directory_is_refused_and_untouched(tmp_path, monkeypatch):
     d = tmp_path / "home"
     d.mkdir()
     (d / "thesis.tex").write_text("precious")
-    monkeypatch.setattr(sweep, "make_run", lambda *a, **k: pytest.fail("compiled"))
+    monkeypatch.setattr(executors, "make_run", lambda *a, **k: pytest.fail("compiled"))
     with pytest.raises(store.StoreError, match="not empty and not a jaxinit sweep.*thesis.tex"):
         jaxinit.run(SPEC, d, progress=False)
     assert [p.name for p in d.iterdir()] == ["thesis.tex"]
@@ -313,3 +315,253 @@ def test_cleanup_removes_only_its_own_temp_files(tmp_path):
     store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=False).close()
     assert not any(f.exists() for f in ours)
     assert all(f.exists() for f in theirs)
+
+
+# -- only the store's own temp files are cleaned up -----------------------------------------------
+USER_TOP = [
+    ".env.tmp",
+    ".gitlab-ci.tmpl",
+    ".spec.json.tmpfoo",
+    ".x.tmp123",
+    ".x.tmp99999999",
+    ".spec.json.tmp",
+    ".spec.json.tmp0",
+    ".spec.json.tmp12x",
+    ".spec.json.tmp99999999.bak",
+    ".manifest.json.tmp99999999",
+    ".0000-000000.npz.tmp99999999",  # a chunk's temp name, but not in chunks/
+]
+USER_CHUNKS = [
+    ".env.tmp",
+    ".keep.tmp1.txt",
+    ".0000-000000.npz.tmpfoo",
+    ".x.npz.tmp99999999",
+    ".0000-00000.npz.tmp99999999",
+    ".spec.json.tmp99999999",  # spec's temp name, but in chunks/
+]
+DEAD_TEMPS = [  # what a killed writer (pid 99999999 cannot exist) leaves
+    ".spec.json.tmp99999999",
+    ".manifest.0-of-1.json.tmp99999999",
+    ".manifest.1-of-2.json.tmp99999999",
+    "chunks/.0000-000000.npz.tmp99999999",
+]
+
+
+def _plant_files(d: Path, names: list[str]) -> dict[Path, bytes]:
+    """Create ``names`` under ``d``, each with distinct bytes; return ``{file: bytes}``."""
+    files = {}
+    for k, name in enumerate(names):
+        f = d / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(f"{name} {k}\n".encode() + bytes(range(k, k + 8)))
+        files[f] = f.read_bytes()
+    return files
+
+
+def _intact(files: dict[Path, bytes]) -> bool:
+    return all(f.is_file() and f.read_bytes() == b for f, b in files.items())
+
+
+@pytest.mark.parametrize("name", USER_TOP)
+def test_fresh_out_dir_with_a_user_tmp_file_is_refused_and_untouched(tmp_path, monkeypatch, name):
+    """``.env.tmp`` and the like are the user's, not a killed writer's: the directory is foreign."""
+    d = tmp_path / "out"
+    files = _plant_files(d, [name])
+    monkeypatch.setattr(executors, "make_run", lambda *a, **k: pytest.fail("compiled"))
+    with pytest.raises(store.StoreError, match="not empty and not a jaxinit sweep"):
+        jaxinit.run(SPEC, d, progress=False)
+    with pytest.raises(store.StoreError, match=re.escape(repr(name))):
+        store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True)
+    assert _intact(files) and sorted(d.iterdir()) == sorted(files)
+
+
+def test_fresh_out_dir_keeps_user_files_in_chunks_and_cleans_dead_temps(tmp_path):
+    """A killed new sweep (only temp files, no spec.json) is reopened: its temps go, user files
+    that merely look like temps stay."""
+    d = tmp_path / "out"
+    theirs = _plant_files(d, [f"chunks/{n}" for n in USER_CHUNKS])
+    ours = _plant_files(d, DEAD_TEMPS)
+    store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True).close()
+    assert _intact(theirs)
+    assert not any(f.exists() for f in ours)
+    assert (d / "spec.json").is_file()
+
+
+@pytest.mark.parametrize("shard", [(0, 1), (1, 2)], ids=["exclusive", "sharded"])
+def test_existing_sweep_dir_keeps_user_tmp_files_byte_for_byte(tmp_path, shard):
+    d = _fake_dir(tmp_path / "d")
+    theirs = _plant_files(d, USER_TOP + [f"chunks/{n}" for n in USER_CHUNKS])
+    ours = _plant_files(d, DEAD_TEMPS)
+    store.SweepDir(d, SPEC, 2, shard=shard).open(explicit_chunk_size=False).close()
+    assert _intact(theirs)
+    assert not any(f.exists() for f in ours)
+    assert len(list((d / "chunks").glob("*.npz"))) == 3
+
+
+# -- chunks are checked against the plan ---------------------------------------------------------
+PLAN = make_plan(SPEC, 2)
+MEMBERS = {"final/final_loss": ((), "float64")}  # what _fake_dir writes
+CID = "0000-000001"  # plan run ids [2, 3]
+
+
+def _expect(members=MEMBERS) -> store.Expect:
+    ids = {chunk_id(g, c): g.run_ids[c * 2 : (c + 1) * 2] for g, c in PLAN.chunks()}
+    return lambda cid: store.ChunkExpect(ids[cid], members) if cid in ids else None
+
+
+def _plant(d: Path, cid: str, data: bytes) -> dict:
+    """Store ``data`` as chunk ``cid`` with a manifest entry that vouches for it (true SHA-256)."""
+    rel = f"chunks/{cid}.npz"
+    (d / rel).write_bytes(data)
+    entry = {"file": rel, "sha256": store._sha256(data), "runs": 2}
+    _edit_json(d / "manifest.0-of-1.json", lambda m: {"chunks": m["chunks"] | {cid: entry}})
+    return entry
+
+
+def _npz(members: dict[str, bytes]) -> bytes:
+    """A stored (uncompressed) zip of raw ``.npy`` members."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(f"{name}.npy", data)
+    return buf.getvalue()
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _huge_header_chunk() -> bytes:
+    """``run_id`` is fine; ``final/final_loss``'s header declares 10**12 float64 (8 TB) and is
+    followed by 16 bytes: a reader that trusts the header allocates before it finds out."""
+    hdr = io.BytesIO()
+    np.lib.format.write_array_header_2_0(
+        hdr, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+    )
+    return _npz({"run_id": _npy(np.array([2, 3])), "final/final_loss": hdr.getvalue() + b"\0" * 16})
+
+
+def _good(ids=(2, 3), **extra) -> bytes:
+    ids = np.asarray(ids)
+    return store.encode_chunk({"run_id": ids, "final/final_loss": ids / 10, **extra})
+
+
+ATTACKS = {
+    "negative run ids": (lambda d: _good((-1, 3)), "run ids do not match chunk 0000-000001"),
+    "out-of-range run ids": (lambda d: _good((6, 7)), "run ids do not match"),
+    "other chunk's run ids": (lambda d: _good((0, 1)), "run ids do not match"),
+    "reordered run ids": (lambda d: _good((3, 2)), "run ids do not match"),
+    "copied chunk": (lambda d: _chunk(d, 0).read_bytes(), "run ids do not match"),
+    "too few runs": (lambda d: _good((2,)), "holds 1 runs; chunk 0000-000001 .* has 2"),
+    "extra member": (lambda d: _good(**{"final/evil": np.zeros(2)}), r"unexpected .*final/evil"),
+    "missing member": (
+        lambda d: store.encode_chunk({"run_id": np.array([2, 3])}),
+        r"missing members \['final/final_loss'\]",
+    ),
+    "huge header": (lambda d: _huge_header_chunk(), r"declares shape \(1000000000000,\)"),
+    "wrong dtype": (
+        lambda d: store.encode_chunk(
+            {"run_id": np.array([2, 3]), "final/final_loss": np.zeros(2, np.float32)}
+        ),
+        "float32 .*expected float64",
+    ),
+    "wrong shape": (
+        lambda d: store.encode_chunk(
+            {"run_id": np.array([2, 3]), "final/final_loss": np.zeros((2, 3))}
+        ),
+        r"shape \(2, 3\); expected float64 of shape \(2,\)",
+    ),
+    "float run ids": (lambda d: _good((2.0, 3.0)), "run_id is float64"),
+    "compressed member": (
+        lambda d: _zip_deflated({"run_id": np.array([2, 3]), "final/final_loss": np.zeros(2)}),
+        "compressed",
+    ),
+}
+
+
+def _zip_deflated(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS), ids=list(ATTACKS))
+def test_chunk_that_does_not_fit_the_plan_is_refused(tmp_path, attack):
+    """A file the manifest vouches for (true checksum) but that is not what the plan puts under
+    its id: refused by read_chunk, iter_chunks and verified_done, naming chunk, file, problem."""
+    make, problem = ATTACKS[attack]
+    d = _fake_dir(tmp_path / "d")
+    entry = _plant(d, CID, make(d))
+    names = rf"chunk {CID} \({re.escape(str(_chunk(d)))}\).*{problem}"
+    start = time.perf_counter()
+    with pytest.raises(store.CorruptChunkError, match=names):
+        store.read_chunk(d, CID, entry, _expect()(CID))
+    assert time.perf_counter() - start < 2
+    with pytest.raises(store.CorruptChunkError, match=names + ".*recompute"):
+        list(store.iter_chunks(d, expect=_expect()))
+    with pytest.warns(UserWarning, match=names):
+        kept = list(store.iter_chunks(d, on_corrupt="skip", expect=_expect()))
+    assert [c["run_id"].tolist() for c in kept] == [[0, 1], [4, 5]]
+    with store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=False) as sd:
+        done, problems = sd.verified_done(_expect())
+    assert done == {"0000-000000", "0000-000002"}
+    assert len(problems) == 1 and re.search(names, problems[0]) and "recomputed" in problems[0]
+
+
+def test_huge_header_is_refused_without_allocating_even_without_expect(tmp_path):
+    d = _fake_dir(tmp_path / "d")
+    entry = _plant(d, CID, _huge_header_chunk())
+    start = time.perf_counter()
+    with pytest.raises(store.CorruptChunkError, match=r"declares shape \(1000000000000,\)"):
+        store.read_chunk(d, CID, entry)
+    with pytest.raises(store.CorruptChunkError, match="declares shape"):
+        list(store.iter_chunks(d))
+    assert time.perf_counter() - start < 2
+
+
+def test_chunk_id_not_in_the_plan_is_refused(tmp_path):
+    d = _fake_dir(tmp_path / "d")
+    stray = "0000-000009"
+    _plant(d, stray, _chunk(d, 0).read_bytes())
+    msg = rf"chunk {stray} .*{stray}\.npz.*not in this sweep's plan"
+    with pytest.raises(store.CorruptChunkError, match=msg):
+        list(store.iter_chunks(d, expect=_expect()))
+    with pytest.warns(UserWarning, match=msg):
+        kept = list(store.iter_chunks(d, on_corrupt="skip", expect=_expect()))
+    assert [c["run_id"].tolist() for c in kept] == [[0, 1], [2, 3], [4, 5]]
+    with store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=False) as sd:
+        done, problems = sd.verified_done(_expect())
+    assert done == {"0000-000000", "0000-000001", "0000-000002"}
+    assert len(problems) == 1 and re.search(msg, problems[0])
+
+
+@pytest.mark.parametrize("members", [MEMBERS, None], ids=["members", "names only"])
+def test_good_chunks_pass_the_plan_check(tmp_path, members):
+    d = _fake_dir(tmp_path / "d")
+    entry = json.loads((d / "manifest.0-of-1.json").read_text())["chunks"][CID]
+    got = store.read_chunk(d, CID, entry, _expect(members)(CID))
+    assert got.keys() == {"run_id", "final/final_loss"}
+    assert got["run_id"].dtype == np.int64 and got["run_id"].tolist() == [2, 3]
+    np.testing.assert_array_equal(got["final/final_loss"], [0.2, 0.3])
+    chunks = list(store.iter_chunks(d, expect=_expect(members)))
+    assert np.concatenate([c["run_id"] for c in chunks]).tolist() == list(range(6))
+    with store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=False) as sd:
+        assert sd.verified_done(_expect(members)) == ({c for c in sd.manifest}, [])
+
+
+def test_member_names_and_sizes_are_checked_without_member_shapes(tmp_path, monkeypatch):
+    """``ChunkExpect(run_ids)`` alone: names must be engine outputs, sizes per run bounded."""
+    d = _fake_dir(tmp_path / "d")
+    ok = store.encode_chunk(
+        {"run_id": np.array([2, 3]), "params/layers/0/w": np.zeros((2, 3, 4), np.float32)}
+    )
+    store.read_chunk(d, CID, _plant(d, CID, ok), _expect(None)(CID))
+    for name in ["evil", "final", "final/", "other/x", "final/a b", "run_id/x"]:
+        entry = _plant(d, CID, _good(**{name: np.zeros(2)}))
+        with pytest.raises(store.CorruptChunkError, match=re.escape(repr(name))):
+            store.read_chunk(d, CID, entry, _expect(None)(CID))
+    monkeypatch.setattr(store, "MAX_MEMBER_ELEMS_PER_RUN", 11)
+    with pytest.raises(store.CorruptChunkError, match="too large per run"):
+        store.read_chunk(d, CID, _plant(d, CID, ok), _expect(None)(CID))

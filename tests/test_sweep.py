@@ -205,3 +205,32 @@ def test_overrides_and_bundled_names():
     )
     assert ds.sizes["seed"] == 2 and ds.sizes["init_scheme"] == 1
     assert json.loads(ds.attrs["spec"])["train"]["steps"] == 40
+
+
+BILLION = {
+    "name": "billion",
+    "task": {"name": "xor"},
+    "axes": {
+        "init.scale": [0.01 * (k + 1) for k in range(1000)],
+        "optimizer.learning_rate": [0.001 * (k + 1) for k in range(1000)],
+        "seed": 1000,
+    },
+}
+
+
+def test_unstorable_sweep_is_refused_before_compiling(tmp_path, monkeypatch):
+    """Defect 5: a 10⁹-run sweep that cannot fit on the disk is refused with its size, before
+    anything compiles or is written (it crashed in planning with a 22 GiB allocation)."""
+    import shutil
+
+    import jaxinit.executors as executors
+
+    monkeypatch.setattr(executors.Executor, "compile", lambda *a, **k: pytest.fail("compiled"))
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=10**9))
+    prep = jaxinit.prepare(BILLION)
+    assert prep.plan.n_runs == 10**9 and prep.stored_bytes > 10**11
+    assert "1,000,000,000 runs" in prep.describe()
+    with pytest.raises(jaxinit.StoreError, match=r"needs ~.* GB, more than the free space"):
+        jaxinit.run(BILLION, tmp_path / "big", progress=False)
+    assert not (tmp_path / "big").exists()

@@ -21,11 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jaxinit
+from jaxinit.activations import ACTIVATIONS
 from jaxinit.cli import main as cli_main
 from jaxinit.cli import parse_set
 from jaxinit.initializers import INITIALIZERS
-from jaxinit.spec import ACTIVATIONS, OPTIMIZERS, Spec, SpecError
+from jaxinit.spec import Spec, SpecError
 from jaxinit.tasks import TASKS
+from jaxinit.validation import OPTIMIZERS, resolve_spec
 
 BASE = {
     "name": "v",
@@ -131,7 +133,7 @@ OPT_BAD = [
 
 def _expect(d: dict, parts: list[str]) -> str:
     with pytest.raises(SpecError) as e:
-        Spec.from_dict(d)
+        resolve_spec(d)
     msg = str(e.value)
     for p in parts:
         assert p in msg, (p, msg)
@@ -155,9 +157,9 @@ def test_bad_optimizer_arguments(opt, parts):
 
 def test_every_bad_case_is_refused_by_run_before_any_jax_work(monkeypatch):
     """``jaxinit.run`` raises the same SpecError; nothing is compiled (make_run is never called)."""
-    import jaxinit.sweep as sweep
+    import jaxinit.executors as executors
 
-    monkeypatch.setattr(sweep, "make_run", lambda *a, **k: pytest.fail("compiled bad input"))
+    monkeypatch.setattr(executors, "make_run", lambda *a, **k: pytest.fail("compiled bad input"))
     for path, value, parts in BAD[:20]:
         with pytest.raises(SpecError, match=parts[0].replace("[", r"\[").replace("(", r"\(")):
             jaxinit.run(_with(path, value), progress=False)
@@ -173,7 +175,7 @@ def test_toml_syntax_error_has_line_number(tmp_path):
     f = tmp_path / "bad.toml"
     f.write_text('name = "x"\n[task]\nname = "xor"\n[model\nwidths = [4]\n')
     with pytest.raises(SpecError, match=r"bad\.toml.*TOML syntax error.*line 4"):
-        Spec.from_toml(f)
+        resolve_spec(f)
     with pytest.raises(SpecError, match=r"line 2"):
         Spec.from_toml_string('name = "x"\nseed = = 3\n')
     with pytest.raises(SpecError, match="cannot read spec"):
@@ -198,7 +200,7 @@ def test_set_that_does_not_parse(item, parts):
 
 
 def test_set_that_parses_but_is_invalid():
-    spec = Spec.from_dict(BASE)
+    spec = resolve_spec(BASE)
     with pytest.raises(SpecError, match="cannot set 'bogus.x'.*section"):
         spec.with_overrides({"bogus.x": 1})
     with pytest.raises(SpecError, match="train.steps must be int"):
@@ -362,12 +364,12 @@ def test_fuzzed_specs_are_valid_or_spec_error(d):
     """Anything at all in any field: either a valid Spec that round-trips exactly, or a
     SpecError naming a field — never a TypeError/KeyError/JAX error."""
     try:
-        spec = Spec.from_dict(d)
+        spec = resolve_spec(d)
     except SpecError as e:
         assert str(e) and "Traceback" not in str(e)
         return
-    again = Spec.from_dict(spec.to_dict())
-    assert again == spec and again.fingerprint() == spec.fingerprint()
+    again = resolve_spec(spec.to_dict())
+    assert again == spec and again.to_json() == spec.to_json()
     assert spec.n_runs == math.prod(len(v) for _, v in spec.axes) >= 1
 
 
@@ -397,7 +399,7 @@ def tiny_valid_specs(draw):
         "task": task,
         "model": {
             "widths": draw(st.lists(st.integers(1, 3), min_size=0, max_size=2)),
-            "activation": draw(st.sampled_from(ACTIVATIONS)),
+            "activation": draw(st.sampled_from(tuple(ACTIVATIONS))),
         },
         "init": {"scheme": draw(st.sampled_from(sorted(INITIALIZERS))), "scale": draw(_finite)},
         "optimizer": {"name": draw(st.sampled_from(OPTIMIZERS)), "learning_rate": draw(_finite)},
@@ -414,7 +416,7 @@ def tiny_valid_specs(draw):
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tiny_valid_specs())
 def test_random_valid_specs_run_with_the_right_shapes(d):
-    spec = Spec.from_dict(d)
+    spec = resolve_spec(d)
     ds = jaxinit.run(spec, progress=False)
     shape = tuple(len(v) for _, v in spec.axes)
     assert ds.final_loss.shape == shape and bool(ds.done.all())
@@ -423,16 +425,32 @@ def test_random_valid_specs_run_with_the_right_shapes(d):
     np.testing.assert_array_equal(ds.step.values, np.arange(t) * spec.train.log_every)
     ok = ~ds.diverged.values
     assert np.isfinite(ds.final_loss.values[ok]).all()
-    assert (ds.diverged_step.values[ok] == -1).all()
+    assert np.isnan(ds.diverged_step.values[ok]).all()
 
 
 def test_every_registered_name_is_accepted():
     """The allowed values the messages list are really allowed (one spec each, no JAX work)."""
     for name in TASKS:
-        Spec.from_dict({**BASE, "task": {"name": name}})
+        resolve_spec({**BASE, "task": {"name": name}})
     for act in ACTIVATIONS:
-        Spec.from_dict(_with("model.activation", act))
+        resolve_spec(_with("model.activation", act))
     for scheme in INITIALIZERS:
-        Spec.from_dict(_with("init.scheme", scheme))
+        resolve_spec(_with("init.scheme", scheme))
     for opt in OPTIMIZERS:
-        Spec.from_dict(_with("optimizer.name", opt))
+        resolve_spec(_with("optimizer.name", opt))
+
+
+def test_error_names_the_field_that_is_wrong():
+    """Defect 9: overriding train.steps so that the bundled log_every no longer divides it named
+    an unrelated axis value ('axes.init.scale value 0.01: ...'); now it names train.log_every
+    and says how to fix it."""
+    with pytest.raises(SpecError) as e:
+        resolve_spec("scale_lr_map", {"axes.seed": 32, "train.steps": 300})
+    msg = str(e.value)
+    assert msg.startswith("train.log_every (") and "axes." not in msg
+    assert "--set train.log_every=" in msg
+    fixed = int(msg.rsplit("=", 1)[1])
+    assert 300 % fixed == 0
+    assert resolve_spec("scale_lr_map", {"train.steps": 300, "train.log_every": fixed})
+    with pytest.raises(SpecError, match=r"^axes\.train\.steps value 7: train\.log_every"):
+        resolve_spec({**BASE, "axes": {"train.steps": [100, 7]}})
