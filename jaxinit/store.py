@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxinit.identity import differences, digest, record
+from jaxinit.identity import differences, digest, record, spec_identity
 from jaxinit.plan import Plan
 from jaxinit.spec import FORMAT_VERSION, Spec, SpecError
 
@@ -177,13 +177,16 @@ def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
         meta = json.loads(text)
     except (OSError, ValueError) as e:
         raise StoreError(f"{meta_file} is unreadable or corrupt: {e}") from None
-    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict):
+        raise StoreError(f"{meta_file} is corrupt: expected a JSON object")
+    version = meta.get("format_version")
     keys = _META_KEYS.get(version)
     if keys is None:
         raise StoreError(
-            f"{path} was written by jaxinit {meta.get('jaxinit_version', '?') if isinstance(meta, dict) else '?'} "
-            f"in format {version!r}; this is jaxinit {_version()} (formats {sorted(_META_KEYS)}). "
-            "Re-run the sweep with this version, or load it with the version that wrote it."
+            f"{path} was written by jaxinit {meta.get('jaxinit_version', '?')} in format "
+            f"{version!r}; this is jaxinit {_version()} (format {FORMAT_VERSION}; it reads "
+            f"formats {', '.join(map(str, _META_KEYS))}). Re-run the sweep with this version, "
+            "or load it with the version that wrote it."
         )
     if not keys <= meta.keys():
         raise StoreError(f"{meta_file} is corrupt: expected a JSON object with keys {sorted(keys)}")
@@ -193,6 +196,8 @@ def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
         spec = Spec.from_json(json.dumps(meta["spec"], sort_keys=True))
     except SpecError as e:
         raise StoreError(f"{meta_file} holds an unreadable spec: {e}") from None
+    if version >= 2 and _spec_disagrees(spec, meta["identity"]):
+        raise StoreError(f"{meta_file} is corrupt: its spec does not match its run identity")
     size = meta["chunk_size"]
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise StoreError(f"{meta_file} is corrupt: chunk_size = {size!r}")
@@ -203,6 +208,11 @@ _META_KEYS = {
     1: frozenset({"format_version", "fingerprint", "chunk_size", "spec"}),
     2: frozenset({"format_version", "fingerprint", "chunk_size", "spec", "identity", "model"}),
 }
+
+
+def _spec_disagrees(spec: Spec, ident: dict[str, Any]) -> bool:
+    """Whether a training field of the stored spec differs from the stored identity (an edit)."""
+    return any(k in ident and ident[k] != v for k, v in spec_identity(spec).items())
 
 
 def _stored_digest(meta: dict[str, Any]) -> str:

@@ -142,7 +142,7 @@ def test_damaged_spec_json_is_a_clear_error(tmp_path, monkeypatch, damage):
         jaxinit.load(d)
     with pytest.raises(store.StoreError, match=pattern):
         store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=False)
-    monkeypatch.setattr(executors, "make_run", lambda *a, **k: pytest.fail("compiled"))
+    monkeypatch.setattr(executors.Executor, "compile", lambda *a, **k: pytest.fail("compiled"))
     with pytest.raises(store.StoreError, match=pattern):
         jaxinit.run(SPEC, d, progress=False)
     # the refused opener released its lock: a healthy opener could take it
@@ -194,7 +194,7 @@ def test_resume_with_a_different_spec_is_refused(tmp_path, monkeypatch):
     d = _fake_dir(tmp_path / "d")
     before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
     other = SPEC.with_overrides({"train.steps": 20})
-    monkeypatch.setattr(executors, "make_run", lambda *a, **k: pytest.fail("compiled"))
+    monkeypatch.setattr(executors.Executor, "compile", lambda *a, **k: pytest.fail("compiled"))
     with pytest.raises(store.StoreError, match="holds a different sweep.*another --out"):
         jaxinit.run(other, d, progress=False)
     with pytest.raises(store.StoreError, match="chunk size 2; resuming with 3"):
@@ -295,7 +295,7 @@ def test_foreign_directory_is_refused_and_untouched(tmp_path, monkeypatch):
     d = tmp_path / "home"
     d.mkdir()
     (d / "thesis.tex").write_text("precious")
-    monkeypatch.setattr(executors, "make_run", lambda *a, **k: pytest.fail("compiled"))
+    monkeypatch.setattr(executors.Executor, "compile", lambda *a, **k: pytest.fail("compiled"))
     with pytest.raises(store.StoreError, match="not empty and not a jaxinit sweep.*thesis.tex"):
         jaxinit.run(SPEC, d, progress=False)
     assert [p.name for p in d.iterdir()] == ["thesis.tex"]
@@ -367,7 +367,7 @@ def test_fresh_out_dir_with_a_user_tmp_file_is_refused_and_untouched(tmp_path, m
     """``.env.tmp`` and the like are the user's, not a killed writer's: the directory is foreign."""
     d = tmp_path / "out"
     files = _plant_files(d, [name])
-    monkeypatch.setattr(executors, "make_run", lambda *a, **k: pytest.fail("compiled"))
+    monkeypatch.setattr(executors.Executor, "compile", lambda *a, **k: pytest.fail("compiled"))
     with pytest.raises(store.StoreError, match="not empty and not a jaxinit sweep"):
         jaxinit.run(SPEC, d, progress=False)
     with pytest.raises(store.StoreError, match=re.escape(repr(name))):

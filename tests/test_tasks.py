@@ -2,10 +2,19 @@
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinit.tasks import TASKS, loss_value, metric_value
+from jaxinit.tasks import (
+    TASKS,
+    loss_value,
+    metric_value,
+    relu_kernel,
+    relu_population_loss,
+    relu_population_terms,
+)
 
 NAMES = sorted(TASKS)
 SEEDED = [n for n in NAMES if "seed" in TASKS[n].__code__.co_varnames]
@@ -106,3 +115,111 @@ def test_mse_sums_outputs():
 def test_unknown_loss_raises():
     with pytest.raises(ValueError):
         loss_value("hinge", np.zeros((1, 1)), np.zeros((1, 1)))
+
+
+# -- teacher-student population loss -------------------------------------------------------------
+def _expanded_population_loss(w, a, v):
+    """The textbook expanded form ``(aᵀK_ww a - 2 aᵀK_wv 1 + 1ᵀK_vv 1) / 2``: exact in theory,
+    but k² terms of size ~0.1-0.5 cancel at the optimum."""
+    w, a = jnp.asarray(w), jnp.asarray(a)
+    v = jnp.asarray(v, w.dtype)
+
+    def gram(x):
+        k = relu_kernel(x, x)
+        return k - jnp.diag(jnp.diag(k)) + jnp.diag(jnp.sum(x**2, 0) / 2)
+
+    return (a @ gram(w) @ a - 2 * a @ relu_kernel(w, v).sum(1) + gram(v).sum()) / 2
+
+
+def _params(w, a):
+    return {"layers": [{"w": jnp.asarray(w)}, {"w": jnp.asarray(a)[:, None]}]}
+
+
+@pytest.mark.parametrize("shape", [(5, 4, 3), (10, 10, 10), (7, 3, 5)])
+def test_population_parts_are_nonnegative_and_sum_to_the_expanded_form(shape):
+    """In float64 the stable split equals the expanded sum (value, gradient and, once, the
+    Hessian) for any widths and output weights, and each of its four parts is ≥ 0."""
+    i, ks, kt = shape
+    rng = np.random.default_rng(i)
+    w, a, v = rng.normal(size=(i, ks)), rng.normal(size=ks), np.eye(i)[:, :kt]
+    with jax.enable_x64(True):
+        parts = relu_population_terms(_params(w, a), v)
+        assert (np.asarray(parts) >= 0).all()
+        new = lambda w: relu_population_loss(_params(w, a), v)  # noqa: E731
+        old = lambda w: _expanded_population_loss(w, a, v)  # noqa: E731
+        w = jnp.asarray(w)
+        ops = (lambda f: f, jax.grad, jax.hessian) if i == 5 else (lambda f: f, jax.grad)
+        for op in ops:
+            np.testing.assert_allclose(
+                jax.jit(op(new))(w), jax.jit(op(old))(w), rtol=1e-12, atol=1e-12
+            )
+
+
+def test_population_loss_float_floor_near_the_global_minimum():
+    """k = n = 10, float32, the teacher with its rows permuted and perturbed by 1e-4 … 1e-2:
+    the stable form is never negative and within 2e-7 of a float64 evaluation at the same
+    float32 point (the measured floor: max 1.3e-7), while the expanded sum errs by up to ~4e-6
+    and prints negative losses. The spurious threshold (1e-3) is far above either."""
+    k, rng = 10, np.random.default_rng(0)
+    v = np.eye(k)
+    w = np.stack(
+        [
+            v[:, rng.permutation(k)] + scale * rng.normal(size=(k, k))
+            for scale in (0.0, 1e-4, 1e-3, 1e-2)
+            for _ in range(50)
+        ]
+    ).astype(np.float32)
+    a = np.ones(k, np.float32)
+    new32 = np.asarray(jax.jit(jax.vmap(lambda w: relu_population_loss(_params(w, a), v)))(w))
+    old32 = np.asarray(jax.jit(jax.vmap(lambda w: _expanded_population_loss(w, a, v)))(w))
+    with jax.enable_x64(True):
+        a64 = a.astype(np.float64)
+        one = lambda w: relu_population_loss(_params(w, a64), v)  # noqa: E731
+        ref = np.asarray(jax.jit(jax.vmap(one))(w.astype(np.float64)))
+    assert (new32 >= 0).all() and (ref >= 0).all()
+    assert np.abs(new32 - ref).max() < 2e-7
+    assert old32.min() < 0 and np.abs(old32 - ref).max() > 1e-6  # what the stable form fixes
+
+
+def test_population_loss_is_zero_and_smooth_at_the_teacher():
+    """At the (permuted) teacher the loss is 0, the gradient 0 and the Hessian finite and PSD:
+    pairs at cosine exactly 1 do not produce inf or NaN."""
+    v = np.eye(6)[:, :4]
+    w = v[:, [2, 0, 3, 1]].astype(np.float32)
+    a = np.ones(4, np.float32)
+    f = lambda w: relu_population_loss(_params(w, a), v)  # noqa: E731
+    assert float(jax.jit(f)(jnp.asarray(w))) == 0.0
+    assert float(jnp.abs(jax.jit(jax.grad(f))(jnp.asarray(w))).max()) < 1e-6
+    with jax.enable_x64(True):
+        a = a.astype(np.float64)
+        h = np.asarray(jax.jit(jax.hessian(f))(jnp.asarray(w, jnp.float64))).reshape(24, 24)
+    assert np.isfinite(h).all() and np.linalg.eigvalsh(h).min() > -1e-12
+
+
+def test_rotated_teacher():
+    """teacher_rotation_seed draws a Haar-random orthonormal teacher: its rows are orthonormal,
+    not axis-aligned, the same for the same seed; labels follow it; the landscape is the
+    axis-aligned one rotated (L(Q w; Q e) = L(w; e))."""
+    from jaxinit.tasks import haar_orthogonal
+
+    q = haar_orthogonal(6, 3)
+    np.testing.assert_allclose(q.T @ q, np.eye(6), atol=1e-12)
+    np.testing.assert_array_equal(q, haar_orthogonal(6, 3))
+    base = TASKS["teacher_student"](in_dim=6, teacher_widths=[4], population=True)
+    rot = TASKS["teacher_student"](
+        in_dim=6, teacher_widths=[4], population=True, teacher_rotation_seed=3
+    )
+    v = q[:, :4]
+    np.testing.assert_allclose(
+        rot.y_train[:, 0], np.maximum(rot.x_train @ v, 0).sum(1), rtol=1e-5, atol=1e-5
+    )
+    w = np.random.default_rng(1).normal(size=(6, 4)) / 2
+    a = np.ones(4)
+    with jax.enable_x64(True):
+        lhs = float(rot.objective(_params(q @ w, a)))
+        rhs = float(base.objective(_params(w, a)))
+        assert float(rot.objective(_params(v, a))) < 1e-12
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-5)
+    assert not np.allclose(np.abs(v), np.eye(6)[:, :4], atol=0.1)
+    with pytest.raises(ValueError, match="population"):
+        TASKS["teacher_student"](teacher_rotation_seed=0)

@@ -179,7 +179,7 @@ def test_diverged_run_is_frozen_and_others_train(linear_sweep):
     task = build_task(jaxinit.Spec.from_dict(LINEAR))
     blown = ds.sel(optimizer_learning_rate=50.0)
     assert bool(blown.diverged.all())
-    steps = blown.diverged_step.values
+    steps = blown.diverged_step.values.astype(int)
     assert ((steps > 0) & (steps < STEPS)).all()
     # frozen at finite parameters with a finite loss: the last logged state before step d
     for var in ("params/layers/0/w", "params/layers/0/b"):
