@@ -212,7 +212,8 @@ _META_KEYS = {
 
 def _spec_disagrees(spec: Spec, ident: dict[str, Any]) -> bool:
     """Whether a training field of the stored spec differs from the stored identity (an edit)."""
-    return any(k in ident and ident[k] != v for k, v in spec_identity(spec).items())
+    own = spec_identity(spec).items()  # model.name is the model's own ("user" for a user's)
+    return any(k in ident and ident[k] != v for k, v in own if k != "model.name")
 
 
 def _stored_digest(meta: dict[str, Any]) -> str:
