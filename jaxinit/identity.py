@@ -50,6 +50,7 @@ def spec_identity(spec: Spec) -> dict[str, Any]:
     data = {k: v for k, v in spec.to_dict().items() if k not in DESCRIPTIVE}
     out: dict[str, Any] = {}
     _flatten("", data, out)
+    out["axes.order"] = list(spec.axis_names)  # the order numbers the runs (C order)
     return out
 
 

@@ -205,7 +205,9 @@ class Spec:
         return json.loads(json.dumps(out, default=list))
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Compact JSON of :meth:`to_dict`. Keys keep their order: the axes' order numbers the
+        runs and names the dims, so it is part of what a spec means."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
 
     # -- fields by dotted path ------------------------------------------------------------------
     def get(self, path: str) -> Any:

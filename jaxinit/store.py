@@ -193,7 +193,7 @@ def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
     if _stored_digest(meta) != meta["fingerprint"]:
         raise StoreError(f"{meta_file} is corrupt: its contents do not match its fingerprint")
     try:
-        spec = Spec.from_json(json.dumps(meta["spec"], sort_keys=True))
+        spec = Spec.from_json(json.dumps(meta["spec"]))  # key order kept: axes order = dims
     except SpecError as e:
         raise StoreError(f"{meta_file} holds an unreadable spec: {e}") from None
     if version >= 2 and _spec_disagrees(spec, meta["identity"]):

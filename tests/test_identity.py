@@ -121,3 +121,19 @@ def test_identity_covers_layout_dtype_and_model_shapes():
     wide = jaxinit.prepare({**SPEC, "model": {"widths": [3]}}).record["identity"]
     assert {k for k in base if base[k] != wide[k]} == {"model.widths", "model.params"}
     assert "name" not in base and not any(k.startswith("basins.") for k in base)
+
+
+def test_axes_order_survives_the_store_and_is_part_of_the_identity(tmp_path):
+    """Axes not in alphabetical order: the stored spec keeps their order (it numbers the runs);
+    a sorted-keys round trip made every chunk's run ids disagree with the plan on load."""
+    spec = {
+        **SPEC,
+        "axes": {"seed": 2, "optimizer.learning_rate": [0.1, 0.5], "init.scale": [1.0, 2.0]},
+    }
+    mem = jaxinit.run(spec, progress=False)
+    disk = jaxinit.run(spec, tmp_path / "s", progress=False)
+    assert list(disk.final_loss.dims) == ["seed", "optimizer_learning_rate", "init_scale"]
+    assert np.array_equal(mem.final_loss.values, disk.final_loss.values)
+    swapped = {**spec, "axes": dict(reversed(list(spec["axes"].items())))}
+    with pytest.raises(StoreError, match="axes.order"):
+        jaxinit.run(swapped, tmp_path / "s", progress=False)
