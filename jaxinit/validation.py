@@ -65,6 +65,7 @@ OPTIMIZERS = tuple(
 )
 TASK_INT_MAX = 100_000  # cap on integer task arguments (sizes), so a typo cannot exhaust memory
 _TASK_INT_LIMITS = {"n": 20, "seed": MAX_SEED}  # parity(n) has 2**n points
+_TASK_INT_OFF = {"teacher_rotation_seed"}  # -1 means "off"
 _NOT_AXES = {"train.dtype": "precision is process-wide (jax_enable_x64)"}
 
 
@@ -181,8 +182,9 @@ def _check_task(name: str, params: Mapping[str, Any]) -> None:
             _typed_bool(where, v)
         elif isinstance(default, int):
             hi = _TASK_INT_LIMITS.get(k, TASK_INT_MAX)
-            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
-                raise SpecError(f"{where} must be an integer in 0..{hi}, got {v!r}")
+            lo = -1 if k in _TASK_INT_OFF else 0
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise SpecError(f"{where} must be an integer in {lo}..{hi}, got {v!r}")
         elif isinstance(default, float):
             _finite(where, v)
         elif isinstance(default, str):

@@ -135,7 +135,7 @@ def _params(w, a):
     return {"layers": [{"w": jnp.asarray(w)}, {"w": jnp.asarray(a)[:, None]}]}
 
 
-@pytest.mark.parametrize("shape", [(5, 4, 3), (10, 10, 10), (7, 3, 5)])
+@pytest.mark.parametrize("shape", [(5, 4, 3), (7, 3, 5)])
 def test_population_parts_are_nonnegative_and_sum_to_the_expanded_form(shape):
     """In float64 the stable split equals the expanded sum (value, gradient and, once, the
     Hessian) for any widths and output weights, and each of its four parts is ≥ 0."""

@@ -454,3 +454,11 @@ def test_error_names_the_field_that_is_wrong():
     assert resolve_spec("scale_lr_map", {"train.steps": 300, "train.log_every": fixed})
     with pytest.raises(SpecError, match=r"^axes\.train\.steps value 7: train\.log_every"):
         resolve_spec({**BASE, "axes": {"train.steps": [100, 7]}})
+
+
+def test_teacher_rotation_seed_minus_one_means_off():
+    task = {"name": "teacher_student", "in_dim": 3, "population": True, "teacher_widths": []}
+    for seed in (-1, 0, 5):
+        resolve_spec({**BASE, "task": {**task, "teacher_rotation_seed": seed}})
+    with pytest.raises(SpecError, match=r"teacher_rotation_seed must be an integer in -1\.\."):
+        resolve_spec({**BASE, "task": {**task, "teacher_rotation_seed": -2}})
