@@ -10,6 +10,9 @@ Workloads (issue 2, acceptance item 6):
 Implementations:
 
 * ``jaxinit``: ``jaxinit.run(spec_dict, progress=False, chunk_size=...)``, diagnostics off.
+* ``vmap``, ``lanes``: the engine's compiled program for one chunk called directly under
+  ``jax.jit`` (no planning, no store): ``jax.vmap(train.make_run(spec, task))`` (run axis
+  first) and ``lanes.make_batched_run(spec, task)`` (run axis on the SIMD lanes).
 * ``hand``: a hand-written ``jax.jit(jax.vmap(train))`` with a nested ``lax.scan`` — same network,
   same lecun_normal init (and the same key derivation, so its numbers match jaxinit's), same loss,
   loss recorded at the same steps.
@@ -26,6 +29,13 @@ Usage::
 
     python benchmarks/bench_engine.py                       # both workloads, full size
     python benchmarks/bench_engine.py --workload tiny --runs 4096 --steps 200 --repeat 2  # smoke
+    python benchmarks/bench_engine.py --workload tiny --impl hand --impl vmap --impl lanes
+    python benchmarks/bench_engine.py --crossover           # lanes vs hand over widths
+
+``--crossover`` times ``hand``, ``vmap`` and ``lanes`` on the tiny workload's XOR task with
+hidden widths 2, 4, 8, 16, 32-32 and 64-64, and on the medium workload's teacher-student task
+(16-32-1 minibatch 32, 16-64-64-1 minibatch 16 and 256), then prints each configuration's
+``lanes.step_cost`` and throughput ratios next to what ``lanes.prefer_lanes`` decides.
 """
 
 from __future__ import annotations
@@ -42,7 +52,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxinit
+from jaxinit import lanes
+from jaxinit.spec import Spec
 from jaxinit.tasks import TASKS, Task
+from jaxinit.train import Data, make_run
 
 ROOT_SEED = 0
 
@@ -117,6 +130,29 @@ def make_jaxinit(w: Workload, chunk_size: int | None) -> Callable[[], float]:
         ds = jaxinit.run(spec, progress=False, chunk_size=chunk_size)
         ds["loss"].values  # noqa: B018  (results are already on the host; be explicit)
         return float(ds["final_loss"].mean())
+
+    return call
+
+
+def make_engine(w: Workload, chunk_size: int, layout: str) -> Callable[[], float]:
+    """The engine's program for one chunk of seeds under ``jax.jit``, Python loop over chunks
+    (the last padded, as ``make_hand``): ``layout="vmap"`` is ``vmap(make_run)``, ``"lanes"``
+    is ``lanes.make_batched_run``. Everything else of ``jaxinit.run`` is left out."""
+    spec = Spec.from_dict(jaxinit_spec(w))
+    task = TASKS[w.task](**w.task_params)
+    data = Data.from_task(task)
+    if layout == "lanes":
+        fn = jax.jit(lanes.make_batched_run(spec, task))
+    else:
+        fn = jax.jit(jax.vmap(make_run(spec, task), in_axes=(0, None)))
+
+    def call() -> float:
+        finals = []
+        for lo in range(0, w.runs, chunk_size):
+            seeds = np.arange(lo, lo + chunk_size, dtype=np.int32)
+            out = jax.device_get(fn({"seed": seeds}, data))
+            finals.append(out["final"]["final_loss"][: w.runs - lo])
+        return float(np.concatenate(finals).mean())
 
     return call
 
@@ -333,6 +369,8 @@ def bench(w: Workload, impls: list[str], repeat: int, chunk_size: int | None) ->
             calls[name] = (make_jaxinit(w, chunk_size), w.runs, w.runs, "")
         elif name == "hand":
             calls[name] = (make_hand(w, task, chunk), w.runs, w.runs, "")
+        elif name in ("vmap", "lanes"):
+            calls[name] = (make_engine(w, chunk, name), w.runs, w.runs, "")
         elif name == "torch.func":
             calls[name] = (make_torch_func(w, task), w.runs, w.runs, "")
         elif name == "torch-loop":
@@ -360,7 +398,7 @@ def bench(w: Workload, impls: list[str], repeat: int, chunk_size: int | None) ->
     }
 
 
-def report(w: Workload, results: dict[str, Result]) -> None:
+def report(w: Workload, results: dict[str, Result]) -> dict[str, tuple[float, float]]:
     """One table row per implementation; ratios of jaxinit's throughput to each other's.
 
     ``wall`` is the median repeat's wall clock, ``cpu`` its CPU seconds (all threads of this
@@ -385,6 +423,12 @@ def report(w: Workload, results: dict[str, Result]) -> None:
             f"{name:<11}{r.first_s * scale:9.2f}{wall:9.2f}{wall_mm:>15}{cpu:9.2f}{cpu_mm:>15}"
             f"{rate[name]:14.3e}{r.final_loss_mean:12.5f}  {r.note}"
         )
+    for mine, other in (("lanes", "hand"), ("lanes", "vmap"), ("vmap", "hand")):
+        if mine in rate and other in rate:
+            print(
+                f"{mine}/{other}: throughput ratio {rate[mine] / rate[other]:.2f} wall, "
+                f"{cpu_rate[mine] / cpu_rate[other]:.2f} cpu"
+            )
     if "jaxinit" in rate:
         for other in ("hand", "torch.func", "torch-loop"):
             if other in rate:
@@ -394,10 +438,52 @@ def report(w: Workload, results: dict[str, Result]) -> None:
                     f"(jaxinit overhead {rate[other] / rate['jaxinit'] - 1:+.1%} wall, "
                     f"{cpu_rate[other] / cpu_rate['jaxinit'] - 1:+.1%} cpu)"
                 )
+    return {name: (rate[name], cpu_rate[name]) for name in rate}
 
 
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+CROSSOVER = (  # (label, workload, changes): each sized for a few seconds per call
+    ("2-2-1", "tiny", {"widths": (2,), "runs": 16384, "steps": 200}),
+    ("2-4-1", "tiny", {"widths": (4,), "runs": 16384, "steps": 200}),
+    ("2-8-1", "tiny", {"widths": (8,), "runs": 16384, "steps": 200}),
+    ("2-16-1", "tiny", {"widths": (16,), "runs": 16384, "steps": 200}),
+    ("2-32-32-1", "tiny", {"widths": (32, 32), "runs": 4096, "steps": 100}),
+    ("2-64-64-1", "tiny", {"widths": (64, 64), "runs": 1024, "steps": 100}),
+    ("16-32-1 b32", "medium", {"widths": (32,), "batch_size": 32, "runs": 1024, "steps": 100}),
+    ("16-64-64-1 b16", "medium", {"batch_size": 16, "runs": 256, "steps": 100}),
+    ("16-64-64-1", "medium", {"runs": 64, "steps": 20}),
+)
+"""The configurations of ``--crossover``: where the lanes layout stops paying."""
+
+
+def crossover(args: argparse.Namespace) -> None:
+    """``hand``, ``vmap`` and ``lanes`` on every :data:`CROSSOVER` configuration, then one
+    summary row each: ``lanes.step_cost``, the lanes block size, throughput ratios (median
+    wall and CPU seconds) and what ``lanes.prefer_lanes`` decides."""
+    rows = []
+    for label, name, changes in CROSSOVER:
+        w = WORKLOADS[name]._replace(**changes)
+        w = w._replace(runs=args.runs or w.runs, steps=args.steps or w.steps)
+        spec, task = Spec.from_dict(jaxinit_spec(w)), TASKS[w.task](**w.task_params)
+        rates = report(w, bench(w, ["hand", "vmap", "lanes"], args.repeat, args.chunk_size))
+        ratio = {
+            k: tuple(a / b for a, b in zip(rates["lanes"], rates[k])) for k in ("hand", "vmap")
+        }
+        block, prefer = lanes.lanes_per_block(spec, task), lanes.prefer_lanes(spec, task)
+        rows.append((label, lanes.step_cost(spec, task), block, ratio, prefer))
+    print(f"\n== crossover (load {_load()}) ==")
+    print(
+        f"{'net':<12}{'step_cost':>10}{'block':>7}{'lanes/hand wall':>17}{'cpu':>6}"
+        f"{'lanes/vmap wall':>17}{'cpu':>6}  prefer_lanes"
+    )
+    for label, cost, block, ratio, prefer in rows:
+        (hw, hc), (vw, vc) = ratio["hand"], ratio["vmap"]
+        print(
+            f"{label:<12}{cost:>10}{block:>7}{hw:>17.2f}{hc:>6.2f}{vw:>17.2f}{vc:>6.2f}  {prefer}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -410,6 +496,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=3, help="timed repeats after the first call")
     p.add_argument("--chunk-size", type=int, help="runs per compiled call (default: all)")
     p.add_argument(
+        "--widths", help="override the hidden widths, comma-separated (e.g. 16 or 32,32)"
+    )
+    p.add_argument(
+        "--crossover", action="store_true", help="hand vs vmap vs lanes over widths (CROSSOVER)"
+    )
+    p.add_argument(
         "--torch-threads",
         type=int,
         default=os.cpu_count() or 1,
@@ -418,11 +510,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--impl",
         action="append",
-        choices=["jaxinit", "hand", "torch.func", "torch-loop"],
-        help="run only these (repeatable); default all",
+        choices=["jaxinit", "hand", "vmap", "lanes", "torch.func", "torch-loop"],
+        help="run only these (repeatable); default all (lanes where lanes.prefer_lanes)",
     )
     args = p.parse_args(argv)
-    impls = args.impl or ["jaxinit", "hand", "torch.func", "torch-loop"]
+    impls = args.impl or ["jaxinit", "hand", "vmap", "lanes", "torch.func", "torch-loop"]
+    if args.crossover:
+        impls = []
     try:
         import torch
 
@@ -437,6 +531,9 @@ def main(argv: list[str] | None = None) -> None:
         f"jax {jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device), "
         f"{os.cpu_count()} cores, load {_load()}"
     )
+    if args.crossover:
+        crossover(args)
+        return
     names = ["tiny", "medium"] if args.workload == "all" else [args.workload]
     for name in names:
         w = WORKLOADS[name]
@@ -447,11 +544,17 @@ def main(argv: list[str] | None = None) -> None:
                 "steps": args.steps,
                 "loop_runs": args.loop_runs,
                 "log_every": args.log_every,
+                "widths": tuple(int(x) for x in args.widths.split(",")) if args.widths else None,
             }.items()
             if v is not None
         }
         w = w._replace(**changes)
-        results = bench(w, impls, args.repeat, args.chunk_size)
+        mine = impls
+        if args.impl is None and not lanes.prefer_lanes(
+            Spec.from_dict(jaxinit_spec(w)), TASKS[w.task](**w.task_params)
+        ):
+            mine = [i for i in impls if i != "lanes"]  # lanes would only be slow here
+        results = bench(w, mine, args.repeat, args.chunk_size)
         report(w, results)
 
 

@@ -30,7 +30,9 @@ from jaxinit.train import Data, make_run
 __all__ = ["Executor", "build_task", "choose_layout"]
 
 Batched = Callable[[dict, Data], dict]
-_LANES_READY = False
+AUTO_PICKS_LANES = False
+"""Whether ``train.layout = "auto"`` may pick lanes (:func:`jaxinit.lanes.prefer_lanes`). Off
+until the lanes layout has been run end to end on every bundled spec; ``"lanes"`` asks for it."""
 
 
 def build_task(spec: Spec) -> Task:
@@ -39,13 +41,11 @@ def build_task(spec: Spec) -> Task:
 
 def choose_layout(spec: Spec, task: Task, model: Model | None) -> tuple[str, str]:
     """``(layout, why)`` for one static group: ``train.layout`` if it can run, else ``vmap``."""
-    if not _LANES_READY:
-        return "vmap", "the lanes layout is not available"
     from jaxinit import lanes
 
     wanted = spec.train.layout
-    if wanted == "vmap":
-        return "vmap", "train.layout = vmap"
+    if wanted == "vmap" or (wanted == "auto" and not AUTO_PICKS_LANES):
+        return "vmap", f"train.layout = {wanted}"
     reason = lanes.supports(spec, model, task)
     if reason is not None:
         return "vmap", f"lanes cannot run this configuration ({reason})"

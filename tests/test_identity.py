@@ -137,3 +137,15 @@ def test_axes_order_survives_the_store_and_is_part_of_the_identity(tmp_path):
     swapped = {**spec, "axes": dict(reversed(list(spec["axes"].items())))}
     with pytest.raises(StoreError, match="axes.order"):
         jaxinit.run(swapped, tmp_path / "s", progress=False)
+
+
+def test_layout_is_part_of_the_identity_and_lanes_runs_through_the_engine(tmp_path):
+    """The executor seam: train.layout = "lanes" runs the lanes executor end to end (close to
+    vmap, not bit-identical), and a directory of one layout is not resumed with another."""
+    lanes = {**SPEC, "train": {**SPEC["train"], "layout": "lanes"}}
+    a = jaxinit.run(lanes, tmp_path / "l", progress=False)
+    b = jaxinit.run({**SPEC, "train": {**SPEC["train"], "layout": "vmap"}}, progress=False)
+    np.testing.assert_allclose(a.final_loss.values, b.final_loss.values, rtol=1e-5)
+    with pytest.raises(StoreError, match="train.layout"):
+        jaxinit.run({**SPEC, "train": {**SPEC["train"], "layout": "vmap"}}, tmp_path / "l",
+                    progress=False)  # fmt: skip

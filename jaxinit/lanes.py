@@ -1,0 +1,636 @@
+"""Runs on the SIMD lanes: the built-in MLP trained with the run axis *last*.
+
+``jax.vmap(make_run)`` puts the run axis first, so a 2-2-1 net becomes thousands of batched 2×2
+dots, and on CPU XLA compiles those (and the reductions over the tiny data and unit axes) into
+scalar loops. Here every parameter is an array whose **trailing** axis is the run (``w_IxOxC``
+for ``C`` runs), every op of the hot step loop is elementwise over that axis, and the loss is
+**summed** over runs, so one ``jax.grad`` gives each run its own gradient (runs never interact).
+On the tiny benchmark (XOR 2-2-1, 65,536 runs × 2000 steps, 2-core CPU) this is ~5.6× the
+hand-written ``jit(vmap(scan))`` loop; :func:`prefer_lanes` says where it stops paying.
+
+Three rules keep the step loop fast:
+
+* no XLA ``reduce`` over a non-run axis: sums over data points, inputs and units are written
+  as pairwise (halving) adds of slices, :func:`lane_sum`, each an elementwise op over the runs
+  (on CPU an XLA reduce over the leading axis of a ``(4, 65536)`` array was ~20× slower);
+* no implicit broadcast of a differentiated value: its transpose would be such a reduce.
+  :func:`spread` broadcasts with a :func:`lane_sum` transpose, and :func:`lane_sum` transposes
+  to a plain broadcast;
+* runs train in blocks of :func:`lanes_per_block` lanes, one block after the other, so that a
+  step's arrays stay in cache.
+
+Only the hot step loop uses this form. The initialization, the optimizer's initial state (each
+run its own step count), the random streams (minibatch order, dropout masks), the hidden-unit
+diagnostics and the final evaluation reuse the per-run code of :mod:`jaxinit.train` and
+:mod:`jaxinit.models`, vmapped over the trailing axis, so the semantics are those of
+:func:`jaxinit.train.make_run`. The numbers agree with ``jax.vmap(make_run(spec, task), in_axes=(0,
+None))`` to rounding (summation order: ~1e-6 relative in float32, ~1e-15 in float64), not bit for
+bit; a run's numbers depend only on its own inputs and its slot in the chunk.
+
+>>> from jaxinit.spec import Spec
+>>> from jaxinit.tasks import TASKS
+>>> spec = Spec.from_dict({"task": {"name": "xor"}, "train": {"steps": 20}})
+>>> supports(spec, None, TASKS["xor"]()) is None
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import Array, lax
+
+from jaxinit import metrics
+from jaxinit.models import ACTIVATIONS, Model, from_spec
+from jaxinit.spec import Spec
+from jaxinit.tasks import Task, loss_value, metric_value
+from jaxinit.train import (
+    _DATA,
+    _DROPOUT,
+    _INIT,
+    Data,
+    RunState,
+    _batch,
+    build_optimizer,
+    plane_init,
+    run_key,
+)
+
+__all__ = [
+    "ELEMENTWISE_OPTIMIZERS",
+    "LANE_DIAGNOSTICS",
+    "supports",
+    "prefer_lanes",
+    "step_cost",
+    "lanes_per_block",
+    "make_batched_run",
+    "lane_sum",
+    "spread",
+    "to_lanes",
+    "from_lanes",
+]
+
+Lanes = Any
+"""A pytree whose every leaf has the run axis last (``(..., C)``)."""
+
+ELEMENTWISE_OPTIMIZERS = frozenset(
+    {
+        "sgd",
+        "adam",
+        "adamw",
+        "adamax",
+        "amsgrad",
+        "nadam",
+        "radam",
+        "rmsprop",
+        "adagrad",
+        "adabelief",
+        "lion",
+        "yogi",
+        "sign_sgd",
+    }
+)
+"""optax optimizers whose update of a parameter depends only on that parameter's own gradient,
+state and hyperparameters, so they act on ``(..., C)`` leaves (and on per-run ``(C,)`` learning
+rates and step counts) run by run. Each is checked against the per-run update in
+``tests/test_lanes.py``. The others (lamb, lars, fromage, novograd: per-layer or global norms)
+would mix runs."""
+
+
+# -- sums and broadcasts that stay on the lanes -------------------------------------------------
+def _halving(x: Array, axis: int, op: Callable[[Array, Array], Array]) -> Array:
+    """Reduce ``axis`` of ``x`` by pairwise ``op`` of its two halves until one slice is left.
+
+    Every step is elementwise over the other axes (the run axis among them), so XLA vectorizes
+    it; the order of the adds depends only on the shape, never on the other runs' values.
+    """
+    n = x.shape[axis]
+    while n > 1:
+        h = n // 2
+        y = op(lax.slice_in_dim(x, 0, h, axis=axis), lax.slice_in_dim(x, h, 2 * h, axis=axis))
+        if n % 2:
+            y = lax.concatenate([y, lax.slice_in_dim(x, 2 * h, n, axis=axis)], axis)
+        x, n = y, y.shape[axis]
+    return lax.squeeze(x, (axis,))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def lane_sum(x: Array, axis: int) -> Array:
+    """``x.sum(axis)`` for a non-run axis, as halving adds; its transpose is a broadcast."""
+    return _halving(x, axis, jnp.add)
+
+
+def _lane_sum_fwd(x: Array, axis: int) -> tuple[Array, tuple[int, ...]]:
+    return lane_sum(x, axis), x.shape
+
+
+def _lane_sum_bwd(axis: int, shape: tuple[int, ...], g: Array) -> tuple[Array]:
+    return (jnp.broadcast_to(jnp.expand_dims(g, axis), shape),)
+
+
+lane_sum.defvjp(_lane_sum_fwd, _lane_sum_bwd)
+
+
+def lane_max(x: Array, axis: int) -> Array:
+    """``x.max(axis)`` for a non-run axis, as halving maxima (no gradient: used as a shift)."""
+    return _halving(lax.stop_gradient(x), axis, jnp.maximum)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def spread(x: Array, shape: tuple[int, ...]) -> Array:
+    """``broadcast_to(x, shape)`` (``x`` has size-1 axes where it spreads) with a
+    :func:`lane_sum` transpose, for differentiated values."""
+    return jnp.broadcast_to(x, shape)
+
+
+def _spread_fwd(x: Array, shape: tuple[int, ...]) -> tuple[Array, tuple[int, ...]]:
+    return spread(x, shape), x.shape
+
+
+def _spread_bwd(shape: tuple[int, ...], x_shape: tuple[int, ...], g: Array) -> tuple[Array]:
+    for axis, (a, b) in enumerate(zip(x_shape, shape)):
+        if a == 1 and b != 1:
+            g = jnp.expand_dims(lane_sum(g, axis), axis)
+    return (g,)
+
+
+spread.defvjp(_spread_fwd, _spread_bwd)
+
+
+def lanes_sq_norm(tree: Lanes) -> Array:
+    """``‖θ_r‖²`` of every run, ``(C,)``: squares summed over all but the trailing axis."""
+    total = 0.0
+    for leaf in jax.tree.leaves(tree):
+        sq = (leaf * leaf).reshape(-1, leaf.shape[-1])
+        total = total + lane_sum(sq, 0)
+    return total
+
+
+def lanes_norm(tree: Lanes) -> Array:
+    """``optax.tree.norm`` of every run, ``(C,)``."""
+    return jnp.sqrt(lanes_sq_norm(tree))
+
+
+def to_lanes(tree: Any) -> Lanes:
+    """Run axis first (vmap layout) → run axis last."""
+    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), tree)
+
+
+def from_lanes(tree: Lanes) -> Any:
+    """Run axis last → run axis first (vmap layout)."""
+    return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), tree)
+
+
+def _where(pred_C: Array, new: Lanes, old: Lanes) -> Lanes:
+    """Per-run choice between two lanes trees; ``pred_C`` broadcasts against the trailing axis."""
+    return jax.tree.map(lambda a, b: jnp.where(pred_C, a, b), new, old)
+
+
+# -- the MLP in the lanes layout ----------------------------------------------------------------
+def _activation(name: str) -> Callable[[Array], Array]:
+    """The elementwise function ``mlp`` applies for ``name`` (a registry entry's ``fn``)."""
+    entry = ACTIVATIONS[name]
+    return getattr(entry, "fn", entry)
+
+
+def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None) -> Array:
+    """``z_NxOxC = Σ_i a[n, i] · w[i, o] (+ b[o])`` for every run at once.
+
+    ``a`` is the shared data ``x_NxI`` or per-run activations ``a_NxIxC``. The product
+    ``(N, I, O, C)`` is elementwise over runs and summed over ``I`` with :func:`lane_sum`
+    (XLA fuses the product into the first halving step).
+    """
+    n = a.shape[0]
+    i, o, c = w_IxOxC.shape
+    full = (n, i, o, c)
+    w = spread(w_IxOxC[None], full)
+    a = a[:, :, None, None] if a.ndim == 2 else spread(a[:, :, None, :], full)
+    z = lane_sum(a * w, 1)
+    return z if b_OxC is None else z + spread(b_OxC[None], (n, o, c))
+
+
+def forward(
+    params: Lanes,
+    x: Array,
+    act: Callable[[Array], Array],
+    drop: tuple[list[Array], Array | float] | None = None,
+) -> Array:
+    """The MLP's outputs ``(N, O, C)``; ``drop = (masks, keep)`` applies inverted dropout with
+    per-hidden-layer masks ``(N, H_l, C)`` and keep probability ``keep`` (scalar or ``(C,)``)."""
+    *hidden, last = params["layers"]
+    for l, layer in enumerate(hidden):
+        x = act(dense(x, layer["w"], layer.get("b")))
+        if drop is not None:
+            masks, keep = drop
+            x = jnp.where(masks[l], x / keep, 0.0)
+    return dense(x, last["w"], last.get("b"))
+
+
+def lanes_loss(kind: str, out_NxOxC: Array, y: Array) -> Array:
+    """:func:`jaxinit.tasks.loss_value` of every run, ``(C,)``.
+
+    ``y`` is shared (``(N, O)``, or ``(N,)`` labels for ``ce``) or per run (``(N, O, C)``,
+    ``(N, C)``).
+    """
+    n, o, _ = out_NxOxC.shape
+    if kind == "ce":
+        labels = y[:, None, None] if y.ndim == 1 else y[:, None, :]
+        onehot = labels.astype(jnp.int32) == jnp.arange(o, dtype=jnp.int32)[None, :, None]
+        shifted = out_NxOxC - lane_max(out_NxOxC, 1)[:, None, :]
+        lse = jnp.log(lane_sum(jnp.exp(shifted), 1))
+        logp = shifted - spread(lse[:, None, :], out_NxOxC.shape)
+        return -lane_sum(lane_sum(jnp.where(onehot, logp, 0.0), 1), 0) / n
+    y = y[:, :, None] if y.ndim == 2 else y
+    if kind == "mse":
+        per = (out_NxOxC - y) ** 2
+        return lane_sum(lane_sum(per, 1), 0) / n / 2
+    if kind == "bce":
+        per = jnp.logaddexp(0.0, out_NxOxC) - y * out_NxOxC
+        return lane_sum(lane_sum(per, 1), 0) / n
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+# -- static checks ------------------------------------------------------------------------------
+def supports(spec: Spec, model: Model | None, task: Task) -> str | None:
+    """``None`` if :func:`make_batched_run` can run this static configuration, else a one-line
+    reason why not (the caller then uses the vmapped :func:`jaxinit.train.make_run`)."""
+    if model is not None:
+        return "a user model: the lanes layout is written for the built-in mlp only"
+    if spec.model.name != "mlp":
+        return f"model.name = {spec.model.name!r}: only the built-in mlp has a lanes form"
+    if task.objective is not None:
+        return "the task's objective(params) replaces the sampled loss: per-run code only"
+    if task.loss not in ("mse", "bce", "ce"):
+        return f"loss {task.loss!r} has no lanes form"
+    if spec.model.activation not in ACTIVATIONS:
+        return f"activation {spec.model.activation!r} is unknown"
+    if spec.optimizer.name not in ELEMENTWISE_OPTIMIZERS:
+        return (
+            f"optimizer {spec.optimizer.name!r} is not elementwise (norms over layers or the "
+            "whole tree would couple the runs sharing an array)"
+        )
+    unknown = [d for d in spec.train.diagnostics if d not in metrics.DIAGNOSTICS]
+    if unknown:
+        return f"unknown diagnostic {unknown[0]!r}"
+    return None
+
+
+LANES_BUDGET = 5000
+"""Largest :func:`step_cost` at which :func:`prefer_lanes` picks the lanes layout.
+
+Measured with ``python benchmarks/bench_engine.py --crossover`` (2-core CPU, shared, load 6-9;
+throughput of ``lanes.make_batched_run`` over the hand-written ``jit(vmap(scan))`` loop, CPU
+seconds): step_cost 24 (2-2-1 on XOR) 4.7×, 48 (2-4-1) 3.7×, 96 (2-8-1) 2.4×, 192 (2-16-1)
+3.2×, 4480 (2-32-32-1) 1.7-2.0×; 17152 (2-64-64-1) 0.37×, 17408 (16-32-1, minibatch 32) 0.62×.
+The crossover lies between 4480 and 17152 (about 7600 on a log-linear fit)."""
+
+
+def step_cost(spec: Spec, task: Task) -> int:
+    """Multiply-adds of one forward pass of one run on one (mini)batch: ``B · Σ_l I_l · O_l``."""
+    n = len(task.x_train)
+    b = spec.train.batch_size if 0 < spec.train.batch_size < n else n
+    dims = (task.in_dim, *spec.model.widths, task.out_dim)
+    return b * sum(i * o for i, o in zip(dims[:-1], dims[1:]))
+
+
+def prefer_lanes(spec: Spec, task: Task) -> bool:
+    """Whether the lanes layout is expected to be faster than ``vmap(make_run)``.
+
+    On CPU: when it can run the configuration and :func:`step_cost` is at most
+    :data:`LANES_BUDGET` (measured; see there and benchmarks/README.md). Never on other
+    backends, where it has not been measured.
+    """
+    if supports(spec, None, task) is not None:
+        return False
+    if jax.default_backend() != "cpu":
+        return False
+    return step_cost(spec, task) <= LANES_BUDGET
+
+
+# -- per-run pieces, vmapped over the runs --------------------------------------------------------
+def _traced(values: dict[str, Array]) -> dict[str, Array]:
+    return {k: v for k, v in values.items() if k != "seed"}
+
+
+def _run_keys(root_seed: int, seeds_C: Array, tag: int) -> Array:
+    """The ``tag`` stream key of every run, ``(C,)`` (as in :func:`jaxinit.train.make_run`)."""
+    return jax.vmap(lambda s: jax.random.fold_in(run_key(root_seed, s), tag))(seeds_C)
+
+
+def _init_params(spec: Spec, task: Task, values: dict[str, Array]) -> Lanes:
+    """Every run's initial parameters, drawn exactly as ``make_run`` draws them, run axis last."""
+
+    def one(v: dict[str, Array]) -> Any:
+        s = spec.replace(_traced(v))
+        mdl = from_spec(s.model, task.in_dim, task.out_dim)
+        key = jax.random.fold_in(run_key(spec.seed, v["seed"]), _INIT)
+        p = mdl.init(key, s.init) if s.init.plane_seed < 0 else plane_init(mdl, spec.seed, s.init)
+        return jax.tree.map(lambda a: a.astype(spec.train.dtype), p)
+
+    return to_lanes(jax.vmap(one)(values))
+
+
+def _init_opt_state(spec: Spec, values: dict[str, Array], params: Lanes, trainable: Any) -> Lanes:
+    """Every run's initial optimizer state (its own step count too), run axis last."""
+
+    def one(v: dict[str, Array], p: Any) -> Any:
+        return build_optimizer(spec.replace(v).optimizer, trainable).init(p)
+
+    return jax.vmap(one, in_axes=(0, -1), out_axes=-1)(_traced(values), params)
+
+
+def _lanes_batch(data: Data, keys_C: Array, t: Array, batch_size: int) -> tuple[Array, Array]:
+    """Step ``t``'s minibatch of every run, ``x_BxIxC`` and ``y`` with the run axis last; the
+    shared full training set when not minibatching."""
+    if batch_size <= 0 or batch_size >= data.x_train.shape[0]:
+        return data.x_train, data.y_train
+    x, y = jax.vmap(lambda k: _batch(data, k, t, batch_size))(keys_C)
+    return jnp.moveaxis(x, 0, -1), jnp.moveaxis(y, 0, -1)
+
+
+def _dropout_masks(
+    keys_C: Array, t: Array, dropout: Array | float, shapes: list[tuple[int, int]]
+) -> list[Array]:
+    """Every run's dropout masks of step ``t``, ``(B, H_l, C)`` per hidden layer: the masks
+    ``mlp.apply`` draws from ``fold_in(fold_in(k_drop, t), l)``."""
+
+    def one(key: Array, rate: Array | float) -> list[Array]:
+        key = jax.random.fold_in(key, t)
+        return [
+            jax.random.bernoulli(jax.random.fold_in(key, l), 1.0 - rate, shape)
+            for l, shape in enumerate(shapes)
+        ]
+
+    if isinstance(dropout, (int, float)):
+        masks = jax.vmap(lambda k: one(k, dropout))(keys_C)
+    else:
+        masks = jax.vmap(one)(keys_C, dropout)
+    return [jnp.moveaxis(m, 0, -1) for m in masks]
+
+
+LANE_DIAGNOSTICS: dict[str, Callable[[Lanes, Lanes, Lanes], Array]] = {
+    "grad_norm": lambda params, params0, grads: lanes_norm(grads),
+    "layer_grad_norm": lambda params, params0, grads: jnp.stack(
+        [lanes_norm(g) for g in grads["layers"]]
+    ),
+    "weight_norm": lambda params, params0, grads: lanes_norm(params),
+    "distance_from_init": lambda params, params0, grads: lanes_norm(
+        jax.tree.map(jnp.subtract, params, params0)
+    ),
+}
+"""The diagnostics of :mod:`jaxinit.metrics` that are norms, in the lanes layout: ``fn(params,
+params0, grads) -> (..., C)``. The others (hidden-unit counts, saturation, dead units) call
+:data:`jaxinit.metrics.DIAGNOSTICS` per run, vmapped over the trailing axis (slower, exact)."""
+
+
+def _diagnostics(
+    names: tuple[str, ...], mdl: Model, params: Lanes, params0: Lanes, grads: Lanes, x, y
+) -> dict[str, Array]:
+    """:func:`jaxinit.metrics.record` of every run, each value with the run axis last."""
+    out: dict[str, Array] = {}
+    for name in names:
+        if name in LANE_DIAGNOSTICS:
+            out[name] = LANE_DIAGNOSTICS[name](params, params0, grads)
+            continue
+        fn = metrics.DIAGNOSTICS[name]
+        one = lambda p, p0, g, fn=fn: fn(metrics.Probe(mdl, p, p0, g, x, y))
+        out.update(jax.vmap(one, in_axes=-1, out_axes=-1)(params, params0, grads))
+    return out
+
+
+# -- the batched program ------------------------------------------------------------------------
+class Context(NamedTuple):
+    """What the pieces of one lane block share (the lanes twin of :class:`jaxinit.train.Context`).
+
+    ``spec`` is ``static`` with the traced values filled in as ``(C,)`` vectors, which broadcast
+    against the trailing run axis wherever they are used (learning rates, dropout, grad_tol …).
+    """
+
+    static: Spec
+    spec: Spec
+    task: Task
+    model: Model  # the static model: hidden units for diagnostics, the trainable mask, apply
+    act: Callable[[Array], Array]
+    opt: optax.GradientTransformation
+    key_data: Array  # (C,) keys
+    key_drop: Array  # (C,) keys
+    threshold: Any  # scalar or (C,)
+    stochastic: bool  # minibatches or dropout: log a separate full-batch loss
+    dropping: bool  # dropout is on (or its rate traced)
+    check_grad: bool  # grad_tol is on (or traced)
+
+    def losses(self, params: Lanes, x: Array, y: Array, drop=None) -> tuple[Array, Array]:
+        """``(Σ_r L_r, L_C)``: the sum (whose gradient is every run's own) and each run's loss."""
+        per_run = lanes_loss(self.task.loss, forward(params, x, self.act, drop), y)
+        return jnp.sum(per_run), per_run
+
+
+def context(static: Spec, task: Task, values: dict[str, Array]) -> tuple[Context, Lanes]:
+    """The block's :class:`Context` and its initial parameters ``(…, C)``."""
+    s = static.replace(_traced(values))
+    mdl = from_spec(static.model, task.in_dim, task.out_dim)
+    params0 = _init_params(static, task, values)
+    trainable = mdl.trainable(params0) if mdl.trainable else None
+    dropping = static.model.dropout != 0 or "model.dropout" in values
+    ctx = Context(
+        static,
+        s,
+        task,
+        mdl,
+        _activation(static.model.activation),
+        build_optimizer(s.optimizer, trainable),
+        _run_keys(static.seed, values["seed"], _DATA),
+        _run_keys(static.seed, values["seed"], _DROPOUT),
+        task.threshold if s.train.threshold is None else s.train.threshold,
+        static.train.batch_size > 0 or dropping,
+        dropping,
+        "train.grad_tol" in values or static.train.grad_tol > 0,
+    )
+    return ctx, params0
+
+
+def init_state(ctx: Context, values: dict[str, Array], params0: Lanes) -> RunState:
+    trainable = ctx.model.trainable(params0) if ctx.model.trainable else None
+    minus_one = jnp.full(values["seed"].shape, -1, jnp.int32)
+    opt_state = _init_opt_state(ctx.static, values, params0, trainable)
+    return RunState(params0, opt_state, minus_one, minus_one, minus_one)
+
+
+def step(ctx: Context, data: Data, state: RunState, t: Array) -> tuple[RunState, Array]:
+    """One optimizer step of every run (:func:`jaxinit.train.step`, run axis last)."""
+    x, y = _lanes_batch(data, ctx.key_data, t, ctx.static.train.batch_size)
+    drop = None
+    if ctx.dropping:
+        shapes = [(x.shape[0], w) for w in ctx.static.model.widths]
+        rate = ctx.spec.model.dropout
+        drop = (_dropout_masks(ctx.key_drop, t, rate, shapes), 1.0 - rate)
+    grads, loss = jax.grad(ctx.losses, has_aux=True)(state.params, x, y, drop)
+    updates, opt_state = ctx.opt.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    converged = state.converged_step
+    if ctx.check_grad:
+        done = (converged < 0) & jnp.isfinite(loss) & (lanes_norm(grads) < ctx.spec.train.grad_tol)
+        move = (converged < 0) & ~done
+        params = _where(move, params, state.params)
+        opt_state = _where(move, opt_state, state.opt_state)
+        converged = jnp.where(done, t, converged)
+    bad = (state.diverged_step < 0) & ~jnp.isfinite(loss)
+    return RunState(
+        params,
+        opt_state,
+        jnp.where(bad, t, state.diverged_step),
+        converged,
+        jnp.where((state.hit_step < 0) & (loss < ctx.threshold), t, state.hit_step),
+    ), loss
+
+
+def probe(
+    ctx: Context, data: Data, params: Lanes, params0: Lanes, grads: bool
+) -> tuple[Array, dict[str, Array], Lanes | None]:
+    """Full-batch, dropout-free loss ``(C,)``, diagnostics and (with ``grads``) gradients."""
+    x, y = data.x_train, data.y_train
+    if not grads:
+        return ctx.losses(params, x, y)[1], {}, None
+    g, loss = jax.grad(ctx.losses, has_aux=True)(params, x, y)
+    names = ctx.static.train.diagnostics
+    return loss, _diagnostics(names, ctx.model, params, params0, g, x, y), g
+
+
+def log_block(
+    ctx: Context, data: Data, params0: Lanes, carry: tuple, b: Array
+) -> tuple[tuple, dict[str, Array]]:
+    """``log_every`` steps, then the divergence check (:func:`jaxinit.train.log_block`)."""
+    state, good = carry
+    tr = ctx.static.train
+    loss, diag = None, {}
+    if ctx.stochastic or tr.diagnostics:
+        loss, diag, _ = probe(ctx, data, state.params, params0, bool(tr.diagnostics))
+    steps = b * tr.log_every + jnp.arange(tr.log_every, dtype=jnp.int32)
+    new, losses = lax.scan(functools.partial(step, ctx, data), state, steps)
+    good = _where(jnp.isfinite(losses[0]), (state.params, state.opt_state), good)
+    blown = ~jnp.isfinite(lanes_sq_norm(new.params))
+    diverged = jnp.where((new.diverged_step < 0) & blown, steps[-1] + 1, new.diverged_step)
+    params, opt_state = _where(diverged >= 0, good, (new.params, new.opt_state))
+    state = new._replace(params=params, opt_state=opt_state, diverged_step=diverged)
+    return (state, good), {"loss": losses[0] if loss is None else loss, **diag}
+
+
+def finalize(
+    ctx: Context, data: Data, state: RunState, params0: Lanes, curves: dict[str, Array]
+) -> dict[str, Any]:
+    """The outputs of :func:`jaxinit.train.finalize`, run axis first. Accuracy and test loss
+    come from the per-run ``mlp.apply``, vmapped over the trailing axis (once per run)."""
+    tr, task = ctx.static.train, ctx.task
+    final_loss, final_diag, grads = probe(ctx, data, state.params, params0, True)
+    hit_step = jnp.where(
+        (state.hit_step < 0) & (final_loss < ctx.threshold), jnp.int32(tr.steps), state.hit_step
+    )
+    curves = jax.tree.map(
+        lambda c, f: jnp.moveaxis(jnp.concatenate([c, f[None]]), -1, 0),
+        curves,
+        {"loss": final_loss, **final_diag},
+    )
+
+    def evaluate(p: Any, x: Array, y: Array) -> tuple[Array, Array]:
+        pred = ctx.model.apply(p, x)
+        return loss_value(task.loss, pred, y), metric_value(task.loss, pred, y).astype(pred.dtype)
+
+    per_run = jax.vmap(evaluate, in_axes=(-1, None, None))
+    _, train_metric = per_run(state.params, data.x_train, data.y_train)
+    test_loss, test_metric = per_run(state.params, data.x_test, data.y_test)
+    final = {
+        "final_loss": final_loss,
+        "final_metric": train_metric,
+        "test_loss": test_loss,
+        "test_metric": test_metric,
+        "final_grad_norm": lanes_norm(grads),
+        "diverged": state.diverged_step >= 0,
+        "diverged_step": state.diverged_step,
+        "converged_step": state.converged_step,
+        "time_to_threshold": hit_step,
+        "success": (train_metric >= task.success_metric) & (state.diverged_step < 0),
+    }
+    out = {"curves": curves, "final": final}
+    if ctx.static.store.save_params:
+        out["params0"], out["params"] = from_lanes(params0), from_lanes(state.params)
+    return out
+
+
+def _train_block(spec: Spec, task: Task, values: dict[str, Array], data: Data) -> dict[str, Any]:
+    """The whole training of one lane block of runs, ``values: {path: (S,)}``."""
+    ctx, params0 = context(spec, task, values)
+    state = init_state(ctx, values, params0)
+    (state, _), curves = lax.scan(
+        functools.partial(log_block, ctx, data, params0),
+        (state, (state.params, state.opt_state)),
+        jnp.arange(spec.train.steps // spec.train.log_every, dtype=jnp.int32),
+    )
+    return finalize(ctx, data, state, params0, curves)
+
+
+BLOCK_BYTES = 2**19
+"""Target bytes per block of :func:`step_cost` products (see :func:`lanes_per_block`)."""
+
+
+def lanes_per_block(spec: Spec, task: Task) -> int:
+    """How many runs train together as one block of lanes.
+
+    A chunk of ``C`` runs is cut into blocks of at most this many, trained one after the other
+    (``lax.map``), so that a step's arrays stay in cache: the ``(B, I, O, S)`` products of
+    :func:`dense` over all layers, :func:`step_cost` numbers per run, come to about
+    :data:`BLOCK_BYTES`. A power of two in 8..8192 (8: one AVX2 register of float32). Measured on
+    the 2-core CPU this was tuned on: 4096 runs per block for 2-2-1 on XOR, 1024 for 2-16-1; one
+    block of all 65,536 runs was ~1.6× slower for 2-2-1.
+    """
+    itemsize = 8 if spec.train.dtype == "float64" else 4
+    ideal = BLOCK_BYTES / (step_cost(spec, task) * itemsize)
+    return int(min(8192, max(8, 2 ** round(math.log2(ideal)))))
+
+
+def _blocks(n_runs: int, per_block: int) -> tuple[int, int]:
+    """``(blocks, runs per block)`` covering ``n_runs`` with blocks as even as possible; sizes
+    are rounded up to whole vector registers (8 runs) when ``per_block`` is a multiple of 8."""
+    n = -(-n_runs // per_block)
+    size = -(-n_runs // n)
+    if n > 1 and per_block % 8 == 0:
+        size = -(-size // 8) * 8
+    return n, size
+
+
+def make_batched_run(
+    spec: Spec, task: Task, *, per_block: int | None = None
+) -> Callable[[dict, Data], dict]:
+    """The training program of ``C`` runs of a static configuration, in the lanes layout.
+
+    Same contract as ``jax.vmap(make_run(spec, task), in_axes=(0, None))``: ``values`` maps
+    ``"seed"`` to ``(C,)`` int32 and every other traced path to ``(C,)`` floats; the outputs have
+    the same pytree, shapes (run axis first) and dtypes, with equal numbers up to rounding.
+    Runs train in blocks of ``per_block`` lanes (default :func:`lanes_per_block`); the last
+    block is padded with copies of the last run. Raises ``ValueError`` where :func:`supports`
+    gives a reason.
+    """
+    reason = supports(spec, None, task)
+    if reason is not None:
+        raise ValueError(f"the lanes layout cannot run this spec: {reason}")
+    per_block = per_block or lanes_per_block(spec, task)
+
+    def run(values: dict[str, Array], data: Data) -> dict[str, Any]:
+        c = values["seed"].shape[0]
+        n, size = _blocks(c, per_block)
+        if n == 1:
+            return _train_block(spec, task, values, data)
+        pad = n * size - c
+        blocked = {
+            k: jnp.concatenate([v, jnp.repeat(v[-1:], pad)]).reshape(n, size)
+            for k, v in values.items()
+        }
+        out = lax.map(lambda v: _train_block(spec, task, v, data), blocked)
+        return jax.tree.map(lambda a: a.reshape(n * size, *a.shape[2:])[:c], out)
+
+    return run
