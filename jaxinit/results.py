@@ -187,7 +187,10 @@ def assemble(
         section, _, key = name.partition("/")
         a = a.reshape(*shape, *a.shape[1:])
         if section == "final":
-            variables[key] = (dims, _never_to_nan(a, spec.train.dtype) if key in STEP_VARIABLES else a)
+            variables[key] = (
+                dims,
+                _never_to_nan(a, spec.train.dtype) if key in STEP_VARIABLES else a,
+            )
         elif section == "curves":
             extra = ["step", "layer"][: a.ndim - len(dims)]
             variables[key] = (dims + extra, a)
