@@ -476,13 +476,13 @@ def crossover(args: argparse.Namespace) -> None:
         rows.append((label, lanes.step_cost(spec, task), block, ratio, prefer))
     print(f"\n== crossover (load {_load()}) ==")
     print(
-        f"{'net':<12}{'step_cost':>10}{'block':>7}{'lanes/hand wall':>17}{'cpu':>6}"
+        f"{'net':<16}{'step_cost':>10}{'block':>7}{'lanes/hand wall':>17}{'cpu':>6}"
         f"{'lanes/vmap wall':>17}{'cpu':>6}  prefer_lanes"
     )
     for label, cost, block, ratio, prefer in rows:
         (hw, hc), (vw, vc) = ratio["hand"], ratio["vmap"]
         print(
-            f"{label:<12}{cost:>10}{block:>7}{hw:>17.2f}{hc:>6.2f}{vw:>17.2f}{vc:>6.2f}  {prefer}"
+            f"{label:<16}{cost:>10}{block:>7}{hw:>17.2f}{hc:>6.2f}{vw:>17.2f}{vc:>6.2f}  {prefer}"
         )
 
 

@@ -284,11 +284,12 @@ def supports(spec: Spec, model: Model | None, task: Task) -> str | None:
 LANES_BUDGET = 5000
 """Largest :func:`step_cost` at which :func:`prefer_lanes` picks the lanes layout.
 
-Measured with ``python benchmarks/bench_engine.py --crossover`` (2-core CPU, shared, load 6-9;
-throughput of ``lanes.make_batched_run`` over the hand-written ``jit(vmap(scan))`` loop, CPU
-seconds): step_cost 24 (2-2-1 on XOR) 4.7×, 48 (2-4-1) 3.7×, 96 (2-8-1) 2.4×, 192 (2-16-1)
-3.2×, 4480 (2-32-32-1) 1.7-2.0×; 17152 (2-64-64-1) 0.37×, 17408 (16-32-1, minibatch 32) 0.62×.
-The crossover lies between 4480 and 17152 (about 7600 on a log-linear fit)."""
+Measured with ``python benchmarks/bench_engine.py --crossover`` (2-core shared CPU; throughput
+of ``lanes.make_batched_run`` over the hand-written ``jit(vmap(scan))`` loop, CPU seconds, full
+table in benchmarks/README.md): step_cost 24 (2-2-1 on XOR) 5.4×, 48 (2-4-1) 4.5×, 96 (2-8-1)
+2.5×, 192 (2-16-1) 3.0×, 4480 (2-32-32-1) 1.5-2.0×; 17152 (2-64-64-1) 0.28×, 17408 (16-32-1,
+minibatch 32) 0.66×, 82944 (16-64-64-1, minibatch 16) 0.22×, 1.3M (minibatch 256) 0.04×. The
+crossover lies between 4480 and 17152."""
 
 
 def step_cost(spec: Spec, task: Task) -> int:
