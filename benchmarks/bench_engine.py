@@ -6,6 +6,9 @@ Workloads (issue 2, acceptance item 6):
   ``log_every`` steps.
 * ``medium``: teacher-student regression, 16-64-64-1 tanh MLP, minibatch 256 of 1024 points,
   300 steps, 256 runs, SGD, full-batch loss curve every ``log_every`` steps.
+* ``million`` (issue 10; only when asked for, not in ``all``): the tiny workload at 2**20 runs,
+  ``jaxinit`` only, streamed to a sweep directory; throughput against 65,536 runs, peak RSS
+  (:func:`million`).
 
 Implementations:
 
@@ -31,6 +34,7 @@ Usage::
     python benchmarks/bench_engine.py --workload tiny --runs 4096 --steps 200 --repeat 2  # smoke
     python benchmarks/bench_engine.py --workload tiny --impl hand --impl vmap --impl lanes
     python benchmarks/bench_engine.py --crossover           # lanes vs hand over widths
+    python benchmarks/bench_engine.py --workload million    # 2**20 runs to disk, peak RSS
 
 ``--crossover`` times ``hand``, ``vmap`` and ``lanes`` on the tiny workload's XOR task with
 hidden widths 2, 4, 8, 16, 32-32 and 64-64, and on the medium workload's teacher-student task
@@ -486,9 +490,85 @@ def crossover(args: argparse.Namespace) -> None:
         )
 
 
+def million(args: argparse.Namespace) -> None:
+    """``--workload million``: 2**20 runs of the tiny workload (XOR 2-2-1) streamed by
+    ``jaxinit.run`` into a sweep directory (each chunk written and checksummed as it finishes,
+    then the whole directory loaded back), against the same workload at 65,536 runs.
+
+    Prints each one's wall time and runs·steps/s, their ratio, the directory's size, and the
+    process's peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), split into streaming
+    (compute and write every chunk) and loading the finished directory back into one Dataset
+    (``jaxinit.run`` returns ``jaxinit.load(out)``; timed by wrapping ``jaxinit.results.load``).
+    The million runs go first, in a process that has not imported torch. ``--runs``,
+    ``--steps``, ``--log-every``, ``--chunk-size`` and ``--out-dir`` (default: a temporary
+    directory, deleted afterwards) change it.
+    """
+    import resource
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import jaxinit.results
+
+    def rss_mb() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+    real_load, marks = jaxinit.results.load, {}
+
+    def load(path, **kwargs):  # jaxinit.run ends by loading the directory: mark where
+        marks.update(t=time.perf_counter(), c=time.process_time(), rss=rss_mb())
+        return real_load(path, **kwargs)
+
+    jaxinit.results.load = load
+
+    w = WORKLOADS["tiny"]
+    w = w._replace(
+        runs=args.runs or 2**20,
+        steps=args.steps or w.steps,
+        log_every=args.log_every or w.log_every,
+    )
+    small = w._replace(runs=65536)
+    root = Path(tempfile.mkdtemp(prefix="jaxinit-million-", dir=args.out_dir))
+    print(f"== million: {w.runs:,} runs x {w.steps} steps, log_every {w.log_every}, into {root}")
+    rows = []
+    try:
+        for k, wl in enumerate((w, small, small)):  # the second small run is the warm figure
+            out = root / f"{wl.runs}-{k}"
+            t0, c0 = time.perf_counter(), time.process_time()
+            ds = jaxinit.run(jaxinit_spec(wl), out, progress=False, chunk_size=args.chunk_size)
+            end, end_c, peak = time.perf_counter(), time.process_time(), rss_mb()
+            wall, cpu = marks["t"] - t0, marks["c"] - c0  # streaming only
+            disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+            n_done = int(ds["done"].sum())
+            loss = float(ds["final_loss"].mean())
+            del ds
+            rows.append((wl, wall, cpu, marks["rss"], peak))
+            shutil.rmtree(out)
+            print(
+                f"  {wl.runs:>9,} runs: streamed in {wall:.1f} s wall, {cpu:.1f} s cpu "
+                f"({wl.runs * wl.steps / wall:.3e} runs*steps/s), peak RSS {marks['rss']:,.0f} MB;"
+                f" loaded back in {end - marks['t']:.1f} s wall, {end_c - marks['c']:.1f} s cpu,"
+                f" peak RSS {peak:,.0f} MB; {disk / 1e6:,.0f} MB on disk, {n_done:,} done, "
+                f"mean final loss {loss:.5f} (load {_load()})",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        jaxinit.results.load = real_load
+    (big, wall_b, cpu_b, rss_b, peak_b), (_, wall_s, cpu_s, *_) = rows[0], rows[2]
+    rate_b, rate_s = big.runs * big.steps / wall_b, small.runs * small.steps / wall_s
+    cpu_ratio = (big.runs / cpu_b) / (small.runs / cpu_s)
+    print(
+        f"million/65,536 (streaming): throughput ratio {rate_b / rate_s:.2f} wall, "
+        f"{cpu_ratio:.2f} cpu; peak RSS of the million run {rss_b:,.0f} MB streaming, "
+        f"{peak_b:,.0f} MB with the final load (limit 1,500 MB)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workload", choices=["tiny", "medium", "all"], default="all")
+    p.add_argument("--workload", choices=["tiny", "medium", "all", "million"], default="all")
+    p.add_argument("--out-dir", help="million: where its sweep directory goes (default: /tmp)")
     p.add_argument("--runs", type=int, help="override the workload's number of runs")
     p.add_argument("--steps", type=int, help="override the workload's steps")
     p.add_argument("--loop-runs", type=int, help="runs the plain torch loop really does")
@@ -514,6 +594,9 @@ def main(argv: list[str] | None = None) -> None:
         help="run only these (repeatable); default all (lanes where lanes.prefer_lanes)",
     )
     args = p.parse_args(argv)
+    if args.workload == "million":  # streamed to disk; not part of "all"
+        million(args)
+        return
     impls = args.impl or ["jaxinit", "hand", "vmap", "lanes", "torch.func", "torch-loop"]
     if args.crossover:
         impls = []

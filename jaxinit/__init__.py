@@ -7,12 +7,24 @@
 __version__ = "0.1.0"
 
 from jaxinit.activations import ACTIVATIONS
+from jaxinit.adapters import from_equinox, from_flax, reinit  # flax/equinox: only when called
+from jaxinit.algorithms import ALGORITHMS, Algorithm
 from jaxinit.executors import Executor
 from jaxinit.initializers import INITIALIZERS, expected_std
 from jaxinit.models import MODELS, Model, Symmetry, dense_stack, mlp
 from jaxinit.plan import Plan, make_plan
+from jaxinit.progress import Status, status
 from jaxinit.results import assemble, load, load_params, tidy
-from jaxinit.spec import InitSpec, ModelSpec, OptimizerSpec, Spec, SpecError, TaskSpec, TrainSpec
+from jaxinit.spec import (
+    AlgorithmSpec,
+    InitSpec,
+    ModelSpec,
+    OptimizerSpec,
+    Spec,
+    SpecError,
+    TaskSpec,
+    TrainSpec,
+)
 from jaxinit.store import CorruptChunkError, StoreError
 from jaxinit.sweep import prepare, run
 from jaxinit.tasks import TASKS, Task
@@ -21,6 +33,9 @@ from jaxinit.validation import resolve_spec, validate
 
 __all__ = [
     "ACTIVATIONS",
+    "ALGORITHMS",
+    "Algorithm",
+    "AlgorithmSpec",
     "Executor",
     "Symmetry",
     "dense_stack",
@@ -38,17 +53,22 @@ __all__ = [
     "Plan",
     "Spec",
     "SpecError",
+    "Status",
     "StoreError",
     "Task",
     "TaskSpec",
     "TrainSpec",
     "assemble",
     "expected_std",
+    "from_equinox",
+    "from_flax",
+    "reinit",
     "load",
     "load_params",
     "make_plan",
     "make_run",
     "mlp",
     "run",
+    "status",
     "tidy",
 ]

@@ -27,6 +27,7 @@ examples:
   jaxinit list                                 bundled specs
   jaxinit run symmetry --set axes.seed=64      run (or resume) into results/symmetry
   jaxinit report results/symmetry              figures and a summary in results/symmetry/report
+  jaxinit status results/symmetry              runs done per shard, runs/s, ETA, problems
 
 exit status: 0 ok, 2 bad input (spec, override, directory, a full or unwritable disk),
 1 anything else, 130 interrupted.
@@ -82,6 +83,10 @@ def _cmd_run(args) -> int:
 
     # Validate everything before anything compiles or the output directory is created.
     overrides = dict(parse_set(s) for s in args.set)
+    from jaxinit import probes
+
+    if probes.is_probe(args.spec):  # random nets measured at init (no training)
+        return _cmd_probe(args, probes.resolve(args.spec, overrides))
     try:
         spec = resolve_spec(args.spec, overrides)
     except UnicodeDecodeError:
@@ -92,11 +97,26 @@ def _cmd_run(args) -> int:
     out = Path(args.out) if args.out else default_out(spec.name)
     if out.exists() and not out.is_dir():
         raise SpecError(f"--out {out} exists and is not a directory")
+    processes = None if args.dry_run else _join_processes(args)  # before any JAX backend starts
     prep = prepare(spec, chunk_size=args.chunk_size)
     print(f"{spec.name}: {prep.describe()}", file=sys.stderr, flush=True)
     if args.dry_run:
         return 0
-    ds = run(prep, out, chunk_size=args.chunk_size, shard=shard, progress=not args.quiet)
+    with warnings.catch_warnings():
+        if processes is not None:  # the other processes' runs are not done yet: no news
+            warnings.filterwarnings("ignore", ".*sweep is partial")
+        ds = run(prep, out, chunk_size=args.chunk_size, shard=shard, progress=not args.quiet)
+    if processes is not None:
+        from jaxinit import distributed
+        from jaxinit.results import load
+
+        p, n = processes
+        print(f"process {p} of {n}: its part is done; waiting for the others", file=sys.stderr)
+        distributed.shutdown()  # JAX's barrier: every process has finished its part
+        if p != 0:
+            print(f"results: {out} (process {p} of {n}; process 0 prints the summary)")
+            return 0
+        ds = load(out)
     print(summarize(ds))
     print(f"results: {out}")
     if args.report and ds.attrs["n_done"]:
@@ -108,13 +128,55 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_probe(args, spec) -> int:
+    from jaxinit import probes
+    from jaxinit.report import write_report
+
+    out = Path(args.out) if args.out else default_out(spec.name)
+    print(f"{spec.name}: {spec.describe()}", file=sys.stderr, flush=True)
+    if args.dry_run:
+        return 0
+    ds = probes.run(spec, out, progress=False)
+    print(probes.summarize(ds))
+    print(f"results: {out} ({ds.attrs.get('seconds', 0):.1f} s)")
+    if args.report:
+        _use_file_backend()
+        paths = write_report(ds, out / "report")
+        print("figures: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _join_processes(args) -> tuple[int, int] | None:
+    """With ``--distributed`` (or any of its settings) join the multi-process JAX job and return
+    ``(process index, process count)``; None without."""
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(v is None for v in given):
+        return None
+    from jaxinit import distributed
+
+    try:
+        p, n = distributed.initialize(*given, heartbeat_timeout_s=args.heartbeat_timeout)
+    except (ValueError, TypeError, RuntimeError) as e:  # nothing detected, bad values, no peers
+        raise InputError(f"--distributed: {e}") from None
+    print(f"process {p} of {n} (jax.distributed)", file=sys.stderr, flush=True)
+    return p, n
+
+
+def _cmd_status(args) -> int:
+    from jaxinit.progress import status
+
+    print(status(args.dir, verify=not args.quick))
+    return 0
+
+
 def _cmd_report(args) -> int:
+    from jaxinit import probes
     from jaxinit.report import write_report
     from jaxinit.results import load
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = load(args.dir)
+        ds = probes.load(args.dir) if probes.is_probe_dir(args.dir) else load(args.dir)
     if not ds.attrs["n_done"]:
         raise InputError(
             f"{args.dir}: no finished runs yet (0/{ds.attrs['n_runs']}); "
@@ -153,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a spec field, e.g. --set train.steps=500 --set axes.seed=64")  # fmt: skip
     r.add_argument("--chunk-size", type=int, default=None, help="runs per compiled call")
     r.add_argument("--shard", default=None, help="i/n: run only chunk k with k %% n == i")
+    r.add_argument("--distributed", action="store_true",
+                   help="join a multi-process JAX job; each process runs its part of the chunks "
+                   "(coordinator, count and id from SLURM, Open MPI, Kubernetes, Cloud TPU or "
+                   "JAX_COORDINATOR_ADDRESS, unless given below)")  # fmt: skip
+    r.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's address (implies --distributed)")  # fmt: skip
+    r.add_argument("--num-processes", type=int, metavar="N", help="processes in the job")
+    r.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
+    r.add_argument("--heartbeat-timeout", type=int, default=100, metavar="S",
+                   help="seconds after which JAX declares a silent process dead (default 100)")  # fmt: skip
     r.add_argument("--report", action="store_true", help="also write figures into DIR/report")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--dry-run", action="store_true",
@@ -162,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dir")
     rep.add_argument("--out", help="where to write (default: DIR/report)")
     rep.set_defaults(fn=_cmd_report)
+    st = sub.add_parser("status", help="runs done per shard, runs/s, ETA and problems of a sweep")
+    st.add_argument("dir")
+    st.add_argument("--quick", action="store_true", help="do not verify the chunks' checksums")
+    st.set_defaults(fn=_cmd_status)
     lst = sub.add_parser("list", help="bundled specs with one-line descriptions")
     lst.set_defaults(fn=_cmd_list)
     return p

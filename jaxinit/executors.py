@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxinit import compile_cache
 from jaxinit.models import Model
 from jaxinit.plan import Group, Plan, chunk_id
 from jaxinit.spec import Spec
@@ -30,9 +31,6 @@ from jaxinit.train import Data, make_run
 __all__ = ["Executor", "build_task", "choose_layout"]
 
 Batched = Callable[[dict, Data], dict]
-AUTO_PICKS_LANES = False
-"""Whether ``train.layout = "auto"`` may pick lanes (:func:`jaxinit.lanes.prefer_lanes`). Off
-until the lanes layout has been run end to end on every bundled spec; ``"lanes"`` asks for it."""
 
 
 def build_task(spec: Spec) -> Task:
@@ -40,22 +38,31 @@ def build_task(spec: Spec) -> Task:
 
 
 def choose_layout(spec: Spec, task: Task, model: Model | None) -> tuple[str, str]:
-    """``(layout, why)`` for one static group: ``train.layout`` if it can run, else ``vmap``."""
+    """``(layout, why)`` for one static group: ``train.layout`` if it can run, else ``vmap``;
+    ``auto`` takes lanes where :func:`jaxinit.lanes.prefer_lanes` expects them to be faster."""
     from jaxinit import lanes
 
+    if spec.algorithm.name != "gradient":  # k-means, EM (jaxinit.algorithms): vmap only
+        return "vmap", f"algorithm {spec.algorithm.name} runs vmapped"
     wanted = spec.train.layout
-    if wanted == "vmap" or (wanted == "auto" and not AUTO_PICKS_LANES):
+    if wanted == "vmap":
         return "vmap", f"train.layout = {wanted}"
     reason = lanes.supports(spec, model, task)
     if reason is not None:
         return "vmap", f"lanes cannot run this configuration ({reason})"
-    if wanted == "lanes" or lanes.prefer_lanes(spec, task):
-        return "lanes", f"train.layout = {wanted}"
+    if wanted == "lanes":
+        return "lanes", "train.layout = lanes"
+    if lanes.prefer_lanes(spec, task):
+        return "lanes", f"auto: lanes are faster for a step cost of {lanes.step_cost(spec, task)}"
     return "vmap", "auto: the vmap layout is faster for these widths"
 
 
 def _batched(layout: str, spec: Spec, task: Task, model: Model | None) -> Batched:
     """One chunk's program, ``values: {path: (C,)} -> outputs (C, ...)``, in ``layout``."""
+    if spec.algorithm.name != "gradient":
+        from jaxinit import algorithms
+
+        return jax.vmap(algorithms.make_run(spec, task), in_axes=(0, None))
     if layout == "lanes":
         from jaxinit import lanes
 
@@ -66,17 +73,19 @@ def _batched(layout: str, spec: Spec, task: Task, model: Model | None) -> Batche
 class Executor:
     """Compiles each static group once (cached per process) and streams chunk results.
 
-    ``devices`` defaults to ``jax.devices()``; ``D`` chunks run at once as a ``(D, C)`` batch
-    split over them. Compiled programs are cached on everything they depend on (the group's
-    spec, the model, the layout, the mesh and the task's non-array fields; the data is an
-    argument), so re-running a static configuration, e.g. a notebook cell, reuses them.
+    ``devices`` defaults to ``jax.local_devices()`` (this process's, in a multi-process job);
+    ``D`` chunks run at once as a ``(D, C)`` batch split over them. Compiled programs are
+    cached on everything they depend on (the group's spec, the model, the layout, the mesh and
+    the task's non-array fields; the data is an argument), so re-running a static
+    configuration, e.g. a notebook cell, reuses them.
     """
 
     _cache: dict[tuple, Any] = {}  # shared by executors of one process, oldest first
     _cache_max = 8
 
     def __init__(self, devices: list | None = None):
-        self.devices = list(devices) if devices is not None else jax.devices()
+        compile_cache.enable()
+        self.devices = list(devices) if devices is not None else jax.local_devices()
         self.mesh = Mesh(np.array(self.devices), ("devices",))
         self.layouts: dict[int, tuple[str, str]] = {}  # group index -> (layout, why)
 

@@ -8,7 +8,8 @@ dict, so that a mismatch names the field that differs:
   ``train.*`` incl. ``train.dtype`` and ``train.layout``, ``store.*``, ``seed``, ``axes.*``); not
   ``name``, ``description``, ``report`` nor ``[basins]``, which only describe or analyse;
 - the model: its name (``mlp`` or ``user``), a user model's ``model_id``, and the shapes and
-  dtypes of its parameters;
+  dtypes of its parameters; for k-means or EM (``[algorithm]``, :mod:`jaxinit.algorithms`) the
+  algorithm's fields and its state's shapes instead of ``model.*``, ``init.*``, ``optimizer.*``;
 - the software that draws the random bits and rounds the floats: the JAX version, the PRNG
   implementation and ``jax_threefry_partitionable`` (JAX 0.5 changed its default, which changes
   every random bit), and the backend (cpu, gpu, tpu).
@@ -33,8 +34,9 @@ from jaxinit.models import Model, from_spec
 from jaxinit.spec import DESCRIPTIVE, Spec
 from jaxinit.tasks import TASKS, Task
 
-LAYOUT_RULE = 1
-"""Version of the rule that resolves ``train.layout = "auto"``; bump it when the rule changes."""
+LAYOUT_RULE = 2
+"""Version of the rule that resolves ``train.layout = "auto"``; bump it when the rule changes.
+1: always vmap. 2: lanes on the CPU where :func:`jaxinit.lanes.prefer_lanes` says so."""
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -48,6 +50,10 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 def spec_identity(spec: Spec) -> dict[str, Any]:
     """The spec's training fields as ``dotted.path -> value`` (descriptive fields left out)."""
     data = {k: v for k, v in spec.to_dict().items() if k not in DESCRIPTIVE}
+    # gradient training ignores [algorithm] (so sweeps from before it keep their identity);
+    # k-means and EM ignore the model, its init and the optimizer
+    unused = ("algorithm",) if spec.algorithm.name == "gradient" else ("model", "init", "optimizer")
+    data = {k: v for k, v in data.items() if k not in unused}
     out: dict[str, Any] = {}
     _flatten("", data, out)
     out["axes.order"] = list(spec.axis_names)  # the order numbers the runs (C order)
@@ -58,6 +64,10 @@ def describe_model(spec: Spec, task: Task, model: Model | None) -> dict[str, Any
     """``{"name", "model_id", "params": {path: [shape, dtype]}}`` of the model the first run
     uses: the built-in one the spec names, or a user's ``Model``."""
     first = spec.first_run()
+    if first.algorithm.name != "gradient":  # k-means, EM: the algorithm and its state
+        from jaxinit.algorithms import describe
+
+        return describe(spec, task)
     mdl = model if model is not None else from_spec(first.model, task.in_dim, task.out_dim)
     shapes = jax.eval_shape(lambda k: mdl.init(k, first.init), jax.random.key(0))
     leaves = jax.tree_util.tree_flatten_with_path(shapes)[0]

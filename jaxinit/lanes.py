@@ -57,6 +57,7 @@ from jaxinit.train import (
     Data,
     RunState,
     _batch,
+    advance,
     build_optimizer,
     plane_init,
     run_key,
@@ -472,23 +473,7 @@ def step(ctx: Context, data: Data, state: RunState, t: Array) -> tuple[RunState,
         rate = ctx.spec.model.dropout
         drop = (_dropout_masks(ctx.key_drop, t, rate, shapes), 1.0 - rate)
     grads, loss = jax.grad(ctx.losses, has_aux=True)(state.params, x, y, drop)
-    updates, opt_state = ctx.opt.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    converged = state.converged_step
-    if ctx.check_grad:
-        done = (converged < 0) & jnp.isfinite(loss) & (lanes_norm(grads) < ctx.spec.train.grad_tol)
-        move = (converged < 0) & ~done
-        params = _where(move, params, state.params)
-        opt_state = _where(move, opt_state, state.opt_state)
-        converged = jnp.where(done, t, converged)
-    bad = (state.diverged_step < 0) & ~jnp.isfinite(loss)
-    return RunState(
-        params,
-        opt_state,
-        jnp.where(bad, t, state.diverged_step),
-        converged,
-        jnp.where((state.hit_step < 0) & (loss < ctx.threshold), t, state.hit_step),
-    ), loss
+    return advance(ctx, state, t, loss, grads, lanes_norm, _where), loss
 
 
 def probe(

@@ -18,6 +18,7 @@ describe their hidden units (``hidden``) get symmetry and saturation diagnostics
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -102,6 +103,11 @@ def draw_weight(
     """
     k_w, k_eps = jax.random.split(key)
     draw = INITIALIZERS[init.scheme]
+    if len(shape) > 2 and init.scheme in ("orthogonal", "identical_rows"):
+        # A conv kernel (..., in, out): orthogonal columns / one shared filter over the
+        # receptive field × in-channels, drawn as that matrix and reshaped.
+        flat = (math.prod(shape[:-1]), shape[-1])
+        return draw_weight(key, flat, init, dtype, role=role).reshape(shape)
     if init.scheme == "identical_rows" and role == "last":
         # Shared outgoing weights; the transposed draw has std √(1/fan_out), rescale to √(1/fan_in).
         w = draw(k_w, shape[::-1], init.scale, value=init.value, dtype=dtype).T
@@ -279,3 +285,143 @@ def diag_linear(*, in_dim: int, out_dim: int = 1) -> Model:
 
 
 MODELS["diag_linear"] = lambda spec, in_dim, out_dim: diag_linear(in_dim=in_dim, out_dim=out_dim)
+
+
+def cnn(
+    channels: Sequence[int],
+    *,
+    image_shape: tuple[int, int, int],
+    out_dim: int,
+    activation: str = "relu",
+    bias: bool = True,
+    kernel_size: int = 3,
+    dropout: float | Array = 0.0,
+    train_output: bool = True,
+) -> Model:
+    """A small convolutional net on flat images: conv → activation → 2×2 average pool, per entry
+    of ``channels``, then one linear output layer on the flattened feature map.
+
+    Inputs are ``(B, H·W·C)`` rows (as a :class:`~jaxinit.tasks.Task` holds them), reshaped to
+    ``image_shape = (H, W, C)``. Convolutions are ``kernel_size``² with stride 1 and SAME padding;
+    pooling halves each side (skipped once a side is 1). ``params = {"layers": [{"w": (k, k, C_in,
+    C_out), "b": (C_out,)}, …, {"w": (features, out_dim), "b": (out_dim,)}]}``: kernels are drawn
+    by :func:`draw_weight` at fan-in ``k²·C_in`` and fan-out ``k²·C_out``. Channels can be
+    permuted without changing the function, but the dense-stack view of :class:`Symmetry` cannot
+    express a conv kernel, so none is declared and analysis compares functions. ``hidden`` treats
+    each channel as a unit seen at every position (rows ``B·H·W``).
+    """
+    h, w, c = image_shape
+    act = ACTIVATIONS[activation].fn
+    sides, depth = [(h, w)], [c, *channels]
+    for _ in channels:
+        a, b = sides[-1]
+        sides.append((a // 2 if a > 1 else a, b // 2 if b > 1 else b))
+    features = sides[-1][0] * sides[-1][1] * depth[-1]
+
+    def init(key: Array, init_spec: InitSpec) -> Params:
+        shapes = [(kernel_size, kernel_size, a, b) for a, b in zip(depth[:-1], depth[1:])]
+        shapes.append((features, out_dim))
+        layers = []
+        for l, shape in enumerate(shapes):
+            k_w, k_b = jax.random.split(jax.random.fold_in(key, l))
+            role = "first" if l == 0 else "last" if l == len(shapes) - 1 else "middle"
+            layer = {"w": draw_weight(k_w, shape, init_spec, role=role)}
+            if bias:
+                layer["b"] = draw_bias(k_b, shape[-1:], init_spec)
+            layers.append(layer)
+        return {"layers": layers}
+
+    def conv(layer, x_BxHxWxC):
+        # im2col: the k² shifted views side by side, then one matmul. Vmapped over runs this
+        # stays a batched matmul; a vmapped lax.conv becomes a grouped convolution, ~10× slower
+        # on CPU. Same numbers as lax.conv_general_dilated(..., "SAME", ("NHWC", "HWIO", "NHWC")).
+        _, a, b, _ = x_BxHxWxC.shape
+        lo = (kernel_size - 1) // 2
+        pad = ((0, 0), (lo, kernel_size - 1 - lo), (lo, kernel_size - 1 - lo), (0, 0))
+        xp = jnp.pad(x_BxHxWxC, pad)
+        cols = [
+            xp[:, dy : dy + a, dx : dx + b, :]
+            for dy in range(kernel_size)
+            for dx in range(kernel_size)
+        ]
+        z = jnp.concatenate(cols, -1) @ layer["w"].reshape(-1, layer["w"].shape[-1])
+        return z + layer["b"] if bias else z
+
+    def pool(x_BxHxWxC):
+        _, a, b, _ = x_BxHxWxC.shape
+        win = (1, 2 if a > 1 else 1, 2 if b > 1 else 1, 1)
+        total = jax.lax.reduce_window(x_BxHxWxC, 0.0, jax.lax.add, win, win, "VALID")
+        return total / (win[1] * win[2])
+
+    def features_of(params: Params, x: Array, key: Array | None, train: bool):
+        x = x.reshape(x.shape[0], h, w, c)
+        seen = []
+        for l, layer in enumerate(params["layers"][:-1]):
+            z = conv(layer, x)
+            x = act(z)
+            seen.append((layer, z, x))
+            if train and key is not None and not _is_zero(dropout):
+                keep = 1.0 - dropout
+                mask = jax.random.bernoulli(jax.random.fold_in(key, l), keep, x.shape)
+                x = jnp.where(mask, x / keep, 0.0)
+            x = pool(x)
+        return x.reshape(x.shape[0], -1), seen
+
+    def apply(params: Params, x: Array, *, key: Array | None = None, train: bool = False) -> Array:
+        x, _ = features_of(params, x, key, train)
+        last = params["layers"][-1]
+        z = x @ last["w"]
+        return z + last["b"] if bias else z
+
+    def hidden(params: Params, x: Array) -> list[Hidden]:
+        out = []
+        for layer, z, a in features_of(params, x, None, False)[1]:
+            w = layer["w"].reshape(-1, layer["w"].shape[-1]).T
+            incoming = jnp.concatenate([w, layer["b"][:, None]], 1) if bias else w
+            out.append(Hidden(incoming, z.reshape(-1, z.shape[-1]), a.reshape(-1, a.shape[-1])))
+        return out
+
+    def trainable(params: Params) -> Any:
+        mask = jax.tree.map(lambda _: True, params)
+        mask["layers"][-1] = jax.tree.map(lambda _: False, params["layers"][-1])
+        return mask
+
+    return Model(init, apply, hidden, activation, None if train_output else trainable)
+
+
+def _cnn_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
+    """``model.widths`` are the conv channels; the task's inputs must be square one-channel
+    images flattened (``in_dim = side²``, as the ``digits`` task's 8×8 = 64)."""
+    side = math.isqrt(in_dim)
+    if side * side != in_dim:
+        raise ValueError(
+            f"model 'cnn' needs square one-channel images (in_dim = side²); the task has "
+            f"in_dim = {in_dim}"
+        )
+    return cnn(
+        spec.widths,
+        image_shape=(side, side, 1),
+        out_dim=out_dim,
+        activation=spec.activation,
+        bias=spec.bias,
+        dropout=spec.dropout,
+        train_output=spec.train_output,
+    )
+
+
+MODELS["cnn"] = _cnn_from_spec
+
+
+# -- models users already have (jaxinit.adapters; flax / equinox are imported only when called) --
+def from_flax(module: Any, example_x: Any, **kwargs: Any) -> Model:
+    """A Flax module (linen or nnx) as a :class:`Model`; see :func:`jaxinit.adapters.from_flax`."""
+    from jaxinit.adapters import from_flax as adapt
+
+    return adapt(module, example_x, **kwargs)
+
+
+def from_equinox(model: Any, **kwargs: Any) -> Model:
+    """An Equinox module as a :class:`Model`; see :func:`jaxinit.adapters.from_equinox`."""
+    from jaxinit.adapters import from_equinox as adapt
+
+    return adapt(model, **kwargs)

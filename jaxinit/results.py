@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,8 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "test_metric": {"long_name": "test metric", "units": "1",
                     "description": "accuracy or R² on the test set after the last update"},
     "final_grad_norm": {"long_name": "final gradient norm", "units": "1",
-                        "description": "full-batch training gradient norm at the final parameters"},
+                        "description": "full-batch training gradient norm at the final parameters "
+                                       "(k-means / EM: the size of the last step's change)"},
     "diverged": {"long_name": "diverged",
                  "description": "the loss or the parameters became non-finite"},
     "diverged_step": {"long_name": "divergence step", "units": "steps",
@@ -139,35 +141,33 @@ def _with_all_finals(arrays: dict[str, np.ndarray], n_runs: int, dtype: str) -> 
 
 
 def _gather(
-    chunks: list[dict[str, np.ndarray]], n_runs: int
+    chunks: Iterable[dict[str, np.ndarray]], n_runs: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Scatter every chunk's arrays into ``(n_runs, ...)`` arrays, padding trailing dims."""
+    """Scatter every chunk's arrays into ``(n_runs, ...)`` arrays, padding trailing dims, one
+    chunk at a time (``chunks`` may be a generator: only one is held at once)."""
     done = np.zeros(n_runs, bool)
-    names: dict[str, tuple[np.dtype, tuple[int, ...], bool]] = {}
+    out: dict[str, np.ndarray] = {}
     for c in chunks:
         for name, a in c.items():
             if name == "run_id":
                 continue
-            dtype, shape, same = names.get(name, (a.dtype, a.shape[1:], True))
-            wide = tuple(max(x, y) for x, y in zip(shape, a.shape[1:]))
-            names[name] = (dtype, wide, same and shape == a.shape[1:])
-    out = {}
-    for name, (dtype, shape, _) in names.items():
-        # Parameters whose shapes differ between groups (a widths axis) are NaN-padded to the
-        # widest; load_params (or jaxinit.basins.group_params) gives each group's true shapes.
-        full = _empty(np.dtype(dtype), (n_runs, *shape))
-        for c in chunks:
-            if name in c:
-                a = c[name]
-                full[(c["run_id"], *(slice(0, s) for s in a.shape[1:]))] = a
-        out[name] = full
-    for c in chunks:
+            full = out.get(name)
+            if full is None:
+                full = out[name] = _empty(a.dtype, (n_runs, *a.shape[1:]))
+            elif any(x > y for x, y in zip(a.shape[1:], full.shape[1:])):
+                # Parameters whose shapes differ between groups (a widths axis) are NaN-padded
+                # to the widest; load_params (or basins.group_params) gives the true shapes.
+                wide = tuple(max(x, y) for x, y in zip(full.shape[1:], a.shape[1:]))
+                grown = _empty(full.dtype, (n_runs, *wide))
+                grown[(slice(None), *(slice(0, s) for s in full.shape[1:]))] = full
+                full = out[name] = grown
+            full[(c["run_id"], *(slice(0, s) for s in a.shape[1:]))] = a
         done[c["run_id"]] = True
     return out, done
 
 
 def assemble(
-    plan: Plan, chunks: list[dict[str, np.ndarray]], *, partial: bool, attrs=None
+    plan: Plan, chunks: Iterable[dict[str, np.ndarray]], *, partial: bool, attrs=None
 ) -> xr.Dataset:
     """Build the Dataset of a plan from its chunks (any subset, even none; missing runs are marked).
 
@@ -179,7 +179,8 @@ def assemble(
     arrays, done = _gather(chunks, plan.n_runs)
     _with_all_finals(arrays, plan.n_runs, spec.train.dtype)
     n_log = spec.train.steps // spec.train.log_every + 1
-    arrays.setdefault("curves/loss", _empty(np.dtype(spec.train.dtype), (plan.n_runs, n_log)))
+    if "curves/loss" not in arrays:  # not setdefault: its default would be built regardless
+        arrays["curves/loss"] = _empty(np.dtype(spec.train.dtype), (plan.n_runs, n_log))
     dims = [a.dim for a in plan.axes]
     shape = plan.shape
     variables = {"done": (dims, done.reshape(shape))}
@@ -233,7 +234,7 @@ def load(path: str | Path, *, on_corrupt: str = "raise") -> xr.Dataset:
     """
     spec, meta = read_spec(path)
     plan = make_plan(spec, meta["chunk_size"])
-    chunks = list(iter_chunks(path, on_corrupt=on_corrupt, expect=expect_for(plan)))
+    chunks = iter_chunks(path, on_corrupt=on_corrupt, expect=expect_for(plan))  # streamed
     attrs = {"jaxinit_version": meta["jaxinit_version"], "fingerprint": meta["fingerprint"]}
     if "model" in meta:
         attrs["model"] = json.dumps(meta["model"])

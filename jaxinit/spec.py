@@ -32,7 +32,7 @@ from jaxinit import _toml
 FORMAT_VERSION = 2
 """Bumped whenever a saved sweep directory changes layout or meaning (2: run identity)."""
 
-SECTIONS = ("task", "model", "init", "optimizer", "train", "store", "basins")
+SECTIONS = ("task", "model", "init", "optimizer", "train", "store", "basins", "algorithm")
 MAX_SEED = 2**31 - 1  # seeds are folded into keys as int32
 _TOP_LEVEL = ("name", "description", "seed", "axes", "report", *SECTIONS)
 DESCRIPTIVE = ("name", "description", "report", "basins")
@@ -58,7 +58,8 @@ class TaskSpec:
 @dataclass(frozen=True)
 class ModelSpec:
     name: str = "mlp"
-    widths: tuple[int, ...] = (2,)  # hidden widths; the input and output widths come from the task
+    # hidden widths (cnn: conv channels); the input and output widths come from the task
+    widths: tuple[int, ...] = (2,)
     activation: str = "tanh"
     bias: bool = True
     dropout: float = traced(0.0)  # probability of dropping a hidden unit while training
@@ -111,6 +112,21 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class AlgorithmSpec:
+    """What iterates from each random start. ``"gradient"`` (the default) trains ``[model]``
+    with ``[optimizer]``; the others (:data:`jaxinit.algorithms.ALGORITHMS`: ``"kmeans"``,
+    Lloyd's algorithm, and ``"gmm_em"``, EM for a Gaussian mixture) run ``train.steps``
+    iterations on the task's training inputs and ignore ``[model]``, ``[init]`` and
+    ``[optimizer]``."""
+
+    name: str = "gradient"
+    init: str = "kmeans++"  # how a run starts (per algorithm, e.g. forgy, random_partition)
+    k: int = 0  # clusters (mixture components); 0: the task's number of classes
+    tol: float = 0.0  # converged at the first step that moves no state entry by more than this
+    reg_covar: float = 1e-6  # gmm_em: added to each covariance's diagonal (keeps it invertible)
+
+
+@dataclass(frozen=True)
 class StoreSpec:
     save_params: bool = False  # keep initial and final parameters of every run
 
@@ -146,6 +162,7 @@ class Spec:
     train: TrainSpec = field(default_factory=TrainSpec)
     store: StoreSpec = field(default_factory=StoreSpec)
     basins: BasinSpec = field(default_factory=BasinSpec)
+    algorithm: AlgorithmSpec = field(default_factory=AlgorithmSpec)
     axes: Axes = (("seed", range(1)),)
     report: tuple[str, ...] = ()  # figure names for ``jaxinit report``; empty: the defaults
 
@@ -175,6 +192,12 @@ class Spec:
         """Build a spec from nested dicts (the TOML layout), checking structure and types."""
         if isinstance(data, Spec):
             return data
+        if isinstance(data, Mapping) and "kind" in data:
+            raise SpecError(
+                f"spec {data.get('name', '')!r} is a probe of random nets (kind = "
+                f"{data['kind']!r}), not a training sweep: run it with `jaxinit run` or "
+                "jaxinit.run (jaxinit.probes)"
+            )
         _check_keys("spec", data, _TOP_LEVEL)
         sections = {name: _section(name, data.get(name, {})) for name in SECTIONS}
         return cls(
@@ -317,6 +340,7 @@ SECTION_TYPES = {
     "train": TrainSpec,
     "store": StoreSpec,
     "basins": BasinSpec,
+    "algorithm": AlgorithmSpec,
 }
 
 

@@ -5,7 +5,9 @@ Layout of ``DIR``::
     spec.json                  resolved spec, run identity and its SHA-256, format, chunk size
     manifest.<i>-of-<n>.json   finished chunks of shard i of n: file, SHA-256, run count
     chunks/<group>-<chunk>.npz one chunk's outputs (NumPy .npz, read with allow_pickle=False)
-    lock                       flock'd while a process writes (released by the OS if it dies)
+    lock, lock.<i>-of-<n>      flock'd while a process writes (released by the OS if it dies)
+    writer.<i>-of-<n>          the writer of shard i of n: created with O_EXCL, kept fresh by a
+                               heartbeat (jaxinit.claims), for filesystems that ignore flock
 
 Every file is written to a temporary name, fsync'd and renamed, so a SIGKILL at any moment
 leaves either the old or the new file, never half of one. A chunk counts as done only once the
@@ -20,8 +22,17 @@ bytes (a header cannot make it allocate more than the file holds), and given the
 equals the run ids the plan puts in that chunk (no overwriting other runs, no copied chunks).
 
 Clean-up after a killed writer deletes only this module's own temporary names,
-``.<file>.tmp<pid>`` for ``spec.json``, a manifest or a chunk, matched exactly: a user's
-``.env.tmp`` is never touched (and makes a directory without ``spec.json`` foreign).
+``.<file>.tmp<pid>-<host id>`` for ``spec.json``, a manifest or a chunk, matched exactly: a
+user's ``.env.tmp`` is never touched (and makes a directory without ``spec.json`` foreign); and
+only those of writers that are gone: a dead pid on this machine, or untouched for
+:data:`jaxinit.claims.STALE_S` (another machine's writer may be alive).
+
+Shared filesystems (several machines, one directory): ``flock`` may be ignored or refused there,
+so each writer also holds an ``O_EXCL`` claim on its shard (:mod:`jaxinit.claims`) and checks it
+before every manifest write; shards write only their own manifest; ``spec.json`` is created
+with an exclusive link; chunk files are byte-identical whoever writes them and renamed into
+place; temporary names carry the machine. Two writers can duplicate work at worst, never
+overwrite each other's results.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import io
 import json
 import os
 import re
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -41,6 +53,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxinit import claims
 from jaxinit.identity import differences, digest, record, spec_identity
 from jaxinit.plan import Plan
 from jaxinit.spec import FORMAT_VERSION, Spec, SpecError
@@ -110,7 +123,7 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
     With ``exclusive`` the file is only created if it does not exist yet (returns False and
     leaves it alone otherwise): concurrent shards opening a new directory agree on one file.
     """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{claims.host_id()}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -241,6 +254,8 @@ class SweepDir:
         self.shard = shard
         self.chunk_size = chunk_size
         self._lock_files: list[Any] = []
+        self._claim: claims.Holder | None = None
+        self.flock_honoured = True  # False where flock failed (ENOLCK …): the claim alone guards
         self.manifest: dict[str, dict[str, Any]] = {}
 
     # -- opening ----------------------------------------------------------------------------------
@@ -263,8 +278,8 @@ class SweepDir:
         except StoreError:
             self.close()
             raise
-        for tmp, pid in _leftovers(self.path):  # temp files of killed writers
-            if not self._is_sharded or not _alive(pid):
+        for tmp, pid, host in _leftovers(self.path):  # temp files of killed writers
+            if _gone(tmp, pid, host):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
         return self
@@ -296,7 +311,8 @@ class SweepDir:
         return f"manifest.{i}-of-{n}.json"
 
     def _lock(self) -> None:
-        """Unsharded writers lock the directory exclusively; shards share it and lock their slot."""
+        """Unsharded writers lock the directory exclusively; shards share it and lock their slot.
+        Then the shard's O_EXCL claim, which also holds where flock is not honoured."""
         names = [("lock", fcntl.LOCK_SH if self._is_sharded else fcntl.LOCK_EX)]
         if self._is_sharded:
             names.append((f"lock.{self.shard[0]}-of-{self.shard[1]}", fcntl.LOCK_EX))
@@ -318,7 +334,29 @@ class SweepDir:
                     f"{self.path} is in use by another jaxinit process (lock {name}); wait for it, "
                     "or run disjoint parts with --shard i/n"
                 ) from None
+            except OSError as e:  # ENOLCK, EOPNOTSUPP …: a filesystem without flock
+                if e.errno not in _NO_FLOCK:
+                    raise
+                f.close()
+                self.flock_honoured = False
+                continue
             self._lock_files.append(f)
+        holder = claims.Holder(self.path / f"writer.{self.shard[0]}-of-{self.shard[1]}")
+        try:
+            holder.acquire()
+        except claims.ClaimError as e:
+            self.close()
+            raise StoreError(
+                f"{self.path} is in use by another jaxinit process (shard "
+                f"{self.shard[0]}/{self.shard[1]}, {e}); wait for it, or run disjoint parts "
+                "with --shard i/n"
+            ) from None
+        except OSError as e:
+            self.close()
+            raise StoreError(
+                f"cannot write in output directory {self.path}: {e.strerror or e} ({holder.path})"
+            ) from None
+        self._claim = holder
 
     def _check_same_sweep(self, explicit_chunk_size: bool) -> None:
         """Resume only the same sweep: its identity, field by field. Descriptive fields (name,
@@ -348,6 +386,9 @@ class SweepDir:
         self.chunk_size = meta["chunk_size"]
 
     def close(self) -> None:
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
         for f in self._lock_files:
             with contextlib.suppress(OSError):
                 fcntl.flock(f, fcntl.LOCK_UN)
@@ -387,28 +428,52 @@ class SweepDir:
         self._own_manifest[chunk_id] = entry
         self.manifest[chunk_id] = entry
         blob = json.dumps({"chunks": self._own_manifest}, indent=0).encode()
+        if self._claim is not None:
+            try:
+                self._claim.check()  # never overwrite the manifest of a writer that took over
+            except claims.ClaimError as e:
+                raise StoreError(f"{self.path}: {e}; stopping (the chunk file is kept)") from None
         atomic_write(self.path / self._manifest_name, blob)
+        if self._claim is not None:
+            self._claim.touch()
 
 
-_OWN = re.compile(r"^(spec\.json|chunks|lock(\.\d+-of-\d+)?|manifest\.\d+-of-\d+\.json|report)$")
+_NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL})
+"""flock errors that mean "this filesystem does not do flock" (not "someone holds it")."""
 
 
-_TMP_TOP = re.compile(r"^\.(?:spec\.json|manifest\.\d+-of-\d+\.json)\.tmp([1-9]\d{0,9})$")
-_TMP_CHUNK = re.compile(r"^\.\d{4}-\d{6}\.npz\.tmp([1-9]\d{0,9})$")
+_OWN = re.compile(
+    r"^(spec\.json|chunks|(lock|writer)(\.\d+-of-\d+)?|manifest\.\d+-of-\d+\.json|report)$"
+)
+
+_TMP = r"\.tmp([1-9]\d{0,9})(?:-([0-9a-f]{12}))?$"  # pid, host id (absent in older versions)
+_TMP_TOP = re.compile(r"^\.(?:spec\.json|manifest\.\d+-of-\d+\.json)" + _TMP)
+_TMP_CHUNK = re.compile(r"^\.\d{4}-\d{6}\.npz" + _TMP)
 
 
-def _leftovers(path: Path) -> list[tuple[Path, int]]:
-    """``(file, writer pid)`` of the temp files :func:`atomic_write` leaves when killed, matched
-    exactly (``.<own file name>.tmp<pid>``, each in its own folder): a user's ``.env.tmp`` or
-    ``.gitlab-ci.tmpl`` is not ours and must never be deleted."""
+def _leftovers(path: Path) -> list[tuple[Path, int, str | None]]:
+    """``(file, writer pid, writer host id)`` of the temp files :func:`atomic_write` leaves when
+    killed, matched exactly (``.<own file name>.tmp<pid>[-<host id>]``, each in its own folder):
+    a user's ``.env.tmp`` or ``.gitlab-ci.tmpl`` is not ours and must never be deleted."""
     found = []
     for folder, pattern in ((path, _TMP_TOP), (path / "chunks", _TMP_CHUNK)):
         with contextlib.suppress(OSError):
             for p in folder.iterdir():
                 m = pattern.match(p.name)
                 if m and p.is_file() and not p.is_symlink():
-                    found.append((p, int(m.group(1))))
+                    found.append((p, int(m.group(1)), m.group(2)))
     return found
+
+
+def _gone(tmp: Path, pid: int, host: str | None) -> bool:
+    """Whether the writer of a temp file is gone: a dead pid on this machine (no host id: an
+    older version's, taken as this machine's), or untouched for ``claims.STALE_S``."""
+    if host in (None, claims.host_id()) and not claims.alive(pid):
+        return True
+    try:
+        return time.time() - tmp.stat().st_mtime > claims.STALE_S
+    except OSError:
+        return False
 
 
 def _refuse_foreign(path: Path) -> None:
@@ -416,7 +481,7 @@ def _refuse_foreign(path: Path) -> None:
     scatter its files among the user's. Empty directories and killed new sweeps are fine."""
     if not path.is_dir() or (path / "spec.json").exists():
         return
-    leftover = {p for p, _ in _leftovers(path)}
+    leftover = {p for p, *_ in _leftovers(path)}
     foreign = sorted(p.name for p in path.iterdir() if p not in leftover and not _OWN.match(p.name))
     if foreign:
         raise StoreError(
@@ -426,16 +491,6 @@ def _refuse_foreign(path: Path) -> None:
 
 
 _CHUNK_ID = re.compile(r"^\d{4}-\d{6}$")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # OverflowError: beyond any pid
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _valid_entry(cid: Any, entry: Any) -> bool:

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxinit import distributed
 from jaxinit.executors import Executor, build_task, member_layout
 from jaxinit.identity import record
 from jaxinit.models import Model, from_spec
@@ -112,6 +113,8 @@ def prepare(
 ) -> Prepared:
     """Validate, check the model, plan and size a sweep; nothing is compiled or written."""
     spec = resolve_spec(spec, {k.replace("__", "."): v for k, v in overrides.items()})
+    if model is not None and spec.algorithm.name != "gradient":
+        raise SpecError(f"algorithm {spec.algorithm.name!r} uses no model: drop model=")
     _set_precision(spec.train.dtype)
     first = make_plan(spec, 1).group(0)
     task = build_task(first.spec)
@@ -188,11 +191,17 @@ def run(
         JAX version …) is refused with the fields that differ.
       chunk_size: runs per compiled call (default: from a fixed memory budget).
       shard: ``"i/n"`` runs only chunks ``k`` with ``k % n == i`` (for several processes).
+        In a multi-process JAX job (:mod:`jaxinit.distributed`) each process takes its part of
+        that (with ``out=None``, every process computes every run).
       model: a user ``Model(init, apply)`` replacing the spec's model (give it a ``model_id``).
       progress: a progress bar, and the sweep's size on stderr before compiling.
       executor: how runs are laid out on devices (default: all local devices).
       **overrides: ``field__path=value`` overrides, e.g. ``train__steps=200`` (``__`` for ``.``).
     """
+    from jaxinit import probes  # random nets measured at init (imports SciPy: only when used)
+
+    if not isinstance(spec, (Prepared, Spec)) and probes.is_probe(spec):
+        return probes.run(spec, out, progress=progress, **overrides)  # random nets, no training
     if isinstance(spec, Prepared) and not overrides and spec.model is model:
         prep = spec
     else:
@@ -202,6 +211,8 @@ def run(
         print(f"{prep.spec.name}: {prep.describe()}", file=sys.stderr)
     _refuse_unstorable(prep, out)
     i, n = shard if isinstance(shard, tuple) else parse_shard(shard)
+    if out is not None and jax.process_count() > 1:  # a multi-process JAX job: take our part
+        i, n = distributed.combine((i, n), distributed.process_shard())
     executor = executor or Executor()
     from jaxinit.results import assemble, load
 

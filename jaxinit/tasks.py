@@ -10,6 +10,7 @@ targets and return a scalar; the metric is accuracy for classification and R² f
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -436,3 +437,93 @@ def sparse_regression(
 
 
 TASKS["sparse_regression"] = sparse_regression
+
+
+def blobs(
+    k: int = 5,
+    dim: int = 2,
+    n_per_cluster: int = 50,
+    separation: float = 8.0,
+    std: float = 1.0,
+    seed: int = 0,
+) -> Task:
+    """``k`` isotropic Gaussian blobs (``std`` per coordinate) whose centres are at least
+    ``separation · std`` apart, ``n_per_cluster`` points each; labels are the generating blob.
+
+    Centres are drawn uniformly in a box of side ``separation · std · (2k)^(1/dim)`` and kept only
+    if far enough from the ones before (the box grows if they do not fit), so the data are a pure
+    function of the arguments. With ``separation ≥ 8`` the blobs do not touch and the generating
+    partition is the global optimum of k-means (and of a Gaussian mixture); with ``separation ≈
+    2–3`` they overlap and restarts land in many nearby optima. The test set is a fresh draw
+    from the same blobs. Used by the clustering algorithms (:mod:`jaxinit.algorithms`), which read
+    ``x_train``; a model can classify it too (loss ``ce``).
+    """
+    if k < 1 or dim < 1 or n_per_cluster < 1 or not separation >= 0 or not std > 0:
+        raise ValueError("blobs needs k, dim, n_per_cluster >= 1, separation >= 0 and std > 0")
+    rng = np.random.default_rng(seed)
+    side = max(separation, 1e-9) * std * (2 * k) ** (1 / dim)
+    centres: list[np.ndarray] = []
+    tries = 0
+    while len(centres) < k:
+        c = rng.uniform(0, side, dim)
+        if all(np.linalg.norm(c - o) >= separation * std for o in centres):
+            centres.append(c)
+        tries += 1
+        if tries % 1000 == 0:  # crowded: start again in a larger box
+            side, centres = side * 1.25, []
+    centres_KxD = np.stack(centres)
+
+    def sample() -> tuple[np.ndarray, np.ndarray]:
+        labels = np.repeat(np.arange(k, dtype=np.int32), n_per_cluster)
+        return centres_KxD[labels] + std * rng.normal(size=(len(labels), dim)), labels
+
+    x, y = sample()
+    x_test, y_test = sample()
+    x, x_test = _f32(x, x_test)
+    return Task(x, y, x_test, y_test, "ce", 0.99, 0.05)
+
+
+TASKS["blobs"] = blobs
+
+
+@functools.lru_cache(maxsize=1)
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError(
+            "task 'digits' needs scikit-learn (its bundled 8×8 digits, no download): "
+            "pip install 'jaxinit[digits]'"
+        ) from None
+    data = load_digits()
+    x, y = np.asarray(data.data, np.float32) / 16.0, np.asarray(data.target, np.int32)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
+def digits(n_classes: int = 10, n_train: int = 1000, n_test: int = 0, seed: int = 0) -> Task:
+    """Real handwritten digits: scikit-learn's bundled 8×8 images (1,797 of them, UCI optdigits
+    test set), read from the installed package, never downloaded (``pip install
+    'jaxinit[digits]'``).
+
+    Inputs are the 64 pixels in [0, 1] (row-major, one channel: the ``cnn`` model reshapes
+    them to 8×8), labels the digit (loss ``ce``). Only digits ``0 … n_classes-1`` are kept; they
+    are shuffled with ``seed`` and the first ``n_train`` train, the next ``n_test`` (0: all the
+    rest) test. A run is solved when it classifies every training image.
+    """
+    x_all, y_all = _load_digits()
+    if not 2 <= n_classes <= 10:
+        raise ValueError(f"digits has classes 0..9: n_classes must be in 2..10, got {n_classes}")
+    keep = np.flatnonzero(y_all < n_classes)
+    order = keep[np.random.default_rng(seed).permutation(len(keep))]
+    n_test = n_test or len(order) - n_train
+    if n_train < 1 or n_test < 1 or n_train + n_test > len(order):
+        raise ValueError(
+            f"digits with n_classes={n_classes} has {len(order)} images: n_train ({n_train}) "
+            f"+ n_test ({n_test}) must fit, with at least one of each"
+        )
+    train, test = order[:n_train], order[n_train : n_train + n_test]
+    return Task(x_all[train], y_all[train], x_all[test], y_all[test], "ce", 1.0, 0.05)
+
+
+TASKS["digits"] = digits

@@ -193,15 +193,33 @@ def step(ctx: Context, data: Data, state: RunState, t: Array) -> tuple[RunState,
     loss, grads = jax.value_and_grad(ctx.loss)(
         state.params, x, y, jax.random.fold_in(ctx.key_drop, t)
     )
+    return advance(ctx, state, t, loss, grads), loss
+
+
+def advance(
+    ctx: Any,
+    state: RunState,
+    t: Array,
+    loss: Array,
+    grads: Any,
+    norm: Callable[[Any], Array] = optax.tree.norm,
+    where: Callable[[Array, Any, Any], Any] = _where_tree,
+) -> RunState:
+    """Apply one optimizer update and keep the step's books, for both layouts (``ctx`` is a
+    :class:`Context` or its lanes twin; ``norm``/``where`` act per run in that layout).
+
+    A run whose gradient norm falls below ``grad_tol`` stops moving and records
+    ``converged_step``; the first non-finite loss records ``diverged_step``; the first loss under
+    the task's threshold records ``hit_step``.
+    """
     updates, opt_state = ctx.opt.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     converged = state.converged_step
     if ctx.check_grad:
-        gnorm = optax.tree.norm(grads)
-        done = (converged < 0) & jnp.isfinite(loss) & (gnorm < ctx.spec.train.grad_tol)
+        done = (converged < 0) & jnp.isfinite(loss) & (norm(grads) < ctx.spec.train.grad_tol)
         move = (converged < 0) & ~done
-        params = _where_tree(move, params, state.params)
-        opt_state = _where_tree(move, opt_state, state.opt_state)
+        params = where(move, params, state.params)
+        opt_state = where(move, opt_state, state.opt_state)
         converged = jnp.where(done, t, converged)
     bad = (state.diverged_step < 0) & ~jnp.isfinite(loss)
     return RunState(
@@ -210,7 +228,7 @@ def step(ctx: Context, data: Data, state: RunState, t: Array) -> tuple[RunState,
         jnp.where(bad, t, state.diverged_step),
         converged,
         jnp.where((state.hit_step < 0) & (loss < ctx.threshold), t, state.hit_step),
-    ), loss
+    )
 
 
 def probe(ctx: Context, data: Data, params: Any, params0: Any) -> tuple[Array, dict[str, Array]]:

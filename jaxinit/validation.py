@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 from jaxinit.activations import ACTIVATIONS
+from jaxinit.algorithms import ALGORITHMS, GRADIENT
 from jaxinit.initializers import INITIALIZERS
 from jaxinit.metrics import DIAGNOSTICS
 from jaxinit.models import MODELS
@@ -92,6 +93,7 @@ def validate(spec: Spec) -> None:
         _check_axis(spec, path, values)
     first = spec.first_run()
     _validate_one(first)
+    _check_algorithm_axes(spec)
     for path, values in spec.axes:
         if path == "seed" or len(values) < 2:
             continue
@@ -208,7 +210,7 @@ def _typed_bool(where: str, v: Any) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _build_task(name: str, params_json: str) -> None:
+def _build_task(name: str, params_json: str) -> Any:
     params = json.loads(params_json)
     try:
         task = TASKS[name](**params)
@@ -219,6 +221,18 @@ def _build_task(name: str, params_json: str) -> None:
         np.isfinite(np.asarray(a, float)).all() for a in arrays
     ):
         raise SpecError(f"task {name!r} with {params} gives an empty or non-finite data set")
+    return task
+
+
+def _check_model_fits(spec: Spec) -> None:
+    """The built-in model can be built for the task's input and output widths (e.g. ``cnn``
+    needs square images, ``relu_student`` one output)."""
+    m, t = spec.model, spec.task
+    task = _build_task(t.name, json.dumps(dict(t.params), sort_keys=True))
+    try:
+        MODELS[m.name](m, task.in_dim, task.out_dim)
+    except ValueError as e:
+        raise SpecError(f"model.name = {m.name!r} does not fit task {t.name!r}: {e}") from None
 
 
 def _check_optimizer(o) -> None:
@@ -301,3 +315,41 @@ def _validate_one(spec: Spec) -> None:
     _one_of("basins.probe", b.probe, ("data", "box"))
     if b.n_probe < 1:
         raise SpecError(f"basins.n_probe must be >= 1, got {b.n_probe}")
+    _check_algorithm(spec)
+    if spec.algorithm.name == GRADIENT:
+        _check_model_fits(spec)
+
+
+def _check_algorithm(spec: Spec) -> None:
+    """``[algorithm]``: a known name, an init it accepts, and a k the task's data can hold."""
+    a = spec.algorithm
+    _one_of("algorithm.name", a.name, (GRADIENT, *ALGORITHMS))
+    _finite("algorithm.tol", a.tol, nonneg=True)
+    _finite("algorithm.reg_covar", a.reg_covar, nonneg=True)
+    if a.name == GRADIENT:
+        return
+    _one_of(f"algorithm.init (for {a.name})", a.init, ALGORITHMS[a.name].inits)
+    task = TASKS[spec.task.name](**spec.task.params)
+    if a.k == 0 and task.loss != "ce":
+        raise SpecError(
+            f"algorithm.k = 0 takes k from the task's classes, but task {spec.task.name!r} has "
+            "none: set algorithm.k"
+        )
+    k, n = a.k or task.out_dim, task.x_train.shape[0]
+    if not 1 <= k <= n:
+        raise SpecError(f"algorithm.k must be in 1..{n} (the task's training points), got {a.k}")
+    if a.name == "gmm_em" and a.reg_covar <= 0:
+        raise SpecError("algorithm.reg_covar must be > 0 for gmm_em (a covariance can collapse)")
+
+
+def _check_algorithm_axes(spec: Spec) -> None:
+    """k-means and EM ignore the model, its init and the optimizer: sweeping them is an error."""
+    names = {spec.algorithm.name} | {v for p, vs in spec.axes if p == "algorithm.name" for v in vs}
+    if names == {GRADIENT}:
+        return
+    for path, _ in spec.axes:
+        if path.split(".")[0] in ("model", "init", "optimizer"):
+            raise SpecError(
+                f"axis {path!r} does nothing for algorithm {sorted(names - {GRADIENT})[0]!r} "
+                "(it ignores [model], [init] and [optimizer]); sweep algorithm.* or task.* instead"
+            )

@@ -1,8 +1,22 @@
-"""Shared fixtures: one tiny sweep, computed once per test session."""
+"""Shared fixtures: one tiny sweep, computed once per test session.
+
+The suite's processes (this one and the CLI subprocesses, which inherit the environment) share
+one persistent compilation cache in a fresh temporary directory, so a test never depends on
+what an earlier session left in the user's cache (:mod:`jaxinit.compile_cache`).
+"""
+
+import atexit
+import os
+import shutil
+import tempfile
 
 import pytest
 
 import jaxinit
+
+if "JAXINIT_CACHE_DIR" not in os.environ:
+    os.environ["JAXINIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxinit-test-xla-")
+    atexit.register(shutil.rmtree, os.environ["JAXINIT_CACHE_DIR"], ignore_errors=True)
 
 TINY = {
     "name": "tiny",

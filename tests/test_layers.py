@@ -8,12 +8,20 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jaxinit"
 LAYERS = [
     # plots.names: the figure names as plain data, so validation can check `report` lists
     ("schema", {"_toml", "_version", "spec", "stats", "bundled", "plots.names"}),
-    ("blocks", {"activations", "initializers", "tasks", "models", "metrics"}),
+    # adapters: Flax / Equinox modules as Models (flax, equinox imported only when called)
+    ("blocks", {"activations", "initializers", "tasks", "models", "adapters", "metrics"}),
+    # iterative algorithms beside gradient training: k-means, EM (one run each, vmapped later)
+    ("algorithms", {"kmeans", "gmm", "algorithms"}),
+    # mean-field theory and random nets at init: pure functions of numbers, below the engine so
+    # that probe sweeps (jaxinit.probes, beside jaxinit.sweep) can measure them
+    ("random nets", {"theory", "signal"}),
     ("validation", {"validation"}),
-    ("engine", {"plan", "identity", "train", "lanes", "store", "executors"}),
+    ("claims", {"claims"}),  # who writes a shard of a sweep directory (O_EXCL + heartbeat)
+    ("engine", {"plan", "identity", "train", "lanes", "store", "compile_cache", "executors"}),
+    ("processes", {"distributed", "progress"}),  # multi-process jobs; a directory's progress
     ("results", {"results"}),
-    ("sweep", {"sweep"}),  # orchestrates the engine and hands back labelled results
-    ("analysis", {"basins", "curvature", "symmetry", "theory", "signal", "tables"}),
+    ("sweep", {"sweep", "probes"}),  # orchestrates the engine and hands back labelled results
+    ("analysis", {"basins", "curvature", "symmetry", "tables", "restarts"}),
     ("plots", {"plots"}),
     ("report", {"report"}),
     ("cli", {"cli"}),

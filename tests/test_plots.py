@@ -1,4 +1,5 @@
-"""Plots and report: the plain-sweep figures draw, and write_report writes PNGs and a summary."""
+"""Plots and report: the figures draw and say what they show (categorical axes, colour keys,
+cells on the grid), and write_report writes PNGs and a summary with every analysis table."""
 
 import json
 import os
@@ -8,12 +9,15 @@ import sys
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import xarray as xr
 from conftest import TINY
 
 from jaxinit.plan import make_plan
 from jaxinit.plots import DEFAULT_FIGURES, FIGURES, sweep_dims, time_to_threshold_table, wilson
+from jaxinit.plots.basin_figures import _basin_colors, _text_color, cell_edges
+from jaxinit.plots.core import distinct_colors, study_dim
 from jaxinit.plots.names import FIGURE_NAMES
-from jaxinit.report import summarize, write_report
+from jaxinit.report import full_summary, summarize, write_report
 from jaxinit.results import assemble
 from jaxinit.spec import Spec
 
@@ -180,3 +184,239 @@ def test_summarize_with_no_finished_run():
     assert text.startswith("tiny: 0/12 runs (partial)")
     zeros = next(r for r in text.splitlines() if r.startswith("init.scheme=zeros")).split()
     assert zeros[1:] == ["0", "-", "-", "-", "0"]
+
+
+# -- figures that explain themselves (issue 11) ---------------------------------------------------
+
+
+def _grid_ds(coords: dict, data: dict, *, widths=(4,), name="synthetic") -> xr.Dataset:
+    """A hand-made sweep Dataset: ``coords`` are the axes in spec order (``seed`` included; and
+    ``step`` / ``layer`` for curves), ``data`` maps variable -> (dims, values); ``done`` is
+    added (all runs finished)."""
+    run_dims = [d for d in coords if d not in ("step", "layer")]
+    axes = {d: d if d == "seed" else d.replace("_", ".", 1) for d in run_dims}
+    shape = [len(coords[d]) for d in run_dims]
+    data = {"done": (run_dims, np.ones(shape, bool)), **data}
+    ds = xr.Dataset(data, coords=coords)
+    spec = {"name": name, "model": {"widths": list(widths)}, "train": {"threshold": 0.05}}
+    ds.attrs.update(name=name, axes=json.dumps(axes), spec=json.dumps(spec),
+                    traced_axes=json.dumps([d for d in coords if ds[d].dtype.kind == "f"]))  # fmt: skip
+    return ds
+
+
+def test_success_rate_categorical_x_is_never_joined_by_lines():
+    coords = {"init_scheme": ["zeros", "constant", "he_normal"], "seed": np.arange(4)}
+    ok = np.array([[0, 0, 0, 0], [0, 0, 0, 1], [1, 1, 1, 1]], bool)
+    fig = FIGURES["success_rate"](_grid_ds(coords, {"success": (list(coords), ok)}))
+    try:
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["zeros", "constant", "he_normal"]
+        drawn = [c.lines[0] for c in ax.containers]  # each errorbar's data line
+        assert drawn and all(ln.get_linestyle() == "None" for ln in drawn)
+        np.testing.assert_allclose(drawn[0].get_ydata(), [0, 0.25, 1])
+    finally:
+        plt.close(fig)
+
+
+def test_success_rate_puts_the_studied_axis_on_x_and_pools_only_seeds():
+    coords = {"init_scheme": ["zeros", "he_normal"], "init_scale": [0.1, 1.0, 10.0],
+              "seed": np.arange(4)}  # fmt: skip
+    ok = np.zeros((2, 3, 4), bool)
+    ok[0, 1:, :2] = True  # zeros: 0, 0.5, 0.5
+    ok[1, 2] = True  # he_normal: 0, 0, 1
+    ds = _grid_ds(coords, {"success": (list(coords), ok)})
+    assert study_dim(ds) == "init_scale"
+    fig = FIGURES["success_rate"](ds)
+    try:
+        ax = fig.axes[0]
+        lines = [c.lines[0] for c in ax.containers]  # each errorbar's data line
+        assert len(lines) == 2  # one per scheme: init_scale is not pooled
+        np.testing.assert_allclose(lines[0].get_xdata(), [0.1, 1.0, 10.0])
+        np.testing.assert_allclose(lines[0].get_ydata(), [0, 0.5, 0.5])
+        np.testing.assert_allclose(lines[1].get_ydata(), [0, 0, 1])
+        assert ax.get_xscale() == "log" and ax.get_xlabel() == "init.scale"
+        assert "scheme" in ax.get_legend().get_title().get_text()
+    finally:
+        plt.close(fig)
+
+
+def test_success_rate_numeric_axis_sits_on_its_values():
+    """Eight σ_w values on a linear axis: points at the values themselves, not at 0..7."""
+    scales = [0.894, 1.0, 1.118, 1.225, 1.327, 1.581, 2.0, 2.449]
+    coords = {"model_widths": ["32-32", "32-32-32-32"], "init_scale": scales, "seed": np.arange(2)}
+    ok = np.ones((2, 8, 2), bool)
+    fig = FIGURES["success_rate"](_grid_ds(coords, {"success": (list(coords), ok)}))
+    try:
+        ax = fig.axes[0]
+        np.testing.assert_allclose(ax.containers[0].lines[0].get_xdata(), scales)
+        lo, hi = ax.get_xlim()
+        assert lo < 0.894 and 2.449 < hi < 3 and ax.get_xscale() == "linear"
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels == ["depth×width=2×32", "depth×width=4×32"]
+    finally:
+        plt.close(fig)
+
+
+def test_distinct_units_draws_coinciding_curves_once_and_names_them_all():
+    schemes = ["zeros", "constant", "identical_rows", "he_normal", "glorot_normal"]
+    coords = {"init_scheme": schemes, "seed": np.arange(3), "step": np.arange(0, 50, 10),
+              "layer": np.arange(2)}  # fmt: skip
+    du = np.full((5, 3, 5, 2), np.nan)
+    du[:3, ..., 0] = 1.0  # the symmetric inits: one distinct unit throughout
+    du[3:, ..., 0] = 4.0
+    ds = _grid_ds(coords, {"distinct_units": (list(coords), du)}, widths=(4,))
+    fig = FIGURES["distinct_units"](ds)
+    try:
+        texts = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert texts == ["scheme=zeros/constant/identical_rows (same curve)",
+                         "scheme=he_normal/glorot_normal (same curve)"]  # fmt: skip
+        ax = fig.axes[0]
+        assert len([ln for ln in ax.lines if len(ln.get_xdata()) == 5]) == 2
+        assert ax.get_ylim() == (0.5, 4.5) and "of 4" in ax.get_ylabel()
+        assert "symmetry" in fig._suptitle.get_text() and "3 seeds" in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
+
+
+def test_layer_grad_norm_of_a_deep_net_is_two_panels_against_the_layer():
+    coords = {"init_scheme": ["glorot_normal", "he_normal"], "seed": np.arange(2),
+              "step": np.arange(0, 30, 10), "layer": np.arange(21)}  # fmt: skip
+    g = np.broadcast_to(2.0 ** -np.arange(21)[::-1], (2, 2, 3, 21)).copy()
+    fig = FIGURES["layer_grad_norm"](_grid_ds(coords, {"layer_grad_norm": (list(coords), g)}))
+    try:
+        maps = [ax for ax in fig.axes if ax.lines]
+        assert len(maps) == 2 and "layer" in maps[0].get_xlabel()
+        np.testing.assert_allclose(maps[0].lines[0].get_xdata(), np.arange(21))
+    finally:
+        plt.close(fig)
+
+
+def test_colours_stay_distinct_past_ten():
+    assert len(set(distinct_colors(40))) == 40
+    import pandas as pd
+
+    table = pd.DataFrame({"basin": range(24), "mean_loss": np.linspace(0, 1, 24),
+                          "is_global": [True] * 12 + [False] * 12})  # fmt: skip
+    colours = _basin_colors(table)
+    assert len(colours) == 24 and len(set(colours.values())) == 24
+    import colorsys
+
+    for b in range(12, 24):  # non-global basins are never green (green = global)
+        h, _, s = colorsys.rgb_to_hls(*colours[b][:3])
+        assert not (0.22 < h < 0.45 and s > 0.2), (b, colours[b])
+
+
+def test_cell_edges_centre_each_cell_on_its_value():
+    xs = np.linspace(-3, 3, 7)
+    e = cell_edges(xs)
+    np.testing.assert_allclose((e[:-1] + e[1:]) / 2, xs)  # an even grid: centred cells
+    uneven = np.array([-1.0, 0.0, 0.5, 2.0])
+    e = cell_edges(uneven)  # an uneven one: each cell reaches halfway to its neighbours
+    np.testing.assert_allclose(e[1:-1], (uneven[:-1] + uneven[1:]) / 2)
+    assert np.all((e[:-1] < uneven) & (uneven < e[1:]))
+    logs = np.geomspace(0.01, 100, 5)
+    e = cell_edges(logs, log=True)
+    np.testing.assert_allclose(np.sqrt(e[:-1] * e[1:]), logs)
+
+
+def test_outcome_map_cells_align_with_the_grid_and_list_only_outcomes_that_happened():
+    scales, lrs = np.geomspace(0.01, 100, 5), np.array([0.1, 0.2, 0.3, 0.4])
+    coords = {"init_scale": scales, "optimizer_learning_rate": lrs, "seed": np.arange(3)}
+    t = np.where(np.arange(5)[:, None, None] > 1, 10.0, np.nan) * np.ones((5, 4, 3))
+    ds = _grid_ds(coords, {"time_to_threshold": (list(coords), t),
+                           "diverged": (list(coords), np.zeros((5, 4, 3), bool))})  # fmt: skip
+    fig = FIGURES["outcome_map"](ds)
+    try:
+        ax = fig.axes[0]
+        mesh = ax.collections[0]
+        xy = mesh.get_coordinates()  # (ny + 1, nx + 1, 2) cell corners
+        ex, ey = xy[0, :, 0], xy[:, 0, 1]
+        np.testing.assert_allclose(np.sqrt(ex[:-1] * ex[1:]), scales)  # log x: geometric centres
+        np.testing.assert_allclose((ey[:-1] + ey[1:]) / 2, lrs)
+        assert ax.get_xscale() == "log"
+        z = np.asarray(mesh.get_array()).reshape(4, 5)  # (y, x): converged (0) where scale > 1
+        np.testing.assert_array_equal(z[:, 2:], 0)
+        np.testing.assert_array_equal(z[:, :2], 1)
+        texts = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert texts == ["converged (36 runs)", "stalled (24 runs)"]
+    finally:
+        plt.close(fig)
+
+
+def test_text_colour_contrasts_with_its_cell():
+    assert _text_color((1.0, 1.0, 0.8)) == "black" and _text_color((0.05, 0.0, 0.1)) == "white"
+
+
+@pytest.fixture(scope="module")
+def plane_sweep():
+    """A 4×3 plane of XOR 2-3-1 tanh inits through θ₀ (a = b = 0 on the grid), saved params."""
+    import jaxinit
+
+    spec = {
+        "name": "plane_tiny",
+        "report": ["basin_map", "barrier_matrix", "restarts"],
+        "task": {"name": "xor"},
+        "model": {"widths": [3], "activation": "tanh"},
+        "init": {"scale": 2.0, "bias_scheme": "normal", "bias_scale": 0.1, "plane_seed": 0},
+        "optimizer": {"learning_rate": 1.0},
+        "train": {"steps": 300, "log_every": 300, "diagnostics": []},
+        "store": {"save_params": True},
+        "axes": {"init.plane_a": [-2.0, 0.0, 1.0, 2.0], "init.plane_b": [-1.0, 0.0, 1.5]},
+    }
+    return jaxinit.run(spec, progress=False)
+
+
+def _legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
+
+
+def test_basin_map_has_a_colour_key_marks_theta0_and_lists_only_what_happened(plane_sweep):
+    assert not plane_sweep.diverged.any()
+    fig = FIGURES["basin_map"](plane_sweep)
+    try:
+        maps = [ax for ax in fig.axes if ax.collections and ax.get_label() != "<colorbar>"]
+        assert len(maps) == 3
+        key = _legend_texts(maps[0])
+        assert key and key[0].startswith("basin ") and "cells" in key[0]
+        assert not any("diverged" in t for t in key)
+        for ax in maps:  # θ₀, the init the plane goes through, is starred on every panel
+            stars = [ln for ln in ax.lines if ln.get_marker() == "*"]
+            assert stars and (stars[0].get_xdata()[0], stars[0].get_ydata()[0]) == (0.0, 0.0)
+        assert any("θ₀" in t.get_text() for lg in fig.legends for t in lg.get_texts())
+    finally:
+        plt.close(fig)
+    ds = plane_sweep.copy()
+    ds["diverged"] = ds.diverged.copy(data=np.zeros(ds.diverged.shape, bool))
+    ds["diverged"][0, 0] = True
+    fig = FIGURES["basin_map"](ds)
+    try:
+        assert "diverged or unfinished: 1 cells" in _legend_texts(fig.axes[0])
+    finally:
+        plt.close(fig)
+
+
+def test_barrier_matrix_is_readable_and_explains_its_diagonal(plane_sweep):
+    fig = FIGURES["barrier_matrix"](plane_sweep)
+    try:
+        ax = fig.axes[0]
+        cells = [t for t in ax.texts]
+        n = len(ax.get_xticks())
+        assert len(cells) == n * n and min(t.get_fontsize() for t in cells) >= 8
+        boxes = [p for p in ax.patches if not p.get_fill()]
+        assert len(boxes) == n  # the diagonal is boxed ...
+        assert any("Diagonal" in t.get_text() for t in fig.texts)  # ... and explained
+    finally:
+        plt.close(fig)
+
+
+def test_summary_holds_every_analysis_table(plane_sweep):
+    text = full_summary(plane_sweep)
+    assert text.startswith(summarize(plane_sweep))
+    for title in ("Basins of the converged runs", "Runs not in a basin",
+                  "clustering tolerance f_tol", "Loss barriers between basins",
+                  "Random restarts", "Endpoint kinds"):  # fmt: skip
+        assert title in text, title
+
+
+def test_summary_of_a_plain_sweep_is_its_table(tiny_sweep):
+    assert full_summary(tiny_sweep) == summarize(tiny_sweep)

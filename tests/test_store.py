@@ -565,3 +565,115 @@ def test_member_names_and_sizes_are_checked_without_member_shapes(tmp_path, monk
     monkeypatch.setattr(store, "MAX_MEMBER_ELEMS_PER_RUN", 11)
     with pytest.raises(store.CorruptChunkError, match="too large per run"):
         store.read_chunk(d, CID, _plant(d, CID, ok), _expect(None)(CID))
+
+
+# -- shared filesystems: writers' claims where flock is not honoured -------------------------------
+def _no_flock(monkeypatch, errno_code: int | None = None) -> None:
+    """flock that does nothing (NFS without a lock manager: every opener "gets" the lock), or
+    that fails with ``errno_code`` (ENOLCK: a filesystem without flock)."""
+    import os
+
+    def flock(f, mode):
+        if errno_code is not None:
+            raise OSError(errno_code, os.strerror(errno_code))
+
+    monkeypatch.setattr(store.fcntl, "flock", flock)
+
+
+def _foreign_claim(path: Path, *, age_s: float, pid: int = 4242) -> None:
+    import os
+
+    path.write_text(json.dumps({"host": "elsewhere", "host_id": "0" * 12, "pid": pid,
+                                "token": "f" * 32, "since": time.time() - age_s}))  # fmt: skip
+    os.utime(path, (time.time() - age_s,) * 2)
+
+
+@pytest.mark.parametrize("flock", ["ignored", "ENOLCK"])
+def test_claims_keep_two_writers_of_one_shard_apart_without_flock(tmp_path, monkeypatch, flock):
+    import errno
+
+    errno_code = errno.ENOLCK if flock == "ENOLCK" else None
+    _no_flock(monkeypatch, errno_code)
+    d = tmp_path / "d"
+    first = store.SweepDir(d, SPEC, 2, (1, 2)).open(explicit_chunk_size=True)
+    assert (d / "writer.1-of-2").is_file()
+    assert first.flock_honoured is (errno_code is None)  # a no-op flock cannot be told apart
+    with pytest.raises(store.StoreError, match=r"in use by another jaxinit process.*shard 1/2"):
+        store.SweepDir(d, SPEC, 2, (1, 2)).open(explicit_chunk_size=True)
+    other = store.SweepDir(d, SPEC, 2, (0, 2)).open(explicit_chunk_size=True)  # other shard: fine
+    first.write_chunk("0000-000001", {"run_id": np.array([2, 3]), "final/final_loss": np.ones(2)})
+    other.close()
+    first.close()
+    assert not (d / "writer.1-of-2").exists()  # released: the next writer of 1/2 gets in
+    store.SweepDir(d, SPEC, 2, (1, 2)).open(explicit_chunk_size=True).close()
+    assert list(store.read_manifests(d)) == ["0000-000001"]
+
+
+def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from jaxinit import claims
+
+    _no_flock(monkeypatch)
+    d = tmp_path / "d"
+    store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True).close()
+    claim = d / "writer.0-of-1"
+    _foreign_claim(claim, age_s=5)  # another machine's writer, heartbeat 5 s ago: alive
+    with pytest.raises(store.StoreError, match=r"elsewhere:4242, heartbeat 5 s ago"):
+        store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True)
+    assert json.loads(claim.read_text())["host"] == "elsewhere"  # left alone
+    _foreign_claim(claim, age_s=claims.STALE_S + 5)  # silent for too long: gone
+    store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True).close()
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout)  # fmt: skip
+    claim.write_text(json.dumps({"host": "here", "host_id": claims.host_id(), "pid": dead,
+                                 "token": "d" * 32, "since": time.time()}))  # fmt: skip
+    with store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True):  # this machine, dead pid
+        assert json.loads(claim.read_text())["pid"] != dead
+
+
+def test_a_writer_whose_claim_was_taken_over_stops_before_its_manifest(tmp_path, monkeypatch):
+    _no_flock(monkeypatch)
+    d = tmp_path / "d"
+    w = store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True)
+    w.write_chunk("0000-000000", {"run_id": np.array([0, 1]), "final/final_loss": np.ones(2)})
+    _foreign_claim(d / "writer.0-of-1", age_s=0)  # another machine judged us stale
+    before = (d / "manifest.0-of-1.json").read_bytes()
+    with pytest.raises(store.StoreError, match=r"took the shard over"):
+        w.write_chunk("0000-000001", {"run_id": np.array([2, 3]), "final/final_loss": np.ones(2)})
+    assert (d / "manifest.0-of-1.json").read_bytes() == before
+    w.close()
+    assert (d / "writer.0-of-1").exists()  # not ours to delete
+
+
+def test_heartbeat_keeps_the_claim_fresh(tmp_path, monkeypatch):
+    import os
+
+    from jaxinit import claims
+
+    monkeypatch.setattr(claims, "HEARTBEAT_S", 0.05)
+    d = tmp_path / "d"
+    with store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True):
+        os.utime(d / "writer.0-of-1", (1.0, 1.0))
+        deadline = time.time() + 10
+        while (d / "writer.0-of-1").stat().st_mtime < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        assert time.time() - (d / "writer.0-of-1").stat().st_mtime < 10
+
+
+def test_temp_files_of_other_machines_are_kept_until_stale(tmp_path):
+    import os
+
+    from jaxinit import claims
+
+    d = _fake_dir(tmp_path / "d")
+    fresh = d / "chunks" / f".0000-000001.npz.tmp{os.getpid()}-{'a' * 12}"  # live elsewhere
+    old = d / "chunks" / f".0000-000002.npz.tmp{os.getpid()}-{'b' * 12}"
+    mine_dead = d / ".manifest.0-of-1.json.tmp999999999"  # this machine (no host id), dead pid
+    for p in (fresh, old, mine_dead):
+        p.write_bytes(b"partial")
+    os.utime(old, (time.time() - claims.STALE_S - 5,) * 2)
+    store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True).close()
+    assert fresh.exists() and not old.exists() and not mine_dead.exists()
+    assert store.atomic_write(d / "x", b"y") and not list(d.glob(".x.tmp*"))

@@ -23,8 +23,11 @@ _LAZY = {
     "diag_linear_beta": "init_figures",
     "time_to_threshold_table": "init_figures",
     "_task_of": "init_figures",
+    "TABLES": "depth_figures",
+    "magic_numbers_table": "depth_figures",
+    "phase_diagram_table": "depth_figures",
 }
-_FAMILIES = ("core", "basin_figures", "init_figures")
+_FAMILIES = ("core", "basin_figures", "init_figures", "depth_figures", "restart_figures")
 
 
 def __getattr__(name: str) -> Any:
@@ -48,11 +51,16 @@ __all__ = [
     "DEFAULT_FIGURES",
     "FIGURES",
     "FIGURE_NAMES",
+    "TABLES",
     "basin_figures",
     "best_scale_bands",
     "core",
+    "depth_figures",
     "diag_linear_beta",
     "init_figures",
+    "magic_numbers_table",
+    "phase_diagram_table",
+    "restart_figures",
     "sweep_dims",
     "time_to_threshold_table",
     "wilson",

@@ -1,6 +1,9 @@
 """Basin figures: sizes, loss histograms, barriers, restarts, basin and outcome maps.
 
 Computed from a Dataset with saved parameters through :mod:`jaxinit.basins` (imported lazily).
+Every basin of a group keeps one colour across figures (global basins in greens, the others never
+repeating); maps draw each run as a cell centred on its grid values, mark the inits a plane goes
+through, and their keys list only the outcomes that occur.
 """
 
 from __future__ import annotations
@@ -8,25 +11,31 @@ from __future__ import annotations
 import json
 
 import matplotlib.colors
+import matplotlib.lines
 import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from jaxinit.plots.core import FIGURES, _is_log, _label, _pool, sweep_dims
+from jaxinit.plots.core import (
+    FIGURES,
+    _is_log,
+    _label,
+    _pool,
+    distinct_colors,
+    sweep_dims,
+    threshold_of,
+)
 
 
 def _basin_colors(table) -> dict[int, tuple]:
-    """One colour per basin of a group: global basins in greens, the others in a qualitative map."""
-    cmap, greens = plt.get_cmap("tab10"), plt.get_cmap("Greens")
-    out, k, g = {}, 0, 0
-    for _, row in table.sort_values("mean_loss").iterrows():
-        if row.is_global:
-            out[row.basin] = greens(0.8 - 0.15 * (g % 4))
-            g += 1
-        else:
-            out[row.basin] = cmap((k + 1) % 10)
-            k += 1
+    """One colour per basin of a group, all different however many: global basins in distinct
+    greens (darkest = lowest loss), the others from a palette without greens, by loss."""
+    t = table.sort_values("mean_loss")
+    glob, other = t[t.is_global], t[~t.is_global]
+    greens = plt.get_cmap("Greens")(np.linspace(0.85, 0.45, len(glob))) if len(glob) else []
+    out = {int(b): tuple(c) for b, c in zip(glob.basin, greens)}
+    out.update(zip((int(b) for b in other.basin), distinct_colors(len(other), avoid_green=True)))
     return out
 
 
@@ -99,10 +108,10 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
         ax.set_ylim(0, 1)
         ex = b.excluded.set_index("group").loc[gi]
         ax.set_title(
-            f"{table.label.iloc[0]} ({len(table)} basins of converged runs, "
-            f"{int(total.max())} runs per bar; excluded: {ex.unconverged} still moving "
+            f"{table.label.iloc[0]}: {len(table)} basins of converged runs, "
+            f"{int(total.max())} runs per bar\nnot in a basin: {ex.unconverged} still moving "
             f"(|∇L| ≥ {b.config.grad_tol:g} above the lowest loss), "
-            f"{ex.diverged_or_unfinished} diverged)",
+            f"{ex.diverged_or_unfinished} diverged",
             fontsize=8,
         )
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -130,49 +139,81 @@ def basin_loss_hist(ds: xr.Dataset) -> plt.Figure:
         edges = np.histogram_bin_edges(loss[runs][ok], 60) if ok.any() else 10
         shown, rest = _shown_basins(table)
         colors = _basin_colors(table)
-        data = [loss[runs][lab[runs] == r.basin] for r in shown] + [
-            loss[runs][np.isin(lab[runs], rest)]
-        ]
-        colours = [colors[r.basin] for r in shown] + ["0.75"]
+        data = [loss[runs][lab[runs] == r.basin] for r in shown]
+        colours = [colors[r.basin] for r in shown]
         names = [f"{r.basin}" + ("*" if r.is_global else "") + f" ({r.size})" for r in shown]
-        ax.hist(data, edges, stacked=True, color=colours, label=[*names, f"{len(rest)} others"])
+        if rest:
+            data.append(loss[runs][np.isin(lab[runs], rest)])
+            colours.append("0.75")
+            names.append(f"{len(rest)} others")
+        ax.hist(data, edges, stacked=True, color=colours, label=names)
         ax.set_yscale("log")
         ax.set_xlabel("log10 final loss")
         ax.set_ylabel("runs")
         ax.set_title(table.label.iloc[0], fontsize=9)
-        ax.legend(title="basin (* global) (runs)", fontsize=6, title_fontsize=6, ncol=2)
+        ax.legend(title="basin (* global) (runs)", fontsize=7, title_fontsize=7, ncol=2)
     for ax in axes.ravel()[len(groups) :]:
         ax.axis("off")
-    fig.suptitle(f"{ds.attrs['name']}: final loss by basin")
+    fig.suptitle(f"{ds.attrs['name']}: final loss of the converged runs, stacked by basin")
     fig.tight_layout()
     return fig
 
 
+def _text_color(rgba) -> str:
+    """Black or white, whichever reads better on ``rgba`` (relative luminance)."""
+    r, g, b = rgba[:3]
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
+
+
+BARRIER_NOTE = (
+    "Entry (i, j): median loss barrier (max along the straight path − mean of its two ends) "
+    "between the lowest-loss runs of basins i and j, hidden units aligned first.\n"
+    "Diagonal (boxed): between two runs of the same basin. ≈ 0: one connected valley. Clearly "
+    "> 0 (as it can be for a global basin *): its runs compute the same function on the probe set\n"
+    "but sit in separate valleys of weight space (a symmetry the alignment does not undo, or "
+    "minima at infinity); 0 exactly when the basin has a single run."
+)
+
+
 def barrier_matrix(ds: xr.Dataset) -> plt.Figure:
     """Loss barrier between the largest basins (median over representative pairs, aligned by
-    weight matching), one panel per group (at most four)."""
+    weight matching), one panel per group (at most four); each cell carries its value, the
+    diagonal (two runs of one basin) is boxed and explained under the panels."""
     from jaxinit.basins import barrier_matrix as barriers
     from jaxinit.basins import find_basins
 
     b = find_basins(ds)
     groups = _group_rows(b, 4)
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 4), squeeze=False)
-    for ax, (gi, table) in zip(axes[0], groups):
+    cols = min(len(groups), 2)
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 5.2 * rows + 1.0), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for ax, (gi, table) in zip(axes.ravel(), groups):
         ids, mat = barriers(b, gi)
-        im = ax.imshow(mat, cmap="magma_r", vmin=0)
-        names = [f"{i}" + ("*" if table[table.basin == i].is_global.iloc[0] else "") for i in ids]
-        ax.set_xticks(range(len(ids)), names, fontsize=7)
-        ax.set_yticks(range(len(ids)), names, fontsize=7)
-        if len(ids) <= 8:
-            for i in range(len(ids)):
-                for j in range(len(ids)):
-                    ax.text(j, i, f"{mat[i, j]:.2g}", ha="center", va="center", fontsize=6,
-                            color="white" if mat[i, j] > 0.6 * max(mat.max(), 1e-12) else "black")  # fmt: skip
-        ax.set_title(table.label.iloc[0], fontsize=8)
-        ax.set_xlabel("basin (* global)")
-        fig.colorbar(im, ax=ax, shrink=0.7, label="barrier (max on path − mean of ends)")
-    fig.suptitle(f"{ds.attrs['name']}: loss barriers between basins")
-    fig.tight_layout()
+        norm = matplotlib.colors.Normalize(0, max(float(mat.max()), 1e-12))
+        cmap = plt.get_cmap("magma_r")
+        im = ax.imshow(mat, cmap=cmap, norm=norm)
+        rows_of = {int(r.basin): r for r in table.itertuples()}
+        ticks = [f"{i}" + ("*" if rows_of[int(i)].is_global else "") for i in ids]
+        ax.set_xticks(range(len(ids)), ticks, fontsize=9)
+        ax.set_yticks(range(len(ids)), [f"{t}  (loss {rows_of[int(i)].mean_loss:.2g})"
+                                        for t, i in zip(ticks, ids)], fontsize=8)  # fmt: skip
+        size = 11 if len(ids) <= 4 else 9 if len(ids) <= 6 else 8
+        for i in range(len(ids)):
+            for j in range(len(ids)):
+                ax.text(j, i, f"{mat[i, j]:.2g}", ha="center", va="center", fontsize=size,
+                        color=_text_color(cmap(norm(mat[i, j]))))  # fmt: skip
+            ax.add_patch(matplotlib.patches.Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False,
+                                                      ec="tab:blue", lw=1.5))  # fmt: skip
+        ax.set_title(table.label.iloc[0], fontsize=9)
+        ax.set_xlabel("basin (* = global)")
+        fig.colorbar(im, ax=ax, shrink=0.8, label="barrier (loss units)")
+    for ax in axes.ravel()[len(groups) :]:
+        ax.axis("off")
+    fig.suptitle(f"{ds.attrs['name']}: is there a loss barrier between the basins?")
+    fig.text(0.5, 0, BARRIER_NOTE, ha="center", va="bottom", fontsize=7.5, wrap=True)
+    bottom = 0.5 / fig.get_figheight()  # room for the three lines of the note
+    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
     return fig
 
 
@@ -187,11 +228,13 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
     others = [d for d in sweep_dims(ds) if d != x_dim and d in stats.columns]
     lines = stats.groupby(others, sort=False) if others else [((), stats)]
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
+    lines = list(lines)
+    palette = distinct_colors(len(lines))  # never repeats, however many cells
     for i, (key, rows) in enumerate(lines):
         key = key if isinstance(key, tuple) else (key,)
         name = ", ".join(f"{_label(ds, d)}={v}" for d, v in zip(others, key)) or "all runs"
         xs = rows[x_dim].to_numpy() if x_dim else np.zeros(len(rows))
-        color = f"C{i % 10}"
+        color = palette[i]
         ax0.errorbar(xs, rows.p_global, yerr=[rows.p_global - rows.p_lo, rows.p_hi - rows.p_global],
                      marker="o", ms=3, capsize=2, color=color, label=name)  # fmt: skip
         k = rows.k_needed.replace(np.inf, np.nan)
@@ -221,16 +264,33 @@ def _map_dims(ds: xr.Dataset) -> tuple[str, str]:
     return dims[0], dims[1]
 
 
+def cell_edges(values, log: bool = False) -> np.ndarray:
+    """Edges of a map's cells around ``values``: cell ``k`` spans ``[edges[k], edges[k + 1]]``,
+    halfway to each neighbouring value (geometric midpoints on a log axis), so on an even grid
+    every cell is centred on its value, never half a cell off."""
+    v = np.log10(np.asarray(values, float)) if log else np.asarray(values, float)
+    if v.size == 1:
+        edges = v[0] + np.array([-0.5, 0.5])
+    else:
+        mid = (v[1:] + v[:-1]) / 2
+        edges = np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+    return 10**edges if log else edges
+
+
 def _image(ax, da: xr.DataArray, x: str, y: str, ds: xr.Dataset, **kw):
+    """``da`` over ``(x, y)`` as cells centred on the grid values (``pcolormesh``; log axes
+    where the values span a wide positive range). NaN cells show the axes' face colour."""
     xs, ys = ds[x].values, ds[y].values
     logx, logy = _is_log(xs), _is_log(ys)
-    ext = [np.log10(xs[0]) if logx else xs[0], np.log10(xs[-1]) if logx else xs[-1],
-           np.log10(ys[0]) if logy else ys[0], np.log10(ys[-1]) if logy else ys[-1]]  # fmt: skip
-    im = ax.imshow(da.transpose(y, x).values, origin="lower", extent=ext, aspect="auto",
-                   interpolation="nearest", **kw)  # fmt: skip
-    ax.set_xlabel(("log10 " if logx else "") + _label(ds, x))
-    ax.set_ylabel(("log10 " if logy else "") + _label(ds, y))
-    return im
+    z = np.ma.masked_invalid(np.asarray(da.transpose(y, x).values, float))
+    mesh = ax.pcolormesh(cell_edges(xs, logx), cell_edges(ys, logy), z, shading="flat", **kw)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(_label(ds, x))
+    ax.set_ylabel(_label(ds, y))
+    return mesh
 
 
 def _first(ds: xr.Dataset, keep: list[str]) -> xr.Dataset:
@@ -238,41 +298,110 @@ def _first(ds: xr.Dataset, keep: list[str]) -> xr.Dataset:
     return ds.isel({d: 0 for d in json.loads(ds.attrs["axes"]) if d not in keep})
 
 
+def _anchors(ds: xr.Dataset, x: str, y: str) -> list[tuple[float, float, str]]:
+    """The inits a plane map is built from, as ``(x, y, name)``: θ₀ (the init of
+    ``plane_seed``) at the origin, and the seeds that span the plane at (1, 0) and (0, 1)."""
+    if {x, y} != {"init_plane_a", "init_plane_b"}:
+        return []
+    init = json.loads(ds.attrs["spec"]).get("init", {})
+    seed = init.get("plane_seed", -1)
+    if seed is None or seed < 0:
+        return []
+    points = {(0.0, 0.0): f"θ₀ (init of seed {seed})"}
+    for name, at in (("plane_seed_a", (1.0, 0.0)), ("plane_seed_b", (0.0, 1.0))):
+        if init.get(name, -1) is not None and init.get(name, -1) >= 0:
+            points[at] = f"init of seed {init[name]}"
+    out = []
+    for (a, b), name in points.items():
+        px, py = (a, b) if x == "init_plane_a" else (b, a)
+        xs, ys = ds[x].values, ds[y].values
+        if xs.min() <= px <= xs.max() and ys.min() <= py <= ys.max():
+            out.append((px, py, name))
+    return out
+
+
+def _mark_anchors(ax, anchors, legend: bool) -> None:
+    for k, (px, py, name) in enumerate(anchors):
+        ax.plot(px, py, marker="*" if k == 0 else "P", ms=13, mfc="white", mec="black", mew=1.2,
+                ls="none", label=name if legend else None, zorder=5)  # fmt: skip
+
+
 def basin_map(ds: xr.Dataset) -> plt.Figure:
-    """A 2-D slice of init space (e.g. ``init.plane_a × init.plane_b``): each pixel one run,
-    coloured by the basin it reached (when params are saved), its log10 final loss and the step
-    its loss first fell below the threshold."""
+    """A 2-D slice of init space (e.g. ``init.plane_a × init.plane_b``): each cell one run,
+    coloured by the basin it reached (when params are saved; a colour key names each basin and
+    only the outcomes that occur), its log10 final loss and the step its loss first fell below
+    the threshold. θ₀, the init the plane goes through, is marked with a star."""
+    from jaxinit.basins import DIVERGED, UNCLUSTERED, UNCONVERGED
+
     x, y = _map_dims(ds)
     sl = _first(ds, [x, y])
-    panels = []
-    if any(k.startswith("params/") for k in ds.data_vars):
+    anchors = _anchors(ds, x, y)
+    with_basins = any(k.startswith("params/") for k in ds.data_vars)
+    n_panels = 2 + with_basins
+    fig, axes = plt.subplots(1, n_panels, figsize=(4.8 * n_panels + 2.4, 5.4), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    axes = list(axes[0])
+    if with_basins:
+        ax = axes.pop(0)
         from jaxinit.basins import find_basins
 
         b = find_basins(ds)
         lab = b.label.isel({d: 0 for d in b.label.dims if d not in (x, y)})
-        table = b.table.sort_values("size", ascending=False)
-        order = {bid: k for k, bid in enumerate(table.basin)}
-        rank = xr.apply_ufunc(np.vectorize(lambda v: order.get(v, -1)), lab)
-        panels.append(
-            (
-                "basin (by size; grey: unconverged or diverged)",
-                rank.where(rank >= 0),
-                dict(cmap="tab20", vmin=-0.5, vmax=19.5),
+        seen = set(np.unique(lab.values).tolist())
+        table = b.table[b.table.basin.isin(seen)].sort_values("size", ascending=False)
+        colors = {}  # the colours of basin_sizes: per group, from all of the group's basins
+        for _, group_table in b.table.groupby("group"):
+            colors.update(_basin_colors(group_table))
+        keys = [int(v) for v in table.basin]
+        special = [(UNCONVERGED, "unconverged (still moving)", "0.8"),
+                   (DIVERGED, "diverged or unfinished", "0.25"),
+                   (UNCLUSTERED, "unclustered (past max_basins)", "0.55")]  # fmt: skip
+        special = [t for t in special if t[0] in seen]
+        palette = [colors[k] for k in keys] + [c for _, _, c in special]
+        code = {k: i for i, k in enumerate(keys + [t[0] for t in special])}
+        idx = xr.apply_ufunc(np.vectorize(lambda v: code.get(int(v), np.nan), otypes=[float]), lab)
+        cmap = matplotlib.colors.ListedColormap(palette)
+        _image(ax, idx, x, y, ds, cmap=cmap, vmin=-0.5, vmax=len(palette) - 0.5)
+        counts = {int(v): int(c) for v, c in zip(*np.unique(lab.values, return_counts=True))}
+        shown = keys[:12]
+        handles = [
+            matplotlib.patches.Patch(
+                color=colors[k],
+                label=f"basin {k}{' (global)' if bool(table.set_index('basin').is_global[k]) else ''}: "
+                f"loss {table.set_index('basin').mean_loss[k]:.2g}, {counts[k]} cells",
             )
-        )
+            for k in shown
+        ]
+        if len(keys) > len(shown):
+            rest = sum(counts[k] for k in keys[len(shown) :])
+            handles.append(matplotlib.patches.Patch(
+                color="white", label=f"{len(keys) - len(shown)} smaller basins: {rest} cells"))  # fmt: skip
+        handles += [matplotlib.patches.Patch(color=c, label=f"{name}: {counts[v]} cells")
+                    for v, name, c in special]  # fmt: skip
+        _mark_anchors(ax, anchors, legend=False)
+        ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13),
+                  ncol=1, title="basin reached (same colours in basin_sizes)", title_fontsize=7)  # fmt: skip
+        n = len(keys)
+        ax.set_title(f"basin reached ({n} basin{'s' if n != 1 else ''} in this slice)", fontsize=9)
+    threshold = threshold_of(ds)
     loss = np.log10(np.maximum(sl.final_loss, 1e-12))
-    panels.append(("log10 final loss", loss, dict(cmap="viridis")))
-    hit = sl.time_to_threshold  # NaN where never reached
-    panels.append(("steps to threshold (white: never)", hit, dict(cmap="plasma")))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
-    for ax, (title, da, kw) in zip(axes[0], panels):
-        ax.set_facecolor("0.85" if "basin" in title else "white")
-        im = _image(ax, da, x, y, ds, **kw)
-        ax.set_title(title, fontsize=9)
-        if "basin" not in title:
-            fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.suptitle(f"{ds.attrs['name']}: {ds.sizes[x]}×{ds.sizes[y]} map of where training goes")
-    fig.tight_layout()
+    mesh = _image(axes[0], loss, x, y, ds, cmap="viridis")
+    fig.colorbar(mesh, ax=axes[0], shrink=0.8, label="log10 final training loss")
+    axes[0].set_title("final training loss", fontsize=9)
+    mesh = _image(axes[1], sl.time_to_threshold, x, y, ds, cmap="plasma")  # NaN: never
+    axes[1].set_facecolor("white")
+    fig.colorbar(mesh, ax=axes[1], shrink=0.8, label="steps")
+    axes[1].set_title(f"steps until the loss first fell below {threshold}\n(white: never)",
+                      fontsize=9)  # fmt: skip
+    for k, ax in enumerate(axes):
+        _mark_anchors(ax, anchors, legend=k == 0 and not with_basins)
+    if anchors:
+        fig.legend(handles=[matplotlib.lines.Line2D([], [], marker="*" if k == 0 else "P", ms=11,
+                                                    mfc="white", mec="black", ls="none", label=n)
+                            for k, (_, _, n) in enumerate(anchors)],
+                   loc="outside lower center", ncol=len(anchors), fontsize=8)  # fmt: skip
+    fig.suptitle(f"{ds.attrs['name']}: {ds.sizes[x]}×{ds.sizes[y]} map of where training goes "
+                 "from each start (one run per cell)")  # fmt: skip
     return fig
 
 
@@ -282,7 +411,7 @@ OUTCOMES = ("converged", "stalled", "diverged")
 def outcome_map(ds: xr.Dataset) -> plt.Figure:
     """Where training converges (loss below threshold), stalls (finite, above it) or diverges over
     two axes (e.g. ``init.scale × optimizer.learning_rate``), pooled over seeds: the majority
-    outcome per cell and the fraction converged."""
+    outcome per cell and the fraction converged. Each cell is centred on its grid value."""
     x, y = _map_dims(ds)
     keep = [x, y]
     done = _pool(ds, "done", keep).fillna(0).astype(bool)
@@ -290,22 +419,28 @@ def outcome_map(ds: xr.Dataset) -> plt.Figure:
     conv = _pool(ds, "time_to_threshold", keep).notnull() & done & ~div  # NaN: never reached
     stall = done & ~div & ~conv
     n = done.sum("run")
-    fracs = xr.concat([conv.sum("run"), stall.sum("run"), div.sum("run")], "outcome") / np.maximum(
-        n, 1
-    )
+    counts = xr.concat([conv.sum("run"), stall.sum("run"), div.sum("run")], "outcome")
+    fracs = counts / np.maximum(n, 1)
     majority = fracs.argmax("outcome").where(n > 0)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    cmap = matplotlib.colors.ListedColormap(["#2ca02c", "#ffbf00", "#d62728"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
+    colours = ["#2ca02c", "#ffbf00", "#d62728"]
+    cmap = matplotlib.colors.ListedColormap(colours)
     _image(axes[0], majority, x, y, ds, cmap=cmap, vmin=-0.5, vmax=2.5)
-    handles = [matplotlib.patches.Patch(color=cmap(i), label=o) for i, o in enumerate(OUTCOMES)]
-    axes[0].legend(handles=handles, fontsize=7, loc="lower left")
-    axes[0].set_title("majority outcome", fontsize=9)
-    im = _image(axes[1], fracs.sel(outcome=0) if "outcome" in fracs.coords else fracs[0], x, y, ds,
-                cmap="viridis", vmin=0, vmax=1)  # fmt: skip
+    total = counts.sum([d for d in counts.dims if d != "outcome"]).values
+    handles = [matplotlib.patches.Patch(color=colours[i], label=f"{o} ({int(total[i])} runs)")
+               for i, o in enumerate(OUTCOMES) if total[i] > 0]  # fmt: skip
+    axes[0].legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13),
+                   ncol=len(handles), title="outcome (runs of all cells)", title_fontsize=7)  # fmt: skip
+    axes[0].set_title("majority outcome of each cell's seeds", fontsize=9)
+    im = _image(axes[1], fracs.isel(outcome=0), x, y, ds, cmap="viridis", vmin=0, vmax=1)
     fig.colorbar(im, ax=axes[1], shrink=0.8, label="fraction converged")
-    axes[1].set_title(f"fraction of {int(n.max())} seeds below the loss threshold", fontsize=9)
-    fig.suptitle(f"{ds.attrs['name']}: converge / stall / diverge")
-    fig.tight_layout()
+    axes[1].set_title(f"fraction of the {int(n.max())} seeds that converged", fontsize=9)
+    fig.suptitle(
+        f"{ds.attrs['name']}: where does training converge, stall or diverge?\nconverged: training "
+        f"loss below {threshold_of(ds)} at some step; stalled: finite but never below it; "
+        "diverged: loss or parameters non-finite",
+        fontsize=10,
+    )
     return fig
 
 
@@ -322,6 +457,8 @@ def spurious_rate(ds: xr.Dataset) -> plt.Figure:
                 label="spurious (converged, loss > 1e-3)")  # fmt: skip
     ax.plot(xs, 1 - tab.converged / np.maximum(tab.runs, 1), "s--", color="0.5", ms=3,
             label="not converged within the step budget")  # fmt: skip
+    if len(xs) <= 12 and xs.dtype.kind in "iuf":
+        ax.set_xticks(xs, [f"{v:g}" for v in xs])  # the measured values, not a fine grid
     ax.set_xlabel(_label(ds, col) if col in ds.dims else col)
     ax.set_ylabel("fraction of runs (95% CI)")
     ax.set_ylim(-0.02, 1.02)

@@ -1,5 +1,5 @@
 """Why-random-init figures: distinct units, gradient norms, scale sweeps, time to threshold,
-the magic-numbers table, implicit bias, convex controls, symmetry breaking.
+implicit bias, convex controls, symmetry breaking (the magic numbers: :mod:`.depth_figures`).
 """
 
 from __future__ import annotations
@@ -11,22 +11,26 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from jaxinit.plots.core import FIGURES, _axes_of, _is_log, _label, _pool, sweep_dims
+from jaxinit.plots.core import (
+    FIGURES,
+    MARKERS,
+    _axes_of,
+    _is_log,
+    _label,
+    _pool,
+    _short,
+    cells,
+    log_x,
+    sweep_dims,
+    value_text,
+)
 
 
 def _cells(ds: xr.Dataset, dims: list[str]):
     """Every combination of the values of ``dims``: ``(selection dict, label, colour, style)``.
 
-    The first dim picks the colour, the second the line style."""
-    import itertools
-
-    styles = ["-", "--", ":", "-."]
-    values = [list(ds[d].values) for d in dims]
-    for idx in itertools.product(*(range(len(v)) for v in values)):
-        sel = {d: values[k][i] for k, (d, i) in enumerate(zip(dims, idx))}
-        label = ", ".join(f"{_label(ds, d).split('.')[-1]}={v}" for d, v in sel.items())
-        colour = f"C{idx[0] % 10}" if idx else "C0"
-        style = styles[idx[1] % len(styles)] if len(idx) > 1 else "-"
+    The first dim picks the colour, the second the line style (see :func:`.core.cells`)."""
+    for sel, label, colour, style, _ in cells(ds, dims):
         yield sel, label, colour, style
 
 
@@ -45,80 +49,142 @@ def _quantiles(a: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray, n
             return tuple(np.nanquantile(a, q, axis=axis) for q in (0.1, 0.5, 0.9))
 
 
-def _layer_curves(ds: xr.Dataset, var: str, ylabel: str, *, mean: bool, log: bool) -> plt.Figure:
-    """One panel per hidden layer: ``var`` over steps for every cell of the sweep dims."""
-    dims = [d for d in sweep_dims(ds) if d in ds[var].dims]
-    layers = _hidden_layers(ds[var])
-    fig, axes = plt.subplots(1, len(layers), figsize=(5 * len(layers) + 2, 4), squeeze=False)
-    for ax, layer in zip(axes[0], layers):
-        for sel, label, colour, style in _cells(ds, dims):
-            da = _pool(ds.sel(sel).isel(layer=layer), var, ["step"]).values
-            lo, med, hi = _quantiles(da)
-            centre = np.nanmean(da, -1) if mean else med
-            ax.plot(ds.step, centre, style, color=colour, label=label)
-            ax.fill_between(ds.step, lo, hi, color=colour, alpha=0.12)
-        ax.set_xlabel("step")
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"hidden layer {layer + 1}" if len(layers) > 1 else f"{ds.attrs['name']}")
-        if log:
-            ax.set_yscale("symlog", linthresh=1e-8)
-    axes[0, -1].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+def _nanmean(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``np.nanmean`` without the all-NaN warning (cells with no finished run stay NaN)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=axis)
+
+
+def _units_per_layer(ds: xr.Dataset) -> list[int] | None:
+    """Hidden widths of the sweep's model (None when the axes vary them)."""
+    if "model_widths" in ds.dims and ds.sizes["model_widths"] > 1:
+        return None
+    widths = json.loads(ds.attrs["spec"]).get("model", {}).get("widths")
+    return [int(w) for w in widths] if widths else None
+
+
+def _merged_label(ds: xr.Dataset, dims: list[str], sels: list[dict]) -> str:
+    """One legend entry for cells that drew the same curve: ``scheme=zeros/constant`` when they
+    form a product of values, else their labels joined by " | "."""
+    values = {d: list(dict.fromkeys(s[d] for s in sels)) for d in dims}
+    if int(np.prod([len(v) for v in values.values()])) == len(sels):
+        text = ", ".join(
+            f"{_short(ds, d)}={'/'.join(value_text(d, v) for v in vs)}" for d, vs in values.items()
+        )
+    else:
+        text = " | ".join(
+            ", ".join(f"{_short(ds, d)}={value_text(d, s[d])}" for d in dims) for s in sels
+        )
+    return text + (" (same curve)" if len(sels) > 1 else "")
 
 
 def distinct_units(ds: xr.Dataset) -> plt.Figure:
-    """Distinct hidden units over training (mean over seeds, 10–90% band), per hidden layer;
-    with ``distinct_units_coarse`` recorded, a second row at the coarse (10%) tolerance."""
+    """Distinct hidden units over training (mean over seeds, 10–90% band), per hidden layer:
+    does the init break the symmetry between hidden units? 1 means every unit of the layer
+    computes the same function. Cells whose curves coincide in every panel are drawn once,
+    named together in the legend (so no line hides another one). With
+    ``distinct_units_coarse`` recorded, a second row at the coarse (10%) tolerance."""
     rows = [v for v in ("distinct_units", "distinct_units_coarse") if v in ds]
-    figs = [
-        _layer_curves(ds, v, f"{v.replace('_', ' ')} (mean, 10–90%)", mean=True, log=False)
-        for v in rows
-    ]
-    if len(figs) == 1:
-        return figs[0]
-    # Stack the two rows into one figure by redrawing (simple and dependency-free).
-    plt.close(figs[0])
-    plt.close(figs[1])
-    dims = sweep_dims(ds)
+    dims = [d for d in sweep_dims(ds) if d in ds[rows[0]].dims]
     layers = _hidden_layers(ds[rows[0]])
-    fig, axes = plt.subplots(2, len(layers), figsize=(5 * len(layers) + 2, 7), squeeze=False)
-    for r, var in enumerate(rows):
+    widths = _units_per_layer(ds)
+    panels = [(var, layer) for var in rows for layer in layers]
+    # (cell, panel) -> (mean, lo, hi) over seeds
+    cell_list = list(cells(ds, dims))
+    curves = []
+    for sel, *_ in cell_list:
+        per_panel = []
+        for var, layer in panels:
+            da = _pool(ds.sel(sel).isel(layer=layer), var, ["step"]).values
+            lo, _, hi = _quantiles(da)
+            per_panel.append(np.stack([_nanmean(da), lo, hi]))
+        curves.append(np.stack(per_panel))
+    groups: list[list[int]] = []
+    for k, c in enumerate(curves):
+        twin = next(
+            (g for g in groups if np.allclose(curves[g[0]], c, atol=1e-9, equal_nan=True)), None
+        )
+        twin.append(k) if twin is not None else groups.append([k])
+    fig, axes = plt.subplots(len(rows), len(layers), figsize=(5 * len(layers) + 3.5, 3.2 * len(rows) + 1.2),
+                             squeeze=False, sharex=True, layout="constrained")  # fmt: skip
+    every = max(len(ds.step) // 8, 1)
+    for p, (var, layer) in enumerate(panels):
+        ax = axes[rows.index(var), layers.index(layer)]
+        for j, g in enumerate(groups):
+            _, _, colour, style, _ = cell_list[g[0]]
+            centre, lo, hi = curves[g[0]][p]
+            label = _merged_label(ds, dims, [cell_list[k][0] for k in g]) if dims else "all runs"
+            # markers at staggered steps: lines that nearly coincide stay visible
+            ax.plot(ds.step, centre, style, color=colour, marker=MARKERS[j % len(MARKERS)], ms=4,
+                    markevery=((j * max(every // len(groups), 1)) % every, every),
+                    label=label if p == 0 else None)  # fmt: skip
+            ax.fill_between(ds.step, lo, hi, color=colour, alpha=0.1)
+        n_units = widths[layer] if widths and layer < len(widths) else None
         tol = "1%" if var == "distinct_units" else "10%"
-        for ax, layer in zip(axes[r], layers):
-            for sel, label, colour, style in _cells(ds, dims):
-                da = _pool(ds.sel(sel).isel(layer=layer), var, ["step"]).values
-                lo, _, hi = _quantiles(da)
-                ax.plot(ds.step, np.nanmean(da, -1), style, color=colour, label=label)
-                ax.fill_between(ds.step, lo, hi, color=colour, alpha=0.1)
-            ax.set_ylabel(f"distinct units, tol {tol}")
-            ax.set_title(f"hidden layer {layer + 1}: mean over seeds, 10–90% band", fontsize=9)
-        axes[r, -1].set_xlabel("step")
-    axes[0, -1].legend(fontsize=7)
-    fig.suptitle(f"{ds.attrs['name']}: distinct hidden units over training")
-    fig.tight_layout()
+        if n_units:
+            ax.set_ylim(0.5, n_units + 0.5)
+            ax.axhline(n_units, color="0.7", lw=0.6, zorder=0)
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylabel(f"distinct units{f' of {n_units}' if n_units else ''}")
+        ax.set_title(f"hidden layer {layer + 1}" + (f" ({n_units} units)" if n_units else "")
+                     + f"; equal = within {tol}", fontsize=9)  # fmt: skip
+    for ax in axes[-1]:
+        ax.set_xlabel("step")
+    fig.legend(loc="outside right center", fontsize=7, title_fontsize=7,
+               title=", ".join(_short(ds, d) for d in dims) or None)  # fmt: skip
+    fig.suptitle(
+        f"{ds.attrs['name']}: does training break the symmetry between hidden units?\n"
+        f"distinct units per layer, 1 = all units identical; line: mean over "
+        f"{ds.sizes.get('seed', 1)} seeds, band: 10–90%\ntwo units are equal when their incoming "
+        "weights and their activations on the data agree within the tolerance",
+        fontsize=9,
+    )
     return fig
 
 
-def layer_grad_norm(ds: xr.Dataset) -> plt.Figure:
-    """Gradient norm of each layer over training (median, 10–90% band; exact zeros sit at 0 on
-    a symlog axis): which layers move at all."""
+def layer_grad_norm(ds: xr.Dataset, max_panels: int = 6) -> plt.Figure:
+    """Gradient norm of each layer (median over seeds, 10–90% band; exact zeros sit at 0 on a
+    symlog axis): which layers move at all. Up to ``max_panels`` layers: one panel per layer,
+    over steps; a deeper net: the norm against the layer index, at the first and the last
+    logged step (vanishing or exploding gradients read as a slope across layers)."""
     dims = sweep_dims(ds)
     n = ds.sizes["layer"]
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n + 2, 4), squeeze=False, sharey=True)
-    for layer, ax in enumerate(axes[0]):
-        for sel, label, colour, style in _cells(ds, dims):
-            da = _pool(ds.sel(sel).isel(layer=layer), "layer_grad_norm", ["step"]).values
-            lo, med, hi = _quantiles(da)
-            ax.plot(ds.step, med, style, color=colour, label=label)
-            ax.fill_between(ds.step, lo, hi, color=colour, alpha=0.12)
-        ax.set_yscale("symlog", linthresh=1e-8)
-        ax.set_xlabel("step")
-        ax.set_title("output layer" if layer == n - 1 else f"layer {layer + 1}")
+    if n <= max_panels:
+        fig, axes = plt.subplots(1, n, figsize=(4.5 * n + 3.5, 4), squeeze=False, sharey=True,
+                                 layout="constrained")  # fmt: skip
+        for layer, ax in enumerate(axes[0]):
+            for sel, label, colour, style in _cells(ds, dims):
+                da = _pool(ds.sel(sel).isel(layer=layer), "layer_grad_norm", ["step"]).values
+                lo, med, hi = _quantiles(da)
+                ax.plot(ds.step, med, style, color=colour, label=label if layer == 0 else None)
+                ax.fill_between(ds.step, lo, hi, color=colour, alpha=0.12)
+            ax.set_yscale("symlog", linthresh=1e-8)
+            ax.set_xlabel("step")
+            ax.set_title("output layer" if layer == n - 1 else f"layer {layer + 1}")
+    else:
+        steps = [0, ds.sizes["step"] - 1]
+        fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2), squeeze=False, sharey=True,
+                                 layout="constrained")  # fmt: skip
+        for ax, k in zip(axes[0], steps):
+            for j, (sel, label, colour, style) in enumerate(_cells(ds, dims)):
+                da = _pool(ds.sel(sel).isel(step=k), "layer_grad_norm", ["layer"]).values
+                lo, med, hi = _quantiles(da)
+                ax.plot(np.arange(n), med, style, marker=MARKERS[j % len(MARKERS)], ms=3,
+                        color=colour, label=label if k == 0 else None)  # fmt: skip
+                ax.fill_between(np.arange(n), lo, hi, color=colour, alpha=0.12)
+            ax.set_yscale("symlog", linthresh=1e-8)
+            ticks = np.unique(np.linspace(0, n - 1, min(n, 12)).round().astype(int))
+            ax.set_xticks(ticks, [str(t + 1) for t in ticks])
+            ax.set_xlabel("layer (1 = input side; a line's last point is its output layer)")
+            ax.set_title(f"at step {int(ds.step[k])}" + (" (init)" if k == 0 else " (end)"))
     axes[0, 0].set_ylabel("‖∂L/∂θ_layer‖ (median, 10–90%)")
-    axes[0, -1].legend(fontsize=7)
-    fig.suptitle(f"{ds.attrs['name']}: per-layer gradient norm")
-    fig.tight_layout()
+    if dims:
+        fig.legend(loc="outside right center", fontsize=7, title_fontsize=7,
+                   title=", ".join(_short(ds, d) for d in dims))  # fmt: skip
+    fig.suptitle(f"{ds.attrs['name']}: per-layer gradient norm ({ds.sizes.get('seed', 1)} seeds)")
     return fig
 
 
@@ -169,7 +235,7 @@ def scale_sweep(ds: xr.Dataset) -> plt.Figure:
             centre = np.nanmean(a, -1) if var in ("saturation", "dead_units") else med
             ax.plot(xs, centre, style, marker=".", color=colour, label=label)
             ax.fill_between(xs, lo, hi, color=colour, alpha=0.12)
-        ax.set_xscale("log")
+        log_x(ax, xs)
         if log:
             ax.set_yscale("log")
         ax.set_xlabel(_label(ds, x))
@@ -219,11 +285,11 @@ def time_to_threshold(ds: xr.Dataset) -> plt.Figure:
         ax.scatter(rows[x][~np.isfinite(med)], shown[~np.isfinite(med)], marker="x", color=colour)
         ax2.plot(rows[x], rows.reached, style, marker=".", color=colour, label=label)
     ax.axhline(steps, color="0.6", lw=0.8)
-    ax.set_xscale("log")
+    log_x(ax, ds[x].values)
     ax.set_yscale("log")
     ax.set_xlabel(_label(ds, x))
     ax.set_ylabel("median steps to loss < threshold (× = not reached)")
-    ax2.set_xscale("log")
+    log_x(ax2, ds[x].values)
     ax2.set_ylim(-0.02, 1.02)
     ax2.set_xlabel(_label(ds, x))
     ax2.set_ylabel("fraction of runs that reach the threshold")
@@ -255,25 +321,6 @@ def best_scale_bands(ds: xr.Dataset, factor: float = 2.0, reach: float = 0.9) ->
                      "band_hi": float(band[x].max()), "best_median_steps": float(best.median_time),
                      "reached_at_best": float(best.reached)})  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def magic_numbers(ds: xr.Dataset) -> plt.Figure:
-    """The best init-scale band per activation × depth, as a table (see :func:`best_scale_bands`)."""
-    tab = best_scale_bands(ds)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(tab) + 1.4))
-    ax.axis("off")
-    cells = [[str(v) if not isinstance(v, float) else f"{v:.3g}" for v in row]
-             for row in tab.itertuples(index=False)]  # fmt: skip
-    labels = [c.replace("model_", "") for c in tab.columns]
-    table = ax.table(cellText=cells, colLabels=labels, loc="center")
-    table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    table.scale(1, 1.3)
-    ax.set_title(f"{ds.attrs['name']}: best init scale (× the spec's scheme) and the band within "
-                 "2× of the best median time-to-threshold\n(among scales where ≥ 90% of the runs "
-                 "reach the threshold)", fontsize=9)  # fmt: skip
-    fig.tight_layout()
-    return fig
 
 
 def _task_of(ds: xr.Dataset, sel: dict | None = None):
@@ -394,7 +441,6 @@ FIGURES.update(
     layer_grad_norm=layer_grad_norm,
     scale_sweep=scale_sweep,
     time_to_threshold=time_to_threshold,
-    magic_numbers=magic_numbers,
     implicit_bias=implicit_bias,
     convex_control=convex_control,
     symmetry_breaking=symmetry_breaking,

@@ -29,6 +29,16 @@ FIGURE_NAMES: tuple[str, ...] = (
     "implicit_bias",
     "convex_control",
     "symmetry_breaking",
+    # restarts of k-means / EM (jaxinit.plots.restart_figures)
+    "p_global",
+    "best_of_k",
+    "distinct_optima",
+    "excess_loss",
+    # depth and scale (jaxinit.plots.depth_figures)
+    "phase_diagram",
+    "signal_propagation",
+    "signal_phase",
+    "jacobian_spectrum",
 )
 """Every figure ``jaxinit report`` can draw, by name."""
 

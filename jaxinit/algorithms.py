@@ -1,0 +1,232 @@
+"""Iterative algorithms from random starts, beside gradient training: k-means and EM.
+
+An :class:`Algorithm` is a handful of pure functions for one run — ``init(key, x, k, how, reg)
+-> state``, ``step(state, x, reg) -> state``, ``loss(state, x)`` — plus what analysis needs to
+compare two solutions modulo relabelling (``components(state) -> (K, F)``, one row per cluster,
+compared by optimal matching in :mod:`jaxinit.restarts`). Gradient training of a model with optax
+(:mod:`jaxinit.train`) is the algorithm ``"gradient"``, the default of ``[algorithm] name``;
+:data:`ALGORITHMS` holds the others, ``kmeans`` (:mod:`jaxinit.kmeans`) and ``gmm_em``
+(:mod:`jaxinit.gmm`).
+
+:func:`make_run` turns one into the engine's run function, ``run(values, data) -> outputs``, with
+the same outputs as a training run, so that plans, the store, resume, identity and
+:func:`jaxinit.load` treat both alike (the executor picks it in ``_batched``): the ``loss``
+curve every ``train.log_every`` steps, and per run
+
+- ``final_loss`` / ``test_loss``: the algorithm's loss on the training / test inputs;
+- ``final_metric`` / ``test_metric``: adjusted Rand index of the clusters against the task's
+  labels (1: the generating partition; NaN for a task without classes);
+- ``converged_step``: the first step whose change (``Algorithm.changed``: points reassigned
+  by k-means, the largest parameter change of EM) was at most ``algorithm.tol``; with ``tol =
+  0``, k-means' exact fixed point. ``final_grad_norm`` holds the last step's change (a
+  fixed-point residual: there is no gradient);
+- ``diverged`` / ``diverged_step``: a non-finite loss (the run is frozen at its last finite
+  logged state); ``success``: ``final_metric`` at or above the task's ``success_metric``;
+- ``params0`` / ``params`` (with ``store.save_params``): the initial and final state.
+
+The run's key is ``fold_in(key(spec.seed), seed)``, a training run's key (:func:`jaxinit.train.
+run_key`), so seed ``s`` is the same random start whatever else the sweep varies. A start draws
+all its random numbers in one call (the random bit generator is most of a small program's
+compile time).
+
+>>> from jaxinit.spec import Spec
+>>> from jaxinit.tasks import TASKS
+>>> spec = Spec.from_dict({"algorithm": {"name": "kmeans", "init": "forgy"}})
+>>> describe(spec, TASKS["blobs"](k=3))["params"]
+{'centres': [[3, 2], 'float32']}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from jaxinit import gmm, kmeans
+from jaxinit.spec import Spec
+from jaxinit.tasks import Task
+
+GRADIENT = "gradient"
+"""The name of gradient training (:mod:`jaxinit.train`), the default algorithm."""
+
+
+class Algorithm(NamedTuple):
+    """An iterative algorithm for one run; every function is pure and traceable."""
+
+    name: str
+    inits: tuple[str, ...]  # the values of algorithm.init it accepts
+    init: Callable[..., Any]  # (key, x_NxD, k, how, reg_covar) -> state
+    step: Callable[..., Any]  # (state, x_NxD, reg_covar) -> state
+    changed: Callable[..., Array]  # (old, new, x_NxD) -> how much a step changed; 0: fixed point
+    loss: Callable[[Any, Array], Array]  # (state, x_NxD) -> scalar, never increased by step
+    predict: Callable[[Any, Array], Array]  # (state, x_NxD) -> cluster of each point (N,)
+    components: Callable[[Any], Array]  # state -> (K, F): rows swap under relabelling
+    from_labels: Callable[..., Any]  # (x_NxD, labels_N, k, reg_covar) -> state of a partition
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "kmeans": Algorithm(
+        "kmeans", kmeans.INITS, kmeans.init, kmeans.step, kmeans.changed, kmeans.loss, kmeans.predict,
+        kmeans.components, kmeans.from_labels,
+    ),
+    "gmm_em": Algorithm(
+        "gmm_em", gmm.INITS, gmm.init, gmm.step, gmm.changed, gmm.loss, gmm.predict, gmm.components,
+        gmm.from_labels,
+    ),
+}  # fmt: skip
+"""Registry ``name -> Algorithm`` of the algorithms other than ``"gradient"``."""
+
+
+def is_algorithm(spec: Spec) -> bool:
+    """Whether ``spec`` runs one of :data:`ALGORITHMS` rather than gradient training."""
+    return spec.algorithm.name != GRADIENT
+
+
+def n_clusters(spec: Spec, task: Task) -> int:
+    """``algorithm.k``, or the task's number of classes when it is 0."""
+    return spec.algorithm.k or task.out_dim
+
+
+def has_labels(task: Task) -> bool:
+    return task.loss == "ce"
+
+
+def adjusted_rand(true_N: Array, pred_N: Array, k_true: int, k_pred: int) -> Array:
+    """Adjusted Rand index (Hubert & Arabie 1985) from the ``(k_true, k_pred)`` contingency
+    table: 1 for the same partition up to relabelling, about 0 for independent ones."""
+    dtype = jnp.result_type(float)
+    table = jax.nn.one_hot(true_N, k_true, dtype=dtype).T @ jax.nn.one_hot(
+        pred_N, k_pred, dtype=dtype
+    )
+
+    def pairs(n):
+        return jnp.sum(n * (n - 1) / 2)
+
+    index, a, b = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    expected = a * b / jnp.maximum(pairs(jnp.asarray(true_N.shape[0], dtype)), 1)
+    top = (a + b) / 2 - expected
+    return jnp.where(top > 0, (index - expected) / jnp.where(top > 0, top, 1), 1.0)
+
+
+def _where(pred: Array, a: Any, b: Any) -> Any:
+    return jax.tree.map(lambda u, v: jnp.where(pred, u, v), a, b)
+
+
+def run_key(root_seed: int, seed: Array) -> Array:
+    """The key of the run with seed coordinate ``seed`` (as :func:`jaxinit.train.run_key`)."""
+    return jax.random.fold_in(jax.random.key(root_seed), seed)
+
+
+def make_run(spec: Spec, task: Task) -> Callable[[dict, Any], dict]:
+    """The program of one run of ``spec``'s algorithm: ``run(values, data) -> outputs``.
+
+    ``values`` holds ``"seed"`` (and any traced field, unused here); ``data`` is a
+    :class:`jaxinit.train.Data` (``x_train``, ``y_train``, ``x_test``, ``y_test``). A
+    ``lax.scan`` over logging blocks of a ``lax.scan`` over steps; nothing returns to the host.
+    """
+    alg, a, tr = ALGORITHMS[spec.algorithm.name], spec.algorithm, spec.train
+    k, labelled = n_clusters(spec, task), has_labels(task)
+    n_blocks = tr.steps // tr.log_every
+
+    def run(values: dict[str, Array], data: Any) -> dict[str, Any]:
+        x = data.x_train
+        threshold = values.get("train.threshold", tr.threshold)
+        state0 = alg.init(run_key(spec.seed, values["seed"]), x, k, a.init, a.reg_covar)
+        minus1 = jnp.array(-1, jnp.int32)
+
+        def one_step(carry, t):
+            state, conv, frozen, _ = carry
+            new = alg.step(state, x, a.reg_covar)
+            change = jnp.where(frozen, 0, alg.changed(state, new, x)).astype(x.dtype)
+            conv = jnp.where((conv < 0) & (change <= a.tol) & ~frozen, t, conv)
+            return (_where(frozen, state, new), conv, frozen, change), None
+
+        def block(carry, b):
+            """Log the loss; a non-finite one freezes the run at the last logged state."""
+            state, good, good_loss, conv, div, hit, change = carry
+            loss = alg.loss(state, x)
+            div = jnp.where((div < 0) & ~jnp.isfinite(loss), b * tr.log_every, div)
+            state, loss = _where(div >= 0, (good, good_loss), (state, loss))
+            if threshold is not None:
+                hit = jnp.where((hit < 0) & (loss < threshold), b * tr.log_every, hit)
+            steps = b * tr.log_every + jnp.arange(tr.log_every, dtype=jnp.int32)
+            (new, conv, _, change), _ = jax.lax.scan(
+                one_step, (state, conv, div >= 0, change), steps
+            )
+            return (new, state, loss, conv, div, hit, change), loss
+
+        zero = jnp.zeros((), x.dtype)
+        carry = (state0, state0, alg.loss(state0, x), minus1, minus1, minus1, zero)
+        carry, curve = jax.lax.scan(block, carry, jnp.arange(n_blocks, dtype=jnp.int32))
+        state, good, good_loss, conv, div, hit, change = carry
+        final_loss = alg.loss(state, x)
+        div = jnp.where((div < 0) & ~jnp.isfinite(final_loss), tr.steps, div)
+        state, final_loss = _where(div >= 0, (good, good_loss), (state, final_loss))
+        if threshold is not None:
+            hit = jnp.where((hit < 0) & (final_loss < threshold), tr.steps, hit)
+
+        def metric(xs, ys):
+            if not labelled:
+                return jnp.full((), jnp.nan, x.dtype)
+            return adjusted_rand(ys, alg.predict(state, xs), task.out_dim, k).astype(x.dtype)
+
+        final_metric = metric(x, data.y_train)
+        final = {
+            "final_loss": final_loss,
+            "final_metric": final_metric,
+            "test_loss": alg.loss(state, data.x_test),
+            "test_metric": metric(data.x_test, data.y_test),
+            "final_grad_norm": change,
+            "diverged": div >= 0,
+            "diverged_step": div,
+            "converged_step": conv,
+            "time_to_threshold": hit,
+            "success": (final_metric >= task.success_metric) & (div < 0),
+        }
+        out = {"curves": {"loss": jnp.concatenate([curve, final_loss[None]])}, "final": final}
+        if spec.store.save_params:
+            out["params0"], out["params"] = state0, state
+        return out
+
+    return run
+
+
+def describe(spec: Spec, task: Task) -> dict[str, Any]:
+    """What the identity records of an algorithm in place of a model: its name and the shapes
+    and dtypes of its state (``{"name", "model_id": None, "params": {path: [shape, dtype]}}``)."""
+    first = spec.first_run()
+    alg, a = ALGORITHMS[first.algorithm.name], first.algorithm
+    x = jax.ShapeDtypeStruct(task.x_train.shape, np.dtype(first.train.dtype))
+    k = n_clusters(first, task)
+    shapes = jax.eval_shape(
+        lambda key, x: alg.init(key, x, k, a.init, a.reg_covar), jax.random.key(0), x
+    )
+    leaves = jax.tree_util.tree_flatten_with_path(shapes)[0]
+    params = {
+        jax.tree_util.keystr(p, simple=True, separator="/"): [list(s.shape), str(s.dtype)]
+        for p, s in leaves
+    }
+    return {"name": first.algorithm.name, "model_id": None, "params": params}
+
+
+def from_partition(spec: Spec, task: Task, labels_N: np.ndarray | None = None) -> tuple[Any, float]:
+    """``(state, loss)`` after at most ``train.steps`` iterations started from a given partition
+    of the training inputs (default: the task's labels, the generating partition), stopping
+    once a step changes no more than ``algorithm.tol``: the reference optimum of a sweep. Run
+    eagerly on the host (op by op: nothing to compile per cell), outside any sweep."""
+    alg, a = ALGORITHMS[spec.algorithm.name], spec.algorithm
+    k = n_clusters(spec, task)
+    x = jnp.asarray(task.x_train, spec.train.dtype)
+    labels = jnp.asarray(task.y_train if labels_N is None else labels_N, jnp.int32)
+    state = alg.from_labels(x, labels, k, a.reg_covar)
+    for _ in range(spec.train.steps):
+        new = alg.step(state, x, a.reg_covar)
+        done = float(alg.changed(state, new, x)) <= a.tol
+        state = new
+        if done:
+            break
+    return jax.device_get(state), float(alg.loss(state, x))

@@ -1,0 +1,231 @@
+"""Figures of k-means / EM restart sweeps (:mod:`jaxinit.restarts`): P(global) vs k per init,
+best-of-k restart curves, distinct optima, and the inits' losses side by side.
+
+Every figure reads the same analysis (:func:`jaxinit.restarts.find_optima`, computed once per
+Dataset). Lines are per ``algorithm.init`` when that is an axis; the x axis is the number of
+clusters (``task.k`` or ``algorithm.k``) when it is one; any further axis (e.g.
+``task.separation``) gets a row of panels. Rates carry 95% Wilson intervals.
+"""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from jaxinit.plots.core import FIGURES, _label
+
+
+def _optima(ds: xr.Dataset):
+    from jaxinit import restarts
+
+    return restarts.find_optima(ds)  # computed once per Dataset, shared by every figure
+
+
+def _roles(ds: xr.Dataset) -> tuple[str | None, str | None, list[str]]:
+    """``(x dim, line dim, panel dims)``: clusters on x, inits as lines, the rest as panels."""
+    dims = [d for d in json.loads(ds.attrs["axes"]) if d != "seed"]
+    line = "algorithm_init" if "algorithm_init" in dims else None
+    x = next((d for d in ("task_k", "algorithm_k") if d in dims), None)
+    rest = [d for d in dims if d not in (line, x)]
+    if x is None and rest:
+        x, rest = rest[0], rest[1:]
+    return x, line, rest
+
+
+def _panels(ds: xr.Dataset, rest: list[str]) -> list[dict]:
+    if not rest:
+        return [{}]
+    grid = np.meshgrid(*[ds[d].values for d in rest], indexing="ij")
+    return [{d: g.ravel()[i].item() for d, g in zip(rest, grid)} for i in range(grid[0].size)]
+
+
+def _title(ds: xr.Dataset, panel: dict) -> str:
+    return ", ".join(f"{_label(ds, d)} = {v}" for d, v in panel.items()) or ds.attrs["name"]
+
+
+def _select(df: pd.DataFrame, sel: dict) -> pd.DataFrame:
+    for d, v in sel.items():
+        df = df[df[d] == v]
+    return df
+
+
+def _lines(ds: xr.Dataset, line: str | None) -> list:
+    return list(ds[line].values) if line else [None]
+
+
+def _ticks(ax, ds: xr.Dataset, x: str | None) -> None:
+    """Ticks at the swept values of a numeric x axis (the numbers of clusters)."""
+    if x and ds[x].dtype.kind in "iuf":
+        ax.set_xticks(ds[x].values)
+    ax.set_xlabel(_label(ds, x) if x else "")
+
+
+def _err(p, lo, hi) -> np.ndarray:
+    """Error-bar lengths of an interval (never negative: Wilson bounds at p = 0 or 1 round)."""
+    return np.maximum([np.asarray(p) - np.asarray(lo), np.asarray(hi) - np.asarray(p)], 0)
+
+
+def _algorithm(ds: xr.Dataset) -> str:
+    return json.loads(ds.attrs["spec"]).get("algorithm", {}).get("name", "?")
+
+
+def p_global(ds: xr.Dataset) -> plt.Figure:
+    """P(a run reaches the global optimum) against the number of clusters, one line per init."""
+    opt = _optima(ds)
+    x, line, rest = _roles(ds)
+    panels = _panels(ds, rest)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        s = _select(opt.summary, panel)
+        for i, lv in enumerate(_lines(ds, line)):
+            r = _select(s, {line: lv} if line else {}).sort_values(x) if x else s
+            xs = r[x].values if x else np.zeros(len(r))
+            ax.errorbar(xs, r.p_global, yerr=_err(r.p_global, r.p_lo, r.p_hi),
+                        marker="o", ms=4, capsize=3, color=f"C{i}",
+                        label=str(lv) if line else None)  # fmt: skip
+        ax.set_ylim(-0.03, 1.03)
+        _ticks(ax, ds, x)
+        ax.set_ylabel("P(run reaches the global optimum)")
+        ax.set_title(_title(ds, panel), fontsize=9)
+        ax.grid(alpha=0.3)
+        if line:
+            ax.legend(title=_label(ds, line), fontsize=8)
+    fig.suptitle(
+        f"{ds.attrs['name']}: how often one {_algorithm(ds)} run from a random start reaches the "
+        f"global optimum\n({ds.sizes['seed']} seeds per point, 95% Wilson intervals; global = "
+        "lowest optimum found or reached from the generating partition)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def best_of_k(ds: xr.Dataset) -> plt.Figure:
+    """P(the best of r restarts is global) against r: measured on disjoint blocks of seeds
+    (points, Wilson intervals) and ``1 - (1 - p)^r`` from the one-run rate (lines, bands)."""
+    from jaxinit import restarts
+
+    opt = _optima(ds)
+    table = restarts.best_of_k(ds, opt)
+    x, line, rest = _roles(ds)
+    cols = list(ds[x].values) if x else [None]
+    panels = _panels(ds, rest)
+    fig, axes = plt.subplots(len(panels), len(cols), figsize=(2.6 * len(cols) + 1, 2.6 * len(panels) + 0.8),
+                             squeeze=False, sharey=True)  # fmt: skip
+    for r_i, panel in enumerate(panels):
+        for c_i, cv in enumerate(cols):
+            ax = axes[r_i][c_i]
+            t = _select(table, {**panel, **({x: cv} if x else {})})
+            for i, lv in enumerate(_lines(ds, line)):
+                u = _select(t, {line: lv} if line else {}).sort_values("restarts")
+                r = u.restarts
+                ax.plot(r, u.formula, color=f"C{i}", lw=1)
+                ax.fill_between(r, u.formula_lo, u.formula_hi, color=f"C{i}", alpha=0.15, lw=0)
+                ax.errorbar(r, u.emp, yerr=_err(u.emp, u.emp_lo, u.emp_hi), fmt="o", ms=3,
+                            capsize=2, color=f"C{i}", label=str(lv) if line else None)  # fmt: skip
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted(set(t.restarts)), [str(v) for v in sorted(set(t.restarts))])
+            ax.set_ylim(-0.03, 1.03)
+            ax.grid(alpha=0.3)
+            head = f"{_label(ds, x)} = {cv}" if x else ""
+            ax.set_title(", ".join(p for p in (head, _title(ds, panel) if panel else "") if p),
+                         fontsize=8)  # fmt: skip
+            if r_i == len(panels) - 1:
+                ax.set_xlabel("restarts r (best of r kept)")
+            if c_i == 0:
+                ax.set_ylabel("P(best of r is global)")
+    if line:
+        axes[0][0].legend(title=_label(ds, line), fontsize=7, title_fontsize=7)
+    fig.suptitle(
+        f"{ds.attrs['name']}: P(the lowest-loss of r restarts is the global optimum)\npoints: "
+        "measured on disjoint blocks of r seeds, 95% Wilson intervals;\nlines and bands: "
+        "1 − (1 − p)^r from the one-run rate p and its interval",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def distinct_optima(ds: xr.Dataset) -> plt.Figure:
+    """How many distinct optima (modulo relabelling) the converged runs reached, per init."""
+    opt = _optima(ds)
+    x, line, rest = _roles(ds)
+    panels = _panels(ds, rest)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        s = _select(opt.summary, panel)
+        for i, lv in enumerate(_lines(ds, line)):
+            r = _select(s, {line: lv} if line else {}).sort_values(x) if x else s
+            xs = r[x].values if x else np.zeros(len(r))
+            ax.plot(xs, r.n_optima, marker="o", ms=4, color=f"C{i}",
+                    label=str(lv) if line else None)  # fmt: skip
+        ax.set_yscale("log")
+        _ticks(ax, ds, x)
+        ax.set_ylabel(f"distinct optima among {ds.sizes['seed']} runs")
+        ax.set_title(_title(ds, panel), fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        if line:
+            ax.legend(title=_label(ds, line), fontsize=8)
+    fig.suptitle(
+        f"{ds.attrs['name']}: distinct local optima reached (converged runs; same optimum = "
+        f"centres equal up to relabelling within {opt.x_tol:g} × the data's spread)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def excess_loss(ds: xr.Dataset) -> plt.Figure:
+    """Each run's final loss relative to the global optimum, the inits side by side per k."""
+    opt = _optima(ds)
+    x, line, rest = _roles(ds)
+    panels = _panels(ds, rest)
+    xs = list(ds[x].values) if x else [None]
+    lines = _lines(ds, line)
+    width = 0.8 / len(lines)
+    rng = np.random.default_rng(0)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6, 1.1 * len(xs) + 2), 3.4 * len(panels)),
+                             squeeze=False)  # fmt: skip
+    for ax, panel in zip(axes[:, 0], panels):
+        for i, lv in enumerate(lines):
+            for j, xv in enumerate(xs):
+                cell = {**panel, **({x: xv} if x else {}), **({line: lv} if line else {})}
+                g = float(_select(opt.summary, cell).global_loss.iloc[0])
+                sub = ds.sel(cell)
+                loss = np.where(sub.diverged.values, np.nan, sub.final_loss.values)
+                # relative excess (a mixture's NLL may be negative: then the absolute one)
+                rel = np.maximum((loss - g) / abs(g) if g != 0 else loss - g, 1e-6)
+                rel = rel[np.isfinite(rel)]
+                pos = j + (i - (len(lines) - 1) / 2) * width
+                jitter = rng.uniform(-width * 0.35, width * 0.35, len(rel))
+                ax.scatter(pos + jitter, rel, s=3, alpha=0.4, color=f"C{i}",
+                           label=str(lv) if (line and j == 0) else None)  # fmt: skip
+                if len(rel):
+                    ax.hlines(np.median(rel), pos - width * 0.4, pos + width * 0.4, color="k", lw=1)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+        ax.set_xlabel(_label(ds, x) if x else "")
+        ax.set_ylabel("(final loss − global) / |global|")
+        ax.set_title(_title(ds, panel) + "  (1e-6 = at the global optimum; black: median)",
+                     fontsize=9)  # fmt: skip
+        ax.grid(alpha=0.3, axis="y")
+        if line:
+            ax.legend(title=_label(ds, line), fontsize=8, markerscale=4)
+    fig.suptitle(f"{ds.attrs['name']}: how far above the global optimum each run stops, per init",
+                 fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+FIGURES.update(
+    p_global=p_global,
+    best_of_k=best_of_k,
+    distinct_optima=distinct_optima,
+    excess_loss=excess_loss,
+)
+
+__all__ = ["best_of_k", "distinct_optima", "excess_loss", "p_global"]
