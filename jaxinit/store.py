@@ -370,11 +370,19 @@ class SweepDir:
         diff = differences(meta["identity"], self.sweep["identity"])
         if diff:
             more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
+            software = (
+                " It was written by other software (a JAX version or jaxinit's layout rule: the "
+                "numbers would round differently); jaxinit.load still reads it."
+                if any(d.startswith("software.") for d in diff)
+                else ""
+            )
             raise StoreError(
                 f"{self.path} holds a different sweep ({spec.name!r}): "
                 + "; ".join(diff[:3])
                 + more
-                + ". Use another --out directory, or delete this one to start over."
+                + "."
+                + software
+                + " Use another --out directory, or delete this one to start over."
             )
         if meta["spec"] != self.sweep["spec"] and not self._is_sharded:
             atomic_write(self.path / "spec.json", self._meta_blob(meta["chunk_size"]))
