@@ -10,7 +10,7 @@ compared by optimal matching in :mod:`jaxinit.restarts`). Gradient training of a
 
 :func:`make_run` turns one into the engine's run function, ``run(values, data) -> outputs``, with
 the same outputs as a training run, so that plans, the store, resume, identity and
-:func:`jaxinit.load` treat both alike (the executor picks it in ``_batched``): the ``loss``
+:func:`jaxinit.load` treat both alike (the executor compiles it like training): the ``loss``
 curve every ``train.log_every`` steps, and per run
 
 - ``final_loss`` / ``test_loss``: the algorithm's loss on the training / test inputs;
@@ -121,21 +121,39 @@ def run_key(root_seed: int, seed: Array) -> Array:
     return jax.random.fold_in(jax.random.key(root_seed), seed)
 
 
+def make_init(spec: Spec, task: Task) -> Callable[[dict, Any], Any]:
+    """``init(values, data) -> state0``: one run's start, ``algorithm.init`` from its key."""
+    alg, a, k = ALGORITHMS[spec.algorithm.name], spec.algorithm, n_clusters(spec, task)
+
+    def init(values: dict[str, Array], data: Any) -> Any:
+        return alg.init(run_key(spec.seed, values["seed"]), data.x_train, k, a.init, a.reg_covar)
+
+    return init
+
+
 def make_run(spec: Spec, task: Task) -> Callable[[dict, Any], dict]:
     """The program of one run of ``spec``'s algorithm: ``run(values, data) -> outputs``.
 
     ``values`` holds ``"seed"`` (and any traced field, unused here); ``data`` is a
-    :class:`jaxinit.train.Data` (``x_train``, ``y_train``, ``x_test``, ``y_test``). A
-    ``lax.scan`` over logging blocks of a ``lax.scan`` over steps; nothing returns to the host.
+    :class:`jaxinit.train.Data` (``x_train``, ``y_train``, ``x_test``, ``y_test``).
+    :func:`make_train` from :func:`make_init`'s start (the executor compiles them apart, so
+    the inits of a sweep share one iteration program).
     """
+    init, train = make_init(spec, task), make_train(spec, task)
+    return lambda values, data: train(values, init(values, data), data)
+
+
+def make_train(spec: Spec, task: Task) -> Callable[[dict, Any, Any], dict]:
+    """``train(values, state0, data) -> outputs``: the iterations of one run from ``state0``. A
+    ``lax.scan`` over logging blocks of a ``lax.scan`` over steps; nothing returns to the host.
+    Reads nothing of ``algorithm.init``."""
     alg, a, tr = ALGORITHMS[spec.algorithm.name], spec.algorithm, spec.train
     k, labelled = n_clusters(spec, task), has_labels(task)
     n_blocks = tr.steps // tr.log_every
 
-    def run(values: dict[str, Array], data: Any) -> dict[str, Any]:
+    def run(values: dict[str, Array], state0: Any, data: Any) -> dict[str, Any]:
         x = data.x_train
         threshold = values.get("train.threshold", tr.threshold)
-        state0 = alg.init(run_key(spec.seed, values["seed"]), x, k, a.init, a.reg_covar)
         minus1 = jnp.array(-1, jnp.int32)
 
         def one_step(carry, t):

@@ -76,7 +76,6 @@ def _use_file_backend() -> None:
 
 
 def _cmd_run(args) -> int:
-    from jaxinit.report import summarize, write_report
     from jaxinit.spec import SpecError
     from jaxinit.sweep import parse_shard, prepare, run
     from jaxinit.validation import resolve_spec
@@ -117,6 +116,8 @@ def _cmd_run(args) -> int:
             print(f"results: {out} (process {p} of {n}; process 0 prints the summary)")
             return 0
         ds = load(out)
+    from jaxinit.report import summarize, write_report  # matplotlib: after training
+
     print(summarize(ds))
     print(f"results: {out}")
     if args.report and ds.attrs["n_done"]:

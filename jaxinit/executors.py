@@ -1,11 +1,13 @@
 """Executors: how the runs of a chunk are laid out on the hardware. The one place that decides.
 
-A training run is a pure function of its traced values (:func:`jaxinit.train.make_run`). An
-executor turns it into a compiled program over a ``(devices, C)`` batch of runs — the run-axis
-**layout** (``vmap``: ``jit(vmap(vmap(run)))``, run axis first; ``lanes``: the run axis on the
-SIMD lanes, :mod:`jaxinit.lanes`), the **device mesh** (the first axis is split over devices, so
-each device sees shape ``C``) — and hands back run-major NumPy arrays, ``name -> (n, ...)``, so
-the store, results and analysis never know which layout ran.
+A training run is a pure function of its traced values (:func:`jaxinit.train.make_run`): an
+init, ``params0 = init(values)``, then training from ``params0``. An executor compiles the two
+apart (a sweep over init schemes then compiles one training program) into programs over a
+``(D·C)`` batch of runs — the run-axis **layout** of training (``vmap``: ``vmap(train)``, run
+axis first; ``lanes``: the run axis on the SIMD lanes, :mod:`jaxinit.lanes`), the **device
+mesh** (``shard_map``: each of the ``D`` devices runs the ``C``-run program on its own chunk) —
+and hands back run-major NumPy arrays, ``name -> (n, ...)``, so the store, results and
+analysis never know which layout ran.
 
 Chunks have one fixed shape ``C`` (the last is padded with copies of its last real run, whose
 results are dropped), so a run's numbers do not depend on which chunk, shard, device or resume
@@ -14,6 +16,8 @@ computed it.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,11 +28,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxinit import compile_cache
 from jaxinit.models import Model
 from jaxinit.plan import Group, Plan, chunk_id
-from jaxinit.spec import Spec
+from jaxinit.spec import AlgorithmSpec, InitSpec, Spec
 from jaxinit.tasks import TASKS, Task
-from jaxinit.train import Data, make_run
+from jaxinit.train import Data, make_init, make_train
 
-__all__ = ["Executor", "build_task", "choose_layout"]
+__all__ = ["Executor", "build_task", "choose_layout", "chunk_init", "chunk_train", "program_spec"]
 
 Batched = Callable[[dict, Data], dict]
 
@@ -57,31 +61,97 @@ def choose_layout(spec: Spec, task: Task, model: Model | None) -> tuple[str, str
     return "vmap", "auto: the vmap layout is faster for these widths"
 
 
-def _batched(layout: str, spec: Spec, task: Task, model: Model | None) -> Batched:
-    """One chunk's program, ``values: {path: (C,)} -> outputs (C, ...)``, in ``layout``."""
+def program_spec(spec: Spec, *, init: bool = False) -> Spec:
+    """The part of a group's ``spec`` its programs read; the rest reset to defaults, so that
+    the programs' caches see through it.
+
+    Programs never read a sweep's name, description, axes (the traced paths arrive as the keys
+    of ``values``), figures or basin settings. With ``init=False``, the training program's key,
+    the fields only the initialization reads are reset too: a sweep over init schemes (or
+    k-means inits) compiles one training program and one small init program per scheme.
+    """
+    default = Spec()
+    spec = dataclasses.replace(
+        spec, name=default.name, description="", axes=default.axes, report=(), basins=default.basins
+    )
+    if init:
+        return spec
     if spec.algorithm.name != "gradient":
-        from jaxinit import algorithms
+        reset = dataclasses.replace(spec.algorithm, init=AlgorithmSpec().init)
+        return dataclasses.replace(spec, algorithm=reset)
+    return dataclasses.replace(spec, init=InitSpec())
 
-        return jax.vmap(algorithms.make_run(spec, task), in_axes=(0, None))
-    if layout == "lanes":
-        from jaxinit import lanes
 
-        return lanes.make_batched_run(spec, task)
-    return jax.vmap(make_run(spec, task, model), in_axes=(0, None))
+_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
+"""Compiled programs of this process, least recently used first (see :func:`_cached`)."""
+_PROGRAMS_MAX = 128
+
+
+def _cached(key: tuple, build: Callable[[], Any]) -> Any:
+    """``build()``, kept under ``key`` so that a static configuration seen again (a notebook
+    cell re-run, another group with the same training program) reuses its traced and compiled
+    program. An unhashable key (a user model that is not hashable) is never cached."""
+    try:
+        fn = _PROGRAMS.pop(key, None)
+    except TypeError:
+        return build()
+    fn = build() if fn is None else fn
+    _PROGRAMS[key] = fn
+    while len(_PROGRAMS) > _PROGRAMS_MAX:
+        _PROGRAMS.popitem(last=False)
+    return fn
+
+
+def _task_key(task: Task) -> tuple:
+    return (*task[4:], task.in_dim)  # the task's non-array fields; its arrays are arguments
+
+
+def chunk_init(spec: Spec, task: Task, model: Model | None) -> Callable[[dict, Data], Any]:
+    """``init(values, data) -> params0``: the initial state of ``C`` runs, run axis first, the
+    same for every layout (so both layouts start from bit-identical parameters)."""
+
+    def build():
+        if spec.algorithm.name != "gradient":
+            from jaxinit import algorithms
+
+            return jax.jit(jax.vmap(algorithms.make_init(spec, task), in_axes=(0, None)))
+        return jax.jit(jax.vmap(make_init(spec, task, model), in_axes=(0, None)))
+
+    return _cached(("init", program_spec(spec, init=True).to_json(), model, _task_key(task)), build)
+
+
+def chunk_train(
+    layout: str, spec: Spec, task: Task, model: Model | None
+) -> Callable[[dict, Any, Data], dict]:
+    """``train(values, params0, data) -> outputs (C, ...)``: ``C`` runs in ``layout``."""
+
+    def build():
+        if spec.algorithm.name != "gradient":
+            from jaxinit import algorithms
+
+            return jax.jit(jax.vmap(algorithms.make_train(spec, task), in_axes=(0, 0, None)))
+        if layout == "lanes":
+            from jaxinit import lanes
+
+            return jax.jit(lanes.make_batched_train(spec, task))
+        return jax.jit(jax.vmap(make_train(spec, task, model), in_axes=(0, 0, None)))
+
+    key = ("train", program_spec(spec).to_json(), model, layout, _task_key(task))
+    return _cached(key, build)
 
 
 class Executor:
     """Compiles each static group once (cached per process) and streams chunk results.
 
     ``devices`` defaults to ``jax.local_devices()`` (this process's, in a multi-process job);
-    ``D`` chunks run at once as a ``(D, C)`` batch split over them. Compiled programs are
-    cached on everything they depend on (the group's spec, the model, the layout, the mesh and
-    the task's non-array fields; the data is an argument), so re-running a static
-    configuration, e.g. a notebook cell, reuses them.
+    ``D`` chunks run at once as one ``(D·C)`` batch, each device running the ``C``-run program
+    on its own chunk (``shard_map``), so a run's numbers do not depend on ``D``. A chunk is two
+    calls: the init program (:func:`chunk_init`, one per group) and the training program
+    (:func:`chunk_train`), which groups that differ only in their init share. Programs are
+    cached on everything they depend on (the spec, the model, the layout, the mesh and the
+    task's non-array fields; the data is an argument), so re-running a static configuration,
+    e.g. a notebook cell, reuses them.
     """
-
-    _cache: dict[tuple, Any] = {}  # shared by executors of one process, oldest first
-    _cache_max = 8
 
     def __init__(self, devices: list | None = None):
         compile_cache.enable()
@@ -89,28 +159,39 @@ class Executor:
         self.mesh = Mesh(np.array(self.devices), ("devices",))
         self.layouts: dict[int, tuple[str, str]] = {}  # group index -> (layout, why)
 
+    def _on_devices(self, fn: Callable, n_args: int) -> Callable:
+        """``fn`` over ``(C, ...)`` runs as a program over ``(D·C, ...)``, one chunk per device;
+        its last argument (the data) is replicated. Each device runs the same ``C``-run
+        program, so a run's numbers do not depend on ``D``. Cached with ``fn`` (itself cached
+        by :func:`chunk_init` / :func:`chunk_train`)."""
+        if len(self.devices) == 1:  # the chunk program itself: its trace is prepare()'s too
+            return fn
+        runs, every = PartitionSpec("devices"), PartitionSpec()
+
+        def build():
+            specs = (runs,) * (n_args - 1) + (every,)
+            mapped = jax.shard_map(
+                fn, mesh=self.mesh, in_specs=specs, out_specs=runs, check_vma=False
+            )
+            return jax.jit(mapped)
+
+        return _cached(("on devices", fn, self.mesh), build)
+
     def compile(self, group: Group, task: Task, model: Model | None) -> Batched:
+        """The program of ``D`` chunks of ``group``: ``values {path: (D·C,)}, data -> outputs``."""
         layout, why = choose_layout(group.spec, task, model)
         self.layouts[group.index] = (layout, why)
-        key = (group.spec.to_json(), model, layout, self.mesh, *task[4:], task.in_dim)
-        try:
-            fn = self._cache.pop(key, None)
-        except TypeError:  # an unhashable user model: no caching
-            key, fn = None, None
-        if fn is None:
-            batched = jax.vmap(_batched(layout, group.spec, task, model), in_axes=(0, None))
-            runs = NamedSharding(self.mesh, PartitionSpec("devices"))
-            fn = jax.jit(batched, in_shardings=(runs, NamedSharding(self.mesh, PartitionSpec())))
-        if key is not None:
-            self._cache[key] = fn
-            while len(self._cache) > self._cache_max:
-                self._cache.pop(next(iter(self._cache)))
-        return fn
+        init = self._on_devices(chunk_init(group.spec, task, model), 2)
+        train = self._on_devices(chunk_train(layout, group.spec, task, model), 3)
+        return lambda values, data: train(values, init(values, data), data)
 
     def data(self, task: Task, dtype: str) -> Data:
-        return jax.device_put(
-            Data.from_task(task, dtype), NamedSharding(self.mesh, PartitionSpec())
+        """The task's arrays on every device (on one device: placed plainly, the way
+        :func:`member_layout` traces them, so the executor reuses that trace)."""
+        where = (
+            self.devices[0] if len(self.devices) == 1 else NamedSharding(self.mesh, PartitionSpec())
         )
+        return jax.device_put(Data.from_task(task, dtype), where)
 
     def run(
         self, plan: Plan, todo: list[tuple[Group, int]], model: Model | None
@@ -135,7 +216,7 @@ class Executor:
                 batch = mine[start : start + n_dev]
                 slots = [chunk_values(group, c, dtype) for c in batch]
                 slots += [slots[-1]] * (n_dev - len(slots))  # idle devices repeat the last chunk
-                values = {p: np.stack([s[0][p] for s in slots]) for p in slots[0][0]}
+                values = {p: np.concatenate([s[0][p] for s in slots]) for p in slots[0][0]}
                 out = fn(values, data)
                 if pending is not None:
                     yield from _fetch(*pending)
@@ -158,7 +239,7 @@ def chunk_values(group: Group, chunk: int, dtype: str) -> tuple[dict[str, np.nda
 def _fetch(out, group: Group, batch: list[int], slots) -> Iterator:
     out = jax.device_get(out)
     for k, c in enumerate(batch):
-        yield chunk_id(group, c), chunk_arrays(out, k, slots[k][1])
+        yield chunk_id(group, c), chunk_arrays(out, k, slots[k][1], group.plan.chunk_size)
 
 
 def _flatten(tree: Any, prefix: str) -> dict[str, np.ndarray]:
@@ -169,23 +250,25 @@ def _flatten(tree: Any, prefix: str) -> dict[str, np.ndarray]:
     }
 
 
-def chunk_arrays(out: dict[str, Any], k: int, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Slot ``k`` of a ``(D, C, ...)`` output, its padding dropped, as flat ``name -> array``."""
-    n = len(ids)
+def chunk_arrays(out: dict[str, Any], k: int, ids: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    """Chunk ``k`` of a ``(D·C, ...)`` output (``C = size``), its padding dropped, as flat
+    ``name -> array``."""
+    lo = k * size
     arrays = {"run_id": ids}
     for section, tree in out.items():
-        arrays.update(_flatten(jax.tree.map(lambda x: x[k, :n], tree), section + "/"))
+        arrays.update(_flatten(jax.tree.map(lambda x: x[lo : lo + len(ids)], tree), section + "/"))
     return arrays
 
 
 def member_layout(group: Group, task: Task, model: Model | None) -> dict[str, tuple]:
     """``name -> (trailing shape, dtype name)`` of every array a chunk of ``group`` stores, from
-    the abstract output of its program (traced, not computed)."""
+    the abstract output of its programs (traced, not computed; the executor reuses the traces)."""
     layout, _ = choose_layout(group.spec, task, model)
     values, _ = chunk_values(group, 0, group.spec.train.dtype)
     shaped = {p: jax.ShapeDtypeStruct(v.shape, v.dtype) for p, v in values.items()}
     data = Data.from_task(task, group.spec.train.dtype)
-    out = jax.eval_shape(_batched(layout, group.spec, task, model), shaped, data)
+    params0 = jax.eval_shape(chunk_init(group.spec, task, model), shaped, data)
+    out = jax.eval_shape(chunk_train(layout, group.spec, task, model), shaped, params0, data)
     flat = {}
     for section, tree in out.items():
         for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]:

@@ -34,9 +34,12 @@ from jaxinit.models import Model, from_spec
 from jaxinit.spec import DESCRIPTIVE, Spec
 from jaxinit.tasks import TASKS, Task
 
-LAYOUT_RULE = 2
-"""Version of the rule that resolves ``train.layout = "auto"``; bump it when the rule changes.
-1: always vmap. 2: lanes on the CPU where :func:`jaxinit.lanes.prefer_lanes` says so."""
+LAYOUT_RULE = 3
+"""Version of how runs are laid out into compiled programs; bump it when that changes a run's
+numbers (by rounding), so a directory begun under the old rule is refused, not mixed.
+1: always vmap. 2: ``train.layout = "auto"`` takes lanes on the CPU where
+:func:`jaxinit.lanes.prefer_lanes` says so. 3: the init is compiled apart from training
+(:mod:`jaxinit.executors`); of the bundled specs only deep ones moved, by ≤ 1e-6."""
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:

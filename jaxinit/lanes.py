@@ -53,13 +53,12 @@ from jaxinit.tasks import Task, loss_value, metric_value
 from jaxinit.train import (
     _DATA,
     _DROPOUT,
-    _INIT,
     Data,
     RunState,
     _batch,
     advance,
     build_optimizer,
-    plane_init,
+    make_init,
     run_key,
 )
 
@@ -71,6 +70,7 @@ __all__ = [
     "step_cost",
     "lanes_per_block",
     "make_batched_run",
+    "make_batched_train",
     "lane_sum",
     "spread",
     "to_lanes",
@@ -325,19 +325,6 @@ def _run_keys(root_seed: int, seeds_C: Array, tag: int) -> Array:
     return jax.vmap(lambda s: jax.random.fold_in(run_key(root_seed, s), tag))(seeds_C)
 
 
-def _init_params(spec: Spec, task: Task, values: dict[str, Array]) -> Lanes:
-    """Every run's initial parameters, drawn exactly as ``make_run`` draws them, run axis last."""
-
-    def one(v: dict[str, Array]) -> Any:
-        s = spec.replace(_traced(v))
-        mdl = from_spec(s.model, task.in_dim, task.out_dim)
-        key = jax.random.fold_in(run_key(spec.seed, v["seed"]), _INIT)
-        p = mdl.init(key, s.init) if s.init.plane_seed < 0 else plane_init(mdl, spec.seed, s.init)
-        return jax.tree.map(lambda a: a.astype(spec.train.dtype), p)
-
-    return to_lanes(jax.vmap(one)(values))
-
-
 def _init_opt_state(spec: Spec, values: dict[str, Array], params: Lanes, trainable: Any) -> Lanes:
     """Every run's initial optimizer state (its own step count too), run axis last."""
 
@@ -433,14 +420,13 @@ class Context(NamedTuple):
         return jnp.sum(per_run), per_run
 
 
-def context(static: Spec, task: Task, values: dict[str, Array]) -> tuple[Context, Lanes]:
-    """The block's :class:`Context` and its initial parameters ``(…, C)``."""
+def context(static: Spec, task: Task, values: dict[str, Array], params0: Lanes) -> Context:
+    """The :class:`Context` of a block training from ``params0`` ``(…, C)``."""
     s = static.replace(_traced(values))
     mdl = from_spec(static.model, task.in_dim, task.out_dim)
-    params0 = _init_params(static, task, values)
     trainable = mdl.trainable(params0) if mdl.trainable else None
     dropping = static.model.dropout != 0 or "model.dropout" in values
-    ctx = Context(
+    return Context(
         static,
         s,
         task,
@@ -454,7 +440,6 @@ def context(static: Spec, task: Task, values: dict[str, Array]) -> tuple[Context
         dropping,
         "train.grad_tol" in values or static.train.grad_tol > 0,
     )
-    return ctx, params0
 
 
 def init_state(ctx: Context, values: dict[str, Array], params0: Lanes) -> RunState:
@@ -548,9 +533,13 @@ def finalize(
     return out
 
 
-def _train_block(spec: Spec, task: Task, values: dict[str, Array], data: Data) -> dict[str, Any]:
-    """The whole training of one lane block of runs, ``values: {path: (S,)}``."""
-    ctx, params0 = context(spec, task, values)
+def _train_block(
+    spec: Spec, task: Task, values: dict[str, Array], params0: Any, data: Data
+) -> dict[str, Any]:
+    """The whole training of one lane block of runs from ``params0`` (run axis first),
+    ``values: {path: (S,)}``."""
+    params0 = to_lanes(params0)
+    ctx = context(spec, task, values, params0)
     state = init_state(ctx, values, params0)
     (state, _), curves = lax.scan(
         functools.partial(log_block, ctx, data, params0),
@@ -560,8 +549,10 @@ def _train_block(spec: Spec, task: Task, values: dict[str, Array], data: Data) -
     return finalize(ctx, data, state, params0, curves)
 
 
-BLOCK_BYTES = 2**19
-"""Target bytes per block of :func:`step_cost` products (see :func:`lanes_per_block`)."""
+BLOCK_BYTES = (2**19, 2**21)
+"""Target bytes per block of :func:`step_cost` products (see :func:`lanes_per_block`): the
+first for the smallest nets (step cost up to :data:`SMALL_COST`), the second above."""
+SMALL_COST = 64
 
 
 def lanes_per_block(spec: Spec, task: Task) -> int:
@@ -570,13 +561,21 @@ def lanes_per_block(spec: Spec, task: Task) -> int:
     A chunk of ``C`` runs is cut into blocks of at most this many, trained one after the other
     (``lax.map``), so that a step's arrays stay in cache: the ``(B, I, O, S)`` products of
     :func:`dense` over all layers, :func:`step_cost` numbers per run, come to about
-    :data:`BLOCK_BYTES`. A power of two in 8..8192 (8: one AVX2 register of float32). Measured on
-    the 2-core CPU this was tuned on: 4096 runs per block for 2-2-1 on XOR, 1024 for 2-16-1; one
-    block of all 65,536 runs was ~1.6× slower for 2-2-1.
+    :data:`BLOCK_BYTES`. A power of two in 8..4096 (8: one AVX2 register of float32).
+
+    Measured on the 2-core CPU (``make_batched_train``, XOR, 500 steps, wall / CPU seconds):
+    the smallest nets are fastest in blocks small enough for XLA to run them on one thread
+    (2-2-1, 65,536 runs: 4096 lanes 1.0 / 1.0 s, 8192 lanes 1.2 / 1.8 s; 2-4-1, 16,384 runs:
+    2048 lanes 0.36 / 0.36 s, 4096 lanes 0.47 / 0.7 s), wider ones in larger blocks that it
+    spreads over the cores (2-8-1: 1024 lanes 0.8 / 1.3 s, 4096 lanes 0.5 / 1.0 s; 2-16-1: 512
+    lanes 1.3 / 2.2 s, 2048 lanes 1.0 / 1.9 s; 2-32-32-1: 32 lanes 24 / 45 s, 128 lanes 22 /
+    41 s). Hence two budgets, split at :data:`SMALL_COST`.
     """
     itemsize = 8 if spec.train.dtype == "float64" else 4
-    ideal = BLOCK_BYTES / (step_cost(spec, task) * itemsize)
-    return int(min(8192, max(8, 2 ** round(math.log2(ideal)))))
+    cost = step_cost(spec, task)
+    budget = BLOCK_BYTES[0] if cost <= SMALL_COST else BLOCK_BYTES[1]
+    ideal = budget / (cost * itemsize)
+    return int(min(4096, max(8, 2 ** round(math.log2(ideal)))))
 
 
 def _blocks(n_runs: int, per_block: int) -> tuple[int, int]:
@@ -589,34 +588,48 @@ def _blocks(n_runs: int, per_block: int) -> tuple[int, int]:
     return n, size
 
 
-def make_batched_run(
+def make_batched_train(
     spec: Spec, task: Task, *, per_block: int | None = None
-) -> Callable[[dict, Data], dict]:
+) -> Callable[[dict, Any, Data], dict]:
     """The training program of ``C`` runs of a static configuration, in the lanes layout.
 
-    Same contract as ``jax.vmap(make_run(spec, task), in_axes=(0, None))``: ``values`` maps
-    ``"seed"`` to ``(C,)`` int32 and every other traced path to ``(C,)`` floats; the outputs have
-    the same pytree, shapes (run axis first) and dtypes, with equal numbers up to rounding.
-    Runs train in blocks of ``per_block`` lanes (default :func:`lanes_per_block`); the last
-    block is padded with copies of the last run. Raises ``ValueError`` where :func:`supports`
-    gives a reason.
+    Same contract as ``jax.vmap(train.make_train(spec, task), in_axes=(0, 0, None))``:
+    ``values`` maps ``"seed"`` to ``(C,)`` int32 and every other traced path to ``(C,)``
+    floats, ``params0`` is every run's initial parameters (run axis first, from
+    :func:`jaxinit.train.make_init`); the outputs have the same pytree, shapes (run axis first)
+    and dtypes, with equal numbers up to rounding. Runs train in blocks of ``per_block`` lanes
+    (default :func:`lanes_per_block`); the last block is padded with copies of the last run.
+    Raises ``ValueError`` where :func:`supports` gives a reason.
     """
     reason = supports(spec, None, task)
     if reason is not None:
         raise ValueError(f"the lanes layout cannot run this spec: {reason}")
     per_block = per_block or lanes_per_block(spec, task)
 
-    def run(values: dict[str, Array], data: Data) -> dict[str, Any]:
+    def train(values: dict[str, Array], params0: Any, data: Data) -> dict[str, Any]:
         c = values["seed"].shape[0]
         n, size = _blocks(c, per_block)
         if n == 1:
-            return _train_block(spec, task, values, data)
+            return _train_block(spec, task, values, params0, data)
         pad = n * size - c
-        blocked = {
-            k: jnp.concatenate([v, jnp.repeat(v[-1:], pad)]).reshape(n, size)
-            for k, v in values.items()
-        }
-        out = lax.map(lambda v: _train_block(spec, task, v, data), blocked)
+
+        def cut(v: Array) -> Array:
+            v = jnp.concatenate([v, jnp.repeat(v[-1:], pad, axis=0)])
+            return v.reshape(n, size, *v.shape[1:])
+
+        out = lax.map(
+            lambda vp: _train_block(spec, task, *vp, data), jax.tree.map(cut, (values, params0))
+        )
         return jax.tree.map(lambda a: a.reshape(n * size, *a.shape[2:])[:c], out)
 
-    return run
+    return train
+
+
+def make_batched_run(
+    spec: Spec, task: Task, *, per_block: int | None = None
+) -> Callable[[dict, Data], dict]:
+    """:func:`make_batched_train` from every run's :func:`jaxinit.train.make_init` parameters:
+    the contract of ``jax.vmap(make_run(spec, task), in_axes=(0, None))``."""
+    train = make_batched_train(spec, task, per_block=per_block)
+    init = jax.vmap(make_init(spec, task), in_axes=(0, None))
+    return lambda values, data: train(values, init(values, data), data)

@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from xarray.backends import BackendArray
+from xarray.core import indexing
 
 from jaxinit.plan import Plan, coordinates, make_plan
-from jaxinit.store import expect_for, iter_chunks, read_spec
+from jaxinit.store import expect_for, iter_chunk_files, iter_chunks, read_member, read_spec
 
 _SECTIONS = ("final/", "curves/", "params0/", "params/")
 
@@ -167,26 +170,34 @@ def _gather(
 
 
 def assemble(
-    plan: Plan, chunks: Iterable[dict[str, np.ndarray]], *, partial: bool, attrs=None
+    plan: Plan,
+    chunks: Iterable[dict[str, np.ndarray]],
+    *,
+    partial: bool,
+    attrs=None,
+    lazy: dict[str, Any] | None = None,
 ) -> xr.Dataset:
     """Build the Dataset of a plan from its chunks (any subset, even none; missing runs are marked).
 
     Every per-run final of :data:`FINAL_VARIABLES` and the ``loss`` curve are present even with no
     chunks, so code reading a sweep that has just started sees NaN and ``done = False``, not a
-    ``KeyError``.
+    ``KeyError``. ``lazy`` maps member names (``curves/…``) to arrays already shaped
+    ``(*plan.shape, …)`` that are read when used (see :func:`load`); it is filled while
+    ``chunks`` is consumed.
     """
     spec = plan.spec
     arrays, done = _gather(chunks, plan.n_runs)
+    lazy = lazy if lazy is not None else {}
     _with_all_finals(arrays, plan.n_runs, spec.train.dtype)
     n_log = spec.train.steps // spec.train.log_every + 1
-    if "curves/loss" not in arrays:  # not setdefault: its default would be built regardless
+    if "curves/loss" not in arrays and "curves/loss" not in lazy:  # not setdefault: eager default
         arrays["curves/loss"] = _empty(np.dtype(spec.train.dtype), (plan.n_runs, n_log))
     dims = [a.dim for a in plan.axes]
     shape = plan.shape
     variables = {"done": (dims, done.reshape(shape))}
-    for name, a in arrays.items():
+    shaped = {n: a.reshape(*shape, *a.shape[1:]) for n, a in arrays.items()}
+    for name, a in {**shaped, **lazy}.items():
         section, _, key = name.partition("/")
-        a = a.reshape(*shape, *a.shape[1:])
         if section == "final":
             variables[key] = (
                 dims,
@@ -226,19 +237,30 @@ def _coords(plan: Plan, variables: dict) -> dict:
     return coords
 
 
-def load(path: str | Path, *, on_corrupt: str = "raise") -> xr.Dataset:
+LAZY_BYTES = 256 * 2**20
+"""Above this many bytes of curves, :func:`load` leaves them on disk until they are used."""
+
+
+def load(path: str | Path, *, on_corrupt: str = "raise", lazy: bool | None = None) -> xr.Dataset:
     """Load a sweep directory, finished or still running (then ``attrs['partial']`` is 1).
 
     Corrupt chunks raise :class:`~jaxinit.store.CorruptChunkError` naming the file, or with
     ``on_corrupt="skip"`` are left out with a warning. Nothing is unpickled.
+
+    Per-run finals are read into memory. Curves are too, unless ``lazy`` (default: when they
+    would take more than :data:`LAZY_BYTES`, e.g. 2²⁰ runs × 201 logged losses = 843 MB): then
+    they stay in the chunk files and a selection reads only the chunks holding its runs
+    (``ds.loss.isel(seed=0)``); a reduction over every run (``ds.loss.mean("seed")``) still
+    reads them all. Every chunk is verified (checksum, headers) either way.
     """
     spec, meta = read_spec(path)
     plan = make_plan(spec, meta["chunk_size"])
-    chunks = iter_chunks(path, on_corrupt=on_corrupt, expect=expect_for(plan))  # streamed
+    files = iter_chunk_files(path, on_corrupt=on_corrupt, expect=expect_for(plan))  # streamed
     attrs = {"jaxinit_version": meta["jaxinit_version"], "fingerprint": meta["fingerprint"]}
     if "model" in meta:
         attrs["model"] = json.dumps(meta["model"])
-    ds = assemble(plan, chunks, partial=False, attrs=attrs)
+    curves = _LazyCurves(plan, lazy)
+    ds = assemble(plan, curves.keep(files), partial=False, attrs=attrs, lazy=curves.variables)
     if ds.attrs["partial"]:
         warnings.warn(
             f"{path}: sweep is partial ({ds.attrs['n_done']}/{ds.attrs['n_runs']} runs done); "
@@ -246,6 +268,88 @@ def load(path: str | Path, *, on_corrupt: str = "raise") -> xr.Dataset:
             stacklevel=2,
         )
     return ds
+
+
+class _LazyCurves:
+    """While :func:`load` streams the chunks: keeps the curves on disk when they are big (the
+    chunk each run is in, its row there, each curve's widest shape) and, once every chunk has
+    passed, fills ``variables`` with one :class:`_ChunkedArray` per curve."""
+
+    def __init__(self, plan: Plan, lazy: bool | None):
+        self.plan, self.lazy = plan, lazy
+        self.variables: dict[str, Any] = {}
+
+    def keep(self, files: Iterable[tuple[Path, dict[str, np.ndarray]]]) -> Iterator[dict]:
+        n = self.plan.n_runs
+        chunk_of, row_of = np.full(n, -1, np.int32), np.zeros(n, np.int32)
+        paths: list[Path] = []
+        shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        for file, arrays in files:
+            names = [k for k in arrays if k.startswith("curves/")]
+            if self.lazy is None:  # decide on the first chunk: bytes per run × runs
+                per_run = sum(arrays[k][0].nbytes for k in names)
+                self.lazy = per_run * n > LAZY_BYTES
+            if not self.lazy:
+                yield arrays
+                continue
+            ids = arrays["run_id"]
+            chunk_of[ids], row_of[ids] = len(paths), np.arange(len(ids))
+            paths.append(file)
+            for k in names:
+                old = shapes.get(k, ((0,) * (arrays[k].ndim - 1), arrays[k].dtype))[0]
+                wide = tuple(max(a, b) for a, b in zip(old, arrays[k].shape[1:]))
+                shapes[k] = (wide, arrays[k].dtype)
+            yield {k: v for k, v in arrays.items() if k not in names}
+        for name, (trailing, dtype) in shapes.items():
+            array = _ChunkedArray(name, paths, chunk_of, row_of, self.plan.shape, trailing, dtype)
+            self.variables[name] = indexing.LazilyIndexedArray(array)
+
+
+class _ChunkedArray(BackendArray):
+    """One curve of every run, ``(*axes, step[, layer])``, read from the chunk files on
+    indexing (outer indexing: ints, slices or index arrays per dimension). Runs not done are
+    NaN; shapes narrower than the widest group's are NaN-padded, as when loaded eagerly."""
+
+    def __init__(self, name, paths, chunk_of, row_of, axes_shape, trailing, dtype):
+        self.name, self.paths, self.chunk_of, self.row_of = name, paths, chunk_of, row_of
+        self.axes_shape = tuple(axes_shape)
+        self.shape = (*self.axes_shape, *trailing)
+        self.dtype = np.dtype(dtype)
+
+    def __getitem__(self, key):
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER, self._get
+        )
+
+    def _get(self, key: tuple) -> np.ndarray:
+        n_axes = len(self.axes_shape)
+        picks = [np.atleast_1d(np.arange(s)[k]) for s, k in zip(self.axes_shape, key)]
+        ids = np.ravel_multi_index(np.ix_(*picks), self.axes_shape)
+        flat, rest = ids.ravel(), key[n_axes:]
+        trailing = self.shape[n_axes:]
+        out = _empty(self.dtype, (flat.size, *_outer(np.empty((1, *trailing)), rest).shape[1:]))
+        where = self.chunk_of[flat]
+        for k in np.unique(where[where >= 0]):
+            sel = np.nonzero(where == k)[0]
+            part = read_member(self.paths[k], self.name)
+            full = _empty(self.dtype, (len(part), *trailing))
+            full[(slice(None), *(slice(0, s) for s in part.shape[1:]))] = part
+            out[sel] = _outer(full[self.row_of[flat[sel]]], rest)
+        out = out.reshape(*ids.shape, *out.shape[1:])
+        dropped = tuple(i for i, k in enumerate(key[:n_axes]) if isinstance(k, (int, np.integer)))
+        return out.squeeze(dropped) if dropped else out
+
+
+def _outer(a: np.ndarray, keys: tuple) -> np.ndarray:
+    """``a[:, keys…]`` with each key (int, slice or index array) applied to its own axis."""
+    axis = 1
+    for k in keys:
+        if isinstance(k, (int, np.integer)):
+            a = np.take(a, k, axis=axis)
+        else:
+            a = a[(slice(None),) * axis + (k,)]
+            axis += 1
+    return a
 
 
 def load_params(path: str | Path, which: str = "params", group: int | None = None):

@@ -64,8 +64,10 @@ __all__ = [
     "Expect",
     "StoreError",
     "SweepDir",
+    "iter_chunk_files",
     "iter_chunks",
     "read_chunk",
+    "read_member",
     "read_spec",
 ]
 
@@ -712,10 +714,11 @@ def read_chunk(
         raise CorruptChunkError(f"chunk {chunk_id} ({file}) cannot be decoded: {e}") from None
 
 
-def iter_chunks(
+def iter_chunk_files(
     path: str | Path, on_corrupt: str = "raise", expect: Expect | None = None
-) -> Iterator[dict[str, np.ndarray]]:
-    """Every finished chunk of a sweep directory, verified. ``on_corrupt``: ``raise`` or ``skip``.
+) -> Iterator[tuple[Path, dict[str, np.ndarray]]]:
+    """``(file, arrays)`` of every finished chunk of a sweep directory, verified.
+    ``on_corrupt``: ``raise`` or ``skip``.
 
     With ``expect``, each chunk is checked against what the plan puts under its id (see
     :func:`read_chunk`); a listed id the plan does not have counts as a corrupt chunk.
@@ -724,7 +727,8 @@ def iter_chunks(
 
     for cid, entry in sorted(read_manifests(Path(path)).items()):
         try:
-            yield read_chunk(Path(path), cid, entry, _expect_for(Path(path), cid, entry, expect))
+            arrays = read_chunk(Path(path), cid, entry, _expect_for(Path(path), cid, entry, expect))
+            yield Path(path) / entry["file"], arrays
         except _NotInPlanError as e:
             if on_corrupt == "raise":
                 raise CorruptChunkError(f"{e}; remove its manifest entry") from None
@@ -733,6 +737,26 @@ def iter_chunks(
             if on_corrupt == "raise":
                 raise CorruptChunkError(f"{e}. Run the sweep again to recompute it.") from None
             warnings.warn(f"{e}; its runs are left out", stacklevel=2)
+
+
+def iter_chunks(
+    path: str | Path, on_corrupt: str = "raise", expect: Expect | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """The arrays of every finished chunk (:func:`iter_chunk_files` without the file names)."""
+    return (arrays for _, arrays in iter_chunk_files(path, on_corrupt, expect))
+
+
+def read_member(file: Path, name: str) -> np.ndarray:
+    """One array of a chunk file, read alone (for results loaded lazily, after the whole file
+    was verified by :func:`read_chunk`): the zip's CRC-32 is checked, nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(file) as z, z.open(f"{name}.npy") as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise CorruptChunkError(
+            f"chunk file {file} changed since the sweep was loaded ({type(e).__name__}: {e}); "
+            "load the sweep again"
+        ) from None
 
 
 def expect_for(plan: Plan, members: Mapping[str, tuple] | None = None) -> Expect:

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 from jaxinit import distributed
-from jaxinit.executors import Executor, build_task, member_layout
+from jaxinit.executors import Executor, build_task, member_layout, program_spec
 from jaxinit.identity import record
 from jaxinit.models import Model, from_spec
 from jaxinit.plan import Plan, chunk_id, make_plan
@@ -57,10 +57,17 @@ class Prepared(NamedTuple):
     def describe(self) -> str:
         p = self.plan
         return (
-            f"{p.n_runs:,} runs = {p.n_groups:,} compiled program(s) × {p.runs_per_group:,} "
-            f"runs, in {p.n_chunks:,} chunks of {p.chunk_size:,}; "
+            f"{p.n_runs:,} runs = {p.n_groups:,} static group(s){self._programs()} × "
+            f"{p.runs_per_group:,} runs, in {p.n_chunks:,} chunks of {p.chunk_size:,}; "
             f"~{_human(self.stored_bytes)} of results"
         )
+
+    def _programs(self) -> str:
+        """`` (k training programs)`` when groups share them (they differ only in their init)."""
+        if self.plan.n_groups > 4096:  # not worth listing
+            return ""
+        k = len({program_spec(g.spec).to_json() for g in self.plan.groups})
+        return f" ({k:,} training program{'s' if k > 1 else ''})" if k < self.plan.n_groups else ""
 
 
 def _human(n: float) -> str:

@@ -131,7 +131,6 @@ class Context(NamedTuple):
     task: Task
     model: Model
     opt: optax.GradientTransformation
-    key_init: Array
     key_data: Array
     key_drop: Array
     threshold: Any  # loss level for time-to-threshold
@@ -145,36 +144,43 @@ class Context(NamedTuple):
         return loss_value(self.task.loss, out, y)
 
 
+def init_params(spec: Spec, task: Task, model: Model | None, values: dict[str, Array]) -> Any:
+    """The run's initial parameters ``params0``, drawn from its own init key (``values`` as in
+    :func:`make_run`). Only this reads ``spec.init``: the training program takes ``params0`` as
+    an input, so sweeps over init schemes share one compiled training program."""
+    s = spec.replace({k: v for k, v in values.items() if k != "seed"})
+    mdl = model if model is not None else from_spec(s.model, task.in_dim, task.out_dim)
+    if s.init.plane_seed >= 0:
+        params0 = plane_init(mdl, spec.seed, s.init)
+    else:
+        params0 = mdl.init(jax.random.fold_in(run_key(spec.seed, values["seed"]), _INIT), s.init)
+    return jax.tree.map(lambda p: p.astype(spec.train.dtype), params0)
+
+
 def context(
-    static: Spec, task: Task, model: Model | None, values: dict[str, Array]
-) -> tuple[Context, Any]:
-    """The run's :class:`Context` and its initial parameters ``params0``."""
+    static: Spec, task: Task, model: Model | None, values: dict[str, Array], params0: Any
+) -> Context:
+    """The run's :class:`Context`, for training from ``params0``."""
     s = static.replace({k: v for k, v in values.items() if k != "seed"})
     mdl = model if model is not None else from_spec(s.model, task.in_dim, task.out_dim)
     key = run_key(static.seed, values["seed"])
-    k_init, k_data, k_drop = (jax.random.fold_in(key, t) for t in (_INIT, _DATA, _DROPOUT))
-    params0 = (
-        mdl.init(k_init, s.init) if s.init.plane_seed < 0 else plane_init(mdl, static.seed, s.init)
-    )
-    params0 = jax.tree.map(lambda p: p.astype(static.train.dtype), params0)
+    k_data, k_drop = (jax.random.fold_in(key, t) for t in (_DATA, _DROPOUT))
     opt = build_optimizer(s.optimizer, mdl.trainable(params0) if mdl.trainable else None)
     stochastic = (
         static.train.batch_size > 0 or static.model.dropout != 0 or "model.dropout" in values
     )
-    ctx = Context(
+    return Context(
         static,
         s,
         task,
         mdl,
         opt,
-        k_init,
         k_data,
         k_drop,
         task.threshold if s.train.threshold is None else s.train.threshold,
         stochastic,
         "train.grad_tol" in values or static.train.grad_tol > 0,
     )
-    return ctx, params0
 
 
 def init_state(ctx: Context, params0: Any) -> RunState:
@@ -303,19 +309,26 @@ def finalize(
     return out
 
 
-def make_run(spec: Spec, task: Task, model: Model | None = None) -> Callable[[dict, Data], dict]:
-    """The training program for one run of a static configuration ``spec``.
+def make_init(spec: Spec, task: Task, model: Model | None = None) -> Callable[[dict, Data], Any]:
+    """``init(values, data) -> params0`` of one run (:func:`init_params`; ``data`` unused)."""
 
-    Returns ``run(values, data) -> outputs``: ``values`` maps ``"seed"`` and traced field paths to
-    scalars; ``outputs`` is ``{"curves": {name: (T+1, ...)}, "final": {name: ()}, "params0",
-    "params"}`` with ``T = steps // log_every`` (params only when ``store.save_params``).
-    How runs are batched (vmap, lanes, devices) is the executor's business
-    (:mod:`jaxinit.executors`), never this function's.
+    def init(values: dict[str, Array], data: Data) -> Any:
+        return init_params(spec, task, model, values)
+
+    return init
+
+
+def make_train(
+    spec: Spec, task: Task, model: Model | None = None
+) -> Callable[[dict, Any, Data], dict]:
+    """``train(values, params0, data) -> outputs``: one run trained from ``params0``.
+
+    Reads nothing of ``spec.init``, so one compiled program serves every init scheme.
     """
     n_blocks = spec.train.steps // spec.train.log_every
 
-    def run(values: dict[str, Array], data: Data) -> dict[str, Any]:
-        ctx, params0 = context(spec, task, model, values)
+    def train(values: dict[str, Array], params0: Any, data: Data) -> dict[str, Any]:
+        ctx = context(spec, task, model, values, params0)
         state = init_state(ctx, params0)
         step_fn = functools.partial(step, ctx, data)
         block_fn = functools.partial(log_block, ctx, data, params0, step_fn)
@@ -326,4 +339,18 @@ def make_run(spec: Spec, task: Task, model: Model | None = None) -> Callable[[di
         )
         return finalize(ctx, data, state, params0, curves)
 
-    return run
+    return train
+
+
+def make_run(spec: Spec, task: Task, model: Model | None = None) -> Callable[[dict, Data], dict]:
+    """The training program for one run of a static configuration ``spec``.
+
+    Returns ``run(values, data) -> outputs``: ``values`` maps ``"seed"`` and traced field paths to
+    scalars; ``outputs`` is ``{"curves": {name: (T+1, ...)}, "final": {name: ()}, "params0",
+    "params"}`` with ``T = steps // log_every`` (params only when ``store.save_params``).
+    It is :func:`make_train` from :func:`make_init`'s parameters; the executor compiles the two
+    apart (:mod:`jaxinit.executors`). How runs are batched (vmap, lanes, devices) is the
+    executor's business, never this function's.
+    """
+    init, train = make_init(spec, task, model), make_train(spec, task, model)
+    return lambda values, data: train(values, init(values, data), data)

@@ -182,5 +182,5 @@ def test_dry_run_of_a_billion_runs_prints_its_size_and_writes_nothing(tmp_path):
     )
     r = jaxinit_cli("run", str(spec), "--out", str(tmp_path / "out"), "--dry-run")
     assert r.returncode == 0, r.stderr
-    assert "1,000,000,000 runs = 1 compiled program(s)" in r.stderr
+    assert "1,000,000,000 runs = 1 static group(s) × 1,000,000,000 runs" in r.stderr
     assert not (tmp_path / "out").exists()

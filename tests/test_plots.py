@@ -420,3 +420,167 @@ def test_summary_holds_every_analysis_table(plane_sweep):
 
 def test_summary_of_a_plain_sweep_is_its_table(tiny_sweep):
     assert full_summary(tiny_sweep) == summarize(tiny_sweep)
+
+
+# -- restart and depth figures: colours that never repeat, categorical axes that read ------------
+def _restart_ds(coords: dict, monkeypatch, n_optima=None) -> xr.Dataset:
+    """A k-means restart sweep over ``coords`` (axes in spec order, ``seed`` last) whose restart
+    analysis is a hand-made summary: P(global) = 0.1·(line index + 1), no training."""
+    import types
+
+    import pandas as pd
+
+    from jaxinit.plots import restart_figures
+
+    ds = _grid_ds(coords, {}, name="restarts_synthetic")
+    cells = [d for d in coords if d != "seed"]
+    grid = pd.MultiIndex.from_product([coords[d] for d in cells], names=cells).to_frame(False)
+    line = list(coords["algorithm_init"]).index
+    p = np.array([0.1 * (line(v) % 9 + 1) for v in grid.algorithm_init])
+    summary = grid.assign(p_global=p, p_lo=p - 0.05, p_hi=p + 0.05, global_loss=1.0,
+                          n_optima=n_optima if n_optima is not None else np.arange(len(grid)) + 1)  # fmt: skip
+    fake = types.SimpleNamespace(summary=summary, x_tol=0.05)
+    monkeypatch.setattr(restart_figures, "_optima", lambda _ds: fake)
+    return ds
+
+
+def _data_lines(ax) -> list:
+    """The data line of each errorbar (``p_global``), else every line (``distinct_optima``)."""
+    return [c.lines[0] for c in ax.containers] if ax.containers else ax.get_lines()
+
+
+def _distinct(colours) -> bool:
+    from matplotlib.colors import to_rgba
+
+    rgba = [tuple(np.round(to_rgba(c), 6)) for c in colours]
+    return len(set(rgba)) == len(rgba)
+
+
+INITS12 = [f"init_{i:02d}" for i in range(12)]
+
+
+@pytest.mark.parametrize("name", ["p_global", "distinct_optima"])
+def test_restart_figures_give_twelve_inits_twelve_colours_on_a_numeric_k_axis(name, monkeypatch):
+    coords = {"task_k": [3, 5, 10], "algorithm_init": INITS12, "seed": np.arange(2)}
+    fig = FIGURES[name](_restart_ds(coords, monkeypatch))
+    try:
+        ax = fig.axes[0]
+        drawn = _data_lines(ax)  # a line per init
+        assert len(drawn) == 12 and _distinct([ln.get_color() for ln in drawn])
+        np.testing.assert_allclose(drawn[0].get_xdata(), [3, 5, 10])  # numbers sit on their values
+        assert list(ax.get_xticks()) == [3, 5, 10] and ax.get_xlabel() == "task.k"
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == INITS12
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["p_global", "distinct_optima"])
+def test_restart_figures_put_a_categorical_x_at_named_positions(name, monkeypatch):
+    data = ["blobs", "anisotropic_blobs", "unequal_variances"]
+    coords = {"algorithm_init": ["forgy", "kmeans++"], "task_data": data, "seed": np.arange(2)}
+    fig = FIGURES[name](_restart_ds(coords, monkeypatch))
+    try:
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == data
+        assert list(ax.get_xticks()) == [0, 1, 2] and ax.get_xlabel() == "task.data"
+        assert all(t.get_rotation() > 0 for t in ax.get_xticklabels())  # long names slant
+        drawn = _data_lines(ax)
+        assert len(drawn) == 2 and all(ln.get_linestyle() == "None" for ln in drawn)
+        xs = np.concatenate([ln.get_xdata() for ln in drawn])
+        assert len(set(np.round(xs, 6))) == 6  # side by side around each tick, never piled up
+        np.testing.assert_allclose(np.round(drawn[0].get_xdata()), [0, 1, 2])
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["p_global", "distinct_optima"])
+def test_restart_figures_without_an_x_axis_spread_the_inits_over_named_ticks(name, monkeypatch):
+    coords = {"algorithm_init": INITS12, "seed": np.arange(2)}
+    fig = FIGURES[name](_restart_ds(coords, monkeypatch))
+    try:
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == INITS12
+        drawn = _data_lines(ax)
+        assert len(drawn) == 12 and _distinct([ln.get_color() for ln in drawn])
+        np.testing.assert_allclose([ln.get_xdata()[0] for ln in drawn], range(12))  # not all at 0
+    finally:
+        plt.close(fig)
+
+
+def test_excess_loss_colours_and_names_stay_distinct(monkeypatch):
+    coords = {"algorithm_init": INITS12, "seed": np.arange(3)}
+    ds = _restart_ds(coords, monkeypatch)
+    shape = (12, 3)
+    ds["final_loss"] = (("algorithm_init", "seed"), 1.0 + np.arange(36).reshape(shape) / 10)
+    ds["diverged"] = (("algorithm_init", "seed"), np.zeros(shape, bool))
+    fig = FIGURES["excess_loss"](ds)
+    try:
+        ax = fig.axes[0]
+        assert _distinct(
+            [c.get_facecolor()[0] for c in ax.collections if len(c.get_offsets()) == 3]
+        )
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["all runs"]
+    finally:
+        plt.close(fig)
+
+
+def test_magic_numbers_gives_every_line_its_own_colour_in_every_panel():
+    import jaxinit
+
+    lrs = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5]  # × two activations: 12 lines per panel
+    axes = {"model.activation": ["tanh", "relu"], "optimizer.learning_rate": lrs,
+            "model.widths": [[2], [2, 2]], "init.bias_scale": [0.0, 0.3],
+            "init.scale": [0.5, 1.0, 2.0], "seed": 2}  # fmt: skip
+    spec = {"task": {"name": "xor"}, "init": {"scheme": "lecun_normal", "bias_scheme": "normal"}}
+    full = jaxinit.Spec.from_dict({**spec, "axes": axes}).to_dict()
+    dims = {p.replace(".", "_"): p for p in axes}
+    coords = {d: np.arange(v) if p == "seed" else
+              ["-".join(map(str, w)) for w in v] if p == "model.widths" else v
+              for (d, p), v in zip(dims.items(), axes.values())}  # fmt: skip
+    shape = tuple(len(c) for c in coords.values())
+    ds = xr.Dataset(
+        {"final_loss": (tuple(dims), np.ones(shape)), "final_metric": (tuple(dims), np.ones(shape)),
+         "done": (tuple(dims), np.ones(shape, bool))},
+        coords, attrs={"name": "grid", "spec": json.dumps(full), "axes": json.dumps(dims)},
+    )  # fmt: skip
+    fig = FIGURES["magic_numbers"](ds)
+    try:
+        keys = []
+        for ax in fig.axes:
+            best = {ln.get_label(): ln.get_color() for ln in ax.get_lines()
+                    if ln.get_label().endswith(": measured best")}  # fmt: skip
+            assert len(best) == 12 and _distinct(best.values())
+            keys.append(best)
+        assert keys[0] == keys[1]  # the same line keeps its colour across the σ_b panels
+    finally:
+        plt.close(fig)
+
+
+def test_restarts_without_a_traced_axis_names_each_cell_on_the_x_axis():
+    """Only static axes (schemes × activations): each cell at its own x, named on the ticks;
+    before, every cell sat at x = 0 and only the legend told them apart."""
+    import jaxinit
+
+    spec = {
+        "name": "restarts_static",
+        "task": {"name": "xor"},
+        "model": {"widths": [3]},
+        "train": {"steps": 100, "log_every": 100, "diagnostics": []},
+        "optimizer": {"learning_rate": 1.0},
+        "store": {"save_params": True},
+        "axes": {
+            "init.scheme": ["he_normal", "glorot_normal"],
+            "model.activation": ["tanh", "relu"],
+            "seed": 6,
+        },
+    }
+    fig = FIGURES["restarts"](jaxinit.run(spec, progress=False))
+    try:
+        for ax in fig.axes[:2]:
+            names = [t.get_text() for t in ax.get_xticklabels()]
+            assert len(names) == 4 and len(set(names)) == 4
+            assert all("scheme=" in n and "activation=" in n for n in names)
+        xs = {float(x) for ln in fig.axes[1].lines for x in ln.get_xdata()}
+        assert xs == {0.0, 1.0, 2.0, 3.0}
+    finally:
+        plt.close(fig)

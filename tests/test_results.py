@@ -170,3 +170,46 @@ def test_attrs_table_covers_every_diagnostic_and_final():
 def test_saved_params_have_attrs(tiny_sweep):
     w = tiny_sweep["params0/layers/0/w"]
     assert "initial" in w.attrs["long_name"] and w.attrs["description"]
+
+
+def test_lazy_curves_equal_eager_and_read_only_the_chunks_they_need(tmp_path, monkeypatch):
+    """``load(lazy=True)`` (the default for curves over LAZY_BYTES, e.g. a million runs) gives
+    the eager Dataset's values under every kind of selection, NaN for runs not done and NaN
+    padding for narrower groups, and a one-run selection opens one chunk file."""
+    from jaxinit import results, store
+
+    spec = {
+        "name": "lazy",
+        "task": {"name": "xor"},
+        "train": {"steps": 40, "log_every": 10, "diagnostics": ["grad_norm", "layer_grad_norm"]},
+        "axes": {"model.widths": [[3], [2, 2]], "init.scale": [0.5, 2.0], "seed": 5},
+    }
+    out = tmp_path / "sweep"
+    with pytest.warns(UserWarning, match="partial"):
+        jaxinit.run(spec, out, progress=False, chunk_size=4, shard="0/2")  # half the chunks
+    eager = results.load(out, lazy=False)
+    lazy = results.load(out, lazy=True)
+    assert not eager.done.all() and eager.done.any()
+    for name in eager.data_vars:
+        assert lazy[name].dims == eager[name].dims, name
+        np.testing.assert_array_equal(lazy[name].values, eager[name].values)
+    selections = [
+        {"seed": 0},
+        {"seed": [3, 1], "init_scale": 1},
+        {"step": slice(1, 3), "layer": 1},
+        {"model_widths": 1, "seed": slice(None, None, 2), "step": [0, 4]},
+    ]
+    for sel in selections:
+        for name in ("loss", "layer_grad_norm"):
+            want = eager[name].isel({d: i for d, i in sel.items() if d in eager[name].dims})
+            got = lazy[name].isel({d: i for d, i in sel.items() if d in lazy[name].dims})
+            np.testing.assert_array_equal(got.values, want.values)
+    assert np.isnan(lazy.layer_grad_norm.isel(model_widths=0, layer=2).values).all()  # padding
+    opened = []
+    real = store.read_member
+    monkeypatch.setattr(results, "read_member", lambda f, n: opened.append(f) or real(f, n))
+    done = np.argwhere(eager.done.values)[0]
+    np.testing.assert_array_equal(lazy.loss[tuple(done)].values, eager.loss[tuple(done)].values)
+    assert len(opened) == 1
+    monkeypatch.setattr(results, "LAZY_BYTES", 0)  # the default picks lazy above the limit
+    assert isinstance(results.load(out).loss.variable._data, results.indexing.LazilyIndexedArray)

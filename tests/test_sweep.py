@@ -85,10 +85,29 @@ def test_seed_is_common_across_traced_axes(reference):
     )
 
 
+def _compiled_programs(spec: dict) -> list[str]:
+    """The init and training programs XLA compiled while ``jaxinit.run(spec)`` ran (chunks of
+    100), by name, leaving out small eager operations."""
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("jax").addHandler(handler)
+    try:
+        with jax.log_compiles():
+            ds = jaxinit.run(spec, progress=False, chunk_size=100)
+    finally:
+        logging.getLogger("jax").removeHandler(handler)
+    prefix = "Finished XLA compilation of jit("
+    names = [m[len(prefix) :].split(")")[0] for m in messages if m.startswith(prefix)]
+    return ds, [n for n in names if n in ("init", "train")]
+
+
 def test_one_compilation_per_static_group():
-    """4 scales × 3 learning rates × 64 seeds: one compiled training program."""
+    """4 scales × 3 learning rates × 64 seeds: one compiled training program (and one init).
+    Init schemes share the training program: a scheme axis adds only init programs."""
     spec = {
         **SPEC,
+        "init": {"scheme": "he_normal"},
         "train": {"steps": 20, "log_every": 10, "diagnostics": []},
         "axes": {
             "init.scale": [0.25, 0.5, 1.0, 2.0],
@@ -96,28 +115,17 @@ def test_one_compilation_per_static_group():
             "seed": 64,
         },
     }
-    messages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logging.getLogger("jax").addHandler(handler)
-    try:
-        with jax.log_compiles():
-            ds = jaxinit.run(spec, progress=False, chunk_size=100)  # 8 chunks of one group
-    finally:
-        logging.getLogger("jax").removeHandler(handler)
-    compiled = [m for m in messages if m.startswith("Finished XLA compilation of jit(run)")]
-    assert len(compiled) == 1, compiled
+    ds, compiled = _compiled_programs(spec)  # 8 chunks of one group
+    assert sorted(compiled) == ["init", "train"], compiled
     assert ds.final_loss.shape == (4, 3, 64)
-    # a static axis compiles once per value
-    spec["axes"]["init.scheme"] = ["zeros", "he_normal"]
-    messages.clear()
-    logging.getLogger("jax").addHandler(handler)
-    try:
-        with jax.log_compiles():
-            jaxinit.run(spec, progress=False, chunk_size=100)
-    finally:
-        logging.getLogger("jax").removeHandler(handler)
-    assert len([m for m in messages if m.startswith("Finished XLA compilation of jit(run)")]) == 2
+    spec["axes"]["init.scheme"] = ["zeros", "he_normal"]  # static: two groups
+    ds2, compiled = _compiled_programs(spec)
+    # only the zeros init is new: he_normal's init and the training program are reused
+    assert compiled == ["init"], compiled
+    # the he_normal group is the first sweep again, from the same cached program
+    np.testing.assert_array_equal(
+        ds2.final_loss.sel(init_scheme="he_normal").values, ds.final_loss.values
+    )
 
 
 @pytest.mark.slow

@@ -157,10 +157,11 @@ def test_bad_optimizer_arguments(opt, parts):
 
 
 def test_every_bad_case_is_refused_by_run_before_any_jax_work(monkeypatch):
-    """``jaxinit.run`` raises the same SpecError; nothing is compiled (make_run is never called)."""
+    """``jaxinit.run`` raises the same SpecError; nothing is compiled (no program is built)."""
     import jaxinit.executors as executors
 
-    monkeypatch.setattr(executors, "make_run", lambda *a, **k: pytest.fail("compiled bad input"))
+    for builder in ("chunk_init", "chunk_train"):
+        monkeypatch.setattr(executors, builder, lambda *a, **k: pytest.fail("compiled bad input"))
     for path, value, parts in BAD[:20]:
         with pytest.raises(SpecError, match=parts[0].replace("[", r"\[").replace("(", r"\(")):
             jaxinit.run(_with(path, value), progress=False)

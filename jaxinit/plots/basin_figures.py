@@ -230,10 +230,13 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
     lines = list(lines)
     palette = distinct_colors(len(lines))  # never repeats, however many cells
+    names = []
     for i, (key, rows) in enumerate(lines):
         key = key if isinstance(key, tuple) else (key,)
         name = ", ".join(f"{_label(ds, d)}={v}" for d, v in zip(others, key)) or "all runs"
-        xs = rows[x_dim].to_numpy() if x_dim else np.zeros(len(rows))
+        names.append(name)
+        # no traced axis: each cell at its own position, named on the axis (not all at x = 0)
+        xs = rows[x_dim].to_numpy() if x_dim else np.full(len(rows), float(i))
         color = palette[i]
         ax0.errorbar(xs, rows.p_global, yerr=[rows.p_global - rows.p_lo, rows.p_hi - rows.p_global],
                      marker="o", ms=3, capsize=2, color=color, label=name)  # fmt: skip
@@ -246,6 +249,11 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
             ax.set_xscale("log")
             ax.minorticks_off()
             ax.set_xticks(ds[x_dim].values, [f"{v:.3g}" for v in ds[x_dim].values])
+        if not x_dim:
+            slant = len(names) > 3 or max(map(len, names)) > 12
+            kw = {"rotation": 30, "ha": "right", "rotation_mode": "anchor"} if slant else {}
+            ax.set_xticks(range(len(names)), names, **kw)
+            ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_xlabel(_label(ds, x_dim) if x_dim else "")
     ax0.set_ylim(-0.02, 1.02)
     ax0.set_ylabel("P(run ends in a global basin), 95% CI")

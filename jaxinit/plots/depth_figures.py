@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from jaxinit import theory
-from jaxinit.plots.core import FIGURES, _axes_of
+from jaxinit.plots.core import FIGURES, _axes_of, distinct_colors
 
 TRAINED = 0.9
 """A cell "trains" when the median final train metric (accuracy, or R²) over seeds is at least
@@ -134,13 +134,14 @@ def magic_numbers(ds: xr.Dataset) -> plt.Figure:
     tab = tab.assign(_line=[", ".join([r["activation"], *(f"{c}={r[c]}" for c in extra)])
                             for r in tab.to_dict("records")])  # fmt: skip
     lines = list(dict.fromkeys(tab._line))
+    palette = distinct_colors(len(lines))  # one colour per line, the same in every panel
     scales = ds.init_scale.values
     for ax, sb in zip(axes[0], sbs):
         sub = tab[(tab.sigma_b == sb) | (np.isnan(tab.sigma_b) & math.isnan(sb))]
         for i, name in enumerate(lines):
             g = sub[sub._line == name].set_index("depth").reindex(depths)
             x = np.arange(len(depths)) + (i - (len(lines) - 1) / 2) * 0.08
-            colour = f"C{i % 10}"
+            colour = palette[i]
             ax.plot(x, g.best_scale, "o-", color=colour, label=f"{name}: measured best")
             ax.vlines(x, g.trains_lo, g.trains_hi, color=colour, lw=3, alpha=0.25)
             crit = g.critical_sigma_w.dropna()
@@ -360,9 +361,10 @@ def jacobian_spectrum(ds: xr.Dataset) -> plt.Figure:
     fig, (a_mean, a_var, a_hist) = plt.subplots(1, 3, figsize=(16, 4.4))
     depths = ds.depth.values
     dmax = int(depths[(len(depths) - 1) // 2])  # the middle depth: deeper ones underflow float32
+    palette = distinct_colors(ds.sizes["activation"])  # one colour per activation, every panel
     for i, act in enumerate(ds.activation.values):
         sw = float(ds.sigma_w_used.sel(activation=act))
-        colour = f"C{i % 10}"
+        colour = palette[i]
         for w in ds.weights.values:
             style = "-" if w == "gaussian" else "--"
             sub = ds.sel(activation=act, weights=w)

@@ -4,7 +4,10 @@ best-of-k restart curves, distinct optima, and the inits' losses side by side.
 Every figure reads the same analysis (:func:`jaxinit.restarts.find_optima`, computed once per
 Dataset). Lines are per ``algorithm.init`` when that is an axis; the x axis is the number of
 clusters (``task.k`` or ``algorithm.k``) when it is one; any further axis (e.g.
-``task.separation``) gets a row of panels. Rates carry 95% Wilson intervals.
+``task.separation``) gets a row of panels. Rates carry 95% Wilson intervals. A categorical x
+axis (names, not numbers) puts its values at 0..n-1, named on the ticks, never joined by lines;
+without an x axis the inits themselves sit side by side on it. Each init keeps one colour of
+:func:`~jaxinit.plots.core.distinct_colors` in every panel of a figure.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from jaxinit.plots.core import FIGURES, _label
+from jaxinit.plots.core import FIGURES, _label, distinct_colors
 
 
 def _optima(ds: xr.Dataset):
@@ -57,11 +60,69 @@ def _lines(ds: xr.Dataset, line: str | None) -> list:
     return list(ds[line].values) if line else [None]
 
 
-def _ticks(ax, ds: xr.Dataset, x: str | None) -> None:
-    """Ticks at the swept values of a numeric x axis (the numbers of clusters)."""
-    if x and ds[x].dtype.kind in "iuf":
+def _numeric(ds: xr.Dataset, x: str | None) -> bool:
+    return bool(x) and ds[x].dtype.kind in "iuf"
+
+
+def _place(ds: xr.Dataset, x: str | None, line: str | None, r: pd.DataFrame, i: int,
+           n_lines: int) -> tuple[pd.DataFrame, np.ndarray, dict]:  # fmt: skip
+    """Where line ``i``'s rows ``r`` go on x: ``(rows in drawing order, x positions, style)``.
+    Numeric x: the values themselves, joined by a line. Categorical x: positions 0..n-1 in the
+    sweep's order, the lines side by side around each tick, not joined. No x axis: line ``i``
+    at position ``i`` (its name is the tick), so the lines never pile up at one x."""
+    if _numeric(ds, x):
+        r = r.sort_values(x)
+        return r, r[x].to_numpy(), {}
+    if x:
+        pos = {v: j for j, v in enumerate(ds[x].values.tolist())}
+        at = r[x].map(pos).to_numpy(float)
+        order = np.argsort(at, kind="stable")
+        dodge = 0.6 * (i - (n_lines - 1) / 2) / n_lines
+        return r.iloc[order], at[order] + dodge, {"ls": "none"}
+    return r, np.full(len(r), float(i if line else 0)), {"ls": "none"}
+
+
+def _tick_labels(ax, labels: list[str]) -> None:
+    """Categories at 0..n-1, their names on the ticks (slanted when long or many)."""
+    slant = len(labels) > 5 or max((len(t) for t in labels), default=0) > 8
+    kw = {"rotation": 30, "ha": "right", "rotation_mode": "anchor"} if slant else {}
+    ax.set_xticks(range(len(labels)), labels, **kw)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+
+
+def _ticks(ax, ds: xr.Dataset, x: str | None, line: str | None = None) -> None:
+    """Ticks at the swept values of a numeric x axis (the numbers of clusters); a categorical
+    one at 0..n-1 with the names; without an x axis, the lines' names (see :func:`_place`)."""
+    if _numeric(ds, x):
         ax.set_xticks(ds[x].values)
+    elif x:
+        _tick_labels(ax, [str(v) for v in ds[x].values])
+    elif line:
+        _tick_labels(ax, [str(v) for v in ds[line].values])
+        x = line
+    else:
+        ax.set_xticks([])
     ax.set_xlabel(_label(ds, x) if x else "")
+
+
+def _figure(n_panels: int, n_lines: int):
+    """A row of panels, wide enough for the two-line title; room on the right for a legend of
+    many lines (see :func:`_legend`)."""
+    width = max(5 * n_panels, 7.5) + (1.8 if n_lines > 5 else 0)
+    return plt.subplots(1, n_panels, figsize=(width, 4), squeeze=False)
+
+
+def _legend(axes, ds: xr.Dataset, x: str | None, line: str | None, n_lines: int) -> None:
+    """The inits' key: in each panel for a few lines, once beside the last panel for many (it
+    would hide the points); none without an x axis, where the ticks name the inits."""
+    if not (line and x):
+        return
+    if n_lines > 5:
+        axes[-1].legend(title=_label(ds, line), fontsize=7, title_fontsize=8, loc="center left",
+                        bbox_to_anchor=(1.02, 0.5))  # fmt: skip
+    else:
+        for ax in axes:
+            ax.legend(title=_label(ds, line), fontsize=8)
 
 
 def _err(p, lo, hi) -> np.ndarray:
@@ -78,22 +139,22 @@ def p_global(ds: xr.Dataset) -> plt.Figure:
     opt = _optima(ds)
     x, line, rest = _roles(ds)
     panels = _panels(ds, rest)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    lines = _lines(ds, line)
+    palette = distinct_colors(len(lines))  # one colour per init, the same in every panel
+    fig, axes = _figure(len(panels), len(lines))
     for ax, panel in zip(axes[0], panels):
         s = _select(opt.summary, panel)
-        for i, lv in enumerate(_lines(ds, line)):
-            r = _select(s, {line: lv} if line else {}).sort_values(x) if x else s
-            xs = r[x].values if x else np.zeros(len(r))
+        for i, lv in enumerate(lines):
+            r, xs, kw = _place(ds, x, line, _select(s, {line: lv} if line else {}), i, len(lines))
             ax.errorbar(xs, r.p_global, yerr=_err(r.p_global, r.p_lo, r.p_hi),
-                        marker="o", ms=4, capsize=3, color=f"C{i}",
-                        label=str(lv) if line else None)  # fmt: skip
+                        marker="o", ms=4, capsize=3, color=palette[i],
+                        label=str(lv) if line else None, **kw)  # fmt: skip
         ax.set_ylim(-0.03, 1.03)
-        _ticks(ax, ds, x)
+        _ticks(ax, ds, x, line)
         ax.set_ylabel("P(run reaches the global optimum)")
         ax.set_title(_title(ds, panel), fontsize=9)
         ax.grid(alpha=0.3)
-        if line:
-            ax.legend(title=_label(ds, line), fontsize=8)
+    _legend(axes[0], ds, x, line, len(lines))
     fig.suptitle(
         f"{ds.attrs['name']}: how often one {_algorithm(ds)} run from a random start reaches the "
         f"global optimum\n({ds.sizes['seed']} seeds per point, 95% Wilson intervals; global = "
@@ -114,19 +175,21 @@ def best_of_k(ds: xr.Dataset) -> plt.Figure:
     x, line, rest = _roles(ds)
     cols = list(ds[x].values) if x else [None]
     panels = _panels(ds, rest)
+    lines = _lines(ds, line)
+    palette = distinct_colors(len(lines))  # one colour per init, the same in every panel
     fig, axes = plt.subplots(len(panels), len(cols), figsize=(2.6 * len(cols) + 1, 2.6 * len(panels) + 0.8),
                              squeeze=False, sharey=True)  # fmt: skip
     for r_i, panel in enumerate(panels):
         for c_i, cv in enumerate(cols):
             ax = axes[r_i][c_i]
             t = _select(table, {**panel, **({x: cv} if x else {})})
-            for i, lv in enumerate(_lines(ds, line)):
+            for i, lv in enumerate(lines):
                 u = _select(t, {line: lv} if line else {}).sort_values("restarts")
-                r = u.restarts
-                ax.plot(r, u.formula, color=f"C{i}", lw=1)
-                ax.fill_between(r, u.formula_lo, u.formula_hi, color=f"C{i}", alpha=0.15, lw=0)
+                r, colour = u.restarts, palette[i]
+                ax.plot(r, u.formula, color=colour, lw=1)
+                ax.fill_between(r, u.formula_lo, u.formula_hi, color=colour, alpha=0.15, lw=0)
                 ax.errorbar(r, u.emp, yerr=_err(u.emp, u.emp_lo, u.emp_hi), fmt="o", ms=3,
-                            capsize=2, color=f"C{i}", label=str(lv) if line else None)  # fmt: skip
+                            capsize=2, color=colour, label=str(lv) if line else None)  # fmt: skip
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(set(t.restarts)), [str(v) for v in sorted(set(t.restarts))])
             ax.set_ylim(-0.03, 1.03)
@@ -155,24 +218,24 @@ def distinct_optima(ds: xr.Dataset) -> plt.Figure:
     opt = _optima(ds)
     x, line, rest = _roles(ds)
     panels = _panels(ds, rest)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    lines = _lines(ds, line)
+    palette = distinct_colors(len(lines))  # one colour per init, the same in every panel
+    fig, axes = _figure(len(panels), len(lines))
     for ax, panel in zip(axes[0], panels):
         s = _select(opt.summary, panel)
-        for i, lv in enumerate(_lines(ds, line)):
-            r = _select(s, {line: lv} if line else {}).sort_values(x) if x else s
-            xs = r[x].values if x else np.zeros(len(r))
-            ax.plot(xs, r.n_optima, marker="o", ms=4, color=f"C{i}",
-                    label=str(lv) if line else None)  # fmt: skip
+        for i, lv in enumerate(lines):
+            r, xs, kw = _place(ds, x, line, _select(s, {line: lv} if line else {}), i, len(lines))
+            ax.plot(xs, r.n_optima, marker="o", ms=4, color=palette[i],
+                    label=str(lv) if line else None, **kw)  # fmt: skip
         ax.set_yscale("log")
-        _ticks(ax, ds, x)
+        _ticks(ax, ds, x, line)
         ax.set_ylabel(f"distinct optima among {ds.sizes['seed']} runs")
         ax.set_title(_title(ds, panel), fontsize=9)
         ax.grid(alpha=0.3, which="both")
-        if line:
-            ax.legend(title=_label(ds, line), fontsize=8)
+    _legend(axes[0], ds, x, line, len(lines))
     fig.suptitle(
-        f"{ds.attrs['name']}: distinct local optima reached (converged runs; same optimum = "
-        f"centres equal up to relabelling within {opt.x_tol:g} × the data's spread)",
+        f"{ds.attrs['name']}: distinct local optima reached\n(converged runs; same optimum "
+        f"= centres equal up to relabelling within {opt.x_tol:g} × the data's spread)",
         fontsize=9,
     )
     fig.tight_layout()
@@ -186,6 +249,7 @@ def excess_loss(ds: xr.Dataset) -> plt.Figure:
     panels = _panels(ds, rest)
     xs = list(ds[x].values) if x else [None]
     lines = _lines(ds, line)
+    palette = distinct_colors(len(lines))  # one colour per init, the same in every panel
     width = 0.8 / len(lines)
     rng = np.random.default_rng(0)
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(6, 1.1 * len(xs) + 2), 3.4 * len(panels)),
@@ -202,12 +266,12 @@ def excess_loss(ds: xr.Dataset) -> plt.Figure:
                 rel = rel[np.isfinite(rel)]
                 pos = j + (i - (len(lines) - 1) / 2) * width
                 jitter = rng.uniform(-width * 0.35, width * 0.35, len(rel))
-                ax.scatter(pos + jitter, rel, s=3, alpha=0.4, color=f"C{i}",
+                ax.scatter(pos + jitter, rel, s=3, alpha=0.4, color=palette[i],
                            label=str(lv) if (line and j == 0) else None)  # fmt: skip
                 if len(rel):
                     ax.hlines(np.median(rel), pos - width * 0.4, pos + width * 0.4, color="k", lw=1)
         ax.set_yscale("log")
-        ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+        _tick_labels(ax, [str(v) for v in xs] if x else ["all runs"])
         ax.set_xlabel(_label(ds, x) if x else "")
         ax.set_ylabel("(final loss − global) / |global|")
         ax.set_title(_title(ds, panel) + "  (1e-6 = at the global optimum; black: median)",
