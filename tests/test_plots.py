@@ -548,10 +548,13 @@ def test_magic_numbers_gives_every_line_its_own_colour_in_every_panel():
         keys = []
         for ax in fig.axes:
             best = {ln.get_label(): ln.get_color() for ln in ax.get_lines()
-                    if ln.get_label().endswith(": measured best")}  # fmt: skip
+                    if ln.get_marker() == "o"}  # fmt: skip
             assert len(best) == 12 and _distinct(best.values())
             keys.append(best)
         assert keys[0] == keys[1]  # the same line keeps its colour across the σ_b panels
+        legend = _legend_texts(fig.axes[-1])  # one entry per line, one for all dashed lines
+        assert legend[:12] == list(keys[0]) and legend.count("critical σ_w (theory)") == 1
+        assert len(legend) == 12 + 4
     finally:
         plt.close(fig)
 

@@ -140,13 +140,14 @@ def magic_numbers(ds: xr.Dataset) -> plt.Figure:
         sub = tab[(tab.sigma_b == sb) | (np.isnan(tab.sigma_b) & math.isnan(sb))]
         for i, name in enumerate(lines):
             g = sub[sub._line == name].set_index("depth").reindex(depths)
-            x = np.arange(len(depths)) + (i - (len(lines) - 1) / 2) * 0.08
+            # side by side around each depth, within 0.6 of a tick however many lines
+            x = np.arange(len(depths)) + (i - (len(lines) - 1) / 2) * min(0.08, 0.6 / len(lines))
             colour = palette[i]
-            ax.plot(x, g.best_scale, "o-", color=colour, label=f"{name}: measured best")
+            ax.plot(x, g.best_scale, "o-", color=colour, label=name)
             ax.vlines(x, g.trains_lo, g.trains_hi, color=colour, lw=3, alpha=0.25)
             crit = g.critical_sigma_w.dropna()
-            if len(crit):
-                ax.axhline(crit.iloc[0], color=colour, ls="--", lw=1, label=f"{name}: critical σ_w")
+            if len(crit):  # one legend entry explains every dashed line (below)
+                ax.axhline(crit.iloc[0], color=colour, ls="--", lw=1, label="_critical")
             nope = x[~np.isfinite(g.best_scale.to_numpy())]
             ax.plot(nope, np.full(len(nope), scales.min()), "x", color=colour, ms=7)
         ax.set_xticks(range(len(depths)), [str(d) for d in depths])
@@ -158,7 +159,9 @@ def magic_numbers(ds: xr.Dataset) -> plt.Figure:
     from matplotlib.lines import Line2D
 
     handles, _ = axes[0, -1].get_legend_handles_labels()
-    handles += [Line2D([], [], color="0.5", lw=3, alpha=0.35, label="scales that train"),
+    handles += [Line2D([], [], color="0.5", marker="o", label="measured best scale"),
+                Line2D([], [], color="0.5", ls="--", lw=1, label="critical σ_w (theory)"),
+                Line2D([], [], color="0.5", lw=3, alpha=0.35, label="scales that train"),
                 Line2D([], [], color="0.5", marker="x", ls="", label="no scale trains")]  # fmt: skip
     axes[0, -1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"{ds.attrs['name']}: measured best init scale vs the critical σ_w of mean-field "
