@@ -300,6 +300,12 @@ class _LazyCurves:
                 wide = tuple(max(a, b) for a, b in zip(old, arrays[k].shape[1:]))
                 shapes[k] = (wide, arrays[k].dtype)
             yield {k: v for k, v in arrays.items() if k not in names}
+        spec = self.plan.spec
+        if self.lazy is None:  # no chunk has finished: the loss curve is all NaN, big or not
+            n_log = spec.train.steps // spec.train.log_every + 1
+            dtype = np.dtype(spec.train.dtype)
+            if n * n_log * dtype.itemsize > LAZY_BYTES:
+                shapes["curves/loss"] = ((n_log,), dtype)
         for name, (trailing, dtype) in shapes.items():
             array = _ChunkedArray(name, paths, chunk_of, row_of, self.plan.shape, trailing, dtype)
             self.variables[name] = indexing.LazilyIndexedArray(array)

@@ -6,6 +6,7 @@ what an earlier session left in the user's cache (:mod:`jaxinit.compile_cache`).
 """
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -28,6 +29,34 @@ TINY = {
     "axes": {"init.scheme": ["zeros", "he_normal"], "init.scale": [0.5, 1.0], "seed": 3},
 }
 """XOR 2-3-1 tanh: 2 schemes (static) × 2 scales × 3 seeds (traced) = 12 runs, 2 compilations."""
+
+
+def xor_spec(name: str, seeds: int) -> dict:
+    """XOR 2-3-1 tanh, 3 init scales × ``seeds`` seeds, 20 steps: one static group (the sweep
+    the multi-process, status and fault tests split into chunks of 2)."""
+    return {
+        "name": name,
+        "task": {"name": "xor"},
+        "model": {"widths": [3]},
+        "optimizer": {"learning_rate": 0.5},
+        "train": {"steps": 20, "log_every": 5},
+        "axes": {"init.scale": [0.5, 1.0, 2.0], "seed": seeds},
+    }
+
+
+def spec_toml(spec: dict) -> str:
+    """A spec dict as TOML text (top-level scalars, then one table per section; the values
+    used in these tests are JSON-compatible TOML, booleans aside)."""
+
+    def value(v):
+        return str(v).lower() if isinstance(v, bool) else json.dumps(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in spec.items() if not isinstance(v, dict)]
+    for section, table in spec.items():
+        if isinstance(table, dict):
+            lines.append(f"[{section}]")
+            lines += [f'"{k}" = {value(v)}' for k, v in table.items()]
+    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="session")

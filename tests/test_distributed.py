@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import spec_toml, xor_spec
 
 import jaxinit
 from jaxinit import distributed, store
@@ -29,30 +30,10 @@ pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
 DRIVER = HERE / "fault_driver.py"
-SPEC = {
-    "name": "procs",
-    "task": {"name": "xor"},
-    "model": {"widths": [3]},
-    "optimizer": {"learning_rate": 0.5},
-    "train": {"steps": 20, "log_every": 5},
-    "axes": {"init.scale": [0.5, 1.0, 2.0], "seed": 4},
-}
+SPEC = xor_spec("procs", 4)
 """12 runs; chunk size 2: 6 chunks, 3 per process."""
 CHUNK = 2
-TOML = """name = "procs"
-[task]
-name = "xor"
-[model]
-widths = [3]
-[optimizer]
-learning_rate = 0.5
-[train]
-steps = 20
-log_every = 5
-[axes]
-"init.scale" = [0.5, 1.0, 2.0]
-seed = 4
-"""
+TOML = spec_toml(SPEC)
 
 
 @pytest.fixture(scope="module")

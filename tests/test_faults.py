@@ -9,7 +9,6 @@ bit-identical to an uninterrupted run of the same spec and chunk size.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import spec_toml, xor_spec
 
 import jaxinit
 from jaxinit import store
@@ -31,34 +31,15 @@ pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
 DRIVER = HERE / "fault_driver.py"
-SPEC = {
-    "name": "faults",
-    "task": {"name": "xor"},
-    "model": {"widths": [3]},
-    "optimizer": {"learning_rate": 0.5},
-    "train": {"steps": 20, "log_every": 5},
-    "axes": {"init.scale": [0.5, 1.0, 2.0], "seed": 4},
-}
+SPEC = xor_spec("faults", 4)
 """XOR 2-3-1 tanh, 3 scales × 4 seeds = 12 runs; with chunk size 2: 6 chunks in one group."""
 CHUNK = 2
 N_CHUNKS = 6
 
 
 def _write_spec(tmp: Path, spec: dict = SPEC) -> Path:
-    """The spec as a TOML file (only the simple value types used above)."""
-
-    def val(v):
-        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
-
-    lines = [f"name = {val(spec['name'])}"]
-    for section in ("task", "model", "optimizer", "train", "store"):
-        if section in spec:
-            lines.append(f"[{section}]")
-            lines += [f"{k} = {val(v)}" for k, v in spec[section].items()]
-    lines.append("[axes]")
-    lines += [f'"{k}" = {val(v)}' for k, v in spec["axes"].items()]
     path = tmp / f"{spec['name']}.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(spec_toml(spec))
     return path
 
 

@@ -132,6 +132,19 @@ def test_load_a_directory_with_no_finished_chunk(tmp_path):
     assert np.isnan(ds.final_loss.values).all()
 
 
+def test_a_big_sweep_with_no_finished_chunk_loads_its_loss_lazily(tmp_path, monkeypatch):
+    """Curves over LAZY_BYTES and nothing done yet: the all-NaN loss is not built in memory."""
+    from jaxinit import results
+
+    spec = {**TINY, "axes": {"seed": 2}, "store": {}}
+    with pytest.warns(UserWarning, match="partial"):
+        jaxinit.run(spec, out=tmp_path / "d", chunk_size=4, shard="1/2", progress=False)
+        monkeypatch.setattr(results, "LAZY_BYTES", 0)
+        ds = jaxinit.load(tmp_path / "d")
+    assert isinstance(ds.loss.variable._data, results.indexing.LazilyIndexedArray)
+    assert ds.loss.shape == (2, T) and np.isnan(ds.loss.values).all()
+
+
 def test_never_is_nan_not_minus_one(plan):
     """Steps of events that never happened are NaN, so means and medians leave them out."""
     chunks = _fake_chunks(plan)

@@ -17,36 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import spec_toml, xor_spec
 
 import jaxinit
 from jaxinit import claims, store
 from jaxinit.cli import main as cli_main
 
 HERE = Path(__file__).parent
-SPEC = {
-    "name": "stat",
-    "task": {"name": "xor"},
-    "model": {"widths": [3]},
-    "optimizer": {"learning_rate": 0.5},
-    "train": {"steps": 20, "log_every": 5},
-    "axes": {"init.scale": [0.5, 1.0, 2.0], "seed": 5},
-}
+SPEC = xor_spec("stat", 5)
 """15 runs; chunk size 2: 8 chunks, the last one holding a single run."""
 CHUNK = 2
-TOML = """name = "stat"
-[task]
-name = "xor"
-[model]
-widths = [3]
-[optimizer]
-learning_rate = 0.5
-[train]
-steps = 20
-log_every = 5
-[axes]
-"init.scale" = [0.5, 1.0, 2.0]
-seed = 5
-"""
+TOML = spec_toml(SPEC)
 
 
 @pytest.fixture(scope="module")

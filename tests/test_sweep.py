@@ -11,6 +11,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import spec_toml
 
 import jaxinit
 
@@ -23,20 +24,6 @@ SPEC = {
     "train": {"steps": 200, "log_every": 20, "diagnostics": ["grad_norm"]},
     "axes": {"init.scale": [0.5, 2.0], "seed": 24},
 }
-
-
-def _toml(spec: dict) -> str:
-    """A small TOML writer for the dicts used here (tables of scalars and lists)."""
-
-    def value(v):
-        return json.dumps(v)
-
-    lines = [f"{k} = {value(v)}" for k, v in spec.items() if not isinstance(v, dict)]
-    for section, table in spec.items():
-        if isinstance(table, dict):
-            lines.append(f"[{section}]")
-            lines += [f'"{k}" = {value(v)}' for k, v in table.items()]
-    return "\n".join(lines) + "\n"
 
 
 CLI = [sys.executable, "-m", "jaxinit.cli"]
@@ -133,7 +120,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     spec = {**SPEC, "train": {"steps": 400, "log_every": 20, "diagnostics": ["grad_norm"]}}
     spec["axes"] = {"init.scale": [0.5, 1.0, 2.0], "seed": 64}
     path = tmp_path / "spec.toml"
-    path.write_text(_toml(spec))
+    path.write_text(spec_toml(spec))
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [*CLI, "run", str(path), "--out", str(out), "--chunk-size", "8", "--quiet"],
@@ -175,7 +162,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
 def test_two_devices_and_shards_match_one_process(tmp_path, reference):
     """Forced 2 CPU devices, and two --shard processes into one directory: bit-identical."""
     path = tmp_path / "spec.toml"
-    path.write_text(_toml(SPEC))
+    path.write_text(spec_toml(SPEC))
     two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     r = _cli(
         "run", str(path), "--out", str(tmp_path / "dev2"), "--chunk-size", "16", "--quiet", env=two
