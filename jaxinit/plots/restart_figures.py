@@ -134,9 +134,9 @@ def _algorithm(ds: xr.Dataset) -> str:
     return json.loads(ds.attrs["spec"]).get("algorithm", {}).get("name", "?")
 
 
-def p_global(ds: xr.Dataset) -> plt.Figure:
-    """P(a run reaches the global optimum) against the number of clusters, one line per init."""
-    opt = _optima(ds)
+def _per_init(ds: xr.Dataset, opt, draw, style) -> plt.Figure:
+    """One panel per value of the axes left over, one line per init, from ``opt.summary``:
+    ``draw(ax, xs, rows, **kw)`` draws a line's points, ``style(ax)`` its panel's y axis."""
     x, line, rest = _roles(ds)
     panels = _panels(ds, rest)
     lines = _lines(ds, line)
@@ -146,15 +146,27 @@ def p_global(ds: xr.Dataset) -> plt.Figure:
         s = _select(opt.summary, panel)
         for i, lv in enumerate(lines):
             r, xs, kw = _place(ds, x, line, _select(s, {line: lv} if line else {}), i, len(lines))
-            ax.errorbar(xs, r.p_global, yerr=_err(r.p_global, r.p_lo, r.p_hi),
-                        marker="o", ms=4, capsize=3, color=palette[i],
-                        label=str(lv) if line else None, **kw)  # fmt: skip
-        ax.set_ylim(-0.03, 1.03)
+            draw(ax, xs, r, color=palette[i], label=str(lv) if line else None, **kw)
+        style(ax)
         _ticks(ax, ds, x, line)
-        ax.set_ylabel("P(run reaches the global optimum)")
         ax.set_title(_title(ds, panel), fontsize=9)
-        ax.grid(alpha=0.3)
     _legend(axes[0], ds, x, line, len(lines))
+    return fig
+
+
+def p_global(ds: xr.Dataset) -> plt.Figure:
+    """P(a run reaches the global optimum) against the number of clusters, one line per init."""
+
+    def draw(ax, xs, r, **kw):
+        ax.errorbar(xs, r.p_global, yerr=_err(r.p_global, r.p_lo, r.p_hi), marker="o", ms=4,
+                    capsize=3, **kw)  # fmt: skip
+
+    def style(ax):
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylabel("P(run reaches the global optimum)")
+        ax.grid(alpha=0.3)
+
+    fig = _per_init(ds, _optima(ds), draw, style)
     fig.suptitle(
         f"{ds.attrs['name']}: how often one {_algorithm(ds)} run from a random start reaches the "
         f"global optimum\n({ds.sizes['seed']} seeds per point, 95% Wilson intervals; global = "
@@ -216,23 +228,16 @@ def best_of_k(ds: xr.Dataset) -> plt.Figure:
 def distinct_optima(ds: xr.Dataset) -> plt.Figure:
     """How many distinct optima (modulo relabelling) the converged runs reached, per init."""
     opt = _optima(ds)
-    x, line, rest = _roles(ds)
-    panels = _panels(ds, rest)
-    lines = _lines(ds, line)
-    palette = distinct_colors(len(lines))  # one colour per init, the same in every panel
-    fig, axes = _figure(len(panels), len(lines))
-    for ax, panel in zip(axes[0], panels):
-        s = _select(opt.summary, panel)
-        for i, lv in enumerate(lines):
-            r, xs, kw = _place(ds, x, line, _select(s, {line: lv} if line else {}), i, len(lines))
-            ax.plot(xs, r.n_optima, marker="o", ms=4, color=palette[i],
-                    label=str(lv) if line else None, **kw)  # fmt: skip
+
+    def draw(ax, xs, r, **kw):
+        ax.plot(xs, r.n_optima, marker="o", ms=4, **kw)
+
+    def style(ax):
         ax.set_yscale("log")
-        _ticks(ax, ds, x, line)
         ax.set_ylabel(f"distinct optima among {ds.sizes['seed']} runs")
-        ax.set_title(_title(ds, panel), fontsize=9)
         ax.grid(alpha=0.3, which="both")
-    _legend(axes[0], ds, x, line, len(lines))
+
+    fig = _per_init(ds, opt, draw, style)
     fig.suptitle(
         f"{ds.attrs['name']}: distinct local optima reached\n(converged runs; same optimum "
         f"= centres equal up to relabelling within {opt.x_tol:g} × the data's spread)",
