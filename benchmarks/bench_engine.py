@@ -57,6 +57,7 @@ import numpy as np
 
 import jaxinit
 from jaxinit import lanes
+from jaxinit.devices import use_cpu_cores
 from jaxinit.spec import Spec
 from jaxinit.tasks import TASKS, Task
 from jaxinit.train import Data, make_run
@@ -588,12 +589,19 @@ def main(argv: list[str] | None = None) -> None:
         help="torch.set_num_threads (default: the core count)",
     )
     p.add_argument(
+        "--cpu-devices",
+        type=int,
+        help="JAX CPU devices, as `jaxinit run` sets them (default: one per core; "
+        "jaxinit.devices); jaxinit trains one chunk per device, the others use one device",
+    )
+    p.add_argument(
         "--impl",
         action="append",
         choices=["jaxinit", "hand", "vmap", "lanes", "torch.func", "torch-loop"],
         help="run only these (repeatable); default all (lanes where lanes.prefer_lanes)",
     )
     args = p.parse_args(argv)
+    use_cpu_cores(args.cpu_devices)  # before anything starts a JAX backend
     if args.workload == "million":  # streamed to disk; not part of "all"
         million(args)
         return
@@ -611,7 +619,7 @@ def main(argv: list[str] | None = None) -> None:
         if dropped:
             print(f"NOTE: torch is not installed; skipping {', '.join(dropped)}")
     print(
-        f"jax {jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device), "
+        f"jax {jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device(s)), "
         f"{os.cpu_count()} cores, load {_load()}"
     )
     if args.crossover:

@@ -97,8 +97,12 @@ def _cmd_run(args) -> int:
     if out.exists() and not out.is_dir():
         raise SpecError(f"--out {out} exists and is not a directory")
     processes = None if args.dry_run else _join_processes(args)  # before any JAX backend starts
+    if processes is None:  # one process: a CPU device per core (jaxinit.devices)
+        from jaxinit.devices import use_cpu_cores
+
+        use_cpu_cores()
     prep = prepare(spec, chunk_size=args.chunk_size)
-    print(f"{spec.name}: {prep.describe()}", file=sys.stderr, flush=True)
+    print(f"{spec.name}: {prep.describe()}; {_devices()}", file=sys.stderr, flush=True)
     if args.dry_run:
         return 0
     with warnings.catch_warnings():
@@ -127,6 +131,14 @@ def _cmd_run(args) -> int:
     elif args.report:
         print("figures: none (no finished runs in this shard's directory yet)")
     return 0
+
+
+def _devices() -> str:
+    """``"2 cpu devices"``: what the executor will train on (this process's devices)."""
+    import jax
+
+    devices = jax.local_devices()
+    return f"{len(devices)} {devices[0].platform} device{'s' * (len(devices) > 1)}"
 
 
 def _cmd_probe(args, spec) -> int:

@@ -145,7 +145,9 @@ class Executor:
 
     ``devices`` defaults to ``jax.local_devices()`` (this process's, in a multi-process job);
     ``D`` chunks run at once as one ``(D·C)`` batch, each device running the ``C``-run program
-    on its own chunk (``shard_map``), so a run's numbers do not depend on ``D``. A chunk is two
+    on its own chunk (``shard_map``), so a run's numbers do not depend on ``D``; a group with
+    fewer chunks than devices runs them one by one on the first device (:meth:`width`; on a CPU,
+    :mod:`jaxinit.devices` gives one device per core). A chunk is two
     calls: the init program (:func:`chunk_init`, one per group) and the training program
     (:func:`chunk_train`), which groups that differ only in their init share. Programs are
     cached on everything they depend on (the spec, the model, the layout, the mesh and the
@@ -156,42 +158,50 @@ class Executor:
     def __init__(self, devices: list | None = None):
         compile_cache.enable()
         self.devices = list(devices) if devices is not None else jax.local_devices()
-        self.mesh = Mesh(np.array(self.devices), ("devices",))
         self.layouts: dict[int, tuple[str, str]] = {}  # group index -> (layout, why)
 
-    def _on_devices(self, fn: Callable, n_args: int) -> Callable:
-        """``fn`` over ``(C, ...)`` runs as a program over ``(D·C, ...)``, one chunk per device;
-        its last argument (the data) is replicated. Each device runs the same ``C``-run
-        program, so a run's numbers do not depend on ``D``. Cached with ``fn`` (itself cached
-        by :func:`chunk_init` / :func:`chunk_train`)."""
-        if len(self.devices) == 1:  # the chunk program itself: its trace is prepare()'s too
+    def _on_devices(self, fn: Callable, n_args: int, width: int) -> Callable:
+        """``fn`` over ``(C, ...)`` runs as a program over ``(D·C, ...)``, one chunk on each of
+        the first ``D = width`` devices; its last argument (the data) is replicated. Each device
+        runs the same ``C``-run program, so a run's numbers do not depend on ``D``. Cached with
+        ``fn`` (itself cached by :func:`chunk_init` / :func:`chunk_train`)."""
+        if width == 1:  # the chunk program itself: its trace is prepare()'s too
             return fn
         runs, every = PartitionSpec("devices"), PartitionSpec()
+        mesh = self._mesh(width)
 
         def build():
             specs = (runs,) * (n_args - 1) + (every,)
-            mapped = jax.shard_map(
-                fn, mesh=self.mesh, in_specs=specs, out_specs=runs, check_vma=False
-            )
+            mapped = jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=runs, check_vma=False)
             return jax.jit(mapped)
 
-        return _cached(("on devices", fn, self.mesh), build)
+        return _cached(("on devices", fn, mesh), build)
 
-    def compile(self, group: Group, task: Task, model: Model | None) -> Batched:
-        """The program of ``D`` chunks of ``group``: ``values {path: (D·C,)}, data -> outputs``."""
+    def width(self, chunks: int) -> int:
+        """How many devices train a group that has ``chunks`` chunks to do: all of them, or one
+        when there are fewer chunks than devices (the others would only repeat its chunks)."""
+        return len(self.devices) if chunks >= len(self.devices) else 1
+
+    def compile(self, group: Group, task: Task, model: Model | None, width: int = 1) -> Batched:
+        """The program of ``width`` chunks of ``group``: ``values {path: (width·C,)}, data ->
+        outputs``, one chunk per device."""
         layout, why = choose_layout(group.spec, task, model)
         self.layouts[group.index] = (layout, why)
-        init = self._on_devices(chunk_init(group.spec, task, model), 2)
-        train = self._on_devices(chunk_train(layout, group.spec, task, model), 3)
+        init = self._on_devices(chunk_init(group.spec, task, model), 2, width)
+        train = self._on_devices(chunk_train(layout, group.spec, task, model), 3, width)
         return lambda values, data: train(values, init(values, data), data)
 
-    def data(self, task: Task, dtype: str) -> Data:
-        """The task's arrays on every device (on one device: placed plainly, the way
+    def data(self, task: Task, dtype: str, width: int = 1) -> Data:
+        """The task's arrays on the first ``width`` devices (on one: placed plainly, the way
         :func:`member_layout` traces them, so the executor reuses that trace)."""
-        where = (
-            self.devices[0] if len(self.devices) == 1 else NamedSharding(self.mesh, PartitionSpec())
-        )
-        return jax.device_put(Data.from_task(task, dtype), where)
+        if width == 1:
+            return jax.device_put(Data.from_task(task, dtype), self.devices[0])
+        sharding = NamedSharding(self._mesh(width), PartitionSpec())
+        return jax.device_put(Data.from_task(task, dtype), sharding)
+
+    def _mesh(self, width: int) -> Mesh:
+        """The first ``width`` devices as a one-axis mesh."""
+        return Mesh(np.array(self.devices[:width]), ("devices",))
 
     def run(
         self, plan: Plan, todo: list[tuple[Group, int]], model: Model | None
@@ -201,7 +211,7 @@ class Executor:
         The next call is dispatched before the previous one's results are fetched, so the
         host's writing overlaps the devices' training.
         """
-        dtype, n_dev = plan.spec.train.dtype, len(self.devices)
+        dtype = plan.spec.train.dtype
         by_group: dict[int, list[int]] = {}
         groups: dict[int, Group] = {}
         for g, c in todo:
@@ -211,11 +221,12 @@ class Executor:
         for gi, mine in by_group.items():
             group = groups[gi]
             task = build_task(group.spec)
-            data, fn = self.data(task, dtype), self.compile(group, task, model)
-            for start in range(0, len(mine), n_dev):
-                batch = mine[start : start + n_dev]
+            width = self.width(len(mine))
+            data, fn = self.data(task, dtype, width), self.compile(group, task, model, width)
+            for start in range(0, len(mine), width):
+                batch = mine[start : start + width]
                 slots = [chunk_values(group, c, dtype) for c in batch]
-                slots += [slots[-1]] * (n_dev - len(slots))  # idle devices repeat the last chunk
+                slots += [slots[-1]] * (width - len(slots))  # idle devices repeat the last chunk
                 values = {p: np.concatenate([s[0][p] for s in slots]) for p in slots[0][0]}
                 out = fn(values, data)
                 if pending is not None:

@@ -27,11 +27,11 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxinit import distributed
-from jaxinit.executors import Executor, build_task, member_layout, program_spec
+from jaxinit import distributed, lanes
+from jaxinit.executors import Executor, build_task, choose_layout, member_layout, program_spec
 from jaxinit.identity import record
 from jaxinit.models import Model, from_spec
-from jaxinit.plan import Plan, chunk_id, make_plan
+from jaxinit.plan import CHUNK_BYTES, Plan, chunk_id, make_plan
 from jaxinit.spec import Spec, SpecError
 from jaxinit.store import StoreError, SweepDir, expect_for
 from jaxinit.tasks import Task
@@ -126,7 +126,10 @@ def prepare(
     first = make_plan(spec, 1).group(0)
     task = build_task(first.spec)
     check_model(first.spec, task, model)
-    plan = make_plan(spec, chunk_size, _bytes_per_run(spec, build_task(spec), model))
+    memory = _bytes_per_run(spec, build_task(spec), model)
+    if chunk_size is None and choose_layout(first.spec, task, model)[0] == "lanes":
+        chunk_size = min(lanes.chunk_runs(first.spec, task), max(1, CHUNK_BYTES // memory))
+    plan = make_plan(spec, chunk_size, memory)
     sweep = record(spec, model, task)
     try:
         members = member_layout(plan.group(0), task, model)

@@ -210,13 +210,15 @@ def advance(
     grads: Any,
     norm: Callable[[Any], Array] = optax.tree.norm,
     where: Callable[[Array, Any, Any], Any] = _where_tree,
+    books: bool = True,
 ) -> RunState:
     """Apply one optimizer update and keep the step's books, for both layouts (``ctx`` is a
     :class:`Context` or its lanes twin; ``norm``/``where`` act per run in that layout).
 
     A run whose gradient norm falls below ``grad_tol`` stops moving and records
-    ``converged_step``; the first non-finite loss records ``diverged_step``; the first loss under
-    the task's threshold records ``hit_step``.
+    ``converged_step``; with ``books``, the first non-finite loss records ``diverged_step`` and
+    the first loss under the task's threshold records ``hit_step`` (:func:`first_steps` does
+    both for a block of steps at once).
     """
     updates, opt_state = ctx.opt.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -227,6 +229,8 @@ def advance(
         params = where(move, params, state.params)
         opt_state = where(move, opt_state, state.opt_state)
         converged = jnp.where(done, t, converged)
+    if not books:
+        return RunState(params, opt_state, state.diverged_step, converged, state.hit_step)
     bad = (state.diverged_step < 0) & ~jnp.isfinite(loss)
     return RunState(
         params,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import jaxinit
+from jaxinit.devices import cores
 
 TINY_TOML = """
 name = "{name}"
@@ -184,3 +185,7 @@ def test_dry_run_of_a_billion_runs_prints_its_size_and_writes_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "1,000,000,000 runs = 1 static group(s) × 1,000,000,000 runs" in r.stderr
     assert not (tmp_path / "out").exists()
+    devices = re.search(r"; (\d+) (\w+) devices?$", r.stderr.splitlines()[0])
+    assert devices, r.stderr
+    if devices[2] == "cpu":  # one CPU device per core (jaxinit.devices)
+        assert int(devices[1]) == cores()

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 import pytest
 
+import jaxinit
 from jaxinit import lanes
 from jaxinit.models import ACTIVATIONS, Model, from_spec, mlp
 from jaxinit.spec import Spec
@@ -301,3 +302,24 @@ def test_prefer_lanes_for_tiny_nets_only():
         }
     )
     assert not lanes.prefer_lanes(medium, TASKS["teacher_student"](**params))
+
+
+def test_first_step_keeps_the_books_of_a_block_of_steps():
+    """Per block, the first step whose flag is set, unless the run already has one."""
+    hit = jnp.array([[0, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]], bool)  # (T=3 steps, C=4 runs)
+    steps = jnp.array([30, 31, 32], jnp.int32)
+    before = jnp.array([-1, -1, 7, -1], jnp.int32)
+    got = lanes.first_step(hit, steps, before)
+    np.testing.assert_array_equal(got, [-1, 30, 7, 32])
+
+
+def test_lanes_sweeps_come_in_chunks_of_one_block():
+    """By default a lanes sweep is cut into chunks of one lane block (so that every CPU device
+    gets chunks); the vmap layout keeps its memory-sized chunks."""
+    spec = {"task": {"name": "xor"}, "model": {"widths": [2]}, "axes": {"seed": 65536}}
+    lanes_prep = jaxinit.prepare(spec)
+    group = lanes_prep.plan.group(0)
+    block = lanes.lanes_per_block(group.spec, TASKS["xor"]())
+    assert lanes_prep.plan.chunk_size == max(block, lanes.CHUNK_RUNS) < 65536
+    assert jaxinit.prepare(spec, train__layout="vmap").plan.chunk_size == 65536
+    assert jaxinit.prepare(spec, chunk_size=65536).plan.chunk_size == 65536  # asked for

@@ -187,6 +187,32 @@ def test_two_devices_and_shards_match_one_process(tmp_path, reference):
         np.testing.assert_array_equal(ds.loss.values, reference.loss.values)
 
 
+ONE_CHUNK_ON_TWO_DEVICES = """
+import json, sys
+import jaxinit
+from jaxinit import executors
+ds = jaxinit.run(json.loads(sys.argv[1]), progress=False, chunk_size=48)
+spread = [k for k in executors._PROGRAMS if k[0] == "on devices"]
+print(json.dumps({"spread": len(spread), "final_loss": ds.final_loss.values.tolist()}))
+"""
+
+
+def test_a_group_with_fewer_chunks_than_devices_runs_on_one(reference):
+    """Two CPU devices and one chunk: the chunk program runs as it is on one device (no second
+    device repeating it), with the numbers of one device."""
+    out = subprocess.run(
+        [sys.executable, "-c", ONE_CHUNK_ON_TWO_DEVICES, json.dumps(SPEC)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["spread"] == 0
+    np.testing.assert_array_equal(np.array(got["final_loss"], np.float32), reference.final_loss)
+
+
 def test_in_memory_and_on_disk_agree(tmp_path, reference):
     ds = jaxinit.run(SPEC, tmp_path / "sweep", progress=False, chunk_size=16)
     np.testing.assert_array_equal(ds.final_loss.values, reference.final_loss.values)
