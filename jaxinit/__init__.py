@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from jaxinit.activations import ACTIVATIONS
 from jaxinit.adapters import from_equinox, from_flax, reinit  # flax/equinox: only when called
 from jaxinit.algorithms import ALGORITHMS, Algorithm
+from jaxinit.devices import use_cpu_cores
 from jaxinit.executors import Executor
 from jaxinit.initializers import INITIALIZERS, expected_std
 from jaxinit.models import MODELS, Model, Symmetry, dense_stack, mlp
@@ -71,4 +72,5 @@ __all__ = [
     "run",
     "status",
     "tidy",
+    "use_cpu_cores",
 ]

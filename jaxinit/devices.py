@@ -8,13 +8,15 @@ one chunk per device at once, each on its own core, and the numbers stay the sam
 (each device runs the same ``C``-run program). Measured on a 2-core CPU through
 :func:`jaxinit.run` (XOR, 2000 steps, 16,384 runs in chunks of one lane block; wall / CPU s):
 2-8-1 2.83 / 5.48 with one device, 1.96 / 3.87 with two; 2-16-1 5.99 / 11.45 and 3.19 / 6.24
-(benchmarks/README.md has the side-by-side tables).
+(benchmarks/README.md has the side-by-side tables). A group with fewer chunks than devices runs
+on one device (:meth:`jaxinit.executors.Executor.width`).
 
 The device count is process-wide and fixed when JAX starts its backends, so it is set at the
 edge: ``jaxinit run`` calls :func:`use_cpu_cores` before anything touches JAX, and a notebook can
 call it first thing. It never overrides a count the user chose (``XLA_FLAGS=
 --xla_force_host_platform_device_count=N`` or ``jax_num_cpu_devices``); ``JAXINIT_CPU_DEVICES=N``
-sets the count, ``JAXINIT_CPU_DEVICES=1`` keeps XLA's single device.
+sets the count, ``JAXINIT_CPU_DEVICES=1`` keeps XLA's single device. ``jaxinit run
+--distributed`` leaves the count to JAX (several processes may share a machine's cores).
 
 >>> import jaxinit.devices
 >>> jaxinit.devices.use_cpu_cores()  # doctest: +SKIP  (before any JAX computation)
