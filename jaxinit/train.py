@@ -217,8 +217,8 @@ def advance(
 
     A run whose gradient norm falls below ``grad_tol`` stops moving and records
     ``converged_step``; with ``books``, the first non-finite loss records ``diverged_step`` and
-    the first loss under the task's threshold records ``hit_step`` (:func:`first_steps` does
-    both for a block of steps at once).
+    the first loss under the task's threshold records ``hit_step`` (the lanes layout does both
+    once per logged block, :func:`jaxinit.lanes.first_step`).
     """
     updates, opt_state = ctx.opt.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

@@ -17,7 +17,10 @@ LAYERS = [
     ("random nets", {"theory", "signal"}),
     ("validation", {"validation"}),
     ("claims", {"claims"}),  # who writes a shard of a sweep directory (O_EXCL + heartbeat)
-    ("engine", {"plan", "identity", "train", "lanes", "store", "compile_cache", "executors"}),
+    (
+        "engine",
+        {"plan", "identity", "train", "lanes", "store", "compile_cache", "devices", "executors"},
+    ),
     ("processes", {"distributed", "progress"}),  # multi-process jobs; a directory's progress
     ("results", {"results"}),
     ("sweep", {"sweep", "probes"}),  # orchestrates the engine and hands back labelled results
