@@ -29,10 +29,14 @@ import os
 
 import jax
 
-__all__ = ["ENV", "cores", "use_cpu_cores"]
+__all__ = ["ENV", "MAX_DEFAULT", "cores", "default_count", "use_cpu_cores"]
 
 ENV = "JAXINIT_CPU_DEVICES"
 _XLA_FLAG = "xla_force_host_platform_device_count"
+MAX_DEFAULT = 8
+"""Most CPU devices asked for by default: each device holds a chunk in memory at once (up to
+``plan.CHUNK_BYTES`` = 256 MiB each), and only 2 cores were measured. Set ``JAXINIT_CPU_DEVICES``
+for more."""
 
 
 def cores() -> int:
@@ -43,12 +47,12 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _wanted(n: int | None) -> int:
-    if n is not None:
-        return n
+def default_count() -> int:
+    """The CPU devices :func:`use_cpu_cores` asks for when not told: ``$JAXINIT_CPU_DEVICES``,
+    else one per core, at most :data:`MAX_DEFAULT`."""
     text = os.environ.get(ENV, "").strip()
     if not text:
-        return cores()
+        return min(cores(), MAX_DEFAULT)
     try:
         return int(text)
     except ValueError:
@@ -56,13 +60,14 @@ def _wanted(n: int | None) -> int:
 
 
 def use_cpu_cores(n: int | None = None) -> int:
-    """Ask JAX for ``n`` CPU devices (default: ``$JAXINIT_CPU_DEVICES``, else one per core) and
+    """Ask JAX for ``n`` CPU devices (default: ``$JAXINIT_CPU_DEVICES``, else one per core, at
+    most :data:`MAX_DEFAULT`) and
     return the CPU device count this process will have.
 
     Does nothing, and returns the count already in force, when the user chose one (the XLA flag
     or ``jax_num_cpu_devices``) or JAX's backends have started (the count is fixed then).
     """
-    n = _wanted(n)
+    n = default_count() if n is None else n
     if n < 1:
         raise ValueError(f"CPU devices must be a positive number, got {n}")
     if jax.config.jax_num_cpu_devices > 0:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from jaxinit.devices import cores
+from jaxinit.devices import MAX_DEFAULT, cores
 
 PROBE = (
     "import jax, jaxinit.devices as d; n = d.use_cpu_cores({arg}); "
@@ -32,7 +32,8 @@ def _probe(env: dict[str, str], arg: str = "") -> tuple[int, int, int]:
 
 
 def test_one_device_per_core_by_default():
-    assert _probe({}) == (cores(), cores(), cores())
+    want = min(cores(), MAX_DEFAULT)
+    assert _probe({}) == (want, want, want)
 
 
 @pytest.mark.parametrize(
@@ -70,3 +71,15 @@ def test_a_bad_count_is_a_clear_error(monkeypatch):
         use_cpu_cores()
     with pytest.raises(ValueError, match="positive"):
         use_cpu_cores(0)
+
+
+def test_the_default_is_one_per_core_up_to_a_cap(monkeypatch):
+    from jaxinit import devices
+
+    monkeypatch.delenv("JAXINIT_CPU_DEVICES", raising=False)
+    monkeypatch.setattr(devices, "cores", lambda: 64)
+    assert devices.default_count() == MAX_DEFAULT
+    monkeypatch.setattr(devices, "cores", lambda: 3)
+    assert devices.default_count() == 3
+    monkeypatch.setenv("JAXINIT_CPU_DEVICES", "16")
+    assert devices.default_count() == 16
