@@ -15,7 +15,6 @@ from jaxinit.initializers import INITIALIZERS, expected_std
 from jaxinit.models import MODELS, Model, Symmetry, dense_stack, mlp
 from jaxinit.plan import Plan, make_plan
 from jaxinit.progress import Status, status
-from jaxinit.results import assemble, load, load_params, tidy
 from jaxinit.spec import (
     AlgorithmSpec,
     InitSpec,
@@ -31,6 +30,19 @@ from jaxinit.sweep import prepare, run
 from jaxinit.tasks import TASKS, Task
 from jaxinit.train import make_run
 from jaxinit.validation import resolve_spec, validate
+
+_LAZY = {"assemble", "load", "load_params", "tidy"}
+"""Names of :mod:`jaxinit.results`, imported on first use: it brings in xarray and pandas
+(~0.4 s), which ``jaxinit run`` needs only after training has started."""
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from jaxinit import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'jaxinit' has no attribute {name!r}")
+
 
 __all__ = [
     "ACTIVATIONS",

@@ -39,19 +39,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import xarray as xr
 
-from jaxinit import _toml, signal, theory
+from jaxinit import _toml, signal
 from jaxinit.activations import ACTIVATIONS
 from jaxinit.identity import software
 from jaxinit.plots.names import FIGURE_NAMES
 from jaxinit.spec import MAX_SEED, SpecError
 from jaxinit.store import StoreError, atomic_write, decode_chunk, encode_chunk
+
+if TYPE_CHECKING:  # xarray and SciPy (jaxinit.theory) load when a probe runs, not at import
+    import xarray as xr
 
 __all__ = ["KINDS", "ProbeSpec", "ProbeSettings", "is_probe", "load", "resolve", "run", "summarize"]
 
@@ -267,6 +269,8 @@ def _inputs(key: jax.Array, in_dim: int, rho: float) -> jax.Array:
 
 def _input_variance(activation: str, sigma_w: float, sigma_b: float) -> float:
     """``|x|²/N`` that puts layer 1 at the fixed point ``q*`` (1 where ``q*`` is 0 or ∞)."""
+    from jaxinit import theory
+
     q = theory.fixed_point_q(activation, sigma_w**2, sigma_b**2)
     q_in = (q - sigma_b**2) / sigma_w**2 if math.isfinite(q) else 0.0
     return q_in if q_in > 1e-6 else 1.0
@@ -303,6 +307,8 @@ def _jacobian_grid(root, x0_N, sigma_w, sigma_b, *, n_seeds, depths, activation,
 
 
 def _signal(spec: ProbeSpec) -> xr.Dataset:
+    import xarray as xr
+
     p, ax = spec.probe, dict(spec.axes)
     k_in, k_net = jax.random.split(jax.random.key(spec.seed))
     x = _inputs(k_in, p.in_dim, p.correlation)
@@ -342,6 +348,10 @@ def _signal(spec: ProbeSpec) -> xr.Dataset:
 
 
 def _jacobian(spec: ProbeSpec) -> xr.Dataset:
+    import xarray as xr
+
+    from jaxinit import theory
+
     p, ax = spec.probe, dict(spec.axes)
     k_in, k_net = jax.random.split(jax.random.key(spec.seed))
     n = len(ax["seed"])
@@ -420,6 +430,8 @@ def is_probe_dir(path: str | os.PathLike) -> bool:
 
 def load(path: str | os.PathLike) -> xr.Dataset:
     """A stored probe sweep as the Dataset :func:`run` returned."""
+    import xarray as xr
+
     path = Path(path)
     try:
         meta = json.loads((path / "probe.json").read_text())

@@ -189,3 +189,15 @@ def test_dry_run_of_a_billion_runs_prints_its_size_and_writes_nothing(tmp_path):
     assert devices, r.stderr
     if devices[2] == "cpu":  # one CPU device per core (jaxinit.devices)
         assert int(devices[1]) == min(cores(), MAX_DEFAULT)
+
+
+def test_what_run_imports_before_training_leaves_out_the_heavy_libraries():
+    """`jaxinit run` starts training sooner without xarray, pandas, SciPy and matplotlib, which
+    it needs only afterwards (acceptance 5 of the lanes issue: a warm start under 3 s)."""
+    code = (
+        "import sys, jaxinit.cli, jaxinit.sweep, jaxinit.probes, jaxinit.validation; "
+        "print(sorted(m for m in ('xarray', 'pandas', 'scipy', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
