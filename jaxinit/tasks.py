@@ -144,7 +144,7 @@ def _erf(z: np.ndarray) -> np.ndarray:
 _TEACHER_ACTIVATIONS = {
     "relu": lambda z: np.maximum(z, 0),
     "tanh": np.tanh,
-    "erf": lambda z: _erf(z),
+    "erf": _erf,
     "linear": lambda z: z,
 }
 
