@@ -62,3 +62,10 @@ def spec_toml(spec: dict) -> str:
 @pytest.fixture(scope="session")
 def tiny_sweep():
     return jaxinit.run(TINY, progress=False)
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests (subprocesses, notebooks, bundled specs) first, so that with several workers
+    (pytest-xdist, ``-n auto`` in pyproject.toml) the long ones do not start last and leave the
+    other workers idle at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
