@@ -22,13 +22,13 @@ Run it on one core so the numbers are per core (the engine trains one chunk per 
 Why it matters (issue 8): reaching 10× torch.func's CPU time on 2-32-32-1 needs the three
 contractions of this layer at ≥ ~43 GFLOP/s per core (see ``--help``'s epilog).
 
-Measured 2026-12-01 on this repository's 2-core CPU, one core (``--lanes 128``, three runs; the
-machine's speed drifts by ~1.5x over minutes): forward, the lanes forms 9–19 GFLOP/s, the
-run-first batched dot 23–30, torch.bmm 18–20; forward and backward, the engine's ``halving``
-8–14, the run-first dot 6–7 and torch 5.6. The ``tree``, ``chain`` and ``w_OxI`` backward columns
-are JAX's autodiff of slices (pads, ~1 GFLOP/s); the same forms with hand-written backward
-passes (one fused tree per pass) were 1.1–1.4x ``halving`` here but 0.65x
-inside the engine's full training step, so the engine keeps ``halving``.
+Measured 2026-12-01 on this repository's 2-core CPU, one core (``--lanes 128``; three runs
+forward, two backward; the machine's speed drifts by ~1.5x over minutes): forward, the lanes
+forms 9–19 GFLOP/s, the run-first batched dot 23–30, torch.bmm 18–20; forward and backward, the
+engine's ``halving`` 8–10, the run-first dot 6–7 and torch 5.6. The ``tree``, ``chain`` and
+``w_OxI`` backward columns are JAX's autodiff of slices (pads, ~1 GFLOP/s); the same forms with
+hand-written backward passes (one fused tree per pass) were 1.1–1.4x ``halving`` alone but
+0.65x inside the engine's full training step, so the engine keeps ``halving``.
 """
 
 from __future__ import annotations
