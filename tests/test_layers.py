@@ -27,7 +27,7 @@ LAYERS = [
     ("analysis", {"basins", "curvature", "symmetry", "tables", "restarts"}),
     ("plots", {"plots"}),
     ("report", {"report"}),
-    ("cli", {"cli"}),
+    ("cli", {"cli", "__main__"}),  # __main__: `python -m jaxinit`
 ]
 """Lowest first. A module may import its own layer and the ones before it, never a later one."""
 
