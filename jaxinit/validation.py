@@ -67,7 +67,7 @@ OPTIMIZERS = tuple(
 TASK_INT_MAX = 100_000  # cap on integer task arguments (sizes), so a typo cannot exhaust memory
 _TASK_INT_LIMITS = {"n": 20, "seed": MAX_SEED}  # parity(n) has 2**n points
 _TASK_INT_OFF = {"teacher_rotation_seed"}  # -1 means "off"
-_NOT_AXES = {"train.dtype": "precision is process-wide (jax_enable_x64)"}
+_NOT_AXES = {"train.dtype": "a sweep has one precision (jax_enable_x64, jaxinit.train.precision)"}
 
 
 def resolve_spec(
