@@ -250,7 +250,7 @@ def _run(prep: Prepared, new: bool, out, chunk_size, shard, progress: bool, exec
             prep = prep._replace(plan=plan)
         done, problems = store.verified_done(expect_for(plan, prep.members))
         for msg in problems:
-            warnings.warn(msg, stacklevel=3)
+            warnings.warn(msg, stacklevel=_caller_level())
         todo = [
             (g, c)
             for k, (g, c) in enumerate(plan.chunks())
@@ -287,7 +287,17 @@ def _run_chunks(prep: Prepared, todo, executor: Executor, progress: bool) -> Ite
 def _warn_if_identical(arrays: dict[str, np.ndarray], plan: Plan) -> None:
     """A user model whose init ignores its key (or draws with Python's ``random``, frozen when
     traced) gives every seed the same run: warn when a chunk's runs with different seeds have
-    identical results."""
+    identical results. Runs that are all non-finite from step 0 are identical (NaN) for another
+    reason, and are warned about as such."""
+    diverged = arrays.get("final/diverged_step")
+    if diverged is not None and len(diverged) and (diverged == 0).all():
+        warnings.warn(  # identical too (all NaN), but not for the reason below
+            "every run of the first chunk is non-finite from the start (its loss at step 0 is "
+            "NaN or inf): the model's apply, or the loss of its output, is not finite at the "
+            "initial parameters; check the model's apply and init.scale",
+            stacklevel=_caller_level(),
+        )
+        return
     seeds = plan.group(0).values_of(arrays["run_id"]).get("seed")
     if seeds is None or len(np.unique(seeds)) < 2:
         return
@@ -296,5 +306,14 @@ def _warn_if_identical(arrays: dict[str, np.ndarray], plan: Plan) -> None:
         warnings.warn(
             "every run of the first chunk is identical although their seeds differ: does the "
             "model's init use its key? (Python's random is frozen when JAX traces it)",
-            stacklevel=3,
+            stacklevel=_caller_level(),
         )
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning raised by the calling function at the first
+    frame outside jaxinit (the user's call), however deep in generators the warning is raised."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("jaxinit."):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -319,3 +319,30 @@ def test_float64_identity_names_its_init_rule():
     assert differences(old, r64["identity"]) == [
         f'software.f64_init_rule: "(absent)" there, {F64_INIT_RULE} here'
     ]
+
+
+def test_a_model_non_finite_from_the_start_is_warned_about_as_such():
+    """An ``apply`` that returns NaN: every run is non-finite from step 0, and the warning says
+    so (before: "every run ... identical ... does the model's init use its key?", which is
+    wrong: the init does use its key)."""
+    import warnings
+
+    import jax.numpy as jnp
+
+    from jaxinit.models import Model
+
+    def init(key, init_spec):
+        return {"w": jax.random.normal(key, (2, 1)) * init_spec.scale}
+
+    def apply(params, x, *, key=None, train=False):
+        return jnp.log(-jnp.abs(x @ params["w"]) - 1.0)  # NaN everywhere
+
+    spec = {**SPEC, "train": {"steps": 4, "log_every": 2, "diagnostics": []},
+            "axes": {"seed": 3}}  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = jaxinit.run(spec, model=Model(init, apply, model_id="nan"), progress=False)
+    assert (ds.diverged_step.values == 0).all()
+    texts = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert any("non-finite from the start" in t for t in texts), texts
+    assert not any("use its key" in t for t in texts), texts
