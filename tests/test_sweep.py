@@ -346,3 +346,21 @@ def test_a_model_non_finite_from_the_start_is_warned_about_as_such():
     texts = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     assert any("non-finite from the start" in t for t in texts), texts
     assert not any("use its key" in t for t in texts), texts
+
+
+def test_compiled_programs_are_cached_per_x64_mode():
+    """A program built with x64 off is never handed out with it on (nor the other way): the
+    executors' cache key carries the mode (:func:`jaxinit.train.precision`)."""
+    from jaxinit.executors import build_task, chunk_init, chunk_train
+    from jaxinit.spec import Spec
+
+    spec = Spec.from_dict(SPEC).first_run()
+    task = build_task(spec)
+    with jax.enable_x64(False):
+        off = chunk_train("vmap", spec, task, None), chunk_init(spec, task, None)
+    with jax.enable_x64(True):
+        on = chunk_train("vmap", spec, task, None), chunk_init(spec, task, None)
+    with jax.enable_x64(False):
+        again = chunk_train("vmap", spec, task, None), chunk_init(spec, task, None)
+    assert on[0] is not off[0] and on[1] is not off[1]
+    assert again[0] is off[0] and again[1] is off[1]
