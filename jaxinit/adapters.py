@@ -255,27 +255,24 @@ STATEFUL = (
 
 
 def _nnx_updated_state(module: Any, x: Array) -> list[str]:
-    """Paths of the non-``Param`` state that calling an nnx ``module`` on ``x`` changes
-    (tried on a clone, so ``module`` is left as it was); ``[]`` if none, or if the call fails
-    (left to the later checks, which name the error)."""
+    """Paths of the non-``Param`` state that calling an nnx ``module`` on ``x`` writes (tried on
+    a clone, so ``module`` is left as it was; a write replaces the variable's array, even by an
+    equal one); ``[]`` if none, or if the call fails (left to the later checks, which name the
+    error)."""
     from flax import nnx
 
-    def rest(m) -> dict[str, np.ndarray]:
+    def rest(m) -> dict[str, Any]:
         leaves = jax.tree_util.tree_flatten_with_path(nnx.split(m, nnx.Param, ...)[2])[0]
-        out = {}
-        for p, a in leaves:
-            if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
-                a = jax.random.key_data(a)
-            out[jax.tree_util.keystr(p, simple=True, separator=".")] = np.asarray(a)
-        return out
+        return {jax.tree_util.keystr(p, simple=True, separator="."): a for p, a in leaves}
 
-    before, probe = rest(module), nnx.clone(module)
+    probe = nnx.clone(module)
+    before = rest(probe)
     try:
         probe(x)
     except Exception:
         return []
     after = rest(probe)
-    return [k.removesuffix(".value") for k in before if not np.array_equal(before[k], after[k])]
+    return [k.removesuffix(".value") for k in before if after.get(k) is not before[k]]
 
 
 def _model_id(framework: str, module: Any) -> str:
