@@ -225,7 +225,15 @@ def run(
         return _run(prep, prep is not spec, out, chunk_size, shard, progress, executor)
 
 
-def _run(prep: Prepared, new: bool, out, chunk_size, shard, progress: bool, executor) -> Any:
+def _run(
+    prep: Prepared,
+    new: bool,
+    out: str | os.PathLike | None,
+    chunk_size: int | None,
+    shard: str | tuple[int, int] | None,
+    progress: bool,
+    executor: Executor | None,
+) -> Any:
     """:func:`run` of a prepared sweep, inside its :func:`~jaxinit.train.precision`."""
     out = None if out is None else Path(out)
     if progress and new:
