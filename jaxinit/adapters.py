@@ -246,6 +246,35 @@ def _symmetry(symmetry, init, apply, x, layout) -> Symmetry | None:
     return found
 
 
+STATEFUL = (
+    "Stateful modules are unsupported: jaxinit trains a pure apply(params, x), vmapped over runs "
+    "and differentiated inside one compiled program, which cannot carry or update state between "
+    "steps. Use a stateless layer instead (e.g. LayerNorm rather than BatchNorm, or BatchNorm "
+    "with use_running_average=True / a deterministic Dropout in Flax nnx)."
+)
+
+
+def _nnx_updated_state(module: Any, x: Array) -> list[str]:
+    """Paths of the non-``Param`` state that calling an nnx ``module`` on ``x`` writes (tried on
+    a clone, so ``module`` is left as it was; a write replaces the variable's array, even by an
+    equal one); ``[]`` if none, or if the call fails (left to the later checks, which name the
+    error)."""
+    from flax import nnx
+
+    def rest(m) -> dict[str, Any]:
+        leaves = jax.tree_util.tree_flatten_with_path(nnx.split(m, nnx.Param, ...)[2])[0]
+        return {jax.tree_util.keystr(p, simple=True, separator="."): a for p, a in leaves}
+
+    probe = nnx.clone(module)
+    before = rest(probe)
+    try:
+        probe(x)
+    except Exception:
+        return []
+    after = rest(probe)
+    return [k.removesuffix(".value") for k in before if after.get(k) is not before[k]]
+
+
 def _model_id(framework: str, module: Any) -> str:
     cls = type(module)
     return f"{framework}:{cls.__module__}.{cls.__qualname__}"
@@ -272,9 +301,11 @@ def from_flax(
     ``example_x`` is one batch of inputs (its shape is what the task feeds, ``(B, in_dim)``; a
     module that wants images reshapes them itself). ``init`` redraws the module's ``params``
     with :func:`reinit` (layout ``(…, in, out)``), so ``init.scheme`` / ``init.scale`` apply to
-    every ``Dense`` and ``Conv`` kernel; ``apply(params, x)`` runs the module. Linen modules
-    with collections besides ``params`` (BatchNorm statistics) are refused; an nnx module's
-    non-``Param`` state is kept fixed. ``symmetry="auto"`` declares a dense stack's symmetry
+    every ``Dense`` and ``Conv`` kernel; ``apply(params, x)`` runs the module. Stateful modules
+    are refused (:data:`STATEFUL`): linen modules with collections besides ``params`` (BatchNorm
+    statistics), and nnx modules whose call on ``example_x`` changes their non-``Param`` state
+    (BatchNorm in training mode, Dropout drawing from its ``Rngs``); other non-``Param`` state is
+    kept fixed. ``symmetry="auto"`` declares a dense stack's symmetry
     when it checks out (:func:`dense_stack_symmetry`); a kind name insists on that kind, ``None``
     declares none. ``model_id`` defaults to the module's class.
 
@@ -293,7 +324,7 @@ def from_flax(
         if extra:
             raise ValueError(
                 f"from_flax runs modules whose only variables are 'params'; this one also has "
-                f"{extra} (e.g. BatchNorm statistics), which a pure apply cannot update"
+                f"{extra} (e.g. BatchNorm statistics). {STATEFUL}"
             )
         template = jax.tree.map(jnp.asarray, dict(variables["params"]))
 
@@ -302,6 +333,13 @@ def from_flax(
 
         framework = "flax.linen"
     elif isinstance(module, nnx.Module):
+        changed = _nnx_updated_state(module, x)
+        if changed:
+            raise ValueError(
+                f"from_flax runs modules whose forward pass only reads its state; this nnx "
+                f"module updates {changed} when called (e.g. BatchNorm statistics, a Dropout's "
+                f"rng count). {STATEFUL}"
+            )
         graphdef, state, rest = nnx.split(module, nnx.Param, ...)
         template = nnx.to_pure_dict(state)
         state_def = jax.tree.structure(state)
@@ -333,7 +371,8 @@ def from_equinox(
 
     Its floating-point arrays are the params (``eqx.partition(model, eqx.is_inexact_array)``);
     ``init`` redraws them with :func:`reinit` in Equinox's ``(out, in, *receptive)`` layout, so
-    ``eqx.nn.Linear`` and ``eqx.nn.Conv`` kernels get ``init.scheme`` at their own fans.
+    ``eqx.nn.Linear`` and ``eqx.nn.Conv`` kernels get ``init.scheme`` at their own fans. A
+    stateful module (one holding an ``eqx.nn.StateIndex``, e.g. ``eqx.nn.BatchNorm``) is refused.
     ``example_x`` (a batch) is used only to test the symmetry; without it a dense stack is
     probed with Gaussian inputs of its first layer's width. ``symmetry`` and ``model_id`` as in
     :func:`from_flax`.
@@ -344,6 +383,19 @@ def from_equinox(
     'scale'
     """
     eqx = _require("equinox")
+    held = [
+        jax.tree_util.keystr(p, simple=True, separator=".")
+        for p, v in jax.tree_util.tree_flatten_with_path(
+            model, is_leaf=lambda v: isinstance(v, eqx.nn.StateIndex)
+        )[0]
+        if isinstance(v, eqx.nn.StateIndex)
+    ]
+    if held:
+        raise ValueError(
+            f"from_equinox runs stateless modules; this one holds state ({held}: "
+            f"eqx.nn.StateIndex, e.g. BatchNorm statistics) that its __call__ takes and returns "
+            f"as a 'state' argument. {STATEFUL}"
+        )
     params0, static = eqx.partition(model, eqx.is_inexact_array)
 
     def apply(params: Params, x: Array, *, key: Array | None = None, train: bool = False):

@@ -103,7 +103,10 @@ def _cached(key: tuple, build: Callable[[], Any]) -> Any:
 
 
 def _task_key(task: Task) -> tuple:
-    return (*task[4:], task.in_dim)  # the task's non-array fields; its arrays are arguments
+    """The task's non-array fields (its arrays are arguments) and JAX's x64 mode, under which
+    the program is built (:func:`jaxinit.train.precision`): one built in the other mode is
+    never reused."""
+    return (*task[4:], task.in_dim, bool(jax.config.jax_enable_x64))
 
 
 def chunk_init(spec: Spec, task: Task, model: Model | None) -> Callable[[dict, Data], Any]:

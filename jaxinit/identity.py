@@ -41,6 +41,12 @@ numbers (by rounding), so a directory begun under the old rule is refused, not m
 :func:`jaxinit.lanes.prefer_lanes` says so. 3: the init is compiled apart from training
 (:mod:`jaxinit.executors`); of the bundled specs only deep ones moved, by ≤ 1e-6."""
 
+F64_INIT_RULE = 2
+"""Version of how a float64 sweep draws its initial weights, recorded (as
+``software.f64_init_rule``) only in float64 sweeps, so float32 directories keep their identity.
+1 (absent): drawn in float64. 2: drawn in float32 and cast, as float32 sweeps draw them
+(:func:`jaxinit.initializers.standard_normal`): a float64 directory begun under rule 1 is refused."""
+
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     if isinstance(value, dict) and value:
@@ -101,6 +107,8 @@ def run_identity(spec: Spec, model: dict[str, Any]) -> dict[str, Any]:
     _flatten("model", {"name": model["name"], "model_id": model["model_id"]}, out)
     out["model.params"] = model["params"]
     _flatten("software", software(), out)
+    if spec.train.dtype == "float64":
+        out["software.f64_init_rule"] = F64_INIT_RULE
     return json.loads(json.dumps(out, default=list))
 
 

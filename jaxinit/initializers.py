@@ -5,6 +5,10 @@ where ``shape = (fan_in, fan_out)`` for a dense weight (incoming weights of unit
 column ``W[:, j]``) and ``scale`` multiplies the scheme's standard deviation. ``scale`` and
 ``value`` may be traced (vmapped) scalars, so one compiled program covers a whole scale sweep.
 
+The random numbers are always drawn in float32 and then cast to ``dtype`` (:func:`standard_normal`,
+:func:`standard_uniform`), so a seed starts from the same weights in float32 and float64 (up to
+float32 rounding of the scaling): a dtype comparison compares training, not initialisation.
+
 ==================  ======================================================  ==================
 scheme              distribution of each weight                             std at scale=1
 ==================  ======================================================  ==================
@@ -59,11 +63,34 @@ def _dtype(dtype):
     return jnp.result_type(float) if dtype is None else dtype
 
 
+DRAW_DTYPE = jnp.float32
+"""The dtype every random draw is made in, whatever the weights' dtype."""
+
+
+def standard_normal(key: Array, shape: tuple[int, ...], dtype=None) -> Array:
+    """N(0, 1) samples of ``shape``, drawn in float32 and cast to ``dtype`` (default: JAX's
+    float), so the same key gives the same numbers in float32 and float64."""
+    return jax.random.normal(key, shape, DRAW_DTYPE).astype(_dtype(dtype))
+
+
+def standard_uniform(
+    key: Array, shape: tuple[int, ...], dtype=None, minval: float = 0.0, maxval: float = 1.0
+) -> Array:
+    """U(minval, maxval) samples of ``shape``: in float32 exactly ``jax.random.uniform``'s; in
+    another dtype its float32 U(0, 1) draw, cast, then moved to the interval in ``dtype``."""
+    dtype = _dtype(dtype)
+    if jnp.dtype(dtype) == DRAW_DTYPE:
+        return jax.random.uniform(key, shape, DRAW_DTYPE, minval, maxval)
+    u = jax.random.uniform(key, shape, DRAW_DTYPE).astype(dtype)
+    lo, hi = jnp.asarray(minval, dtype), jnp.asarray(maxval, dtype)
+    return jnp.maximum(lo, u * (hi - lo) + lo)
+
+
 def _normal_with_std(std_fn: Callable[[int, int], float]) -> Initializer:
     def init(key, shape, scale, *, value=1.0, dtype=None):
         del value
         std = std_fn(*_fans(shape))
-        return scale * std * jax.random.normal(key, shape, _dtype(dtype))
+        return scale * std * standard_normal(key, shape, dtype)
 
     return init
 
@@ -72,7 +99,7 @@ def _uniform_with_std(std_fn: Callable[[int, int], float]) -> Initializer:
     def init(key, shape, scale, *, value=1.0, dtype=None):
         del value
         limit = math.sqrt(3.0) * std_fn(*_fans(shape))
-        return scale * jax.random.uniform(key, shape, _dtype(dtype), -limit, limit)
+        return scale * standard_uniform(key, shape, dtype, -limit, limit)
 
     return init
 
@@ -93,7 +120,7 @@ def orthogonal(key, shape, scale, *, value=1.0, dtype=None) -> Array:
     del value
     fan_in, fan_out = _fans(shape)
     rows, cols = max(fan_in, fan_out), min(fan_in, fan_out)
-    a = jax.random.normal(key, (rows, cols), _dtype(dtype))
+    a = standard_normal(key, (rows, cols), dtype)
     q, r = jnp.linalg.qr(a)
     q = q * jnp.sign(jnp.diagonal(r))  # Haar-distributed (Mezzadri 2007)
     if fan_in < fan_out:
@@ -105,7 +132,7 @@ def identical_rows(key, shape, scale, *, value=1.0, dtype=None) -> Array:
     """LeCun-normal incoming weights drawn once and shared by every unit (all columns equal)."""
     del value
     fan_in, _ = _fans(shape)
-    column = jax.random.normal(key, (*shape[:-1], 1), _dtype(dtype)) / math.sqrt(fan_in)
+    column = standard_normal(key, (*shape[:-1], 1), dtype) / math.sqrt(fan_in)
     return scale * jnp.broadcast_to(column, shape)
 
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxinit.activations import ACTIVATIONS
-from jaxinit.initializers import INITIALIZERS
+from jaxinit.initializers import INITIALIZERS, standard_normal
 from jaxinit.spec import InitSpec, ModelSpec
 
 Params = Any  # a pytree of arrays
@@ -116,7 +116,7 @@ def draw_weight(
         w = jnp.broadcast_to(draw(k_w, shape, init.scale, dtype=dtype)[:1, :1], shape)
     else:
         w = draw(k_w, shape, init.scale, value=init.value, dtype=dtype)
-    return w + init.perturbation * jax.random.normal(k_eps, shape, w.dtype)
+    return w + init.perturbation * standard_normal(k_eps, shape, w.dtype)
 
 
 def draw_bias(key: Array, shape: tuple[int, ...], init: InitSpec, dtype=None) -> Array:
@@ -273,8 +273,8 @@ def diag_linear(*, in_dim: int, out_dim: int = 1) -> Model:
         ones = jnp.ones(shape) * init_spec.scale
         eps = init_spec.perturbation
         return {
-            "u": ones + eps * jax.random.normal(k_u, shape),
-            "v": ones + eps * jax.random.normal(k_v, shape),
+            "u": ones + eps * standard_normal(k_u, shape),
+            "v": ones + eps * standard_normal(k_v, shape),
         }
 
     def apply(params: Params, x: Array, *, key: Array | None = None, train: bool = False) -> Array:

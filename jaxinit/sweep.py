@@ -35,6 +35,7 @@ from jaxinit.plan import CHUNK_BYTES, Plan, chunk_id, make_plan
 from jaxinit.spec import Spec, SpecError
 from jaxinit.store import StoreError, SweepDir, expect_for
 from jaxinit.tasks import Task
+from jaxinit.train import precision
 from jaxinit.validation import resolve_spec
 
 __all__ = ["run", "prepare", "Prepared", "resolve_spec", "build_task", "parse_shard"]
@@ -122,7 +123,11 @@ def prepare(
     spec = resolve_spec(spec, {k.replace("__", "."): v for k, v in overrides.items()})
     if model is not None and spec.algorithm.name != "gradient":
         raise SpecError(f"algorithm {spec.algorithm.name!r} uses no model: drop model=")
-    _set_precision(spec.train.dtype)
+    with precision(spec.train.dtype):
+        return _prepare(spec, model, chunk_size)
+
+
+def _prepare(spec: Spec, model: Model | None, chunk_size: int | None) -> Prepared:
     first = make_plan(spec, 1).group(0)
     task = build_task(first.spec)
     check_model(first.spec, task, model)
@@ -216,8 +221,22 @@ def run(
         prep = spec
     else:
         prep = prepare(spec, model=model, chunk_size=chunk_size, **overrides)
+    with precision(prep.spec.train.dtype):
+        return _run(prep, prep is not spec, out, chunk_size, shard, progress, executor)
+
+
+def _run(
+    prep: Prepared,
+    new: bool,
+    out: str | os.PathLike | None,
+    chunk_size: int | None,
+    shard: str | tuple[int, int] | None,
+    progress: bool,
+    executor: Executor | None,
+) -> Any:
+    """:func:`run` of a prepared sweep, inside its :func:`~jaxinit.train.precision`."""
     out = None if out is None else Path(out)
-    if progress and prep is not spec:
+    if progress and new:
         print(f"{prep.spec.name}: {prep.describe()}", file=sys.stderr)
     _refuse_unstorable(prep, out)
     i, n = shard if isinstance(shard, tuple) else parse_shard(shard)
@@ -239,7 +258,7 @@ def run(
             prep = prep._replace(plan=plan)
         done, problems = store.verified_done(expect_for(plan, prep.members))
         for msg in problems:
-            warnings.warn(msg, stacklevel=2)
+            warnings.warn(msg, stacklevel=_caller_level())
         todo = [
             (g, c)
             for k, (g, c) in enumerate(plan.chunks())
@@ -276,7 +295,17 @@ def _run_chunks(prep: Prepared, todo, executor: Executor, progress: bool) -> Ite
 def _warn_if_identical(arrays: dict[str, np.ndarray], plan: Plan) -> None:
     """A user model whose init ignores its key (or draws with Python's ``random``, frozen when
     traced) gives every seed the same run: warn when a chunk's runs with different seeds have
-    identical results."""
+    identical results. Runs that are all non-finite from step 0 are identical (NaN) for another
+    reason, and are warned about as such."""
+    diverged = arrays.get("final/diverged_step")
+    if diverged is not None and len(diverged) and (diverged == 0).all():
+        warnings.warn(  # identical too (all NaN), but not for the reason below
+            "every run of the first chunk is non-finite from the start (its loss at step 0 is "
+            "NaN or inf): the model's apply, or the loss of its output, is not finite at the "
+            "initial parameters; check the model's apply and init.scale",
+            stacklevel=_caller_level(),
+        )
+        return
     seeds = plan.group(0).values_of(arrays["run_id"]).get("seed")
     if seeds is None or len(np.unique(seeds)) < 2:
         return
@@ -285,11 +314,14 @@ def _warn_if_identical(arrays: dict[str, np.ndarray], plan: Plan) -> None:
         warnings.warn(
             "every run of the first chunk is identical although their seeds differ: does the "
             "model's init use its key? (Python's random is frozen when JAX traces it)",
-            stacklevel=3,
+            stacklevel=_caller_level(),
         )
 
 
-def _set_precision(dtype: str) -> None:
-    """float64 needs JAX's x64 mode, switched on at the edge before anything is traced."""
-    if dtype == "float64" and not jax.config.read("jax_enable_x64"):
-        jax.config.update("jax_enable_x64", True)
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning raised by the calling function at the first
+    frame outside jaxinit (the user's call), however deep in generators the warning is raised."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("jaxinit."):
+        frame, level = frame.f_back, level + 1
+    return level

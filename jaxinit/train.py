@@ -16,6 +16,7 @@ training gradient norm (the minibatch's, when minibatching) falls below the tole
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -26,6 +27,7 @@ import optax
 from jax import Array
 
 from jaxinit import metrics
+from jaxinit.initializers import standard_normal
 from jaxinit.models import Model, from_spec
 from jaxinit.spec import OptimizerSpec, Spec
 from jaxinit.tasks import Task, loss_value, metric_value
@@ -57,6 +59,17 @@ class RunState(NamedTuple):
     hit_step: Array  # shape=(), int32; first step whose training loss was below threshold, or -1
 
 
+def precision(dtype: str) -> contextlib.AbstractContextManager:
+    """The context in which a sweep of ``train.dtype = dtype`` is built and run: JAX's x64 mode
+    on for ``float64`` and off for ``float32``, for this thread and only inside the ``with``.
+
+    Scoped, not switched for the process: a float64 sweep leaves the sweeps before and after it
+    (a notebook) exactly as they were, and a float32 sweep computes the same bits whatever the
+    process's own ``jax_enable_x64`` is. JAX keys its compiled programs on this mode.
+    """
+    return jax.enable_x64(dtype == "float64")
+
+
 def run_key(root_seed: int, seed: Array) -> Array:
     """The key of the run with seed coordinate ``seed``; independent of every other axis."""
     return jax.random.fold_in(jax.random.key(root_seed), seed)
@@ -84,7 +97,7 @@ def plane_init(model: Model, root_seed: int, init: Any) -> Any:
             return jax.tree.leaves(jax.tree.map(jnp.subtract, init_of(through), base))
         out = []
         for k, leaf in zip(jax.random.split(key, len(leaves)), leaves):
-            d = jax.random.normal(k, leaf.shape, leaf.dtype)
+            d = standard_normal(k, leaf.shape, leaf.dtype)
             size = jnp.linalg.norm(leaf)
             out.append(d / jnp.linalg.norm(d) * jnp.where(size > 0, size, 1.0))
         return out

@@ -67,7 +67,7 @@ OPTIMIZERS = tuple(
 TASK_INT_MAX = 100_000  # cap on integer task arguments (sizes), so a typo cannot exhaust memory
 _TASK_INT_LIMITS = {"n": 20, "seed": MAX_SEED}  # parity(n) has 2**n points
 _TASK_INT_OFF = {"teacher_rotation_seed"}  # -1 means "off"
-_NOT_AXES = {"train.dtype": "precision is process-wide (jax_enable_x64)"}
+_NOT_AXES = {"train.dtype": "a sweep has one precision (jax_enable_x64, jaxinit.train.precision)"}
 
 
 def resolve_spec(
@@ -93,6 +93,12 @@ def validate(spec: Spec) -> None:
         _check_axis(spec, path, values)
     first = spec.first_run()
     _validate_one(first)
+    try:  # so only a swept field's base value can fail here: the plan and sizing read it too
+        _validate_one(spec)
+    except SpecError as e:
+        raise SpecError(
+            f"{e} (its base value, outside [axes]: swept fields need a valid one too)"
+        ) from None
     _check_algorithm_axes(spec)
     for path, values in spec.axes:
         if path == "seed" or len(values) < 2:
@@ -307,6 +313,7 @@ def _validate_one(spec: Spec) -> None:
         _finite("train.threshold", tr.threshold)
     _one_of("train.dtype", tr.dtype, DTYPES)
     _one_of("train.layout", tr.layout, LAYOUTS)
+    _check_fits_dtype(spec)
     b = spec.basins
     _finite("basins.f_tol", b.f_tol, positive=True)
     _finite("basins.p_tol", b.p_tol, nonneg=True)
@@ -318,6 +325,41 @@ def _validate_one(spec: Spec) -> None:
     _check_algorithm(spec)
     if spec.algorithm.name == GRADIENT:
         _check_model_fits(spec)
+
+
+_IN_DTYPE = ("model", "init", "optimizer", "train", "algorithm")
+"""The sections whose numbers the compiled program holds in ``train.dtype``."""
+
+
+def _check_fits_dtype(spec: Spec) -> None:
+    """Every number the program computes with (the fields of :data:`_IN_DTYPE`, the optimizer's
+    arguments and the task's data) fits in ``train.dtype``: ``init.scale = 1e308`` is finite in
+    Python but ``inf`` in float32, which would make every run non-finite."""
+    dtype = spec.train.dtype
+    big = float(np.finfo(dtype).max)
+
+    def check(where: str, v: Any) -> None:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) > big:
+            raise SpecError(
+                f"{where} = {v!r} does not fit in train.dtype = {dtype!r} (largest {big:.4g}): "
+                f"it would be inf and every run non-finite; use a smaller value"
+                + ("" if dtype == "float64" else ' or train.dtype = "float64"')
+            )
+
+    for section in _IN_DTYPE:
+        sec = getattr(spec, section)
+        for name in field_names(type(sec)):
+            check(f"{section}.{name}", getattr(sec, name))
+    for k, v in spec.optimizer.params.items():
+        check(f"optimizer.{k}", v)
+    t = spec.task
+    task = _build_task(t.name, json.dumps(dict(t.params), sort_keys=True))
+    largest = max(float(np.abs(np.asarray(a, float)).max()) for a in task[:4])
+    if largest > big:
+        raise SpecError(
+            f"task {t.name!r} with {dict(t.params)} has data of size {largest:.4g}, which does "
+            f"not fit in train.dtype = {dtype!r} (largest {big:.4g})"
+        )
 
 
 def _check_algorithm(spec: Spec) -> None:

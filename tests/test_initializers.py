@@ -125,3 +125,31 @@ def test_jit_vmap_over_traced_scale():
         for k, s in enumerate([0.5, 1.0, 2.0]):
             eager = INITIALIZERS[scheme](key, SMALL, s, value=1.5)
             np.testing.assert_allclose(batched[scheme][k], eager, rtol=1e-5, atol=1e-6)
+
+
+def _original_float32(scheme: str, key, shape, scale):
+    """The float32 draws as jax.random gives them (the code path before float32 draws were
+    shared with float64), written out with JAX directly."""
+    i, o = shape
+    z = jax.random.normal(key, shape, jnp.float32)
+    if scheme in ("normal", "lecun_normal", "glorot_normal", "he_normal"):
+        return scale * FORMULAS[scheme](i, o) * z
+    limit = math.sqrt(3.0) * FORMULAS[scheme](i, o)
+    return scale * jax.random.uniform(key, shape, jnp.float32, -limit, limit)
+
+
+@pytest.mark.parametrize("scheme", ["normal", "he_normal", "glorot_uniform", "uniform"])
+def test_float32_draws_unchanged_and_float64_draws_the_same_numbers(scheme):
+    """float32 weights are bit for bit jax.random's float32 draws; float64 weights are those
+    same float32 draws, cast, then scaled in float64 (before: drawn in float64, a different
+    sample: a seed started from other weights in a float64 sweep)."""
+    key, shape, scale = jax.random.key(3), SMALL, 1.7
+    w32 = INITIALIZERS[scheme](key, shape, scale, dtype=jnp.float32)
+    want = _original_float32(scheme, key, shape, scale)
+    assert w32.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(w32), np.asarray(want))
+    with jax.enable_x64(True):
+        w64 = INITIALIZERS[scheme](key, shape, scale)  # default dtype under x64: float64
+        assert w64.dtype == jnp.float64
+        w64 = np.asarray(w64)
+    np.testing.assert_allclose(w64, np.asarray(want, np.float64), rtol=3e-7, atol=1e-7)

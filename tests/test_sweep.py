@@ -255,3 +255,112 @@ def test_unstorable_sweep_is_refused_before_compiling(tmp_path, monkeypatch):
     with pytest.raises(jaxinit.StoreError, match=r"needs ~.* GB, more than the free space"):
         jaxinit.run(BILLION, tmp_path / "big", progress=False)
     assert not (tmp_path / "big").exists()
+
+
+@pytest.fixture
+def x64_restored():
+    """The process's x64 mode as it was, whatever the test did (a defect would leak it)."""
+    before = bool(jax.config.read("jax_enable_x64"))
+    yield before
+    jax.config.update("jax_enable_x64", before)
+
+
+def test_a_float64_sweep_changes_no_float32_sweep_around_it(tmp_path, x64_restored):
+    """float32, float64, float32 in one process (a notebook): the two float32 sweeps are bit
+    for bit the same (curves, finals, params0, params), the process's x64 mode is as it was,
+    the float32 directory still resumes, and the float64 sweep really is float64."""
+    spec = {**SPEC, "store": {"save_params": True}, "train": {"steps": 20, "log_every": 5},
+            "axes": {"init.scale": [0.5, 2.0], "seed": 2}}  # fmt: skip
+    f64 = {**spec, "train": {**spec["train"], "dtype": "float64"}}
+    first = jaxinit.run(spec, tmp_path / "f32", progress=False)
+    wide = jaxinit.run(f64, progress=False)
+    again = jaxinit.run(spec, progress=False)
+    for k in ("final_loss", "params0/layers/0/w", "loss"):
+        np.testing.assert_array_equal(again[k].values, first[k].values, err_msg=k)
+    resumed = jaxinit.run(spec, tmp_path / "f32", progress=False)  # refused before the fix
+    assert bool(jax.config.read("jax_enable_x64")) is x64_restored
+    floats = [k for k in first.data_vars if first[k].dtype.kind == "f"]
+    assert {"loss", "final_loss", "params0/layers/0/w"} <= set(floats)
+    for k in floats:
+        assert again[k].dtype == np.float32, k
+        np.testing.assert_array_equal(again[k].values, first[k].values, err_msg=k)
+        np.testing.assert_array_equal(resumed[k].values, first[k].values, err_msg=k)
+        assert wide[k].dtype == np.float64, k
+    assert wide.attrs["dtype"] == "float64"
+    # float64 really computes in float64: its losses are not float32 numbers
+    loss = wide.final_loss.values
+    assert (loss != loss.astype(np.float32).astype(np.float64)).any()
+
+
+def test_float32_and_float64_sweeps_start_from_the_same_weights(x64_restored):
+    """The same seed draws the same initial weights in both dtypes (float32 draws, cast): they
+    agree to float32 rounding, so a dtype comparison compares training, not initialisation."""
+    spec = {**SPEC, "store": {"save_params": True}, "train": {"steps": 5, "log_every": 5},
+            "init": {"scheme": "he_uniform", "perturbation": 0.1},
+            "axes": {"init.scale": [0.5, 2.0], "seed": 3}}  # fmt: skip
+    a = jaxinit.run(spec, progress=False)
+    b = jaxinit.run({**spec, "train": {**spec["train"], "dtype": "float64"}}, progress=False)
+    for k in [k for k in a.data_vars if k.startswith("params0/")]:
+        assert b[k].dtype == np.float64
+        np.testing.assert_allclose(b[k].values, a[k].values, rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+def test_float64_identity_names_its_init_rule():
+    """float64 sweeps now draw their inits in float32: their identity says so
+    (``software.f64_init_rule``), so a float64 directory begun before is refused, not resumed
+    with other initial weights; a float32 identity is unchanged (no such field)."""
+    from jaxinit.identity import F64_INIT_RULE, differences, record
+    from jaxinit.spec import Spec
+
+    r32 = record(Spec.from_dict(SPEC))["identity"]
+    r64 = record(Spec.from_dict({**SPEC, "train": {**SPEC["train"], "dtype": "float64"}}))
+    assert "software.f64_init_rule" not in r32
+    old = {k: v for k, v in r64["identity"].items() if k != "software.f64_init_rule"}
+    assert differences(old, r64["identity"]) == [
+        f'software.f64_init_rule: "(absent)" there, {F64_INIT_RULE} here'
+    ]
+
+
+def test_a_model_non_finite_from_the_start_is_warned_about_as_such():
+    """An ``apply`` that returns NaN: every run is non-finite from step 0, and the warning says
+    so (before: "every run ... identical ... does the model's init use its key?", which is
+    wrong: the init does use its key)."""
+    import warnings
+
+    import jax.numpy as jnp
+
+    from jaxinit.models import Model
+
+    def init(key, init_spec):
+        return {"w": jax.random.normal(key, (2, 1)) * init_spec.scale}
+
+    def apply(params, x, *, key=None, train=False):
+        return jnp.log(-jnp.abs(x @ params["w"]) - 1.0)  # NaN everywhere
+
+    spec = {**SPEC, "train": {"steps": 4, "log_every": 2, "diagnostics": []},
+            "axes": {"seed": 3}}  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = jaxinit.run(spec, model=Model(init, apply, model_id="nan"), progress=False)
+    assert (ds.diverged_step.values == 0).all()
+    texts = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert any("non-finite from the start" in t for t in texts), texts
+    assert not any("use its key" in t for t in texts), texts
+
+
+def test_compiled_programs_are_cached_per_x64_mode():
+    """A program built with x64 off is never handed out with it on (nor the other way): the
+    executors' cache key carries the mode (:func:`jaxinit.train.precision`)."""
+    from jaxinit.executors import build_task, chunk_init, chunk_train
+    from jaxinit.spec import Spec
+
+    spec = Spec.from_dict(SPEC).first_run()
+    task = build_task(spec)
+    with jax.enable_x64(False):
+        off = chunk_train("vmap", spec, task, None), chunk_init(spec, task, None)
+    with jax.enable_x64(True):
+        on = chunk_train("vmap", spec, task, None), chunk_init(spec, task, None)
+    with jax.enable_x64(False):
+        again = chunk_train("vmap", spec, task, None), chunk_init(spec, task, None)
+    assert on[0] is not off[0] and on[1] is not off[1]
+    assert again[0] is off[0] and again[1] is off[1]

@@ -464,3 +464,60 @@ def test_teacher_rotation_seed_minus_one_means_off():
         resolve_spec({**BASE, "task": {**task, "teacher_rotation_seed": seed}})
     with pytest.raises(SpecError, match=r"teacher_rotation_seed must be an integer in -1\.\."):
         resolve_spec({**BASE, "task": {**task, "teacher_rotation_seed": -2}})
+
+
+# (a swept field's invalid base value, the axis that overrides it, what the message names)
+BAD_BASE_OF_AXIS = [
+    ("init.scheme", "kaiming", ["he_normal"], ["init.scheme", "'kaiming'", "base value"]),
+    ("model.activation", "swishy", ["tanh", "relu"], ["model.activation", "'swishy'", "base"]),
+    ("model.widths", [0], [[3], [4]], ["model.widths[0]", "positive integer", "base value"]),
+]
+
+
+@pytest.mark.parametrize("path, base, axis, parts", BAD_BASE_OF_AXIS, ids=lambda v: str(v))
+def test_a_swept_fields_base_value_is_validated(path, base, axis, parts):
+    """The base value of a field that is also an axis is checked like any other (before: not
+    checked, and the plan's sizing crashed on it with KeyError / ZeroDivisionError)."""
+    d = _with(path, base)
+    d["axes"] = {path: axis, "seed": 2}
+    _expect(d, parts)
+    with pytest.raises(SpecError, match=path.replace("[", r"\[")):
+        jaxinit.prepare(d)
+
+
+@pytest.mark.parametrize(
+    "name, item",
+    [
+        ("symmetry", "init.scheme=kaiming"),
+        ("init_scale", "model.activation=swishy"),
+        ("init_scale", "model.widths=[0]"),
+    ],
+)
+def test_issue_25_swept_base_reproductions_exit_2(capsys, name, item):
+    """``jaxinit run <bundled> --dry-run --set <bad base>``: exit 2 naming the field."""
+    code = cli_main(["run", name, "--dry-run", "--set", item])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("jaxinit: error: " + item.split("=")[0]), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        ("axes.init.scale", [1.0, 1e308]),
+        ("axes.init.scale", [1e308]),
+        ("init.value", -1e39),
+        ("optimizer.learning_rate", 1e300),
+        ("train.grad_tol", 3.5e38),
+    ],
+)
+def test_numbers_must_fit_the_sweeps_dtype(path, value):
+    """A finite number that is inf in float32 (``init.scale = 1e308``) is refused naming the
+    field and the dtype (before: accepted, NumPy's overflow warning, every run NaN); float64
+    takes it."""
+    msg = _expect(_with(path, value), [path.removeprefix("axes."), "float32", "3.403e+38"])
+    assert "float64" in msg
+    wide = _with(path, value)
+    wide["train"] = {**wide["train"], "dtype": "float64"}
+    resolve_spec(wide)
