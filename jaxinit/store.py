@@ -8,6 +8,15 @@ Layout of ``DIR``::
     lock, lock.<i>-of-<n>      flock'd while a process writes (released by the OS if it dies)
     writer.<i>-of-<n>          the writer of shard i of n: created with O_EXCL, kept fresh by a
                                heartbeat (jaxinit.claims), for filesystems that ignore flock
+    report/                    figures and summary.txt, and .jaxinit-outputs.json: the files
+                               jaxinit wrote there with their SHA-256 (it replaces no other)
+
+Every chunk (in its zip comment) and every manifest carries the sweep's identity fingerprint,
+as ``spec.json`` does (``"stamped": true``), so a chunk or manifest copied in from another sweep
+is refused by name (:class:`ForeignFileError`), never mixed in. Directories begun by older
+versions are unstamped: their files load, and only files naming another sweep are refused.
+Nothing is written into a directory without ``spec.json`` that holds anything but what a
+killed new sweep leaves (:func:`preflight`): the user's files are never replaced.
 
 Every file is written to a temporary name, fsync'd and renamed, so a SIGKILL at any moment
 leaves either the old or the new file, never half of one. A chunk counts as done only once the
@@ -681,7 +690,8 @@ def parse_shard(
     """``"i/n"`` or ``(i, n)`` -> ``(i, n)``, checked; ``None`` -> ``(0, 1)``.
 
     ``i`` and ``n`` are ASCII digits (``３/４`` is refused) with ``0 <= i < n``; given the plan's
-    ``n_chunks``, also ``n <= n_chunks`` (a shard beyond the last chunk would have no work).
+    ``n_chunks``, ``n`` may exceed it only up to :data:`MAX_SHARDS` (a job array larger than
+    the sweep: its extra tasks have nothing to run); more can only be a mistake.
     Raises :class:`~jaxinit.spec.SpecError` naming the problem, before anything is written.
     """
     if shard is None:
@@ -701,12 +711,18 @@ def parse_shard(
         i, n, text = int(m.group(1)), int(m.group(2)), repr(shard)
     if not 0 <= i < n:
         raise SpecError(f"--shard i/n needs 0 <= i < n, got {text}")
-    if n_chunks is not None and n > n_chunks:
+    if n_chunks is not None and n > max(n_chunks, MAX_SHARDS):
         raise SpecError(
             f"--shard {i}/{n}: this sweep has only {n_chunks:,} chunk(s), so at most "
-            f"{n_chunks:,} shards have work; use n <= {n_chunks:,}"
+            f"{n_chunks:,} shards have work (more, up to {MAX_SHARDS:,}, are allowed for job "
+            f"arrays larger than the sweep); use n <= {max(n_chunks, MAX_SHARDS):,}"
         )
     return i, n
+
+
+MAX_SHARDS = 1024
+"""Shard counts up to this are allowed even beyond a sweep's chunk count (a job array of a
+fixed size over sweeps of any size; SLURM's default array limit is 1001)."""
 
 
 _CHUNK_ID = re.compile(r"^[0-9]{4}-[0-9]{6}$")
