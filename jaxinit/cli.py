@@ -77,7 +77,8 @@ def _use_file_backend() -> None:
 
 def _cmd_run(args) -> int:
     from jaxinit.spec import SpecError
-    from jaxinit.sweep import parse_shard, prepare, run
+    from jaxinit.store import parse_shard, preflight
+    from jaxinit.sweep import prepare, run
     from jaxinit.validation import resolve_spec
 
     # Validate everything before anything compiles or the output directory is created.
@@ -90,18 +91,20 @@ def _cmd_run(args) -> int:
         spec = resolve_spec(args.spec, overrides)
     except UnicodeDecodeError:
         raise InputError(f"spec {args.spec} is not a UTF-8 TOML file") from None
-    shard = parse_shard(args.shard)
+    parse_shard(args.shard)  # its form now; its count against the plan's chunks below
     if args.chunk_size is not None and args.chunk_size < 1:
         raise SpecError(f"--chunk-size must be a positive integer, got {args.chunk_size}")
+    _check_distributed(args)
     out = Path(args.out) if args.out else default_out(spec.name)
-    if out.exists() and not out.is_dir():
-        raise SpecError(f"--out {out} exists and is not a directory")
+    if not args.dry_run:
+        preflight(out)  # a file, a broken link, a foreign or corrupt directory: before compiling
     processes = None if args.dry_run else _join_processes(args)  # before any JAX backend starts
     if processes is None:  # one process: a CPU device per core (jaxinit.devices)
         from jaxinit.devices import use_cpu_cores
 
         use_cpu_cores()
     prep = prepare(spec, chunk_size=args.chunk_size)
+    shard = parse_shard(args.shard, prep.plan.n_chunks)
     print(f"{spec.name}: {prep.describe()}; {_devices()}", file=sys.stderr, flush=True)
     if args.dry_run:
         return 0
@@ -145,12 +148,18 @@ def _cmd_probe(args, spec) -> int:
     from jaxinit import probes
     from jaxinit.report import write_report
 
+    probes.refuse_sharding(args.shard, args.chunk_size)
+    if _distributed_asked(args):
+        raise InputError(
+            "--distributed: a probe sweep is measured in one call on one process; run it "
+            "without --distributed (and --coordinator, --num-processes, --process-id)"
+        )
     out = Path(args.out) if args.out else default_out(spec.name)
     print(f"{spec.name}: {spec.describe()}", file=sys.stderr, flush=True)
     if args.dry_run:
         return 0
     ds = probes.run(spec, out, progress=False)
-    print(probes.summarize(ds))
+    print(probes.summarize(ds, title=False))  # the size line is on stderr already
     print(f"results: {out} ({ds.attrs.get('seconds', 0):.1f} s)")
     if args.report:
         _use_file_backend()
@@ -159,16 +168,33 @@ def _cmd_probe(args, spec) -> int:
     return 0
 
 
+def _distributed_asked(args) -> bool:
+    given = (args.coordinator, args.num_processes, args.process_id)
+    return args.distributed or any(v is not None for v in given)
+
+
+def _check_distributed(args) -> None:
+    """Refuse out-of-range ``--distributed`` settings before anything starts."""
+    from jaxinit import distributed
+
+    try:
+        distributed.check_settings(args.coordinator, args.num_processes, args.process_id,
+                                   args.heartbeat_timeout, args.init_timeout)  # fmt: skip
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
 def _join_processes(args) -> tuple[int, int] | None:
     """With ``--distributed`` (or any of its settings) join the multi-process JAX job and return
     ``(process index, process count)``; None without."""
     given = (args.coordinator, args.num_processes, args.process_id)
-    if not args.distributed and all(v is None for v in given):
+    if not _distributed_asked(args):
         return None
     from jaxinit import distributed
 
     try:
-        p, n = distributed.initialize(*given, heartbeat_timeout_s=args.heartbeat_timeout)
+        p, n = distributed.initialize(*given, heartbeat_timeout_s=args.heartbeat_timeout,
+                                      init_timeout_s=args.init_timeout)  # fmt: skip
     except (ValueError, TypeError, RuntimeError) as e:  # nothing detected, bad values, no peers
         raise InputError(f"--distributed: {e}") from None
     print(f"process {p} of {n} (jax.distributed)", file=sys.stderr, flush=True)
@@ -176,8 +202,12 @@ def _join_processes(args) -> tuple[int, int] | None:
 
 
 def _cmd_status(args) -> int:
+    from jaxinit import probes
     from jaxinit.progress import status
 
+    if probes.is_probe_dir(args.dir):  # measured in one call: there or not, nothing to resume
+        print(probes.status_line(args.dir))
+        return 0
     print(status(args.dir, verify=not args.quick))
     return 0
 
@@ -238,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
     r.add_argument("--heartbeat-timeout", type=int, default=100, metavar="S",
                    help="seconds after which JAX declares a silent process dead (default 100)")  # fmt: skip
+    r.add_argument("--init-timeout", type=int, default=300, metavar="S",
+                   help="seconds to wait for the coordinator and every process to join; then "
+                   "exit 2 naming them (default 300)")  # fmt: skip
     r.add_argument("--report", action="store_true", help="also write figures into DIR/report")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--dry-run", action="store_true",

@@ -50,7 +50,7 @@ from jaxinit.activations import ACTIVATIONS
 from jaxinit.identity import software
 from jaxinit.plots.names import FIGURE_NAMES
 from jaxinit.spec import MAX_SEED, SpecError
-from jaxinit.store import StoreError, atomic_write, decode_chunk, encode_chunk
+from jaxinit.store import PROBE_FILE, StoreError, atomic_write, decode_chunk, encode_chunk
 
 if TYPE_CHECKING:  # xarray and SciPy (jaxinit.theory) load when a probe runs, not at import
     import xarray as xr
@@ -425,7 +425,7 @@ def _save(ds: xr.Dataset, out: Path, spec: ProbeSpec) -> None:
 
 
 def is_probe_dir(path: str | os.PathLike) -> bool:
-    return (Path(path) / "probe.json").is_file()
+    return (Path(path) / PROBE_FILE).is_file()
 
 
 def load(path: str | os.PathLike) -> xr.Dataset:
@@ -443,16 +443,43 @@ def load(path: str | os.PathLike) -> xr.Dataset:
     return _label(xr.Dataset(data, coords), ProbeSpec.from_dict(meta["spec"]))
 
 
+def refuse_sharding(shard: Any = None, chunk_size: Any = None) -> None:
+    """Refuse ``shard`` / ``chunk_size`` for a probe sweep: it is measured in one call per
+    activation × weights (no chunks to split), so they would be silently ignored."""
+    if shard is not None and shard not in ("0/1", (0, 1)):
+        raise SpecError(
+            f"--shard {shard if isinstance(shard, str) else '/'.join(map(str, shard))}: a probe "
+            "sweep (signal_propagation, jacobian_spectrum) is measured in one call, not in chunks, "
+            "so it cannot be sharded; drop --shard (or shrink its axes)"
+        )
+    if chunk_size is not None:
+        raise SpecError(
+            "--chunk-size: a probe sweep is measured in one call, not in chunks; drop it"
+        )
+
+
+def status_line(path: str | os.PathLike) -> str:
+    """What ``jaxinit status`` says about a probe directory: it is complete (a probe sweep is
+    measured in one call, so it is there whole or not at all) and how to load it."""
+    ds = load(path)
+    spec = ProbeSpec.from_dict(json.loads(ds.attrs["spec"]))
+    return (f"probe sweep {spec.name!r} ({spec.kind}) in {path}: {spec.n_nets:,}/{spec.n_nets:,} "
+            "random nets (100.0%), measured in one call (no shards, nothing to resume); load it "
+            f"with jaxinit.probes.load({str(path)!r})")  # fmt: skip
+
+
 def run(spec: Any, out: str | os.PathLike | None = None, *, progress: bool = True,
-        **overrides: Any) -> xr.Dataset:  # fmt: skip
+        shard: Any = None, chunk_size: Any = None, **overrides: Any) -> xr.Dataset:  # fmt: skip
     """Measure a probe sweep (or load it from ``out`` if it is already there).
 
     Args:
       spec: a :class:`ProbeSpec`, a dict in the TOML layout, a TOML path or a bundled name.
       out: directory for ``probe.json`` + ``probe.npz``; ``None`` keeps the result in memory.
       progress: print the sweep's size and time on stderr.
+      shard, chunk_size: refused (:func:`refuse_sharding`): a probe sweep is one call.
       **overrides: ``field__path=value`` (``__`` for ``.``), e.g. ``probe__width=512``.
     """
+    refuse_sharding(shard, chunk_size)
     spec = resolve(spec, {k.replace("__", "."): v for k, v in overrides.items()})
     out = None if out is None else Path(out)
     if out is not None and is_probe_dir(out):
@@ -477,10 +504,11 @@ def run(spec: Any, out: str | os.PathLike | None = None, *, progress: bool = Tru
     return ds
 
 
-def summarize(ds: xr.Dataset) -> str:
-    """A short text table of a probe sweep (what ``jaxinit run`` prints)."""
+def summarize(ds: xr.Dataset, *, title: bool = True) -> str:
+    """A short text table of a probe sweep (what ``jaxinit run`` prints); ``title``: first the
+    sweep's name and size (``jaxinit run`` has printed them already)."""
     spec = ProbeSpec.from_dict(json.loads(ds.attrs["spec"]))
-    rows = [f"{spec.name}: {spec.describe()}"]
+    rows = [f"{spec.name}: {spec.describe()}"] if title else []
     if spec.kind == "signal_propagation":
         rows.append(f"{'activation':<10} {'weights':<10} {'σ_w':>6} {'σ_b':>6} "
                     f"{'q^L':>10} {'c^L':>7} {'|δ^1|²/|δ^L|²':>14}")  # fmt: skip

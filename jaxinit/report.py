@@ -55,9 +55,15 @@ def write_report(ds: xr.Dataset, out: str | Path) -> list[Path]:
     """Draw the spec's ``report`` figures (or the defaults) into ``out`` and write ``summary.txt``."""
     import matplotlib.pyplot as plt
 
+    from jaxinit.plots import TABLES
+    from jaxinit.store import claim_outputs, record_outputs
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     names = json.loads(ds.attrs["spec"]).get("report") or list(DEFAULT_FIGURES)
+    files = [f"{n}.png" for n in names] + [
+        f"{n}.{x}" for n in names if n in TABLES for x in ("csv", "txt")
+    ]
+    claim_outputs(out, [*files, "summary.txt"])  # never over a file jaxinit did not write
     paths = []
     for name in names:
         fig = FIGURES[name](ds)
@@ -65,8 +71,6 @@ def write_report(ds: xr.Dataset, out: str | Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
-    from jaxinit.plots import TABLES
-
     for name in names:  # a figure's numbers, as CSV and as a text table (e.g. magic_numbers)
         if name in TABLES:
             tab = TABLES[name](ds)
@@ -74,6 +78,7 @@ def write_report(ds: xr.Dataset, out: str | Path) -> list[Path]:
             (out / f"{name}.txt").write_text(tab.to_string(index=False) + "\n")
             paths += [out / f"{name}.csv", out / f"{name}.txt"]
     (out / "summary.txt").write_text(full_summary(ds, names) + "\n")
+    record_outputs(out, [*paths, out / "summary.txt"])
     return [*paths, out / "summary.txt"]
 
 

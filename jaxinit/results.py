@@ -36,7 +36,14 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from jaxinit.plan import Plan, coordinates, make_plan
-from jaxinit.store import expect_for, iter_chunk_files, iter_chunks, read_member, read_spec
+from jaxinit.store import (
+    expect_for,
+    iter_chunk_files,
+    iter_chunks,
+    read_member,
+    read_spec,
+    stamp_of,
+)
 
 _SECTIONS = ("final/", "curves/", "params0/", "params/")
 
@@ -255,7 +262,8 @@ def load(path: str | Path, *, on_corrupt: str = "raise", lazy: bool | None = Non
     """
     spec, meta = read_spec(path)
     plan = make_plan(spec, meta["chunk_size"])
-    files = iter_chunk_files(path, on_corrupt=on_corrupt, expect=expect_for(plan))  # streamed
+    stamp = stamp_of(meta)  # chunks and manifests of another sweep are refused (or skipped)
+    files = iter_chunk_files(path, on_corrupt, expect_for(plan, stamp=stamp), stamp)  # streamed
     attrs = {"jaxinit_version": meta["jaxinit_version"], "fingerprint": meta["fingerprint"]}
     if "model" in meta:
         attrs["model"] = json.dumps(meta["model"])
@@ -369,7 +377,8 @@ def load_params(path: str | Path, which: str = "params", group: int | None = Non
     plan = make_plan(spec, meta["chunk_size"])
     keep = None if group is None else plan.group(group).run_ids
     ids, arrays = [], {}
-    for chunk in iter_chunks(path, expect=expect_for(plan)):
+    stamp = stamp_of(meta)
+    for chunk in iter_chunks(path, expect=expect_for(plan, stamp=stamp), stamp=stamp):
         keys = [k for k in chunk if k.startswith(prefix)]
         if not keys:
             raise ValueError(f"{path} has no saved {which}: set store.save_params = true")

@@ -8,6 +8,15 @@ Layout of ``DIR``::
     lock, lock.<i>-of-<n>      flock'd while a process writes (released by the OS if it dies)
     writer.<i>-of-<n>          the writer of shard i of n: created with O_EXCL, kept fresh by a
                                heartbeat (jaxinit.claims), for filesystems that ignore flock
+    report/                    figures and summary.txt, and .jaxinit-outputs.json: the files
+                               jaxinit wrote there with their SHA-256 (it replaces no other)
+
+Every chunk (in its zip comment) and every manifest carries the sweep's identity fingerprint,
+as ``spec.json`` does (``"stamped": true``), so a chunk or manifest copied in from another sweep
+is refused by name (:class:`ForeignFileError`), never mixed in. Directories begun by older
+versions are unstamped: their files load, and only files naming another sweep are refused.
+Nothing is written into a directory without ``spec.json`` that holds anything but what a
+killed new sweep leaves (:func:`preflight`): the user's files are never replaced.
 
 Every file is written to a temporary name, fsync'd and renamed, so a SIGKILL at any moment
 leaves either the old or the new file, never half of one. A chunk counts as done only once the
@@ -60,11 +69,17 @@ from jaxinit.spec import FORMAT_VERSION, Spec, SpecError
 
 __all__ = [
     "ChunkExpect",
+    "ForeignFileError",
+    "Stamp",
     "CorruptChunkError",
     "Expect",
     "StoreError",
+    "claim_outputs",
+    "record_outputs",
     "SweepDir",
     "iter_chunk_files",
+    "parse_shard",
+    "preflight",
     "iter_chunks",
     "read_chunk",
     "read_member",
@@ -90,6 +105,29 @@ _MEMBER_NAME = re.compile(r"^(run_id|(final|curves|params0|params)(/[A-Za-z0-9_.
 ``params/layers/0/w``) as built by ``jaxinit.sweep._flatten``."""
 
 
+class Stamp(NamedTuple):
+    """The sweep a directory holds, as its chunks and manifests must name it."""
+
+    fingerprint: str
+    """``spec.json``'s fingerprint (the SHA-256 of the run identity)."""
+    required: bool
+    """Whether every chunk and manifest must carry it (directories begun since chunks carry
+    it); False for older ones, whose files may lack it (but never name another sweep)."""
+
+    def foreign(self, found: str | None) -> bool:
+        """Whether a file stamped ``found`` (None: unstamped) belongs to another sweep."""
+        return found != self.fingerprint if found is not None or self.required else False
+
+
+def stamp_of(meta: dict[str, Any]) -> Stamp:
+    """The :class:`Stamp` of a directory from its ``spec.json`` (:func:`read_spec`)."""
+    return Stamp(meta["fingerprint"], bool(meta.get("stamped", False)))
+
+
+class ForeignFileError(CorruptChunkError):
+    """A chunk or manifest of another sweep (another identity fingerprint) in this directory."""
+
+
 class ChunkExpect(NamedTuple):
     """What the plan puts in one chunk; :func:`read_chunk` refuses a chunk that differs."""
 
@@ -99,6 +137,8 @@ class ChunkExpect(NamedTuple):
     """Member name (without ``.npy``) -> (trailing shape after the run axis, numpy dtype string
     such as ``"float32"``). None: names must match ``_MEMBER_NAME``, every member's leading dim
     must be ``len(run_ids)`` and its per-run size at most ``MAX_MEMBER_ELEMS_PER_RUN``."""
+    stamp: Stamp | None = None
+    """The sweep the chunk must belong to (its zip comment); None: not checked."""
 
 
 Expect = Callable[[str], ChunkExpect | None]
@@ -159,11 +199,18 @@ def _sha256(data: bytes) -> str:
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def encode_chunk(arrays: dict[str, np.ndarray]) -> bytes:
-    """An ``.npz`` (zip of ``.npy``) whose bytes depend only on the arrays: fixed timestamps, so a
-    chunk recomputed by another process or shard is byte-identical. Object arrays are refused."""
+_STAMP = b"jaxinit sweep "
+"""Prefix of a chunk's zip comment: ``jaxinit sweep <fingerprint>`` (the sweep it belongs to)."""
+
+
+def encode_chunk(arrays: dict[str, np.ndarray], fingerprint: str | None = None) -> bytes:
+    """An ``.npz`` (zip of ``.npy``) whose bytes depend only on the arrays (and the sweep's
+    ``fingerprint``, kept in the zip comment; NumPy ignores it): fixed timestamps, so a chunk
+    recomputed by another process or shard is byte-identical. Object arrays are refused."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        if fingerprint is not None:
+            z.comment = _STAMP + fingerprint.encode()
         for name, a in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
             a = np.asarray(a)
@@ -186,6 +233,17 @@ def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
     path = Path(path)
     meta_file = path / "spec.json"
     if not meta_file.is_file():
+        if not path.exists():
+            broken = " (a broken symbolic link)" if path.is_symlink() else ""
+            raise StoreError(f"{path} does not exist{broken}: no sweep directory there")
+        if not path.is_dir():
+            raise StoreError(f"{path} is not a directory, so not a jaxinit sweep directory")
+        if (path / PROBE_FILE).is_file():
+            raise StoreError(
+                f"{path} is a probe sweep directory ({PROBE_FILE}: random nets measured at init, "
+                f"all at once), not a training sweep: load it with jaxinit.probes.load({str(path)!r}) "
+                "or draw it with: jaxinit report DIR"
+            )
         raise StoreError(f"{path} is not a jaxinit sweep directory (no spec.json)")
     try:
         text = meta_file.read_text()
@@ -218,6 +276,9 @@ def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
         raise StoreError(f"{meta_file} is corrupt: chunk_size = {size!r}")
     return spec, meta
 
+
+PROBE_FILE = "probe.json"
+"""What marks a probe sweep's directory (:mod:`jaxinit.probes`), beside its ``probe.npz``."""
 
 _META_KEYS = {
     1: frozenset({"format_version", "fingerprint", "chunk_size", "spec"}),
@@ -253,7 +314,8 @@ class SweepDir:
         its model and identity), or a spec with the built-in model."""
         self.path = Path(path)
         self.sweep = record(sweep) if isinstance(sweep, Spec) else sweep
-        self.shard = shard
+        self.shard = parse_shard(shard)
+        self.stamp = Stamp(digest(self.sweep["identity"]), True)
         self.chunk_size = chunk_size
         self._lock_files: list[Any] = []
         self._claim: claims.Holder | None = None
@@ -262,8 +324,13 @@ class SweepDir:
 
     # -- opening ----------------------------------------------------------------------------------
     def open(self, explicit_chunk_size: bool) -> SweepDir:
-        """Create or reopen the directory: check it holds this spec, lock it, read the manifest."""
-        _refuse_foreign(self.path)
+        """Create or reopen the directory: check it holds this spec, lock it, read the manifest.
+
+        Everything that can be checked without a lock (a dangling link, a foreign directory, a
+        corrupt ``spec.json`` or another sweep's) is refused before anything is written."""
+        preflight(self.path)
+        if (self.path / "spec.json").exists():
+            self._check_same_sweep(explicit_chunk_size, rewrite=False)  # again once locked
         try:
             (self.path / "chunks").mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -275,8 +342,8 @@ class SweepDir:
         self._lock()
         try:
             self._init_or_check(explicit_chunk_size)
-            self.manifest = read_manifests(self.path)
-            self._own_manifest = read_manifests(self.path, only=self._manifest_name)
+            self.manifest = read_manifests(self.path, stamp=self.stamp)
+            self._own_manifest = read_manifests(self.path, self._manifest_name, self.stamp)
         except StoreError:
             self.close()
             raise
@@ -289,16 +356,19 @@ class SweepDir:
     def _init_or_check(self, explicit_chunk_size: bool) -> None:
         """Write ``spec.json`` if this is a new directory, else check it holds this sweep."""
         spec_file = self.path / "spec.json"
-        blob = self._meta_blob(self.chunk_size)
+        blob = self._meta_blob(self.chunk_size, stamped=True)
         if spec_file.exists() or not atomic_write(spec_file, blob, exclusive=True):
             self._check_same_sweep(explicit_chunk_size)
 
-    def _meta_blob(self, chunk_size: int) -> bytes:
+    def _meta_blob(self, chunk_size: int, stamped: bool) -> bytes:
+        """``spec.json``; ``stamped``: every chunk and manifest carries the fingerprint (new
+        directories; older ones stay unstamped, so that their chunks keep loading)."""
         meta = {
             "format_version": FORMAT_VERSION,
             "jaxinit_version": _version(),
             "fingerprint": digest(self.sweep["identity"]),
             "chunk_size": chunk_size,
+            **({"stamped": True} if stamped else {}),
             **self.sweep,
         }
         return json.dumps(meta, indent=1).encode()
@@ -360,10 +430,12 @@ class SweepDir:
             ) from None
         self._claim = holder
 
-    def _check_same_sweep(self, explicit_chunk_size: bool) -> None:
+    def _check_same_sweep(self, explicit_chunk_size: bool, rewrite: bool = True) -> None:
         """Resume only the same sweep: its identity, field by field. Descriptive fields (name,
-        description, report, [basins]) may change; ``spec.json`` then records the new ones."""
+        description, report, [basins]) may change; ``spec.json`` then records the new ones
+        (with ``rewrite``: once the directory is locked)."""
         spec, meta = read_spec(self.path)
+        self.stamp = stamp_of(meta)
         if meta["format_version"] != FORMAT_VERSION:
             raise StoreError(
                 f"{self.path} was written in format {meta['format_version']} (before run "
@@ -386,8 +458,9 @@ class SweepDir:
                 + software
                 + " Use another --out directory, or delete this one to start over."
             )
-        if meta["spec"] != self.sweep["spec"] and not self._is_sharded:
-            atomic_write(self.path / "spec.json", self._meta_blob(meta["chunk_size"]))
+        if rewrite and meta["spec"] != self.sweep["spec"] and not self._is_sharded:
+            blob = self._meta_blob(meta["chunk_size"], self.stamp.required)
+            atomic_write(self.path / "spec.json", blob)
         if explicit_chunk_size and meta["chunk_size"] != self.chunk_size:
             raise StoreError(
                 f"{self.path} was started with chunk size {meta['chunk_size']}; resuming with "
@@ -421,7 +494,9 @@ class SweepDir:
         done, problems = set(), []
         for cid, entry in self.manifest.items():
             try:
-                read_chunk(self.path, cid, entry, _expect_for(self.path, cid, entry, expect))
+                want = _expect_for(self.path, cid, entry, expect)
+                want = want._replace(stamp=self.stamp) if want is not None else None
+                read_chunk(self.path, cid, entry, want)
                 done.add(cid)
             except _NotInPlanError as e:
                 problems.append(f"{e}; it is ignored")
@@ -431,13 +506,15 @@ class SweepDir:
 
     def write_chunk(self, chunk_id: str, arrays: dict[str, np.ndarray]) -> None:
         """Atomically write one chunk, then record it (and its checksum) in this shard's manifest."""
-        data = encode_chunk(arrays)
+        data = encode_chunk(arrays, self.stamp.fingerprint)
         rel = f"chunks/{chunk_id}.npz"
         atomic_write(self.path / rel, data)
-        entry = {"file": rel, "sha256": _sha256(data), "runs": int(len(arrays["run_id"]))}
+        entry = {"file": rel, "sha256": _sha256(data), "runs": int(len(arrays["run_id"])),
+                 "written": round(time.time(), 3)}  # fmt: skip
         self._own_manifest[chunk_id] = entry
         self.manifest[chunk_id] = entry
-        blob = json.dumps({"chunks": self._own_manifest}, indent=0).encode()
+        table = {"fingerprint": self.stamp.fingerprint, "chunks": self._own_manifest}
+        blob = json.dumps(table, indent=0).encode()
         if self._claim is not None:
             try:
                 self._claim.check()  # never overwrite the manifest of a writer that took over
@@ -452,13 +529,13 @@ _NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOS
 """flock errors that mean "this filesystem does not do flock" (not "someone holds it")."""
 
 
-_OWN = re.compile(
-    r"^(spec\.json|chunks|(lock|writer)(\.\d+-of-\d+)?|manifest\.\d+-of-\d+\.json|report)$"
-)
+_LOCK = re.compile(r"^lock(\.[0-9]+-of-[0-9]+)?$")
+_WRITER = re.compile(r"^writer\.[0-9]+-of-[0-9]+$")
+_CHUNK_FILE = re.compile(r"^[0-9]{4}-[0-9]{6}\.npz$")
 
-_TMP = r"\.tmp([1-9]\d{0,9})(?:-([0-9a-f]{12}))?$"  # pid, host id (absent in older versions)
-_TMP_TOP = re.compile(r"^\.(?:spec\.json|manifest\.\d+-of-\d+\.json)" + _TMP)
-_TMP_CHUNK = re.compile(r"^\.\d{4}-\d{6}\.npz" + _TMP)
+_TMP = r"\.tmp([1-9][0-9]{0,9})(?:-([0-9a-f]{12}))?$"  # pid, host id (absent in older versions)
+_TMP_TOP = re.compile(r"^\.(?:spec\.json|manifest\.[0-9]+-of-[0-9]+\.json)" + _TMP)
+_TMP_CHUNK = re.compile(r"^\.[0-9]{4}-[0-9]{6}\.npz" + _TMP)
 
 
 def _leftovers(path: Path) -> list[tuple[Path, int, str | None]]:
@@ -486,13 +563,57 @@ def _gone(tmp: Path, pid: int, host: str | None) -> bool:
         return False
 
 
+def _foreign_files(path: Path) -> list[str]:
+    """What in a directory without ``spec.json`` the store did not write, by relative name.
+
+    A new sweep killed before writing ``spec.json`` leaves only its lock files (empty), its
+    writer claims, an empty ``chunks/`` and temp files (:func:`_leftovers`): anything else is
+    the user's, including a ``report/`` folder, a manifest, and a file in ``chunks/`` under a
+    name the store would write (``chunks/0000-000000.npz``). Other files in ``chunks/`` (that
+    the store never writes over) may stay, as the user's."""
+    leftover = {p for p, *_ in _leftovers(path)}
+    foreign = []
+    for p in sorted(path.iterdir()):
+        if p in leftover:
+            continue
+        name = p.name
+        if name == "chunks" and p.is_dir() and not p.is_symlink():
+            foreign += [
+                f"chunks/{c.name}" for c in sorted(p.iterdir()) if _CHUNK_FILE.match(c.name)
+            ]
+        elif _LOCK.match(name) and p.is_file() and not p.is_symlink() and p.stat().st_size == 0:
+            continue
+        elif _WRITER.match(name) and claims.read_claim(p) is not None:
+            continue
+        else:
+            foreign.append(name)
+    return foreign
+
+
+def preflight(path: str | Path) -> None:
+    """Refuse, before anything is written or compiled, an output directory that cannot take a
+    sweep: a broken symbolic link, a file, a directory holding the user's files
+    (:func:`_foreign_files`) or a corrupt ``spec.json``. Raises :class:`StoreError`."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise StoreError(
+            f"output directory {path} is a broken symbolic link (to {os.readlink(path)!r}); "
+            "create its target or use another --out directory"
+        )
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"--out {path} exists and is not a directory")
+    _refuse_foreign(path)
+    if (path / "spec.json").exists():
+        read_spec(path)
+
+
 def _refuse_foreign(path: Path) -> None:
     """Refuse an existing directory that holds other things and no ``spec.json``: a sweep would
-    scatter its files among the user's. Empty directories and killed new sweeps are fine."""
+    scatter its files among the user's, or write over them. Empty directories and killed new
+    sweeps are fine (:func:`_foreign_files`)."""
     if not path.is_dir() or (path / "spec.json").exists():
         return
-    leftover = {p for p, *_ in _leftovers(path)}
-    foreign = sorted(p.name for p in path.iterdir() if p not in leftover and not _OWN.match(p.name))
+    foreign = _foreign_files(path)
     if foreign:
         raise StoreError(
             f"{path} is not empty and not a jaxinit sweep directory (it holds {foreign[0]!r}"
@@ -500,7 +621,111 @@ def _refuse_foreign(path: Path) -> None:
         )
 
 
-_CHUNK_ID = re.compile(r"^\d{4}-\d{6}$")
+OUTPUT_INDEX = ".jaxinit-outputs.json"
+"""In a folder jaxinit writes reports into: the files it wrote there, with their SHA-256 (a
+file that no longer has it was replaced by someone else, and is theirs now)."""
+
+
+def _read_outputs(folder: Path) -> dict[str, str | None]:
+    index = folder / OUTPUT_INDEX
+    if not (index.exists() or index.is_symlink()):
+        return {}
+    try:
+        table = json.loads(index.read_text())
+        files = table["files"]
+        if table.get("written_by") != "jaxinit" or not isinstance(files, dict):
+            raise ValueError("not jaxinit's index")
+        if not all(isinstance(v, (str, type(None))) for v in files.values()):
+            raise ValueError("malformed entries")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise StoreError(
+            f"{index} is not the index jaxinit keeps of its own files ({e}); move it away or "
+            "write elsewhere (--out)"
+        ) from None
+    return files
+
+
+def _write_outputs(folder: Path, files: dict[str, str | None]) -> None:
+    table = {"written_by": "jaxinit", "files": dict(sorted(files.items()))}
+    atomic_write(folder / OUTPUT_INDEX, json.dumps(table, indent=1).encode())
+
+
+def claim_outputs(folder: str | Path, names: list[str]) -> None:
+    """Make ready to write the files ``names`` into ``folder``, never over a file jaxinit did
+    not write: one that exists and is not in the folder's :data:`OUTPUT_INDEX` with its current
+    SHA-256 is refused (:class:`StoreError` naming it) before anything is written. Other files
+    in the folder are left alone. Call :func:`record_outputs` once they are written."""
+    folder = Path(folder)
+    ours = _read_outputs(folder)
+    for n in names:
+        f = folder / n
+        if not (f.exists() or f.is_symlink()) or n in ours and ours[n] is None:
+            continue  # absent, or jaxinit was stopped while writing it
+        if n not in ours or f.is_symlink() or not f.is_file() or _sha256(f.read_bytes()) != ours[n]:
+            raise StoreError(
+                f"{f} exists and was not written by jaxinit (or was changed since): it is left "
+                "as it is. Move it away, or write the report elsewhere (jaxinit report DIR --out "
+                "OTHER)"
+            )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create {folder}: {e.strerror or e}") from None
+    _write_outputs(folder, ours | dict.fromkeys(names))
+
+
+def record_outputs(folder: str | Path, paths: list[Path]) -> None:
+    """Record the SHA-256 of the files jaxinit has just written (:func:`claim_outputs`)."""
+    folder = Path(folder)
+    written = {Path(p).name: _sha256(Path(p).read_bytes()) for p in paths}
+    _write_outputs(folder, _read_outputs(folder) | written)
+
+
+_SHARD = re.compile(r"^([0-9]+)/([0-9]+)$", re.ASCII)
+
+
+def parse_shard(
+    shard: str | tuple[int, int] | None, n_chunks: int | None = None
+) -> tuple[int, int]:
+    """``"i/n"`` or ``(i, n)`` -> ``(i, n)``, checked; ``None`` -> ``(0, 1)``.
+
+    ``i`` and ``n`` are ASCII digits (``３/４`` is refused) with ``0 <= i < n``; given the plan's
+    ``n_chunks``, ``n`` may exceed it only up to :data:`MAX_SHARDS` (a job array larger than
+    the sweep: its extra tasks have nothing to run); more can only be a mistake.
+    Raises :class:`~jaxinit.spec.SpecError` naming the problem, before anything is written.
+    """
+    if shard is None:
+        return 0, 1
+    if isinstance(shard, tuple):
+        if len(shard) != 2 or not all(
+            isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in shard
+        ):
+            raise SpecError(f"shard must be a pair of integers (i, n), got {shard!r}")
+        i, n, text = int(shard[0]), int(shard[1]), f"({shard[0]}, {shard[1]})"
+    else:
+        m = _SHARD.match(str(shard).strip())
+        if m is None:
+            raise SpecError(
+                f"--shard must look like i/n with ASCII digits (e.g. 0/4), got {shard!r}"
+            )
+        i, n, text = int(m.group(1)), int(m.group(2)), repr(shard)
+    if not 0 <= i < n:
+        raise SpecError(f"--shard i/n needs 0 <= i < n, got {text}")
+    if n_chunks is not None and n > max(n_chunks, MAX_SHARDS):
+        raise SpecError(
+            f"--shard {i}/{n}: this sweep has only {n_chunks:,} chunk(s), so at most "
+            f"{n_chunks:,} shards have work (more, up to {MAX_SHARDS:,}, are allowed for job "
+            f"arrays larger than the sweep); use n <= {max(n_chunks, MAX_SHARDS):,}"
+        )
+    return i, n
+
+
+MAX_SHARDS = 1024
+"""Shard counts up to this are allowed even beyond a sweep's chunk count (a job array of a
+fixed size over sweeps of any size; SLURM's default array limit is 1001)."""
+
+
+_CHUNK_ID = re.compile(r"^[0-9]{4}-[0-9]{6}$")
 
 
 def _valid_entry(cid: Any, entry: Any) -> bool:
@@ -514,16 +739,29 @@ def _valid_entry(cid: Any, entry: Any) -> bool:
     )
 
 
-def read_manifests(path: Path, only: str | None = None) -> dict[str, dict[str, Any]]:
+def manifest_files(path: Path) -> list[Path]:
+    """The shard manifests of a sweep directory, ``manifest.<i>-of-<n>.json``, sorted."""
+    return sorted(p for p in Path(path).glob("manifest.*.json") if _MANIFEST.match(p.name))
+
+
+_MANIFEST = re.compile(r"^manifest\.[0-9]+-of-[0-9]+\.json$")
+
+
+def read_manifests(
+    path: Path, only: str | None = None, stamp: Stamp | None = None
+) -> dict[str, dict[str, Any]]:
     """Merge the manifests of every shard (or just ``only``) into ``chunk id -> entry``.
 
     Manifests are written atomically, so a malformed one was damaged from outside: it is
-    reported by path rather than guessed at (its chunk files stay untouched).
+    reported by path rather than guessed at (its chunk files stay untouched). With ``stamp``,
+    a manifest of another sweep raises :class:`ForeignFileError` naming it.
     """
     out: dict[str, dict[str, Any]] = {}
-    for f in sorted(Path(path).glob(only or "manifest.*.json")):
+    files = sorted(Path(path).glob(only)) if only else manifest_files(path)
+    for f in files:
         try:
-            chunks = json.loads(f.read_text())["chunks"]
+            table = json.loads(f.read_text())
+            chunks = table["chunks"]
             if not isinstance(chunks, dict):
                 raise ValueError("'chunks' is not a table")
             bad = [c for c, e in chunks.items() if not _valid_entry(c, e)]
@@ -534,6 +772,14 @@ def read_manifests(path: Path, only: str | None = None) -> dict[str, dict[str, A
                 f"manifest {f} is unreadable or corrupt ({e}); delete it to recompute the "
                 "chunks it lists"
             ) from None
+        found = table.get("fingerprint")
+        found = None if found is None else str(found)
+        if stamp is not None and stamp.foreign(found):
+            raise ForeignFileError(
+                f"manifest {f} belongs to another sweep: it is stamped {_fp(found)}, this "
+                f"directory holds {_fp(stamp.fingerprint)}; move it (and the chunks it lists) "
+                "out of this directory"
+            )
         out.update(chunks)
     return out
 
@@ -659,6 +905,20 @@ def _check_expected(chunk_id: str, headers: dict[str, _Header], expect: ChunkExp
             )
 
 
+def _stamp_in(data: bytes) -> str | None:
+    """The fingerprint in a chunk's zip comment (:func:`encode_chunk`); None when unstamped."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        comment = z.comment
+    if not comment.startswith(_STAMP):
+        return None
+    return comment[len(_STAMP) :].decode("ascii", "replace")
+
+
+def _fp(fingerprint: str | None) -> str:
+    """A fingerprint as messages show it: ``sweep 1a2b3c4d5e6f``, or ``no sweep``."""
+    return "no sweep fingerprint" if fingerprint is None else f"sweep {fingerprint[:12]}"
+
+
 def _read_run_ids(data: bytes) -> np.ndarray:
     """Just the ``run_id`` member of a chunk whose headers were validated (a few bytes)."""
     with zipfile.ZipFile(io.BytesIO(data)) as z, z.open("run_id.npy") as f:
@@ -687,6 +947,13 @@ def _validate(chunk_id: str, file: Path, data: bytes, expect: ChunkExpect | None
             f"chunk {chunk_id} ({file}) is invalid: its run ids do not match chunk {chunk_id} of "
             "this sweep's plan"
         )
+    if expect.stamp is not None:
+        found = _stamp_in(data)
+        if expect.stamp.foreign(found):
+            raise ForeignFileError(
+                f"chunk {chunk_id} ({file}) belongs to another sweep: it is stamped "
+                f"{_fp(found)}, this directory holds {_fp(expect.stamp.fingerprint)}"
+            )
 
 
 def read_chunk(
@@ -715,17 +982,28 @@ def read_chunk(
 
 
 def iter_chunk_files(
-    path: str | Path, on_corrupt: str = "raise", expect: Expect | None = None
+    path: str | Path,
+    on_corrupt: str = "raise",
+    expect: Expect | None = None,
+    stamp: Stamp | None = None,
 ) -> Iterator[tuple[Path, dict[str, np.ndarray]]]:
     """``(file, arrays)`` of every finished chunk of a sweep directory, verified.
-    ``on_corrupt``: ``raise`` or ``skip``.
+    ``on_corrupt``: ``raise`` or ``skip`` (also for a manifest of another sweep, ``stamp``).
 
     With ``expect``, each chunk is checked against what the plan puts under its id (see
     :func:`read_chunk`); a listed id the plan does not have counts as a corrupt chunk.
     """
     import warnings
 
-    for cid, entry in sorted(read_manifests(Path(path)).items()):
+    listed: dict[str, dict[str, Any]] = {}
+    for f in manifest_files(Path(path)):
+        try:
+            listed.update(read_manifests(Path(path), only=f.name, stamp=stamp))
+        except ForeignFileError as e:
+            if on_corrupt == "raise":
+                raise
+            warnings.warn(f"{e}; its chunks are left out", stacklevel=2)
+    for cid, entry in sorted(listed.items()):
         try:
             arrays = read_chunk(Path(path), cid, entry, _expect_for(Path(path), cid, entry, expect))
             yield Path(path) / entry["file"], arrays
@@ -740,10 +1018,13 @@ def iter_chunk_files(
 
 
 def iter_chunks(
-    path: str | Path, on_corrupt: str = "raise", expect: Expect | None = None
+    path: str | Path,
+    on_corrupt: str = "raise",
+    expect: Expect | None = None,
+    stamp: Stamp | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """The arrays of every finished chunk (:func:`iter_chunk_files` without the file names)."""
-    return (arrays for _, arrays in iter_chunk_files(path, on_corrupt, expect))
+    return (arrays for _, arrays in iter_chunk_files(path, on_corrupt, expect, stamp))
 
 
 def read_member(file: Path, name: str) -> np.ndarray:
@@ -759,16 +1040,20 @@ def read_member(file: Path, name: str) -> np.ndarray:
         ) from None
 
 
-def expect_for(plan: Plan, members: Mapping[str, tuple] | None = None) -> Expect:
+def expect_for(
+    plan: Plan, members: Mapping[str, tuple] | None = None, stamp: Stamp | None = None
+) -> Expect:
     """What :func:`read_chunk` checks a chunk id against: its run ids from the plan and, for
     group 0 when ``members`` is given (the layout traced from its program), its arrays' names,
-    shapes and dtypes. Other groups' arrays are checked structurally (names, run axis, size)."""
+    shapes and dtypes. Other groups' arrays are checked structurally (names, run axis, size).
+    With ``stamp``, the chunk must belong to that sweep."""
 
     def expect(cid: str) -> ChunkExpect | None:
         where = plan.chunk_of(cid)
         if where is None:
             return None
         group = plan.group(where[0])
-        return ChunkExpect(group.chunk_run_ids(where[1]), members if where[0] == 0 else None)
+        own = members if where[0] == 0 else None
+        return ChunkExpect(group.chunk_run_ids(where[1]), own, stamp)
 
     return expect

@@ -33,7 +33,7 @@ from jaxinit.identity import record
 from jaxinit.models import Model, from_spec
 from jaxinit.plan import CHUNK_BYTES, Plan, chunk_id, make_plan
 from jaxinit.spec import Spec, SpecError
-from jaxinit.store import StoreError, SweepDir, expect_for
+from jaxinit.store import StoreError, SweepDir, expect_for, parse_shard
 from jaxinit.tasks import Task
 from jaxinit.train import precision
 from jaxinit.validation import resolve_spec
@@ -164,19 +164,6 @@ def _refuse_unstorable(prep: Prepared, out: Path | None) -> None:
         )
 
 
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)``; ``None`` -> ``(0, 1)``."""
-    if text is None:
-        return 0, 1
-    try:
-        i, n = (int(x) for x in str(text).split("/"))
-    except ValueError:
-        raise SpecError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
-    if not 0 <= i < n:
-        raise SpecError(f"--shard i/n needs 0 <= i < n, got {text!r}")
-    return i, n
-
-
 def _progress(total: int, enabled: bool):
     if not enabled or total == 0:
         return contextlib.nullcontext(None)
@@ -216,7 +203,10 @@ def run(
     from jaxinit import probes  # random nets measured at init (imports SciPy: only when used)
 
     if not isinstance(spec, (Prepared, Spec)) and probes.is_probe(spec):
-        return probes.run(spec, out, progress=progress, **overrides)  # random nets, no training
+        # random nets, no training
+        return probes.run(
+            spec, out, progress=progress, shard=shard, chunk_size=chunk_size, **overrides
+        )
     if isinstance(spec, Prepared) and not overrides and spec.model is model:
         prep = spec
     else:
@@ -239,7 +229,7 @@ def _run(
     if progress and new:
         print(f"{prep.spec.name}: {prep.describe()}", file=sys.stderr)
     _refuse_unstorable(prep, out)
-    i, n = shard if isinstance(shard, tuple) else parse_shard(shard)
+    i, n = parse_shard(shard, prep.plan.n_chunks)
     if out is not None and jax.process_count() > 1:  # a multi-process JAX job: take our part
         i, n = distributed.combine((i, n), distributed.process_shard())
     executor = executor or Executor()

@@ -74,7 +74,7 @@ def test_list_shows_bundled_specs():
         (["run", "symmetry", "--set", "train.steps=-5"], "train.steps"),
         (["run", "symmetry", "--set", "model.activation=swish"], "allowed: tanh"),
         (["run", "symmetry", "--set", "train.steps"], "expected field.path=value"),
-        (["report", "/nonexistent/dir"], "not a jaxinit sweep directory"),
+        (["report", "/nonexistent/dir"], "/nonexistent/dir does not exist"),  # not "no spec.json"
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, needle):
@@ -201,3 +201,48 @@ def test_what_run_imports_before_training_leaves_out_the_heavy_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# -- issue 25: the user's files, broken links, corrupt spec.json, --shard -------------------------
+def test_run_into_a_folder_with_the_users_report_and_chunks_exits_2_untouched(tmp_path, capsys):
+    from jaxinit.cli import main
+
+    d = tmp_path / "d"
+    mine = {d / "report" / "summary.txt": b"mine\n", d / "report" / "final_loss.png": b"mine\n",
+            d / "chunks" / "0000-000000.npz": b"mine\n"}  # fmt: skip
+    for f, data in mine.items():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(data)
+    code = main(["run", str(_tiny_spec(tmp_path)), "--out", str(d), "--report", "--quiet"])
+    assert code == 2
+    assert "not a jaxinit sweep directory" in capsys.readouterr().err
+    assert all(f.read_bytes() == data for f, data in mine.items())
+    assert sorted(p for p in d.rglob("*") if p.is_file()) == sorted(mine)
+
+
+@pytest.mark.parametrize("case", ["dangling link", "corrupt spec.json", "full-width shard",
+                                  "huge shard count", "negative heartbeat"])  # fmt: skip
+def test_bad_out_or_flags_exit_2_before_anything_is_written(tmp_path, capsys, case):
+    from jaxinit.cli import main
+
+    spec, out, extra = _tiny_spec(tmp_path), tmp_path / "o", []
+    if case == "dangling link":
+        out.symlink_to(tmp_path / "gone")
+        needle = "broken symbolic link"
+    elif case == "corrupt spec.json":
+        out.mkdir()
+        (out / "spec.json").write_text("{bad")
+        needle = "spec.json is unreadable or corrupt"
+    elif case == "full-width shard":
+        extra, needle = ["--shard", "\uff13/\uff14"], "ASCII digits"
+    elif case == "huge shard count":
+        extra, needle = ["--shard", "0/99999999999999999999"], "chunk(s)"
+    else:  # JAX used to abort on it with a C++ check failure (exit status 134)
+        extra = ["--distributed", "--num-processes", "2", "--process-id", "1",
+                 "--heartbeat-timeout", "-5"]  # fmt: skip
+        needle = "--heartbeat-timeout must be a positive"
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["run", str(spec), "--out", str(out), "--quiet", *extra]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "File exists" not in err, err
+    assert sorted(tmp_path.rglob("*")) == before  # no chunks/, lock, spec.json

@@ -182,3 +182,39 @@ def test_distributed_without_a_cluster_is_a_clean_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--distributed:" in err and "Traceback" not in err, err
     assert not (tmp_path / "x").exists()
+
+
+def test_unreachable_coordinator_exits_2_naming_it_while_saying_whom_it_waits_for(tmp_path, env):
+    """No process 0 at the address: JAX waited ~5 min silently, then aborted (exit 134). Now it
+    says whom it waits for, and after --init-timeout exits 2 naming the address and process."""
+    import time
+
+    spec_file, out = tmp_path / "procs.toml", tmp_path / "sweep"
+    spec_file.write_text(TOML)
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    job = ["--coordinator", address, "--num-processes", "2", "--process-id", "1"]
+    t = time.monotonic()
+    p = _start(_run_args(spec_file, out, *job, "--init-timeout", "2"), env)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2, err[-2000:]
+    assert time.monotonic() - t < 60
+    assert f"waiting for the coordinator at {address}" in err, err  # said while it waited
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("jaxinit: error:") and address in last and "process 1 of 2" in last
+    assert "Check failure" not in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_distributed_settings_are_checked_before_jax_sees_them():
+    for bad in [dict(heartbeat_timeout_s=-5), dict(init_timeout_s=0), dict(num_processes=0),
+                dict(num_processes=2, process_id=2), dict(coordinator="nohost")]:  # fmt: skip
+        args = {"coordinator": None, "num_processes": None, "process_id": None, **bad}
+        with pytest.raises(ValueError, match="--"):
+            distributed.initialize(**args)
+    assert not jax_initialized()
+
+
+def jax_initialized() -> bool:
+    import jax
+
+    return jax.distributed.is_initialized()

@@ -208,3 +208,34 @@ def test_phase_diagram_table_reads_the_deepest_trained_depth(grid):
     fig = plots.FIGURES["phase_diagram"](ds)
     assert fig.axes
     plt.close(fig)
+
+
+# -- issue 25: probe directories and sweep-only flags ---------------------------------------------
+def test_probe_refuses_shard_and_status_load_say_what_a_probe_dir_is(tmp_path, capsys):
+    """--shard was accepted and ignored (every net computed); status and jaxinit.load said "not a
+    jaxinit sweep directory" about a probe directory that report reads."""
+    from jaxinit.cli import main
+
+    spec = tmp_path / "j.toml"
+    spec.write_text(
+        'name = "j"\nkind = "jacobian_spectrum"\n'
+        '[probe]\nwidth = 8\ndepths = [2]\n[axes]\nactivation = ["relu"]\nseed = 2\n'
+    )
+    out = tmp_path / "o"
+    for flags in (["--shard", "0/2"], ["--chunk-size", "4"], ["--distributed"]):
+        assert main(["run", str(spec), "--out", str(out), *flags]) == 2, flags
+        assert flags[0] in capsys.readouterr().err
+        assert not out.exists()
+    with pytest.raises(SpecError, match="--shard"):
+        jaxinit.run(str(spec), out, shard="1/2", progress=False)
+    assert not out.exists()
+    assert main(["run", str(spec), "--out", str(out)]) == 0
+    run = capsys.readouterr()
+    assert (run.out + run.err).count("random nets") == 1  # the size line, once
+    assert main(["status", str(out)]) == 0
+    said = capsys.readouterr().out
+    n = probes.resolve(str(spec)).n_nets
+    assert "probe sweep 'j'" in said and f"{n}/{n} random nets" in said and "probes.load" in said
+    with pytest.raises(jaxinit.StoreError, match=r"probe sweep directory.*jaxinit\.probes\.load"):
+        jaxinit.load(out)
+    assert probes.load(out).sv_mean.size == n

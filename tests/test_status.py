@@ -157,3 +157,82 @@ def test_status_of_a_directory_that_is_not_a_sweep(tmp_path, capsys):
     assert "not a jaxinit sweep directory" in capsys.readouterr().err
     with pytest.raises(jaxinit.StoreError):
         jaxinit.status(tmp_path)
+
+
+# -- issue 25: shards of several counts, user files, copies; O(chunks) ---------------------------
+def _write(out: Path, shard: tuple[int, int], ks) -> None:
+    """Chunks ``ks`` (plan order) of SPEC written as shard ``i/n`` (fake values, no JAX)."""
+    from jaxinit.plan import chunk_id, make_plan
+
+    plan = make_plan(jaxinit.Spec.from_dict(SPEC), CHUNK)
+    chunks = list(plan.chunks())
+    with store.SweepDir(out, jaxinit.Spec.from_dict(SPEC), CHUNK, shard).open(True) as d:
+        for k in ks:
+            g, c = chunks[k]
+            ids = g.run_ids[c * CHUNK : (c + 1) * CHUNK]
+            d.write_chunk(chunk_id(g, c), {"run_id": ids, "final/final_loss": ids / 10.0})
+
+
+def test_mixed_shard_counts_count_every_writers_chunks(tmp_path):
+    """0/2 finished, then 1/3 and 2/3: only chunk 3 (of 0/2's other half, 1/2, and of 0/3) is
+    missing. A shard's chunks count whoever finished them, and one shard is asked to resume,
+    not every shard of both counts."""
+    out = tmp_path / "sweep"
+    _write(out, (0, 2), [0, 2, 4, 6])
+    _write(out, (1, 3), [1, 4, 7])
+    _write(out, (2, 3), [2, 5])
+    st = jaxinit.status(out)
+    assert (st.runs_done, st.chunks_done) == (13, 7)
+    rows = {s.shard: s for s in st.shards}
+    assert all(rows[s].state == "done" for s in [(0, 2), (1, 3), (2, 3)])
+    assert (rows[(1, 2)].chunks_done, rows[(1, 2)].runs_done) == (3, 5)  # 1, 5, 7 by 1/3, 2/3
+    assert st.advice is not None and "--shard" in st.advice
+    asked = st.advice.split("shard(s) ")[1].split(" (")[0].split(", ")
+    assert asked in (["1/2"], ["0/3"]), st.advice  # one command computes chunk 3
+    _write(out, (0, 3), [3])
+    st = jaxinit.status(out)
+    assert st.complete and all(s.state == "done" for s in st.shards), str(st)
+    assert st.advice is None and "resume" not in str(st)
+
+
+def test_unsharded_sweep_is_not_told_to_use_shard_and_user_files_are_not_chunks(tmp_path):
+    out = tmp_path / "sweep"
+    _write(out, (0, 1), range(7))  # chunk 7 missing
+    (out / "chunks" / "notes.npz").write_bytes(b"mine")
+    (out / "chunks" / "0000-00007.npz").write_bytes(b"mine")  # not a chunk name the store uses
+    st = jaxinit.status(out)
+    assert st.runs_done == 14 and [s.shard for s in st.shards] == [(0, 1)]
+    assert "--shard i/n" not in str(st) and "without --shard" in str(st), str(st)
+    assert not any("not (yet) listed" in p for p in st.problems), st.problems
+
+
+def test_copied_chunks_keep_the_rate_their_writer_had(tmp_path):
+    """A copy's chunk files all have about the same mtime; the rate comes from the times the
+    writer recorded (a stopped shard: runs after the first chunk over the first-to-last span)."""
+    out = tmp_path / "sweep"
+    _write(out, (0, 1), range(4))
+    manifest = out / "manifest.0-of-1.json"
+    table = json.loads(manifest.read_text())
+    for k, cid in enumerate(sorted(table["chunks"])):
+        table["chunks"][cid]["written"] = 1000.0 + 10.0 * k  # one chunk every 10 s
+    manifest.write_text(json.dumps(table))
+    now = time.time()
+    for k, f in enumerate(sorted((out / "chunks").glob("*.npz"))):
+        os.utime(f, (now + k * 1e-3, now + k * 1e-3))  # copied: 1 ms apart
+    (s,) = jaxinit.status(out).shards
+    assert s.runs_per_s == pytest.approx(6 / 30)  # chunks 1..3 (2 runs each) in 30 s
+
+
+def test_status_is_linear_in_chunks_not_in_the_shard_count(tmp_path):
+    """``--shard 0/100000`` used to make status print 100,003 lines (and MemoryError for n=10²⁰)."""
+    out = tmp_path / "sweep"
+    _write(out, (0, 1), [0, 1])
+    n = 10**20
+    _claim(out, f"0-of-{n}", pid=os.getpid(), since=time.time())
+    (out / "manifest.3-of-200000.json").write_text('{"chunks": {}}')
+    t = time.time()
+    st = jaxinit.status(out)
+    assert time.time() - t < 10
+    assert len(st.shards) <= 3 * 8, [s.shard for s in st.shards]
+    assert len(str(st).splitlines()) < 60
+    assert any(s.shard == (0, n) for s in st.shards)

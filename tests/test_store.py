@@ -233,10 +233,13 @@ def test_object_array_chunk_is_refused_and_never_unpickled(tmp_path):
     _chunk(d).write_bytes(data)
     _edit_json(
         d / "manifest.0-of-1.json",
-        lambda m: {
-            "chunks": m["chunks"]
-            | {"0000-000001": m["chunks"]["0000-000001"] | {"sha256": store._sha256(data)}}
-        },
+        lambda m: (
+            m
+            | {
+                "chunks": m["chunks"]
+                | {"0000-000001": m["chunks"]["0000-000001"] | {"sha256": store._sha256(data)}}
+            }
+        ),
     )  # a manifest that vouches for it: the checksum is not the only guard
     with pytest.raises(store.CorruptChunkError, match=re.escape(str(_chunk(d))) + ".*decoded"):
         jaxinit.load(d)
@@ -281,7 +284,7 @@ def test_partial_directory_loads_with_warning(tmp_path):
     d = _fake_dir(tmp_path / "d")
     m = d / "manifest.0-of-1.json"
     _edit_json(
-        m, lambda x: {"chunks": {k: v for k, v in x["chunks"].items() if k != "0000-000002"}}
+        m, lambda x: x | {"chunks": {k: v for k, v in x["chunks"].items() if k != "0000-000002"}}
     )
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
@@ -414,7 +417,7 @@ def _plant(d: Path, cid: str, data: bytes) -> dict:
     rel = f"chunks/{cid}.npz"
     (d / rel).write_bytes(data)
     entry = {"file": rel, "sha256": store._sha256(data), "runs": 2}
-    _edit_json(d / "manifest.0-of-1.json", lambda m: {"chunks": m["chunks"] | {cid: entry}})
+    _edit_json(d / "manifest.0-of-1.json", lambda m: m | {"chunks": m["chunks"] | {cid: entry}})
     return entry
 
 
@@ -677,3 +680,128 @@ def test_temp_files_of_other_machines_are_kept_until_stale(tmp_path):
     store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True).close()
     assert fresh.exists() and not old.exists() and not mine_dead.exists()
     assert store.atomic_write(d / "x", b"y") and not list(d.glob(".x.tmp*"))
+
+
+# -- issue 25: nothing lost, nothing mixed -------------------------------------------------------
+@pytest.mark.parametrize(
+    "names",
+    [["report/summary.txt", "report/final_loss.png"], ["chunks/0000-000000.npz"], ["lock"],
+     ["manifest.0-of-1.json"]],
+    ids=["report folder", "chunk-named file", "non-empty lock", "manifest"],
+)  # fmt: skip
+def test_new_out_dir_with_user_files_where_the_store_writes_is_refused_untouched(tmp_path, names):
+    """A user's ``report/`` or a file under a name the store writes passed the foreign-directory
+    check and was overwritten; now the directory is refused, naming the file, and left alone."""
+    d = tmp_path / "d"
+    theirs = _plant_files(d, names)
+    with pytest.raises(store.StoreError, match=re.escape(repr(names[0].split("/")[0]))
+                       if names[0].startswith("report") else re.escape(repr(names[0]))):  # fmt: skip
+        store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True)
+    assert _intact(theirs)
+    assert sorted(p.relative_to(d) for p in d.rglob("*") if p.is_file()) == sorted(
+        f.relative_to(d) for f in theirs
+    )  # nothing written: no spec.json, lock, chunks/
+
+
+def test_report_never_writes_over_a_file_it_did_not_write(tiny_sweep, tmp_path):
+    from jaxinit.report import write_report
+
+    out = tmp_path / "report"
+    first = write_report(tiny_sweep, out)  # a fresh folder: written, and indexed
+    again = write_report(tiny_sweep, out)  # its own files: replaced
+    assert first == again and all(p.is_file() for p in again)
+    (out / "summary.txt").unlink()
+    mine = _plant_files(out, ["summary.txt", "notes.md"])  # the user's now, not jaxinit's
+    with pytest.raises(store.StoreError, match=re.escape(str(out / "summary.txt"))):
+        write_report(tiny_sweep, out)
+    assert _intact(mine)
+    other = tmp_path / "other"
+    theirs = _plant_files(other, [first[0].name])  # e.g. final_loss.png, never written by us
+    with pytest.raises(store.StoreError, match="not written by jaxinit"):
+        write_report(tiny_sweep, other)
+    assert _intact(theirs) and sorted(other.iterdir()) == sorted(theirs)  # nothing written
+
+
+SPEC_LR = Spec.from_dict(SPEC.to_dict() | {"optimizer": {"learning_rate": 0.4}})
+"""Another sweep: the same plan (run ids, chunks, shapes), another learning rate."""
+
+
+def _shard_dir(path: Path, spec: Spec, shard: tuple[int, int]) -> Path:
+    """Shard ``i/n`` of ``spec``'s sweep, chunks holding ``final_loss = run_id / 10`` (no JAX)."""
+    plan = make_plan(spec, 2)
+    with store.SweepDir(path, spec, 2, shard).open(explicit_chunk_size=True) as d:
+        for k, (g, c) in enumerate(plan.chunks()):
+            if k % shard[1] == shard[0]:
+                ids = g.run_ids[c * 2 : (c + 1) * 2]
+                d.write_chunk(chunk_id(g, c), {"run_id": ids, "final/final_loss": ids / 10})
+    return path
+
+
+def test_manifest_and_chunks_of_another_sweep_are_refused_naming_the_file(tmp_path):
+    """Issue 25's repro: shard 0/2 into dX, shard 1/2 of another learning rate into dY, dY's
+    manifest and chunks copied into dX. Load, status and resume used to take them."""
+    dx, dy = _shard_dir(tmp_path / "dX", SPEC, (0, 2)), _shard_dir(tmp_path / "dY", SPEC_LR, (1, 2))
+    foreign = dx / "manifest.1-of-2.json"
+    foreign.write_bytes((dy / "manifest.1-of-2.json").read_bytes())
+    for f in (dy / "chunks").iterdir():
+        (dx / "chunks" / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(store.ForeignFileError, match=re.escape(str(foreign)) + ".*another sweep"):
+        jaxinit.load(dx)
+    with pytest.warns(UserWarning, match=re.escape(str(foreign))):
+        ds = jaxinit.load(dx, on_corrupt="skip")
+    assert int(ds.done.sum()) == 4  # only dX's own chunks 0 and 2
+    st = jaxinit.status(dx)
+    assert st.runs_done == 4 and not st.complete
+    assert any(str(foreign) in p and "another sweep" in p for p in st.problems), st.problems
+    with pytest.raises(store.StoreError, match=re.escape(str(foreign))):
+        store.SweepDir(dx, SPEC, 2, (1, 2)).open(explicit_chunk_size=True)  # resume refuses
+    assert foreign.read_bytes() == (dy / "manifest.1-of-2.json").read_bytes()  # left as it was
+
+
+def test_chunk_of_another_sweep_under_a_vouching_manifest_is_refused(tmp_path):
+    """A chunk carries its sweep's fingerprint: one of another sweep, even with this sweep's
+    run ids, shapes and a manifest entry that vouches for its checksum, is named and refused."""
+    dx, dy = _shard_dir(tmp_path / "dX", SPEC, (0, 1)), _shard_dir(tmp_path / "dY", SPEC_LR, (0, 1))
+    entry = _plant(dx, CID, _chunk(dy).read_bytes())
+    with pytest.raises(
+        store.CorruptChunkError, match=re.escape(str(_chunk(dx))) + ".*another sweep"
+    ):
+        jaxinit.load(dx)
+    with store.SweepDir(dx, SPEC, 2).open(explicit_chunk_size=True) as d:
+        done, problems = d.verified_done(store.expect_for(make_plan(SPEC, 2)))
+    assert CID not in done and any("another sweep" in p for p in problems), problems
+    assert entry["sha256"] == store._sha256(_chunk(dx).read_bytes())  # the checksum did vouch
+
+
+@pytest.mark.parametrize(
+    "shard, message",
+    [((0, 0), "0 <= i < n"), ((3, 2), "0 <= i < n"), ((-1, 2), "0 <= i < n"),
+     ("３/４", "ASCII digits"), ("0/99999999999999999999", "only 3 chunk"), ((0, 1025), "only 3"),
+     ((True, 2), "pair of integers")],
+)  # fmt: skip
+def test_bad_shard_is_refused_before_anything_is_written(tmp_path, monkeypatch, shard, message):
+    monkeypatch.setattr(executors.Executor, "compile", lambda *a, **k: pytest.fail("compiled"))
+    out = tmp_path / "out"
+    with pytest.raises(jaxinit.SpecError, match=re.escape(message)):
+        jaxinit.run(SPEC, out, chunk_size=2, shard=shard, progress=False)
+    assert not out.exists()
+    if isinstance(shard, tuple) and shard[1] < 1000:
+        with pytest.raises(jaxinit.SpecError, match=re.escape(message)):
+            store.SweepDir(out, SPEC, 2, shard)
+        assert not out.exists()
+
+
+def test_corrupt_spec_json_or_broken_link_is_refused_before_anything_is_created(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "spec.json").write_text("{bad")
+    with pytest.raises(store.StoreError, match="spec.json is unreadable or corrupt"):
+        store.SweepDir(d, SPEC, 2).open(explicit_chunk_size=True)
+    assert [p.name for p in d.iterdir()] == ["spec.json"]  # no chunks/, no lock
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nowhere" / "x")
+    with pytest.raises(store.StoreError, match="broken symbolic link"):
+        store.SweepDir(link, SPEC, 2).open(explicit_chunk_size=True)
+    assert not (tmp_path / "nowhere").exists()
+    with pytest.raises(store.StoreError, match="does not exist"):
+        jaxinit.load(tmp_path / "nonexistent")
