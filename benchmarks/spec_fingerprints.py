@@ -71,7 +71,7 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:
     """Print one line per spec × layout: identical variables, and the largest relative difference."""
     rows: dict[str, list] = {}
     for key in sorted(set(a) | set(b)):
-        group = key.rsplit("/", 1)[0]
+        group = "/".join(key.split("/", 2)[:2])  # <spec>/<layout>
         if key not in a or key not in b:
             rows.setdefault(group, []).append((key, "only in one"))
             continue
@@ -88,7 +88,7 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:
     for group, diffs in rows.items():
         print(f"{group:28s} {'bit-identical' if not diffs else f'{len(diffs)} variable(s) differ'}")
         for key, what in diffs:
-            print(f"    {key.rsplit('/', 1)[1]}: {what}")
+            print(f"    {key.split('/', 2)[2]}: {what}")
         bad += bool(diffs)
     return bad
 
