@@ -36,7 +36,7 @@ from jaxinit.executors import build_task
 from jaxinit.models import Model, Symmetry, from_spec
 from jaxinit.plan import make_plan
 from jaxinit.spec import Spec
-from jaxinit.stats import wilson
+from jaxinit.stats import rate_interval
 from jaxinit.tasks import Task
 
 DIVERGED = -1  # basin label of diverged or unfinished runs
@@ -321,7 +321,7 @@ def _basin_rows(spec0, g: Group, lab, prep: _Prepared, config: BasinConfig, offs
     rows, is_g_R = [], np.zeros(len(lab), bool)
     for b in ids:
         members = np.flatnonzero(lab == b)
-        lo, hi = wilson(len(members), n)
+        fraction, lo, hi = rate_interval(len(members), n)
         is_g = means[b] <= best + config.loss_tol
         rows.append(
             dict(
@@ -329,7 +329,7 @@ def _basin_rows(spec0, g: Group, lab, prep: _Prepared, config: BasinConfig, offs
                 label=group_label(spec0, g),
                 basin=b + offset,
                 size=len(members),
-                fraction=len(members) / n,
+                fraction=float(fraction),
                 ci_lo=float(lo),
                 ci_hi=float(hi),
                 mean_loss=means[b],
@@ -477,8 +477,7 @@ def restart_stats(
         h = cells.isel(cell=c).values
         lv = losses.isel(cell=c).values
         n, k_hit = h.size, int(h.sum())
-        p = k_hit / n
-        lo, hi = wilson(k_hit, n)
+        p, lo, hi = (float(v) for v in rate_interval(k_hit, n))
         row = {
             d: cells.cell.values[c][i] if len(others) > 1 else cells.cell.values[c]
             for i, d in enumerate(others)
@@ -527,9 +526,9 @@ def spurious_rates(
             return a.sel({dim: v}) if dim else a
 
         n, c, s = int(sel(ds.done).sum()), int(sel(conv).sum()), int(sel(spur).sum())
-        lo, hi = wilson(s, n)
+        rate, lo, hi = rate_interval(s, n)
         sl = sel(ds.final_loss).values[sel(spur).values]
-        rows.append({dim or "cell": v, "runs": n, "converged": c, "spurious": s, "rate": s / max(n, 1),
+        rows.append({dim or "cell": v, "runs": n, "converged": c, "spurious": s, "rate": float(rate),
                      "ci_lo": float(lo), "ci_hi": float(hi),
                      "rate_of_converged": s / max(c, 1),
                      "mean_spurious_loss": float(sl.mean()) if s else np.nan})  # fmt: skip

@@ -26,6 +26,7 @@ from jaxinit.plots.core import (
     sweep_dims,
     threshold_of,
 )
+from jaxinit.stats import error_bars
 
 
 def _basin_colors(table) -> dict[int, tuple]:
@@ -238,7 +239,7 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
         # no traced axis: each cell at its own position, named on the axis (not all at x = 0)
         xs = rows[x_dim].to_numpy() if x_dim else np.full(len(rows), float(i))
         color = palette[i]
-        ax0.errorbar(xs, rows.p_global, yerr=[rows.p_global - rows.p_lo, rows.p_hi - rows.p_global],
+        ax0.errorbar(xs, rows.p_global, yerr=error_bars(rows.p_global, rows.p_lo, rows.p_hi),
                      marker="o", ms=3, capsize=2, color=color, label=name)  # fmt: skip
         k = rows.k_needed.replace(np.inf, np.nan)
         ax1.plot(xs, k, "o-", ms=3, color=color, label=name)
@@ -461,7 +462,7 @@ def spurious_rate(ds: xr.Dataset) -> plt.Figure:
     col = tab.columns[0]
     xs = np.asarray(tab[col])
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.errorbar(xs, tab.rate, yerr=[tab.rate - tab.ci_lo, tab.ci_hi - tab.rate], marker="o", capsize=3,
+    ax.errorbar(xs, tab.rate, yerr=error_bars(tab.rate, tab.ci_lo, tab.ci_hi), marker="o", capsize=3,
                 label="spurious (converged, loss > 1e-3)")  # fmt: skip
     ax.plot(xs, 1 - tab.converged / np.maximum(tab.runs, 1), "s--", color="0.5", ms=3,
             label="not converged within the step budget")  # fmt: skip

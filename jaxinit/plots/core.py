@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from jaxinit.stats import wilson
+from jaxinit.stats import error_bars, rate_interval, wilson
 
 
 def sweep_dims(ds: xr.Dataset) -> list[str]:
@@ -263,8 +263,7 @@ def success_rate(ds: xr.Dataset) -> plt.Figure:
         ok = _pool(sub, "success", [x_dim] if x_dim else [])
         k = np.asarray(ok.sum("run")).reshape(-1)
         n = np.asarray(_pool(sub, "done", [x_dim] if x_dim else []).sum("run")).reshape(-1)
-        lo, hi = wilson(k, n)
-        p = k / np.maximum(n, 1)
+        p, lo, hi = rate_interval(k, n)  # one set of counts, 0 <= lo <= p <= hi <= 1
         if numeric:
             xs = ds[x_dim].values.astype(float)
             kw = dict(linestyle=style)
@@ -273,7 +272,7 @@ def success_rate(ds: xr.Dataset) -> plt.Figure:
             xs = np.arange(n_x) + dodge
             kw = dict(linestyle="none")
         has = n > 0
-        ax.errorbar(xs[has], p[has], yerr=[(p - lo)[has], (hi - p)[has]], marker=marker, ms=4,
+        ax.errorbar(xs[has], p[has], yerr=error_bars(p, lo, hi)[:, has], marker=marker, ms=4,
                     capsize=3, color=colour, label=label or None, **kw)  # fmt: skip
     if numeric and log:
         log_x(ax, ds[x_dim].values)  # few values: each one labelled; many: the decades
@@ -311,6 +310,7 @@ __all__ = [
     "FIGURES",
     "cells",
     "distinct_colors",
+    "error_bars",
     "final_loss",
     "loss_curves",
     "study_dim",
