@@ -21,6 +21,7 @@ rebuilt from ``ds.attrs["spec"]``, one static group (one landscape) at a time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -222,6 +223,11 @@ def leader_cluster(
     return label
 
 
+BASIN_COLUMNS = ("group", "label", "basin", "size", "fraction", "ci_lo", "ci_hi", "mean_loss",
+                 "min_loss", "is_global", "reps")  # fmt: skip
+"""The columns of :attr:`Basins.table` (:func:`basin_kinds` adds ``kind`` and ``kind_votes``)."""
+
+
 class Basins(NamedTuple):
     label: xr.DataArray  # basin id per run (axis dims); DIVERGED / UNCONVERGED / UNCLUSTERED
     is_global: xr.DataArray  # the run ended in a global basin of its group
@@ -273,7 +279,10 @@ def _cluster(p: _Prepared, config: BasinConfig, f_tol: float) -> np.ndarray:
 
 
 def find_basins(
-    ds: xr.Dataset, config: BasinConfig | None = None, model: Model | None = None
+    ds: xr.Dataset,
+    config: BasinConfig | None = None,
+    model: Model | None = None,
+    kinds: bool = False,
 ) -> Basins:
     """Cluster every group's endpoints into basins (ids unique across groups).
 
@@ -281,7 +290,8 @@ def find_basins(
     only converged runs are clustered (final gradient norm below ``grad_tol``, or at the lowest
     loss level); unconverged ones are labelled :data:`UNCONVERGED` and counted in ``excluded``.
     A user model is passed as ``model``; without a declared :class:`~jaxinit.models.Symmetry`
-    its basins are found in function space (``notes`` says so).
+    its basins are found in function space (``notes`` says so). With ``kinds`` the table says
+    what each basin's endpoints are (:func:`basin_kinds`: minimum, saddle, plateau …).
     """
     spec0 = spec_of(ds)
     config = config or BasinConfig.from_spec(spec0)
@@ -301,15 +311,16 @@ def find_basins(
         offset += len(new_rows)
         excluded.append(_excluded_row(spec0, g, lab))
     coords = {d: ds[d] for d in dims}
-    return Basins(
+    out = Basins(
         xr.DataArray(label.reshape(shape), coords, dims),
         xr.DataArray(glob.reshape(shape), coords, dims),
-        pd.DataFrame(rows),
+        pd.DataFrame(rows, columns=list(BASIN_COLUMNS)),
         gs,
         pd.DataFrame(excluded),
         sorted(set(notes)),
         config,
     )
+    return basin_kinds(ds, out) if kinds else out
 
 
 def _basin_rows(spec0, g: Group, lab, prep: _Prepared, config: BasinConfig, offset: int):
@@ -538,3 +549,82 @@ def spurious_rates(
 def classify_group(group: Group, **kwargs: Any) -> curvature.Endpoints:
     """:func:`jaxinit.curvature.classify` on one group's endpoints (its loss, trainable mask)."""
     return curvature.classify(group.loss_fn(), group.params_R, group.trainable(), **kwargs)
+
+
+def classify_runs(
+    ds: xr.Dataset, group: Group, pick: np.ndarray, grad_tol: float | None = None
+) -> curvature.Endpoints:
+    """:func:`classify_group` on the runs ``pick`` (positions in ``group.run_ids``); runs that
+    diverged or did not finish are diverged endpoints. ``grad_tol`` defaults to the spec's
+    ``[basins] grad_tol``."""
+    grad_tol = grad_tol or BasinConfig.from_spec(spec_of(ds)).grad_tol
+    bad = flat_runs(ds, "diverged") | ~flat_runs(ds, "done")
+    pick = np.asarray(pick, int)
+    sub = group._replace(
+        params_R=jax.tree.map(lambda a: a[pick], group.params_R), run_ids=group.run_ids[pick]
+    )
+    digest = hashlib.sha1(group.spec.to_json().encode() + repr(grad_tol).encode())
+    for a in [bad[sub.run_ids], *jax.tree.leaves(sub.params_R)]:
+        digest.update(np.ascontiguousarray(a).tobytes())
+    key = digest.hexdigest()  # the same endpoints of the same landscape: the same answer
+    if key not in _CLASSIFIED:
+        if len(_CLASSIFIED) >= 64:
+            _CLASSIFIED.pop(next(iter(_CLASSIFIED)))
+        _CLASSIFIED[key] = classify_group(sub, grad_tol=grad_tol, diverged_R=bad[sub.run_ids])
+    return _CLASSIFIED[key]
+
+
+_CLASSIFIED: dict[str, curvature.Endpoints] = {}
+""":func:`classify_runs` by content (landscape, tolerance, endpoints): the basin figures of one
+report ask for the same classification several times."""
+
+
+def kind_of(kinds_R: Sequence[int]) -> tuple[str, str]:
+    """``(kind, votes)`` of a basin from the kinds of its representative runs (lowest loss
+    first): the most common one (a tie goes to the lowest-loss run's) and the tally,
+    ``"saddle 3/3"`` or ``"escaping 2/3, saddle 1/3"``.
+
+    >>> kind_of([curvature.SADDLE, curvature.MINIMUM, curvature.SADDLE])
+    ('saddle', 'saddle 2/3, minimum 1/3')
+    """
+    kinds_R = [int(k) for k in kinds_R]
+    if not kinds_R:
+        return "unknown", ""
+    count = {k: kinds_R.count(k) for k in dict.fromkeys(kinds_R)}  # in order of loss
+    top = max(count.values())
+    kind = next(k for k in kinds_R if count[k] == top)
+    order = sorted(count, key=lambda k: -count[k])
+    votes = ", ".join(f"{curvature.KINDS[k]} {count[k]}/{len(kinds_R)}" for k in order)
+    return curvature.KINDS[kind], votes
+
+
+def basin_kinds(ds: xr.Dataset, basins: Basins, grad_tol: float | None = None) -> Basins:
+    """``basins`` with two more table columns: ``kind``, what the basin's endpoints are
+    (:data:`jaxinit.curvature.KINDS`: minimum, saddle, plateau, escaping, not_converged, from
+    :func:`jaxinit.curvature.classify` on its representative runs, the ``reps`` column; see
+    :func:`kind_of`), and ``kind_votes``, the tally. A "basin" that is a saddle or plateau is a
+    cluster of runs that stopped at the same critical point, not a minimum. Where the
+    classification fails, ``kind`` is ``"unknown"`` and ``notes`` says why."""
+    table = basins.table.copy()
+    kind = pd.Series("unknown", index=table.index, dtype=object)
+    votes = pd.Series("", index=table.index, dtype=object)
+    notes = list(basins.notes)
+    for g in basins.groups:
+        rows = table[table.group == g.index]
+        if rows.empty:
+            continue
+        pos = {int(r): i for i, r in enumerate(g.run_ids)}
+        pick = np.array([pos[int(r)] for reps in rows.reps for r in reps], int)
+        try:
+            kinds_R = classify_runs(ds, g, pick, grad_tol).kind_R
+        except Exception as err:  # e.g. a loss that cannot be evaluated in float64
+            notes.append(f"group {g.index}: endpoint kinds not computed ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})")  # fmt: skip
+            continue
+        start = 0
+        for i, reps in zip(rows.index, rows.reps):
+            kind[i], votes[i] = kind_of(kinds_R[start : start + len(reps)])
+            start += len(reps)
+    table.insert(table.columns.get_loc("size"), "kind", kind)
+    table.insert(table.columns.get_loc("size"), "kind_votes", votes)
+    return basins._replace(table=table, notes=sorted(set(notes)))

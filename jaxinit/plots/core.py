@@ -21,6 +21,27 @@ import xarray as xr
 from jaxinit.stats import error_bars, rate_interval, wilson
 
 
+class NothingToDraw(ValueError):
+    """A figure whose Dataset holds nothing it can show (no finished run, no axis to map …); the
+    message says what is missing. ``jaxinit report`` draws the message in place of the figure
+    (:func:`note_figure`)."""
+
+
+def note_figure(name: str, ds: xr.Dataset, note: str) -> plt.Figure:
+    """A figure that only says why figure ``name`` has nothing to show for ``ds``."""
+    fig, ax = plt.subplots(figsize=(7, 2.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{ds.attrs.get('name', 'sweep')}: {name}: nothing to draw\n{note}",
+            ha="center", va="center", wrap=True, fontsize=10)  # fmt: skip
+    return fig
+
+
+def require_done(ds: xr.Dataset, what: str = "this figure") -> None:
+    """:class:`NothingToDraw` unless some run of ``ds`` finished (and one did not diverge)."""
+    if "done" in ds and not bool(ds.done.any()):
+        raise NothingToDraw(f"no run has finished yet ({what} needs finished runs)")
+
+
 def sweep_dims(ds: xr.Dataset) -> list[str]:
     """The Dataset's axis dimensions other than ``seed``, longest-varying first as in the spec."""
     return [d for d in json.loads(ds.attrs["axes"]) if d != "seed" and ds.sizes[d] > 1]
@@ -308,6 +329,9 @@ FIGURES: dict[str, Callable[[xr.Dataset], plt.Figure]] = {
 
 __all__ = [
     "FIGURES",
+    "NothingToDraw",
+    "note_figure",
+    "require_done",
     "cells",
     "distinct_colors",
     "error_bars",
