@@ -35,7 +35,7 @@ import xarray as xr
 from jaxinit import curvature, symmetry
 from jaxinit.executors import build_task
 from jaxinit.models import Model, Symmetry, from_spec
-from jaxinit.plan import make_plan
+from jaxinit.plan import coordinates, make_plan
 from jaxinit.spec import Spec
 from jaxinit.stats import rate_interval
 from jaxinit.tasks import Task
@@ -99,6 +99,25 @@ def spec_of(ds: xr.Dataset) -> Spec:
     return Spec.from_json(ds.attrs["spec"])
 
 
+def selected_spec(ds: xr.Dataset) -> Spec:
+    """The sweep's spec with the axis values that ``ds`` holds: a Dataset cut with ``isel`` or
+    ``sel`` (one seed, one cell) keeps its spec's full axes in ``attrs``, and its runs are
+    planned from the values left."""
+    spec = spec_of(ds)
+    plan = make_plan(spec, 1)
+    full = coordinates(plan)
+    data, changed = json.loads(spec.to_json()), False
+    for axis in plan.axes:
+        have = [v.item() if hasattr(v, "item") else v for v in ds[axis.dim].values]
+        if have == full[axis.dim]:
+            continue
+        pos = [full[axis.dim].index(v) for v in have]
+        values = [axis.values[i] for i in pos]
+        data["axes"][axis.path] = [list(v) if isinstance(v, tuple) else v for v in values]
+        changed = True
+    return Spec.from_dict(data) if changed else spec
+
+
 def axis_dims(ds: xr.Dataset) -> list[str]:
     return list(json.loads(ds.attrs["axes"]))
 
@@ -135,7 +154,7 @@ def groups(ds: xr.Dataset, which: str = "params", model: Model | None = None) ->
     """Every static group of ``ds`` with its runs' parameters (``which``: params or params0).
 
     ``model`` is needed (only) for a sweep that ran a user model."""
-    spec = spec_of(ds)
+    spec = selected_spec(ds)
     if not any(k.startswith(which + "/") for k in ds.data_vars):
         raise ValueError("the sweep has no saved parameters: set store.save_params = true")
     out = []

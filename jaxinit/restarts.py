@@ -170,7 +170,12 @@ def _find_optima(ds: xr.Dataset, x_tol: float, loss_rtol: float) -> Optima:
         else:
             best = int(np.nanargmin(cand_loss))
             g_loss, g_comp = cand_loss[best], cand_comp[best]
-        dist = np.array([match(c, g_comp)[1] if g_comp is not None else np.inf for c in comps])
+        dist = np.array(
+            [
+                match(c, g_comp)[1] if g_comp is not None and np.isfinite(c).all() else np.inf
+                for c in comps
+            ]
+        )  # fmt: skip  (unfinished runs: NaN)
         hit = finite & (loss <= g_loss + loss_rtol * abs(g_loss)) & (dist <= tol)
         n, k_hit = int(sub.done.values.sum()), int(hit.sum())
         p, lo, hi = rate_interval(k_hit, n)

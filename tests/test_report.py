@@ -27,21 +27,21 @@ from jaxinit.report import ERRORS_LOG, draw_report, write_report  # noqa: E402
 # Each keeps the axes its figures are about (a map stays a map, a depth sweep keeps two depths),
 # with few steps; ``bundled_overrides(name, n)`` sets the size: n seeds, or an n-point map grid
 # for the maps without a seed axis.
-_D2 = [[16], [16, 16, 16, 16]]
+_D2 = [[16], [16, 16]]
 BUNDLED_TINY: dict[str, dict] = {
     "basin_map": {"train.steps": 150, "store.save_params": True},
     "convex_control": {"train.steps": 60},
     "deep_linear": {"train.steps": 60, "axes.model.widths": _D2},
-    "deep_relu": {"train.steps": 20, "axes.model.widths": [[32] * 4, [32] * 8]},
+    "deep_relu": {"train.steps": 20, "axes.model.widths": [[32] * 2, [32] * 3]},
     "depth_phase": {
         "train.steps": 30,
-        "axes.model.widths": [[32] * 4, [32] * 8],
+        "axes.model.widths": [[32] * 2, [32] * 3],
         "axes.init.scale": [1.0, 1.58114, 2.44949],
     },  # fmt: skip
     "digits_minima": {"train.steps": 60},
     "dropout": {"train.steps": 60, "axes.model.dropout": [0.0, 0.5]},
     "gmm_em_restarts": {
-        "algorithm.steps": 15,
+        "train.steps": 20,
         "axes.task.k": [4],
         "axes.algorithm.init": ["random_means", "kmeans++"],
     },  # fmt: skip
@@ -53,7 +53,7 @@ BUNDLED_TINY: dict[str, dict] = {
     },  # fmt: skip
     "jacobian_spectrum": {"probe.width": 16, "probe.depths": [2, 4]},
     "kmeans_restarts": {
-        "algorithm.steps": 10,
+        "train.steps": 20,
         "axes.task.k": [3, 5],
         "axes.algorithm.init": ["forgy", "kmeans++"],
     },  # fmt: skip
@@ -100,27 +100,24 @@ def test_every_bundled_spec_has_a_tiny_version():
     assert set(BUNDLED_TINY) == set(bundled_specs())
 
 
-_CACHE: dict[tuple[str, int], xr.Dataset] = {}
+CHUNK = 3
+"""Runs per compiled call of the tiny bundled sweeps: chunks are padded to this shape, so both
+sizes run the same compiled programs (the second size compiles nothing new)."""
 
 
-def bundled_sweep(name: str, n: int, tmp_root) -> xr.Dataset:
-    """The tiny bundled sweep ``name`` at size ``n``, run once per test process (in-process)."""
-    if (name, n) not in _CACHE:
-        out = tmp_root / f"{name}-{n}"
-        _CACHE[name, n] = jaxinit.run(name, out, progress=False, **bundled_overrides(name, n))
-    return _CACHE[name, n]
-
-
-@pytest.fixture(scope="module")
-def sweep_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("bundled")
+def bundled_sweep(name: str, n: int, root) -> xr.Dataset:
+    """The tiny bundled sweep ``name`` at size ``n``, run in-process into ``root``."""
+    kw = bundled_overrides(name, n)
+    return jaxinit.run(name, root / f"{name}-{n}", progress=False, chunk_size=CHUNK, **kw)
 
 
 # -- property tests: every figure and table on the Datasets users produce -------------------------
 EDGES = ("all_succeed", "none_succeed", "one_seed", "one_cell", "nan_losses", "all_diverged",
-         "unfinished", "nothing_done", "float32", "float64")  # fmt: skip
+         "unfinished", "nothing_done", "float32", "float64", "more_seeds")  # fmt: skip
 """Edge cases of a sweep's Dataset (see :func:`mutate`); "a single basin" is "one_cell" of a
-basin sweep at one seed (or every run in one basin: "all_succeed" of a tiny one)."""
+basin sweep at one seed. "more_seeds" repeats the seeds to 6, 21, 31 or 38 of them (rates of
+exactly 0 or 1 whose Wilson bound rounds off: the negative error bar of issue 24), on sweeps
+without saved parameters (whose runs the spec must still plan)."""
 
 
 def _per_run(ds: xr.Dataset, name: str) -> bool:
@@ -140,7 +137,11 @@ def mutate(ds: xr.Dataset, edges, rng: np.random.Generator) -> xr.Dataset:
         return xr.DataArray(rng.random(shape) < frac, {d: ds[d] for d in axes}, axes)
 
     for edge in edges:
-        if edge in ("all_succeed", "none_succeed") and "success" in ds:
+        params = any(k.startswith("params") for k in ds.data_vars)
+        if edge == "more_seeds" and "seed" in ds.dims and not params:
+            n = int(rng.choice([6, 21, 31, 38]))
+            ds = ds.isel(seed=np.arange(n) % ds.sizes["seed"]).assign_coords(seed=np.arange(n))
+        elif edge in ("all_succeed", "none_succeed") and "success" in ds:
             ds["success"] = xr.full_like(ds.success, edge == "all_succeed")
             if "done" in ds:
                 ds["success"] = ds.success & ds.done
@@ -220,22 +221,49 @@ def _draws_or_notes(fn, ds):
 EDGE_LISTS = st.lists(st.sampled_from(EDGES), min_size=1, max_size=3, unique=True)
 
 
-@pytest.mark.parametrize("figure", sorted(FIGURE_SPEC))
-def test_figure_draws_or_notes_on_every_edge_case(figure, sweep_root):
-    base = bundled_sweep(FIGURE_SPEC[figure], 3, sweep_root)
+def check_edge_cases(ds: xr.Dataset, figures: list[str], examples: int = 5) -> None:
+    """Property test: ``figures`` (and their tables) draw or note on ``ds`` cut to edge cases."""
 
-    @settings(max_examples=6, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(edges=EDGE_LISTS, seed=st.integers(0, 2**16))
     def check(edges, seed):
-        ds = mutate(base, edges, np.random.default_rng(seed))
+        cut = mutate(ds, edges, np.random.default_rng(seed))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _draws_or_notes(FIGURES[figure], ds)
-            if figure in TABLES:
-                _draws_or_notes(TABLES[figure], ds)
+            for figure in figures:
+                _draws_or_notes(FIGURES[figure], cut)
+                if figure in TABLES:
+                    _draws_or_notes(TABLES[figure], cut)
 
     check()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(BUNDLED_TINY))
+def test_bundled_report_at_3_seeds_and_its_figures_on_every_edge_case(name, tmp_path):
+    """The spec's whole report at the small size, every figure and table written; then each
+    figure drawn on this sweep (FIGURE_SPEC) on edge cases of it (property test)."""
+    ds = bundled_sweep(name, 3, tmp_path)
+    _full_report(ds, tmp_path / "report")
+    mine = sorted(f for f, spec in FIGURE_SPEC.items() if spec == name)
+    if mine:
+        check_edge_cases(ds, mine)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(BUNDLED_TINY))
+def test_bundled_report_at_17_seeds(name, tmp_path):
+    _full_report(bundled_sweep(name, 17, tmp_path), tmp_path / "report")
+
+
+def _full_report(ds: xr.Dataset, out) -> None:
+    rep = draw_report(ds, out)
+    assert rep.failed == [], [(f.name, f.cause) for f in rep.failed]
+    names = json.loads(ds.attrs["spec"]).get("report") or ["final_loss"]
+    assert {f"{n}.png" for n in names} <= {p.name for p in rep.paths}
+    assert all(p.stat().st_size > 0 for p in rep.paths)
+    assert not plt.get_fignums()
 
 
 def test_mutate_makes_the_edge_cases(tiny_sweep):
@@ -247,6 +275,20 @@ def test_mutate_makes_the_edge_cases(tiny_sweep):
     assert div.final_loss.dtype == np.float64 and not div.success.any()
     one = mutate(tiny_sweep, ["one_cell", "one_seed"], rng)
     assert one.done.size == 1
+    plain = tiny_sweep.drop_vars([k for k in tiny_sweep.data_vars if k.startswith("params")])
+    assert mutate(plain, ["more_seeds"], rng).sizes["seed"] in (6, 21, 31, 38)
+
+
+def test_success_rate_at_every_seed_count_where_wilson_rounds(tiny_sweep):
+    """Before: success_rate raised "'yerr' must not contain negative values" when every (or no)
+    run of a point succeeded at 6, 21, 31 … seeds (jaxinit run xor_minima --set
+    axes.seed=128 --report)."""
+    ds = tiny_sweep.drop_vars([k for k in tiny_sweep.data_vars if k.startswith("params")])
+    for n in (6, 21, 31):
+        for edge in ("all_succeed", "none_succeed"):
+            cut = ds.isel(seed=np.arange(n) % ds.sizes["seed"]).assign_coords(seed=np.arange(n))
+            cut = mutate(cut, [edge], np.random.default_rng(0))
+            plt.close(FIGURES["success_rate"](cut))
 
 
 # -- a report writes every figure it can ----------------------------------------------------------

@@ -19,10 +19,12 @@ import xarray as xr
 
 from jaxinit.plots.core import (
     FIGURES,
+    NothingToDraw,
     _is_log,
     _label,
     _pool,
     distinct_colors,
+    require_done,
     sweep_dims,
     threshold_of,
 )
@@ -41,7 +43,17 @@ def _basin_colors(table) -> dict[int, tuple]:
 
 
 def _group_rows(basins, max_groups: int = 8):
-    return list(basins.table.groupby("group", sort=True))[:max_groups]
+    """``[(group index, its basins' table rows)]``; :class:`NothingToDraw` when no run of any
+    group converged into a basin (all diverged, unfinished or still moving)."""
+    rows = list(basins.table.groupby("group", sort=True))[:max_groups]
+    if not rows:
+        ex = basins.excluded
+        raise NothingToDraw(
+            "no run converged into a basin: "
+            + (f"{int(ex.diverged_or_unfinished.sum())} diverged or unfinished, "
+               f"{int(ex.unconverged.sum())} still moving" if len(ex) else "no runs")
+        )  # fmt: skip
+    return rows
 
 
 def _x_dim(ds: xr.Dataset) -> str | None:
@@ -285,7 +297,11 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
         ax.set_xlabel(_label(ds, x_dim) if x_dim else "")
     ax0.set_ylim(-0.02, 1.02)
     ax0.set_ylabel("P(run ends in a global basin), 95% CI")
-    ax1.set_yscale("log")
+    if np.isfinite(stats.k_needed.to_numpy(float)).any():
+        ax1.set_yscale("log")
+    else:  # no cell has a run in a global basin: every k is infinite
+        ax1.text(0.5, 0.5, "no run ended in a global basin:\nno number of restarts is enough",
+                 ha="center", va="center", transform=ax1.transAxes, fontsize=9)  # fmt: skip
     ax1.set_ylabel("restarts for 99% success (band: from the CI)")
     ax0.legend(fontsize=6)
     fig.suptitle(f"{ds.attrs['name']}: how many random restarts does it take?")
@@ -296,7 +312,10 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
 def _map_dims(ds: xr.Dataset) -> tuple[str, str]:
     dims = [d for d in sweep_dims(ds) if ds.sizes[d] > 2]
     if len(dims) < 2:
-        raise ValueError("a map needs two axes with more than two values each")
+        raise NothingToDraw(
+            "a map needs two axes with more than two values each; this sweep has "
+            + (", ".join(f"{_label(ds, d)} ({ds.sizes[d]})" for d in sweep_dims(ds)) or "none")
+        )
     return dims[0], dims[1]
 
 
@@ -458,6 +477,7 @@ def outcome_map(ds: xr.Dataset) -> plt.Figure:
     two axes (e.g. ``init.scale × optimizer.learning_rate``), pooled over seeds: the majority
     outcome per cell and the fraction converged. Each cell is centred on its grid value."""
     x, y = _map_dims(ds)
+    require_done(ds, "outcome_map")
     keep = [x, y]
     done = _pool(ds, "done", keep).fillna(0).astype(bool)
     div = _pool(ds, "diverged", keep).fillna(0).astype(bool) & done

@@ -256,6 +256,7 @@ def excess_loss(ds: xr.Dataset) -> plt.Figure:
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(6, 1.1 * len(xs) + 2), 3.4 * len(panels)),
                              squeeze=False)  # fmt: skip
     for ax, panel in zip(axes[:, 0], panels):
+        drawn = 0
         for i, lv in enumerate(lines):
             for j, xv in enumerate(xs):
                 cell = {**panel, **({x: xv} if x else {}), **({line: lv} if line else {})}
@@ -271,6 +272,11 @@ def excess_loss(ds: xr.Dataset) -> plt.Figure:
                            label=str(lv) if (line and j == 0) else None)  # fmt: skip
                 if len(rel):
                     ax.hlines(np.median(rel), pos - width * 0.4, pos + width * 0.4, color="k", lw=1)
+                drawn += len(rel)
+        if not drawn:  # every run of the panel unfinished or diverged: an empty log axis
+            ax.set_ylim(1e-7, 1.0)
+            ax.text(0.5, 0.5, "no finished run with a finite loss", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9)  # fmt: skip
         ax.set_yscale("log")
         _tick_labels(ax, [str(v) for v in xs] if x else ["all runs"])
         ax.set_xlabel(_label(ds, x) if x else "")
