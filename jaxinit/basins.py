@@ -570,32 +570,39 @@ def classify_group(group: Group, **kwargs: Any) -> curvature.Endpoints:
     return curvature.classify(group.loss_fn(), group.params_R, group.trainable(), **kwargs)
 
 
-def classify_runs(
+def endpoint_kinds(
     ds: xr.Dataset, group: Group, pick: np.ndarray, grad_tol: float | None = None
-) -> curvature.Endpoints:
-    """:func:`classify_group` on the runs ``pick`` (positions in ``group.run_ids``); runs that
-    diverged or did not finish are diverged endpoints. ``grad_tol`` defaults to the spec's
-    ``[basins] grad_tol``."""
+) -> np.ndarray:
+    """The endpoint kind (index into :data:`jaxinit.curvature.KINDS`) of the runs ``pick``
+    (positions in ``group.run_ids``), by :func:`classify_group`; runs that diverged or did not
+    finish are diverged endpoints. ``grad_tol`` defaults to the spec's ``[basins] grad_tol``.
+
+    The runs are padded to a power of two (copies of the last one), so that a few compiled
+    shapes serve every number of runs, and the answer is kept by content: the basin figures of
+    one report ask for the same classification several times."""
     grad_tol = grad_tol or BasinConfig.from_spec(spec_of(ds)).grad_tol
     bad = flat_runs(ds, "diverged") | ~flat_runs(ds, "done")
     pick = np.asarray(pick, int)
+    if not len(pick):
+        return np.zeros(0, int)
+    padded = np.concatenate([pick, np.full((1 << (len(pick) - 1).bit_length()) - len(pick),
+                                           pick[-1])])  # fmt: skip
     sub = group._replace(
-        params_R=jax.tree.map(lambda a: a[pick], group.params_R), run_ids=group.run_ids[pick]
+        params_R=jax.tree.map(lambda a: a[padded], group.params_R), run_ids=group.run_ids[padded]
     )
     digest = hashlib.sha1(group.spec.to_json().encode() + repr(grad_tol).encode())
     for a in [bad[sub.run_ids], *jax.tree.leaves(sub.params_R)]:
         digest.update(np.ascontiguousarray(a).tobytes())
     key = digest.hexdigest()  # the same endpoints of the same landscape: the same answer
-    if key not in _CLASSIFIED:
-        if len(_CLASSIFIED) >= 64:
-            _CLASSIFIED.pop(next(iter(_CLASSIFIED)))
-        _CLASSIFIED[key] = classify_group(sub, grad_tol=grad_tol, diverged_R=bad[sub.run_ids])
-    return _CLASSIFIED[key]
+    if key not in _KINDS:
+        if len(_KINDS) >= 64:
+            _KINDS.pop(next(iter(_KINDS)))
+        ends = classify_group(sub, grad_tol=grad_tol, diverged_R=bad[sub.run_ids])
+        _KINDS[key] = np.asarray(ends.kind_R)
+    return _KINDS[key][: len(pick)]
 
 
-_CLASSIFIED: dict[str, curvature.Endpoints] = {}
-""":func:`classify_runs` by content (landscape, tolerance, endpoints): the basin figures of one
-report ask for the same classification several times."""
+_KINDS: dict[str, np.ndarray] = {}  # endpoint_kinds by content
 
 
 def kind_of(kinds_R: Sequence[int]) -> tuple[str, str]:
@@ -635,7 +642,7 @@ def basin_kinds(ds: xr.Dataset, basins: Basins, grad_tol: float | None = None) -
         pos = {int(r): i for i, r in enumerate(g.run_ids)}
         pick = np.array([pos[int(r)] for reps in rows.reps for r in reps], int)
         try:
-            kinds_R = classify_runs(ds, g, pick, grad_tol).kind_R
+            kinds_R = endpoint_kinds(ds, g, pick, grad_tol)
         except Exception as err:  # e.g. a loss that cannot be evaluated in float64
             notes.append(f"group {g.index}: endpoint kinds not computed ({type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else ''})")  # fmt: skip

@@ -178,8 +178,7 @@ def curvature_kinds(
     for g in basins.groups(ds):
         n = len(g.run_ids)
         pick = np.unique(np.linspace(0, n - 1, min(n, max_runs)).round().astype(int))
-        ends = basins.classify_runs(ds, g, pick, grad_tol)
-        kinds = np.bincount(ends.kind_R, minlength=len(KINDS))
+        kinds = np.bincount(basins.endpoint_kinds(ds, g, pick, grad_tol), minlength=len(KINDS))
         rows.append({"group": basins.group_label(ds, g), "classified": len(pick),
                      **dict(zip(KINDS, kinds.tolist()))})  # fmt: skip
     return pd.DataFrame(rows)

@@ -72,7 +72,7 @@ BUNDLED_TINY: dict[str, dict] = {
     },  # fmt: skip
     "symmetry": {"train.steps": 60},
     "teacher_student": {"train.steps": 150, "axes.task.in_dim": [6, 8]},
-    "xor_minima": {"train.steps": 300, "axes.init.scale": [0.125, 1.0, 8.0]},
+    "xor_minima": {"train.steps": 300, "axes.init.scale": [0.125, 8.0]},
 }
 MAP_AXES = {"basin_map": ("init.plane_a", "init.plane_b"),
             "scale_lr_map": ("init.scale", "optimizer.learning_rate")}  # fmt: skip
