@@ -74,8 +74,8 @@ KIND_HATCH = {"saddle": "xx", "plateau": "..", "escaping": "/", "not_converged":
 """Hatch of a basin whose endpoints are not minima, by kind (:data:`jaxinit.curvature.KINDS`);
 minima (and kinds not known) are plain."""
 NOT_MINIMUM_NOTE = (
-    "hatched: not a minimum (xx saddle, .. plateau, / escaping: a minimum at infinity, \\ still "
-    "moving)"
+    "hatched: not a minimum (xx saddle, .. plateau, / escaping: a minimum at infinity, "
+    "\\ still moving)"
 )
 
 
@@ -110,7 +110,9 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
     b = find_basins(ds, kinds=True)
     x_dim = _x_dim(ds)
     groups = _group_rows(b)
-    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 2.5 * len(groups) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        len(groups), 1, figsize=(10.5, 2.5 * len(groups) + 0.9), squeeze=False, layout="constrained"
+    )  # fmt: skip (legends fit)
     lab = b.label.values.reshape(-1)
     for ax, (gi, table) in zip(axes[:, 0], groups):
         cell = np.zeros(lab.size, bool)
@@ -147,9 +149,8 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
         )
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     axes[-1, 0].set_xlabel(_label(ds, x_dim) if x_dim else "")
-    fig.suptitle(f"{ds.attrs['name']}: which basin each run reached\n({NOT_MINIMUM_NOTE}; "
-                 "jaxinit.curvature on each basin's lowest-loss runs)", fontsize=10)  # fmt: skip
-    fig.tight_layout()
+    fig.suptitle(f"{ds.attrs['name']}: which basin each run reached\n{NOT_MINIMUM_NOTE},\n"
+                 "by jaxinit.curvature on each basin's lowest-loss runs", fontsize=9)  # fmt: skip
     return fig
 
 
