@@ -21,6 +21,7 @@ rebuilt from ``ds.attrs["spec"]``, one static group (one landscape) at a time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -34,9 +35,9 @@ import xarray as xr
 from jaxinit import curvature, symmetry
 from jaxinit.executors import build_task
 from jaxinit.models import Model, Symmetry, from_spec
-from jaxinit.plan import make_plan
+from jaxinit.plan import coordinates, make_plan
 from jaxinit.spec import Spec
-from jaxinit.stats import wilson
+from jaxinit.stats import rate_interval
 from jaxinit.tasks import Task
 
 DIVERGED = -1  # basin label of diverged or unfinished runs
@@ -98,6 +99,25 @@ def spec_of(ds: xr.Dataset) -> Spec:
     return Spec.from_json(ds.attrs["spec"])
 
 
+def selected_spec(ds: xr.Dataset) -> Spec:
+    """The sweep's spec with the axis values that ``ds`` holds: a Dataset cut with ``isel`` or
+    ``sel`` (one seed, one cell) keeps its spec's full axes in ``attrs``, and its runs are
+    planned from the values left."""
+    spec = spec_of(ds)
+    plan = make_plan(spec, 1)
+    full = coordinates(plan)
+    data, changed = json.loads(spec.to_json()), False
+    for axis in plan.axes:
+        have = [v.item() if hasattr(v, "item") else v for v in ds[axis.dim].values]
+        if have == full[axis.dim]:
+            continue
+        pos = [full[axis.dim].index(v) for v in have]
+        values = [axis.values[i] for i in pos]
+        data["axes"][axis.path] = [list(v) if isinstance(v, tuple) else v for v in values]
+        changed = True
+    return Spec.from_dict(data) if changed else spec
+
+
 def axis_dims(ds: xr.Dataset) -> list[str]:
     return list(json.loads(ds.attrs["axes"]))
 
@@ -134,7 +154,7 @@ def groups(ds: xr.Dataset, which: str = "params", model: Model | None = None) ->
     """Every static group of ``ds`` with its runs' parameters (``which``: params or params0).
 
     ``model`` is needed (only) for a sweep that ran a user model."""
-    spec = spec_of(ds)
+    spec = selected_spec(ds)
     if not any(k.startswith(which + "/") for k in ds.data_vars):
         raise ValueError("the sweep has no saved parameters: set store.save_params = true")
     out = []
@@ -222,6 +242,11 @@ def leader_cluster(
     return label
 
 
+BASIN_COLUMNS = ("group", "label", "basin", "size", "fraction", "ci_lo", "ci_hi", "mean_loss",
+                 "min_loss", "is_global", "reps")  # fmt: skip
+"""The columns of :attr:`Basins.table` (:func:`basin_kinds` adds ``kind`` and ``kind_votes``)."""
+
+
 class Basins(NamedTuple):
     label: xr.DataArray  # basin id per run (axis dims); DIVERGED / UNCONVERGED / UNCLUSTERED
     is_global: xr.DataArray  # the run ended in a global basin of its group
@@ -273,7 +298,10 @@ def _cluster(p: _Prepared, config: BasinConfig, f_tol: float) -> np.ndarray:
 
 
 def find_basins(
-    ds: xr.Dataset, config: BasinConfig | None = None, model: Model | None = None
+    ds: xr.Dataset,
+    config: BasinConfig | None = None,
+    model: Model | None = None,
+    kinds: bool = False,
 ) -> Basins:
     """Cluster every group's endpoints into basins (ids unique across groups).
 
@@ -281,7 +309,8 @@ def find_basins(
     only converged runs are clustered (final gradient norm below ``grad_tol``, or at the lowest
     loss level); unconverged ones are labelled :data:`UNCONVERGED` and counted in ``excluded``.
     A user model is passed as ``model``; without a declared :class:`~jaxinit.models.Symmetry`
-    its basins are found in function space (``notes`` says so).
+    its basins are found in function space (``notes`` says so). With ``kinds`` the table says
+    what each basin's endpoints are (:func:`basin_kinds`: minimum, saddle, plateau …).
     """
     spec0 = spec_of(ds)
     config = config or BasinConfig.from_spec(spec0)
@@ -301,15 +330,16 @@ def find_basins(
         offset += len(new_rows)
         excluded.append(_excluded_row(spec0, g, lab))
     coords = {d: ds[d] for d in dims}
-    return Basins(
+    out = Basins(
         xr.DataArray(label.reshape(shape), coords, dims),
         xr.DataArray(glob.reshape(shape), coords, dims),
-        pd.DataFrame(rows),
+        pd.DataFrame(rows, columns=list(BASIN_COLUMNS)),
         gs,
         pd.DataFrame(excluded),
         sorted(set(notes)),
         config,
     )
+    return basin_kinds(ds, out) if kinds else out
 
 
 def _basin_rows(spec0, g: Group, lab, prep: _Prepared, config: BasinConfig, offset: int):
@@ -321,7 +351,7 @@ def _basin_rows(spec0, g: Group, lab, prep: _Prepared, config: BasinConfig, offs
     rows, is_g_R = [], np.zeros(len(lab), bool)
     for b in ids:
         members = np.flatnonzero(lab == b)
-        lo, hi = wilson(len(members), n)
+        fraction, lo, hi = rate_interval(len(members), n)
         is_g = means[b] <= best + config.loss_tol
         rows.append(
             dict(
@@ -329,7 +359,7 @@ def _basin_rows(spec0, g: Group, lab, prep: _Prepared, config: BasinConfig, offs
                 label=group_label(spec0, g),
                 basin=b + offset,
                 size=len(members),
-                fraction=len(members) / n,
+                fraction=float(fraction),
                 ci_lo=float(lo),
                 ci_hi=float(hi),
                 mean_loss=means[b],
@@ -477,8 +507,7 @@ def restart_stats(
         h = cells.isel(cell=c).values
         lv = losses.isel(cell=c).values
         n, k_hit = h.size, int(h.sum())
-        p = k_hit / n
-        lo, hi = wilson(k_hit, n)
+        p, lo, hi = (float(v) for v in rate_interval(k_hit, n))
         row = {
             d: cells.cell.values[c][i] if len(others) > 1 else cells.cell.values[c]
             for i, d in enumerate(others)
@@ -527,9 +556,9 @@ def spurious_rates(
             return a.sel({dim: v}) if dim else a
 
         n, c, s = int(sel(ds.done).sum()), int(sel(conv).sum()), int(sel(spur).sum())
-        lo, hi = wilson(s, n)
+        rate, lo, hi = rate_interval(s, n)
         sl = sel(ds.final_loss).values[sel(spur).values]
-        rows.append({dim or "cell": v, "runs": n, "converged": c, "spurious": s, "rate": s / max(n, 1),
+        rows.append({dim or "cell": v, "runs": n, "converged": c, "spurious": s, "rate": float(rate),
                      "ci_lo": float(lo), "ci_hi": float(hi),
                      "rate_of_converged": s / max(c, 1),
                      "mean_spurious_loss": float(sl.mean()) if s else np.nan})  # fmt: skip
@@ -539,3 +568,89 @@ def spurious_rates(
 def classify_group(group: Group, **kwargs: Any) -> curvature.Endpoints:
     """:func:`jaxinit.curvature.classify` on one group's endpoints (its loss, trainable mask)."""
     return curvature.classify(group.loss_fn(), group.params_R, group.trainable(), **kwargs)
+
+
+def endpoint_kinds(
+    ds: xr.Dataset, group: Group, pick: np.ndarray, grad_tol: float | None = None
+) -> np.ndarray:
+    """The endpoint kind (index into :data:`jaxinit.curvature.KINDS`) of the runs ``pick``
+    (positions in ``group.run_ids``), by :func:`classify_group`; runs that diverged or did not
+    finish are diverged endpoints. ``grad_tol`` defaults to the spec's ``[basins] grad_tol``.
+
+    The runs are padded to a power of two (copies of the last one), so that a few compiled
+    shapes serve every number of runs, and the answer is kept by content: the basin figures of
+    one report ask for the same classification several times."""
+    grad_tol = grad_tol or BasinConfig.from_spec(spec_of(ds)).grad_tol
+    bad = flat_runs(ds, "diverged") | ~flat_runs(ds, "done")
+    pick = np.asarray(pick, int)
+    if not len(pick):
+        return np.zeros(0, int)
+    padded = np.concatenate([pick, np.full((1 << (len(pick) - 1).bit_length()) - len(pick),
+                                           pick[-1])])  # fmt: skip
+    sub = group._replace(
+        params_R=jax.tree.map(lambda a: a[padded], group.params_R), run_ids=group.run_ids[padded]
+    )
+    digest = hashlib.sha1(group.spec.to_json().encode() + repr(grad_tol).encode())
+    for a in [bad[sub.run_ids], *jax.tree.leaves(sub.params_R)]:
+        digest.update(np.ascontiguousarray(a).tobytes())
+    key = digest.hexdigest()  # the same endpoints of the same landscape: the same answer
+    if key not in _KINDS:
+        if len(_KINDS) >= 64:
+            _KINDS.pop(next(iter(_KINDS)))
+        ends = classify_group(sub, grad_tol=grad_tol, diverged_R=bad[sub.run_ids])
+        _KINDS[key] = np.asarray(ends.kind_R)
+    return _KINDS[key][: len(pick)]
+
+
+_KINDS: dict[str, np.ndarray] = {}  # endpoint_kinds by content
+
+
+def kind_of(kinds_R: Sequence[int]) -> tuple[str, str]:
+    """``(kind, votes)`` of a basin from the kinds of its representative runs (lowest loss
+    first): the most common one (a tie goes to the lowest-loss run's) and the tally,
+    ``"saddle 3/3"`` or ``"escaping 2/3, saddle 1/3"``.
+
+    >>> kind_of([curvature.SADDLE, curvature.MINIMUM, curvature.SADDLE])
+    ('saddle', 'saddle 2/3, minimum 1/3')
+    """
+    kinds_R = [int(k) for k in kinds_R]
+    if not kinds_R:
+        return "unknown", ""
+    count = {k: kinds_R.count(k) for k in dict.fromkeys(kinds_R)}  # in order of loss
+    top = max(count.values())
+    kind = next(k for k in kinds_R if count[k] == top)
+    order = sorted(count, key=lambda k: -count[k])
+    votes = ", ".join(f"{curvature.KINDS[k]} {count[k]}/{len(kinds_R)}" for k in order)
+    return curvature.KINDS[kind], votes
+
+
+def basin_kinds(ds: xr.Dataset, basins: Basins, grad_tol: float | None = None) -> Basins:
+    """``basins`` with two more table columns: ``kind``, what the basin's endpoints are
+    (:data:`jaxinit.curvature.KINDS`: minimum, saddle, plateau, escaping, not_converged, from
+    :func:`jaxinit.curvature.classify` on its representative runs, the ``reps`` column; see
+    :func:`kind_of`), and ``kind_votes``, the tally. A "basin" that is a saddle or plateau is a
+    cluster of runs that stopped at the same critical point, not a minimum. Where the
+    classification fails, ``kind`` is ``"unknown"`` and ``notes`` says why."""
+    table = basins.table.copy()
+    kind = pd.Series("unknown", index=table.index, dtype=object)
+    votes = pd.Series("", index=table.index, dtype=object)
+    notes = list(basins.notes)
+    for g in basins.groups:
+        rows = table[table.group == g.index]
+        if rows.empty:
+            continue
+        pos = {int(r): i for i, r in enumerate(g.run_ids)}
+        pick = np.array([pos[int(r)] for reps in rows.reps for r in reps], int)
+        try:
+            kinds_R = endpoint_kinds(ds, g, pick, grad_tol)
+        except Exception as err:  # e.g. a loss that cannot be evaluated in float64
+            notes.append(f"group {g.index}: endpoint kinds not computed ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})")  # fmt: skip
+            continue
+        start = 0
+        for i, reps in zip(rows.index, rows.reps):
+            kind[i], votes[i] = kind_of(kinds_R[start : start + len(reps)])
+            start += len(reps)
+    table.insert(table.columns.get_loc("size"), "kind", kind)
+    table.insert(table.columns.get_loc("size"), "kind_votes", votes)
+    return basins._replace(table=table, notes=sorted(set(notes)))

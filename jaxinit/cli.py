@@ -30,7 +30,8 @@ examples:
   jaxinit status results/symmetry              runs done per shard, runs/s, ETA, problems
 
 exit status: 0 ok, 2 bad input (spec, override, directory, a full or unwritable disk),
-1 anything else, 130 interrupted.
+3 the report left out a figure or table that failed (the others are written; the
+tracebacks are in the report's errors.log), 1 anything else, 130 interrupted.
 """
 
 
@@ -123,16 +124,35 @@ def _cmd_run(args) -> int:
             print(f"results: {out} (process {p} of {n}; process 0 prints the summary)")
             return 0
         ds = load(out)
-    from jaxinit.report import summarize, write_report  # matplotlib: after training
+    from jaxinit.report import summarize  # matplotlib: after training
 
     print(summarize(ds))
     print(f"results: {out}")
     if args.report and ds.attrs["n_done"]:
-        _use_file_backend()
-        paths = write_report(ds, out / "report")
-        print("figures: " + ", ".join(str(p) for p in paths))
+        return _report(ds, out / "report", "figures: ")
     elif args.report:
         print("figures: none (no finished runs in this shard's directory yet)")
+    return 0
+
+
+REPORT_FAILED = 3
+"""Exit status of a report that left out a figure or table that failed (the rest is written)."""
+
+
+def _report(ds, out: Path, prefix: str = "", sep: str = ", ") -> int:
+    """Write the report into ``out``: the files written on stdout, one line per figure that
+    failed on stderr (its traceback in ``out/errors.log``); exit status 0 or REPORT_FAILED."""
+    from jaxinit.report import draw_report
+
+    _use_file_backend()
+    rep = draw_report(ds, out)
+    print(prefix + sep.join(str(p) for p in rep.paths))
+    for f in rep.failed:
+        print(f"jaxinit: error: {f.name} not written: {f.cause}", file=sys.stderr)
+    if rep.failed:
+        print(f"jaxinit: {len(rep.failed)} part(s) of the report failed; tracebacks in "
+              f"{rep.log}", file=sys.stderr)  # fmt: skip
+        return REPORT_FAILED
     return 0
 
 
@@ -146,7 +166,6 @@ def _devices() -> str:
 
 def _cmd_probe(args, spec) -> int:
     from jaxinit import probes
-    from jaxinit.report import write_report
 
     probes.refuse_sharding(args.shard, args.chunk_size)
     if _distributed_asked(args):
@@ -162,9 +181,7 @@ def _cmd_probe(args, spec) -> int:
     print(probes.summarize(ds, title=False))  # the size line is on stderr already
     print(f"results: {out} ({ds.attrs.get('seconds', 0):.1f} s)")
     if args.report:
-        _use_file_backend()
-        paths = write_report(ds, out / "report")
-        print("figures: " + ", ".join(str(p) for p in paths))
+        return _report(ds, out / "report", "figures: ")
     return 0
 
 
@@ -214,7 +231,6 @@ def _cmd_status(args) -> int:
 
 def _cmd_report(args) -> int:
     from jaxinit import probes
-    from jaxinit.report import write_report
     from jaxinit.results import load
 
     with warnings.catch_warnings(record=True) as caught:
@@ -227,11 +243,7 @@ def _cmd_report(args) -> int:
         )
     for w in caught:
         print(f"jaxinit: warning: {w.message}", file=sys.stderr)
-    _use_file_backend()
-    paths = write_report(ds, args.out or Path(args.dir) / "report")
-    for p in paths:
-        print(p)
-    return 0
+    return _report(ds, Path(args.out or Path(args.dir) / "report"), sep="\n")
 
 
 def _cmd_list(args) -> int:
@@ -276,7 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true",
                    help="validate, plan and print the sweep's size; compile and write nothing")  # fmt: skip
     r.set_defaults(fn=_cmd_run)
-    rep = sub.add_parser("report", help="write figures and a text summary of a sweep directory")
+    rep = sub.add_parser("report", help="write figures and a text summary of a sweep directory",
+                         description="Write the spec's figures, their tables and summary.txt. "
+                         "A figure that fails is named on one line and left out, the others are "
+                         "written, its traceback goes to errors.log in the report folder, and "
+                         f"the exit status is {REPORT_FAILED}.")  # fmt: skip
     rep.add_argument("dir")
     rep.add_argument("--out", help="where to write (default: DIR/report)")
     rep.set_defaults(fn=_cmd_report)

@@ -1,9 +1,17 @@
-"""``jaxinit report``: a sweep's figures as PNG files and a short text summary."""
+"""``jaxinit report``: a sweep's figures as PNG files and a short text summary.
+
+A report writes every figure and table it can: one that fails (an edge case of the data that a
+figure does not handle) is recorded as a :class:`Failure`, its traceback goes to
+``errors.log`` in the report folder, and the others are still written (:func:`draw_report`).
+"""
 
 from __future__ import annotations
 
 import json
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -51,11 +59,51 @@ def summarize(ds: xr.Dataset, max_rows: int = 16) -> str:
     return "\n".join(rows)
 
 
-def write_report(ds: xr.Dataset, out: str | Path) -> list[Path]:
-    """Draw the spec's ``report`` figures (or the defaults) into ``out`` and write ``summary.txt``."""
+class Failure(NamedTuple):
+    """A figure or table that could not be drawn."""
+
+    name: str  # "basin_sizes", or a table: "table basins", "summary"
+    cause: str  # one line: "ValueError: 'yerr' must not contain negative values"
+    trace: str  # the full traceback (what errors.log holds)
+
+
+class Report(NamedTuple):
+    """What :func:`draw_report` wrote, and what it could not."""
+
+    paths: list[Path]  # the files written: PNGs, table CSV/TXT, summary.txt
+    failed: list[Failure]  # empty when everything was drawn
+    log: Path | None  # errors.log with the failures' tracebacks (None: nothing failed)
+
+
+ERRORS_LOG = "errors.log"
+"""The file in the report folder that holds the tracebacks of the figures that failed."""
+
+
+def _failure(name: str, err: BaseException) -> Failure:
+    text = str(err).strip().splitlines()
+    cause = f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+    return Failure(name, cause if len(cause) <= 200 else cause[:199] + "…", traceback.format_exc())
+
+
+def _attempt(name: str, fn: Callable[[], Any], failed: list[Failure] | None) -> Any:
+    """``fn()``; with a ``failed`` list, an exception is recorded there (None returned) instead
+    of raised."""
+    if failed is None:
+        return fn()
+    try:
+        return fn()
+    except Exception as err:  # any figure bug: recorded, the report goes on
+        failed.append(_failure(name, err))
+        return None
+
+
+def draw_report(ds: xr.Dataset, out: str | Path) -> Report:
+    """Draw the spec's ``report`` figures (or the defaults) into ``out``, each figure's table as
+    CSV and text, and ``summary.txt``. A figure or table that raises is left out and recorded
+    (:attr:`Report.failed`, tracebacks in ``out/errors.log``); everything else is written."""
     import matplotlib.pyplot as plt
 
-    from jaxinit.plots import TABLES
+    from jaxinit.plots import TABLES, NothingToDraw, note_figure
     from jaxinit.store import claim_outputs, record_outputs
 
     out = Path(out)
@@ -63,23 +111,57 @@ def write_report(ds: xr.Dataset, out: str | Path) -> list[Path]:
     files = [f"{n}.png" for n in names] + [
         f"{n}.{x}" for n in names if n in TABLES for x in ("csv", "txt")
     ]
-    claim_outputs(out, [*files, "summary.txt"])  # never over a file jaxinit did not write
-    paths = []
+    # Never over a file jaxinit did not write; errors.log, when claimed, is ours to replace.
+    claim_outputs(out, [*files, "summary.txt", ERRORS_LOG])
+    (out / ERRORS_LOG).unlink(missing_ok=True)  # a log of an earlier report is stale
+    paths: list[Path] = []
+    failed: list[Failure] = []
+
+    def draw(name: str) -> Path:
+        before = set(plt.get_fignums())
+        try:
+            try:
+                fig = FIGURES[name](ds)
+            except NothingToDraw as why:  # the data has nothing for it: the figure says so
+                fig = note_figure(name, ds, str(why))
+            fig.savefig(out / f"{name}.png", dpi=110)
+        finally:  # also a half-drawn figure: no figure left open
+            for num in set(plt.get_fignums()) - before:
+                plt.close(num)
+        return out / f"{name}.png"
+
+    def table(name: str) -> list[Path]:
+        tab = TABLES[name](ds)
+        tab.to_csv(out / f"{name}.csv", index=False)
+        (out / f"{name}.txt").write_text(tab.to_string(index=False) + "\n")
+        return [out / f"{name}.csv", out / f"{name}.txt"]
+
     for name in names:
-        fig = FIGURES[name](ds)
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        path = _attempt(name, lambda name=name: draw(name), failed)
+        paths += [path] if path else []
     for name in names:  # a figure's numbers, as CSV and as a text table (e.g. magic_numbers)
         if name in TABLES:
-            tab = TABLES[name](ds)
-            tab.to_csv(out / f"{name}.csv", index=False)
-            (out / f"{name}.txt").write_text(tab.to_string(index=False) + "\n")
-            paths += [out / f"{name}.csv", out / f"{name}.txt"]
-    (out / "summary.txt").write_text(full_summary(ds, names) + "\n")
-    record_outputs(out, [*paths, out / "summary.txt"])
-    return [*paths, out / "summary.txt"]
+            paths += _attempt(f"table {name}", lambda name=name: table(name), failed) or []
+    summary = full_summary(ds, names, failed)
+    (out / "summary.txt").write_text(summary + "\n")
+    paths.append(out / "summary.txt")
+    log = None
+    if failed:
+        log = out / ERRORS_LOG
+        log.write_text("".join(f"== {f.name}: {f.cause}\n{f.trace}\n" for f in failed))
+    record_outputs(out, [*paths, *([log] if log else [])])
+    return Report(paths, failed, log)
+
+
+def write_report(ds: xr.Dataset, out: str | Path) -> list[Path]:
+    """:func:`draw_report`, returning the files written; each figure that failed is a warning
+    (one line: the figure and the cause; the traceback is in ``out/errors.log``)."""
+    import warnings
+
+    rep = draw_report(ds, out)
+    for f in rep.failed:
+        warnings.warn(f"{f.name} was not drawn: {f.cause} (traceback in {rep.log})", stacklevel=2)
+    return rep.paths
 
 
 # -- every analysis table of a sweep, for summary.txt --------------------------------------------
@@ -95,117 +177,133 @@ def curvature_kinds(
     """Per static group, how many endpoints are minima, saddles, plateaus … (:func:`jaxinit.
     curvature.classify`: float64 Hessian, drift check) over at most ``max_runs`` evenly spaced
     runs; ``grad_tol`` defaults to the spec's ``[basins] grad_tol``."""
-    import jax
-
     from jaxinit import basins
     from jaxinit.curvature import KINDS
 
-    grad_tol = grad_tol or basins.BasinConfig.from_spec(basins.spec_of(ds)).grad_tol
-    diverged = basins.flat_runs(ds, "diverged") | ~basins.flat_runs(ds, "done")
     rows = []
     for g in basins.groups(ds):
         n = len(g.run_ids)
         pick = np.unique(np.linspace(0, n - 1, min(n, max_runs)).round().astype(int))
-        sub = g._replace(
-            params_R=jax.tree.map(lambda a, pick=pick: a[pick], g.params_R), run_ids=g.run_ids[pick]
-        )
-        ends = basins.classify_group(sub, grad_tol=grad_tol, diverged_R=diverged[sub.run_ids])
-        kinds = np.bincount(ends.kind_R, minlength=len(KINDS))
+        kinds = np.bincount(basins.endpoint_kinds(ds, g, pick, grad_tol), minlength=len(KINDS))
         rows.append({"group": basins.group_label(ds, g), "classified": len(pick),
                      **dict(zip(KINDS, kinds.tolist()))})  # fmt: skip
     return pd.DataFrame(rows)
 
 
+def _basin_tables(ds: xr.Dataset, names: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """Basins, runs left out of them, basin counts vs ``f_tol``, barriers and restarts."""
+    from jaxinit import basins
+
+    out: list[tuple[str, pd.DataFrame]] = []
+    b = basins.find_basins(ds, kinds=True)
+    cols = [
+        "label",
+        "basin",
+        "kind",
+        "kind_votes",
+        "size",
+        "fraction",
+        "ci_lo",
+        "ci_hi",
+        "mean_loss",
+        "min_loss",
+        "is_global",
+    ]
+    out.append((f"Basins of the converged runs, per group (kind: what the basin's representative "
+                f"runs end at, jaxinit.curvature: a saddle or plateau is not a minimum; fraction "
+                f"of the group's clustered runs, 95% Wilson interval; global: mean loss within {b.config.loss_tol:g} of the "
+                f"group's lowest; same function: RMS output distance < f_tol = {b.config.f_tol:g})",
+                b.table[[c for c in cols if c in b.table]]))  # fmt: skip
+    out.append(("Runs not in a basin, per group (unconverged: |∇L| ≥ grad_tol above the lowest "
+                "loss)", b.excluded.drop(columns="group")))  # fmt: skip
+    sens = basins.f_tol_sensitivity(ds, b.config)
+    out.append(("Number of basins vs the clustering tolerance f_tol (a count that moves with "
+                "f_tol is a property of the tolerance, not of the landscape)",
+                sens.pivot(index="label", columns="f_tol", values="basins").reset_index()))  # fmt: skip
+    if "barrier_matrix" in names:
+        for gi, table in list(b.table.groupby("group", sort=True))[:4]:
+            ids, mat = basins.barrier_matrix(b, gi)
+            star = {int(r.basin): "*" if r.is_global else "" for r in table.itertuples()}
+            keys = [f"{i}{star[int(i)]}" for i in ids]
+            out.append((f"Loss barriers between basins (* global; diagonal: two runs of the "
+                        f"same basin), {table.label.iloc[0]}",
+                        pd.DataFrame(mat, index=keys, columns=keys).reset_index(names="basin")))  # fmt: skip
+    if "restarts" in names:
+        out.append(("Random restarts: P(a run ends in a global basin), best of k, restarts "
+                    "needed for 99% (k_needed, with the interval that p's implies)",
+                    basins.restart_stats(ds, b)))  # fmt: skip
+    if b.notes:
+        out.append(("Notes of the basin analysis", pd.DataFrame({"note": b.notes})))
+    return out
+
+
+def _optima_tables(ds: xr.Dataset) -> list[tuple[str, pd.DataFrame]]:
+    """k-means / EM restarts (:mod:`jaxinit.restarts`): distinct optima and best of r."""
+    from jaxinit import restarts
+
+    opt = restarts.find_optima(ds)
+    return [("Restarts per cell: distinct optima of the converged runs (modulo relabelling), "
+             "P(a run reaches the global optimum) with its 95% Wilson interval, the global "
+             "loss and the loss reached from the generating partition (ref_loss)", opt.summary),
+            ("Distinct optima per cell (fraction of the cell's runs; distance_to_global in "
+             "units of the data's spread)", opt.table),
+            ("Best of r restarts: measured on disjoint blocks of r seeds (emp, Wilson "
+             "interval) and 1 - (1 - p)^r (formula)", restarts.best_of_k(ds, opt))]  # fmt: skip
+
+
+def _threshold_tables(ds: xr.Dataset, names: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    from jaxinit import plots
+
+    out = [("Time to threshold: median steps (inf: fewer than half the runs get there) and the "
+            "fraction that gets there", plots.time_to_threshold_table(ds))]  # fmt: skip
+    if "magic_numbers" not in getattr(plots, "TABLES", {}):
+        out.append(("Best init scale and the band within 2× of its median time (scales where "
+                    "≥ 90% reach the threshold)", plots.best_scale_bands(ds)))  # fmt: skip
+    return out
+
+
 def analysis_tables(
-    ds: xr.Dataset, names: list[str] | None = None
+    ds: xr.Dataset, names: list[str] | None = None, failed: list[Failure] | None = None
 ) -> list[tuple[str, pd.DataFrame]]:
     """``(title, table)`` for every analysis table behind the sweep's figures (``names``, by
-    default the spec's ``report`` list): basins, runs left out of them, basin counts vs ``f_tol``,
-    barriers, restarts and endpoint kinds for basin figures; spurious rates; time to threshold
-    and the best scale bands; and every figure's own table in :data:`jaxinit.plots.TABLES`."""
+    default the spec's ``report`` list): basins (with each basin's endpoint kind), runs left out
+    of them, basin counts vs ``f_tol``, barriers, restarts and endpoint kinds for basin figures;
+    spurious rates; time to threshold and the best scale bands; and every figure's own table in
+    :data:`jaxinit.plots.TABLES`. With a ``failed`` list, a part that raises is recorded there
+    (:class:`Failure`) and the other tables are still returned."""
     from jaxinit import plots
 
     spec = json.loads(ds.attrs["spec"])
     names = list(names if names is not None else (spec.get("report") or DEFAULT_FIGURES))
-    out: list[tuple[str, pd.DataFrame]] = []
     tables = getattr(plots, "TABLES", {})
     if ds.attrs.get("kind") is not None:  # a probe sweep: random nets at init, no training
-        return [(f"Table of the {n} figure", tables[n](ds)) for n in names if n in tables]
-    if any(k.startswith("params/") for k in ds.data_vars) and BASIN_FIGURES & set(names):
-        from jaxinit import basins
-
-        b = basins.find_basins(ds)
-        cols = [
-            "label",
-            "basin",
-            "size",
-            "fraction",
-            "ci_lo",
-            "ci_hi",
-            "mean_loss",
-            "min_loss",
-            "is_global",
-        ]
-        out.append((f"Basins of the converged runs, per group (fraction of the group's clustered runs, "
-                    f"95% Wilson interval; global: mean loss within {b.config.loss_tol:g} of the "
-                    f"group's lowest; same function: RMS output distance < f_tol = {b.config.f_tol:g})",
-                    b.table[[c for c in cols if c in b.table]]))  # fmt: skip
-        out.append(("Runs not in a basin, per group (unconverged: |∇L| ≥ grad_tol above the lowest "
-                    "loss)", b.excluded.drop(columns="group")))  # fmt: skip
-        sens = basins.f_tol_sensitivity(ds, b.config)
-        out.append(("Number of basins vs the clustering tolerance f_tol (a count that moves with "
-                    "f_tol is a property of the tolerance, not of the landscape)",
-                    sens.pivot(index="label", columns="f_tol", values="basins").reset_index()))  # fmt: skip
-        if "barrier_matrix" in names:
-            for gi, table in list(b.table.groupby("group", sort=True))[:4]:
-                ids, mat = basins.barrier_matrix(b, gi)
-                star = {int(r.basin): "*" if r.is_global else "" for r in table.itertuples()}
-                keys = [f"{i}{star[int(i)]}" for i in ids]
-                out.append((f"Loss barriers between basins (* global; diagonal: two runs of the "
-                            f"same basin), {table.label.iloc[0]}",
-                            pd.DataFrame(mat, index=keys, columns=keys).reset_index(names="basin")))  # fmt: skip
-        if "restarts" in names:
-            out.append(("Random restarts: P(a run ends in a global basin), best of k, restarts "
-                        "needed for 99% (k_needed, with the interval that p's implies)",
-                        basins.restart_stats(ds, b)))  # fmt: skip
-        if b.notes:
-            out.append(("Notes of the basin analysis", pd.DataFrame({"note": b.notes})))
-    if spec.get("algorithm", {}).get("name", "gradient") != "gradient" and any(
-        k.startswith("params/") for k in ds.data_vars
-    ):  # k-means / EM restarts (jaxinit.restarts)
-        from jaxinit import restarts
-
-        opt = restarts.find_optima(ds)
-        out.append(("Restarts per cell: distinct optima of the converged runs (modulo relabelling), "
-                    "P(a run reaches the global optimum) with its 95% Wilson interval, the global "
-                    "loss and the loss reached from the generating partition (ref_loss)",
-                    opt.summary))  # fmt: skip
-        out.append(("Distinct optima per cell (fraction of the cell's runs; distance_to_global in "
-                    "units of the data's spread)", opt.table))  # fmt: skip
-        out.append(("Best of r restarts: measured on disjoint blocks of r seeds (emp, Wilson "
-                    "interval) and 1 - (1 - p)^r (formula)", restarts.best_of_k(ds, opt)))  # fmt: skip
+        parts = [(f"table {n}", lambda n=n: [(f"Table of the {n} figure", tables[n](ds))])
+                 for n in names if n in tables]  # fmt: skip
+        return [t for name, fn in parts for t in (_attempt(name, fn, failed) or [])]
+    with_params = any(k.startswith("params/") for k in ds.data_vars)
+    parts: list[tuple[str, Callable[[], list]]] = []
+    if with_params and BASIN_FIGURES & set(names):
+        parts.append(("basin tables", lambda: _basin_tables(ds, names)))
+    if spec.get("algorithm", {}).get("name", "gradient") != "gradient" and with_params:
+        parts.append(("restart tables", lambda: _optima_tables(ds)))
     if "spurious_rate" in names:
         from jaxinit.basins import spurious_rates
 
-        out.append(("Spurious minima: converged runs with loss > 1e-3 (rate over all runs, 95% "
-                    "Wilson interval)", spurious_rates(ds)))  # fmt: skip
-    if any(k.startswith("params/") for k in ds.data_vars) and (
-        BASIN_FIGURES | {"spurious_rate"}
-    ) & set(names):
-        out.append(("Endpoint kinds (float64 Hessian and drift check, jaxinit.curvature; at most "
-                    "256 evenly spaced runs per group)", curvature_kinds(ds)))  # fmt: skip
-    if {"time_to_threshold", "scale_sweep", "magic_numbers"} & set(
-        names
-    ) and "time_to_threshold" in ds:
-        out.append(("Time to threshold: median steps (inf: fewer than half the runs get there) "
-                    "and the fraction that gets there", plots.time_to_threshold_table(ds)))  # fmt: skip
-        if "magic_numbers" not in tables:
-            out.append(("Best init scale and the band within 2× of its median time (scales where "
-                        "≥ 90% reach the threshold)", plots.best_scale_bands(ds)))  # fmt: skip
-    for name in names:
-        if name in tables:
-            out.append((f"Table of the {name} figure", tables[name](ds)))
-    return out
+        parts.append(("spurious-rate table", lambda: [(
+            "Spurious minima: converged runs with loss > 1e-3 (rate over all runs, 95% Wilson "
+            "interval)", spurious_rates(ds))]))  # fmt: skip
+    if with_params and (BASIN_FIGURES | {"spurious_rate"}) & set(names):
+        parts.append(("endpoint-kind table", lambda: [(
+            "Endpoint kinds (float64 Hessian and drift check, jaxinit.curvature; at most 256 "
+            "evenly spaced runs per group)", curvature_kinds(ds))]))  # fmt: skip
+    if {"time_to_threshold", "scale_sweep", "magic_numbers"} & set(names) and (
+        "time_to_threshold" in ds
+    ):
+        parts.append(("time-to-threshold tables", lambda: _threshold_tables(ds, names)))
+    for n in names:
+        if n in tables:
+            parts.append((f"table {n}", lambda n=n: [(f"Table of the {n} figure", tables[n](ds))]))
+    return [t for name, fn in parts for t in (_attempt(name, fn, failed) or [])]
 
 
 def _text_table(df: pd.DataFrame) -> str:
@@ -215,10 +313,18 @@ def _text_table(df: pd.DataFrame) -> str:
         return df.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
-def full_summary(ds: xr.Dataset, names: list[str] | None = None) -> str:
+def full_summary(
+    ds: xr.Dataset, names: list[str] | None = None, failed: list[Failure] | None = None
+) -> str:
     """:func:`summarize` followed by every table of :func:`analysis_tables`: what
-    ``summary.txt`` holds."""
-    parts = [summarize(ds)]
-    for title, table in analysis_tables(ds, names):
+    ``summary.txt`` holds. With a ``failed`` list, a part that raises is recorded there and
+    named at the end of the text (with any failures already in it); the rest is still
+    written."""
+    head = _attempt("summary", lambda: summarize(ds), failed)
+    parts = [head if head is not None else f"{ds.attrs.get('name', 'sweep')}: (no summary)"]
+    for title, table in analysis_tables(ds, names, failed):
         parts.append(f"{title}\n{_text_table(table)}")
+    if failed:  # the figures that failed before, too
+        parts.append("Not written (tracebacks in errors.log):\n" + "\n".join(
+            f"  {f.name}: {f.cause}" for f in failed))  # fmt: skip
     return "\n\n".join(parts)

@@ -38,7 +38,7 @@ from scipy.optimize import linear_sum_assignment
 
 from jaxinit.algorithms import ALGORITHMS, describe, from_partition, has_labels
 from jaxinit.spec import Spec
-from jaxinit.stats import wilson
+from jaxinit.stats import rate_interval
 from jaxinit.tasks import TASKS, Task
 
 __all__ = ["Optima", "find_optima", "best_of_k", "match", "cells", "restart_table"]
@@ -170,13 +170,18 @@ def _find_optima(ds: xr.Dataset, x_tol: float, loss_rtol: float) -> Optima:
         else:
             best = int(np.nanargmin(cand_loss))
             g_loss, g_comp = cand_loss[best], cand_comp[best]
-        dist = np.array([match(c, g_comp)[1] if g_comp is not None else np.inf for c in comps])
+        dist = np.array(
+            [
+                match(c, g_comp)[1] if g_comp is not None and np.isfinite(c).all() else np.inf
+                for c in comps
+            ]
+        )  # fmt: skip  (unfinished runs: NaN)
         hit = finite & (loss <= g_loss + loss_rtol * abs(g_loss)) & (dist <= tol)
         n, k_hit = int(sub.done.values.sum()), int(hit.sum())
-        lo, hi = wilson(k_hit, n)
+        p, lo, hi = rate_interval(k_hit, n)
         rows.append({**cell, "n": n, "converged": int(ok.sum()),
                      "diverged": int((sub.done.values & sub.diverged.values).sum()),
-                     "n_optima": n_opt, "p_global": k_hit / max(n, 1), "p_lo": float(lo),
+                     "n_optima": n_opt, "p_global": float(p), "p_lo": float(lo),
                      "p_hi": float(hi), "global_loss": g_loss, "ref_loss": ref_loss,
                      "ref_is_global": bool(np.isfinite(ref_loss)
                                            and ref_loss <= g_loss + loss_rtol * abs(g_loss))})  # fmt: skip
@@ -213,9 +218,9 @@ def best_of_k(
             blocks = n_seed // k
             lb = loss[: blocks * k].reshape(blocks, k)
             won = hit[: blocks * k].reshape(blocks, k)[np.arange(blocks), np.argmin(lb, 1)]
-            elo, ehi = wilson(int(won.sum()), blocks)
+            emp, elo, ehi = rate_interval(int(won.sum()), blocks)
             p, lo, hi = srow.p_global, srow.p_lo, srow.p_hi
-            rows.append({**cell, "restarts": k, "blocks": blocks, "emp": float(won.mean()),
+            rows.append({**cell, "restarts": k, "blocks": blocks, "emp": float(emp),
                          "emp_lo": float(elo), "emp_hi": float(ehi),
                          "formula": 1 - (1 - p) ** k, "formula_lo": 1 - (1 - lo) ** k,
                          "formula_hi": 1 - (1 - hi) ** k})  # fmt: skip

@@ -17,6 +17,8 @@ from jaxinit.plots.names import DEFAULT_FIGURES, FIGURE_NAMES
 # Public name -> the submodule that defines it (loaded on first access, see __getattr__).
 _LAZY = {
     "FIGURES": "core",
+    "NothingToDraw": "core",
+    "note_figure": "core",
     "sweep_dims": "core",
     "wilson": "core",
     "best_scale_bands": "init_figures",
@@ -51,6 +53,7 @@ __all__ = [
     "DEFAULT_FIGURES",
     "FIGURES",
     "FIGURE_NAMES",
+    "NothingToDraw",
     "TABLES",
     "basin_figures",
     "best_scale_bands",
@@ -59,6 +62,7 @@ __all__ = [
     "diag_linear_beta",
     "init_figures",
     "magic_numbers_table",
+    "note_figure",
     "phase_diagram_table",
     "restart_figures",
     "sweep_dims",

@@ -19,13 +19,16 @@ import xarray as xr
 
 from jaxinit.plots.core import (
     FIGURES,
+    NothingToDraw,
     _is_log,
     _label,
     _pool,
     distinct_colors,
+    require_done,
     sweep_dims,
     threshold_of,
 )
+from jaxinit.stats import error_bars
 
 
 def _basin_colors(table) -> dict[int, tuple]:
@@ -40,7 +43,17 @@ def _basin_colors(table) -> dict[int, tuple]:
 
 
 def _group_rows(basins, max_groups: int = 8):
-    return list(basins.table.groupby("group", sort=True))[:max_groups]
+    """``[(group index, its basins' table rows)]``; :class:`NothingToDraw` when no run of any
+    group converged into a basin (all diverged, unfinished or still moving)."""
+    rows = list(basins.table.groupby("group", sort=True))[:max_groups]
+    if not rows:
+        ex = basins.excluded
+        raise NothingToDraw(
+            "no run converged into a basin: "
+            + (f"{int(ex.diverged_or_unfinished.sum())} diverged or unfinished, "
+               f"{int(ex.unconverged.sum())} still moving" if len(ex) else "no runs")
+        )  # fmt: skip
+    return rows
 
 
 def _x_dim(ds: xr.Dataset) -> str | None:
@@ -57,8 +70,32 @@ def _shown_basins(table, n: int = 9) -> tuple[list, list]:
     return list(top.sort_values("mean_loss").itertuples()), rest
 
 
+KIND_HATCH = {"saddle": "xx", "plateau": "..", "escaping": "/", "not_converged": "\\"}
+"""Hatch of a basin whose endpoints are not minima, by kind (:data:`jaxinit.curvature.KINDS`);
+minima (and kinds not known) are plain."""
+NOT_MINIMUM_NOTE = (
+    "hatched: not a minimum (xx saddle, .. plateau, / escaping: a minimum at infinity, "
+    "\\ still moving)"
+)
+
+
+def _kind_text(row) -> str:
+    """What a basin's endpoints are: ``"saddle"``, or the tally when its runs disagree."""
+    kind = getattr(row, "kind", "unknown")
+    if kind == "unknown":
+        return "kind unknown"
+    votes = getattr(row, "kind_votes", "")
+    text = votes if votes and "," in votes else kind
+    return text.replace("not_converged", "still moving")
+
+
+def _hatch(row) -> str | None:
+    return KIND_HATCH.get(getattr(row, "kind", "unknown"))
+
+
 def _basin_name(row) -> str:
-    return f"basin {row.basin}: loss {row.mean_loss:.3g}" + (" (global)" if row.is_global else "")
+    glob = " (global)" if row.is_global else ""
+    return f"basin {row.basin}: loss {row.mean_loss:.3g}{glob}, {_kind_text(row)}"
 
 
 def _group_runs(b, gi: int) -> np.ndarray:
@@ -70,10 +107,12 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
     per static group; global basins green, the nine largest named, the rest pooled in grey."""
     from jaxinit.basins import DIVERGED, UNCLUSTERED, UNCONVERGED, find_basins
 
-    b = find_basins(ds)
+    b = find_basins(ds, kinds=True)
     x_dim = _x_dim(ds)
     groups = _group_rows(b)
-    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 2.5 * len(groups) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        len(groups), 1, figsize=(10.5, 2.5 * len(groups) + 0.9), squeeze=False, layout="constrained"
+    )  # fmt: skip (legends fit)
     lab = b.label.values.reshape(-1)
     for ax, (gi, table) in zip(axes[:, 0], groups):
         cell = np.zeros(lab.size, bool)
@@ -83,25 +122,19 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
         total = in_group.sum(keep).values.reshape(-1)
         shown, rest = _shown_basins(table)
         colors = _basin_colors(table)
-        series = [(_basin_name(r), [r.basin], colors[r.basin]) for r in shown]
-        series += [(f"{len(rest)} other basins", rest, "0.75"), ("diverged", [DIVERGED], "0.3")]
-        series += [("unconverged (not in a basin)", [UNCONVERGED], "0.6")]
-        series += [("unclustered", [UNCLUSTERED], "0.9")]
+        series = [(_basin_name(r), [r.basin], colors[r.basin], _hatch(r)) for r in shown]
+        series += [(f"{len(rest)} other basins", rest, "0.75", None)]
+        series += [("diverged", [DIVERGED], "0.3", None)]
+        series += [("unconverged (not in a basin)", [UNCONVERGED], "0.6", None)]
+        series += [("unclustered", [UNCLUSTERED], "0.9", None)]
         xs = list(ds[x_dim].values) if x_dim else [None]
         bottom = np.zeros(len(xs))
-        for name, ids, color in series:
+        for name, ids, color, hatch in series:
             hit = b.label.isin(ids) & in_group
             frac = hit.sum(keep).values.reshape(-1) / np.maximum(total, 1)
             if frac.any():
-                ax.bar(
-                    range(len(xs)),
-                    frac,
-                    bottom=bottom,
-                    color=color,
-                    label=name,
-                    edgecolor="white",
-                    lw=0.3,
-                )
+                ax.bar(range(len(xs)), frac, bottom=bottom, color=color, label=name, hatch=hatch,
+                       edgecolor="0.2" if hatch else "white", lw=0.3)  # fmt: skip
                 bottom += frac
         ax.set_xticks(range(len(xs)), [f"{x:.3g}" if x is not None else "all" for x in xs])
         ax.set_ylabel("fraction of runs")
@@ -116,8 +149,8 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
         )
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     axes[-1, 0].set_xlabel(_label(ds, x_dim) if x_dim else "")
-    fig.suptitle(f"{ds.attrs['name']}: which basin each run reached")
-    fig.tight_layout()
+    fig.suptitle(f"{ds.attrs['name']}: which basin each run reached\n{NOT_MINIMUM_NOTE},\n"
+                 "by jaxinit.curvature on each basin's lowest-loss runs", fontsize=9)  # fmt: skip
     return fig
 
 
@@ -126,7 +159,7 @@ def basin_loss_hist(ds: xr.Dataset) -> plt.Figure:
     grey), one panel per group."""
     from jaxinit.basins import find_basins, flat_runs
 
-    b = find_basins(ds)
+    b = find_basins(ds, kinds=True)
     groups = _group_rows(b)
     loss = np.log10(np.maximum(flat_runs(ds, "final_loss").astype(float), 1e-12))
     lab = b.label.values.reshape(-1)
@@ -141,20 +174,28 @@ def basin_loss_hist(ds: xr.Dataset) -> plt.Figure:
         colors = _basin_colors(table)
         data = [loss[runs][lab[runs] == r.basin] for r in shown]
         colours = [colors[r.basin] for r in shown]
-        names = [f"{r.basin}" + ("*" if r.is_global else "") + f" ({r.size})" for r in shown]
+        names = [f"{r.basin}" + ("*" if r.is_global else "") + f" ({r.size}) {_kind_text(r)}"
+                 for r in shown]  # fmt: skip
+        hatches = [_hatch(r) for r in shown]
         if rest:
             data.append(loss[runs][np.isin(lab[runs], rest)])
             colours.append("0.75")
             names.append(f"{len(rest)} others")
-        ax.hist(data, edges, stacked=True, color=colours, label=names)
+            hatches.append(None)
+        _, _, bars = ax.hist(data, edges, stacked=True, color=colours, label=names)
+        for container, hatch in zip(bars if len(data) > 1 else [bars], hatches):
+            for patch in container if hatch else []:
+                patch.set_hatch(hatch)
+                patch.set_edgecolor("0.2")
         ax.set_yscale("log")
         ax.set_xlabel("log10 final loss")
         ax.set_ylabel("runs")
         ax.set_title(table.label.iloc[0], fontsize=9)
-        ax.legend(title="basin (* global) (runs)", fontsize=7, title_fontsize=7, ncol=2)
+        ax.legend(title="basin (* global) (runs) kind", fontsize=7, title_fontsize=7, ncol=2)
     for ax in axes.ravel()[len(groups) :]:
         ax.axis("off")
-    fig.suptitle(f"{ds.attrs['name']}: final loss of the converged runs, stacked by basin")
+    fig.suptitle(f"{ds.attrs['name']}: final loss of the converged runs, stacked by basin\n"
+                 f"({NOT_MINIMUM_NOTE})", fontsize=10)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -238,7 +279,7 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
         # no traced axis: each cell at its own position, named on the axis (not all at x = 0)
         xs = rows[x_dim].to_numpy() if x_dim else np.full(len(rows), float(i))
         color = palette[i]
-        ax0.errorbar(xs, rows.p_global, yerr=[rows.p_global - rows.p_lo, rows.p_hi - rows.p_global],
+        ax0.errorbar(xs, rows.p_global, yerr=error_bars(rows.p_global, rows.p_lo, rows.p_hi),
                      marker="o", ms=3, capsize=2, color=color, label=name)  # fmt: skip
         k = rows.k_needed.replace(np.inf, np.nan)
         ax1.plot(xs, k, "o-", ms=3, color=color, label=name)
@@ -257,7 +298,11 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
         ax.set_xlabel(_label(ds, x_dim) if x_dim else "")
     ax0.set_ylim(-0.02, 1.02)
     ax0.set_ylabel("P(run ends in a global basin), 95% CI")
-    ax1.set_yscale("log")
+    if np.isfinite(stats.k_needed.to_numpy(float)).any():
+        ax1.set_yscale("log")
+    else:  # no cell has a run in a global basin: every k is infinite
+        ax1.text(0.5, 0.5, "no run ended in a global basin:\nno number of restarts is enough",
+                 ha="center", va="center", transform=ax1.transAxes, fontsize=9)  # fmt: skip
     ax1.set_ylabel("restarts for 99% success (band: from the CI)")
     ax0.legend(fontsize=6)
     fig.suptitle(f"{ds.attrs['name']}: how many random restarts does it take?")
@@ -268,7 +313,10 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
 def _map_dims(ds: xr.Dataset) -> tuple[str, str]:
     dims = [d for d in sweep_dims(ds) if ds.sizes[d] > 2]
     if len(dims) < 2:
-        raise ValueError("a map needs two axes with more than two values each")
+        raise NothingToDraw(
+            "a map needs two axes with more than two values each; this sweep has "
+            + (", ".join(f"{_label(ds, d)} ({ds.sizes[d]})" for d in sweep_dims(ds)) or "none")
+        )
     return dims[0], dims[1]
 
 
@@ -353,7 +401,7 @@ def basin_map(ds: xr.Dataset) -> plt.Figure:
         ax = axes.pop(0)
         from jaxinit.basins import find_basins
 
-        b = find_basins(ds)
+        b = find_basins(ds, kinds=True)
         lab = b.label.isel({d: 0 for d in b.label.dims if d not in (x, y)})
         seen = set(np.unique(lab.values).tolist())
         table = b.table[b.table.basin.isin(seen)].sort_values("size", ascending=False)
@@ -372,14 +420,23 @@ def basin_map(ds: xr.Dataset) -> plt.Figure:
         _image(ax, idx, x, y, ds, cmap=cmap, vmin=-0.5, vmax=len(palette) - 0.5)
         counts = {int(v): int(c) for v, c in zip(*np.unique(lab.values, return_counts=True))}
         shown = keys[:12]
+        rows = {int(r.basin): r for r in table.itertuples()}
         handles = [
             matplotlib.patches.Patch(
-                color=colors[k],
-                label=f"basin {k}{' (global)' if bool(table.set_index('basin').is_global[k]) else ''}: "
-                f"loss {table.set_index('basin').mean_loss[k]:.2g}, {counts[k]} cells",
+                facecolor=colors[k],
+                hatch=_hatch(rows[k]),
+                edgecolor="0.2" if _hatch(rows[k]) else colors[k],
+                label=f"basin {k}{' (global)' if rows[k].is_global else ''}: "
+                f"loss {rows[k].mean_loss:.2g}, {_kind_text(rows[k])}, {counts[k]} cells",
             )
             for k in shown
         ]
+        odd = [k for k in keys if _hatch(rows[k])]  # not minima: an × on each of their cells
+        if odd:
+            yy, xx = np.nonzero(np.isin(lab.transpose(y, x).values, odd))
+            ax.scatter(ds[x].values[xx], ds[y].values[yy], marker="x", s=6, lw=0.5, color="0.1")
+            handles.append(matplotlib.lines.Line2D([], [], marker="x", ls="none", color="0.1",
+                                                   label="× on a cell: its basin is not a minimum"))  # fmt: skip
         if len(keys) > len(shown):
             rest = sum(counts[k] for k in keys[len(shown) :])
             handles.append(matplotlib.patches.Patch(
@@ -421,6 +478,7 @@ def outcome_map(ds: xr.Dataset) -> plt.Figure:
     two axes (e.g. ``init.scale × optimizer.learning_rate``), pooled over seeds: the majority
     outcome per cell and the fraction converged. Each cell is centred on its grid value."""
     x, y = _map_dims(ds)
+    require_done(ds, "outcome_map")
     keep = [x, y]
     done = _pool(ds, "done", keep).fillna(0).astype(bool)
     div = _pool(ds, "diverged", keep).fillna(0).astype(bool) & done
@@ -461,7 +519,7 @@ def spurious_rate(ds: xr.Dataset) -> plt.Figure:
     col = tab.columns[0]
     xs = np.asarray(tab[col])
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.errorbar(xs, tab.rate, yerr=[tab.rate - tab.ci_lo, tab.ci_hi - tab.rate], marker="o", capsize=3,
+    ax.errorbar(xs, tab.rate, yerr=error_bars(tab.rate, tab.ci_lo, tab.ci_hi), marker="o", capsize=3,
                 label="spurious (converged, loss > 1e-3)")  # fmt: skip
     ax.plot(xs, 1 - tab.converged / np.maximum(tab.runs, 1), "s--", color="0.5", ms=3,
             label="not converged within the step budget")  # fmt: skip

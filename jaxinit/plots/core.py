@@ -18,7 +18,28 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from jaxinit.stats import wilson
+from jaxinit.stats import error_bars, rate_interval, wilson
+
+
+class NothingToDraw(ValueError):
+    """A figure whose Dataset holds nothing it can show (no finished run, no axis to map …); the
+    message says what is missing. ``jaxinit report`` draws the message in place of the figure
+    (:func:`note_figure`)."""
+
+
+def note_figure(name: str, ds: xr.Dataset, note: str) -> plt.Figure:
+    """A figure that only says why figure ``name`` has nothing to show for ``ds``."""
+    fig, ax = plt.subplots(figsize=(7, 2.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{ds.attrs.get('name', 'sweep')}: {name}: nothing to draw\n{note}",
+            ha="center", va="center", wrap=True, fontsize=10)  # fmt: skip
+    return fig
+
+
+def require_done(ds: xr.Dataset, what: str = "this figure") -> None:
+    """:class:`NothingToDraw` unless some run of ``ds`` finished (and one did not diverge)."""
+    if "done" in ds and not bool(ds.done.any()):
+        raise NothingToDraw(f"no run has finished yet ({what} needs finished runs)")
 
 
 def sweep_dims(ds: xr.Dataset) -> list[str]:
@@ -263,8 +284,7 @@ def success_rate(ds: xr.Dataset) -> plt.Figure:
         ok = _pool(sub, "success", [x_dim] if x_dim else [])
         k = np.asarray(ok.sum("run")).reshape(-1)
         n = np.asarray(_pool(sub, "done", [x_dim] if x_dim else []).sum("run")).reshape(-1)
-        lo, hi = wilson(k, n)
-        p = k / np.maximum(n, 1)
+        p, lo, hi = rate_interval(k, n)  # one set of counts, 0 <= lo <= p <= hi <= 1
         if numeric:
             xs = ds[x_dim].values.astype(float)
             kw = dict(linestyle=style)
@@ -273,7 +293,7 @@ def success_rate(ds: xr.Dataset) -> plt.Figure:
             xs = np.arange(n_x) + dodge
             kw = dict(linestyle="none")
         has = n > 0
-        ax.errorbar(xs[has], p[has], yerr=[(p - lo)[has], (hi - p)[has]], marker=marker, ms=4,
+        ax.errorbar(xs[has], p[has], yerr=error_bars(p, lo, hi)[:, has], marker=marker, ms=4,
                     capsize=3, color=colour, label=label or None, **kw)  # fmt: skip
     if numeric and log:
         log_x(ax, ds[x_dim].values)  # few values: each one labelled; many: the decades
@@ -309,8 +329,12 @@ FIGURES: dict[str, Callable[[xr.Dataset], plt.Figure]] = {
 
 __all__ = [
     "FIGURES",
+    "NothingToDraw",
+    "note_figure",
+    "require_done",
     "cells",
     "distinct_colors",
+    "error_bars",
     "final_loss",
     "loss_curves",
     "study_dim",

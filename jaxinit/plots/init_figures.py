@@ -14,6 +14,7 @@ import xarray as xr
 from jaxinit.plots.core import (
     FIGURES,
     MARKERS,
+    NothingToDraw,
     _axes_of,
     _is_log,
     _label,
@@ -21,6 +22,7 @@ from jaxinit.plots.core import (
     _short,
     cells,
     log_x,
+    require_done,
     sweep_dims,
     value_text,
 )
@@ -88,6 +90,9 @@ def distinct_units(ds: xr.Dataset) -> plt.Figure:
     named together in the legend (so no line hides another one). With
     ``distinct_units_coarse`` recorded, a second row at the coarse (10%) tolerance."""
     rows = [v for v in ("distinct_units", "distinct_units_coarse") if v in ds]
+    if not rows:
+        raise NothingToDraw("the sweep records no distinct_units (add it to train.diagnostics)")
+    require_done(ds, "distinct_units")
     dims = [d for d in sweep_dims(ds) if d in ds[rows[0]].dims]
     layers = _hidden_layers(ds[rows[0]])
     widths = _units_per_layer(ds)
@@ -404,11 +409,16 @@ def symmetry_breaking(ds: xr.Dataset) -> plt.Figure:
     """Steps until the first hidden layer has more than one distinct unit, vs the first sweep
     axis (e.g. the perturbation ε of a constant init), median and 10–90% over seeds; runs that
     never break symmetry count as +∞ (drawn at the step budget)."""
+    if "distinct_units" not in ds:
+        raise NothingToDraw("the sweep records no distinct_units (add it to train.diagnostics)")
+    require_done(ds, "symmetry_breaking")
     x = (
         _scale_dim(ds)
         if ("init_perturbation" in ds.dims or "init_scale" in ds.dims)
-        else sweep_dims(ds)[0]
+        else (sweep_dims(ds) or [None])[0]
     )
+    if x is None:
+        raise NothingToDraw("one cell: no axis to draw the symmetry-breaking time against")
     du = ds.distinct_units.isel(layer=0).where(ds.done)
     broke = (du > 1).values  # (..., step)
     steps = ds.step.values
@@ -419,13 +429,20 @@ def symmetry_breaking(ds: xr.Dataset) -> plt.Figure:
     lo, med, hi = (np.quantile(a, q, axis=-1) for q in (0.1, 0.5, 0.9))
     xs = ds[x].values
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(xs, med, "o-", label="median")
-    ax.fill_between(xs, lo, hi, alpha=0.2, label="10–90%")
+    numeric = xs.dtype.kind in "fiu"
+    if not numeric:  # categories (init schemes …): one tick each, not joined by lines
+        ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30 if len(xs) > 4 else 0)
+        xs = np.arange(len(xs), dtype=float)
+    ax.plot(xs, med, "o-" if numeric else "o", label="median")
+    if numeric:
+        ax.fill_between(xs, lo, hi, alpha=0.2, label="10–90%")
+    else:
+        ax.vlines(xs, lo, hi, alpha=0.5, label="10–90%")
     ax.axhline(budget, color="0.6", lw=0.8, label="never (step budget)")
     positive = xs[xs > 0]
-    if _is_log(xs):
+    if numeric and _is_log(xs):
         ax.set_xscale("log")
-    elif len(positive) > 1 and positive.max() / positive.min() > 20:  # a log grid plus 0
+    elif numeric and len(positive) > 1 and positive.max() / positive.min() > 20:  # log grid + 0
         ax.set_xscale("symlog", linthresh=positive.min())
         ax.set_xlim(-0.5 * positive.min(), 3 * positive.max())
     ax.set_xlabel(_label(ds, x))

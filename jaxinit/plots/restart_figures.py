@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from jaxinit.plots.core import FIGURES, _label, distinct_colors
+from jaxinit.stats import error_bars
 
 
 def _optima(ds: xr.Dataset):
@@ -125,11 +126,6 @@ def _legend(axes, ds: xr.Dataset, x: str | None, line: str | None, n_lines: int)
             ax.legend(title=_label(ds, line), fontsize=8)
 
 
-def _err(p, lo, hi) -> np.ndarray:
-    """Error-bar lengths of an interval (never negative: Wilson bounds at p = 0 or 1 round)."""
-    return np.maximum([np.asarray(p) - np.asarray(lo), np.asarray(hi) - np.asarray(p)], 0)
-
-
 def _algorithm(ds: xr.Dataset) -> str:
     return json.loads(ds.attrs["spec"]).get("algorithm", {}).get("name", "?")
 
@@ -158,7 +154,7 @@ def p_global(ds: xr.Dataset) -> plt.Figure:
     """P(a run reaches the global optimum) against the number of clusters, one line per init."""
 
     def draw(ax, xs, r, **kw):
-        ax.errorbar(xs, r.p_global, yerr=_err(r.p_global, r.p_lo, r.p_hi), marker="o", ms=4,
+        ax.errorbar(xs, r.p_global, yerr=error_bars(r.p_global, r.p_lo, r.p_hi), marker="o", ms=4,
                     capsize=3, **kw)  # fmt: skip
 
     def style(ax):
@@ -200,7 +196,7 @@ def best_of_k(ds: xr.Dataset) -> plt.Figure:
                 r, colour = u.restarts, palette[i]
                 ax.plot(r, u.formula, color=colour, lw=1)
                 ax.fill_between(r, u.formula_lo, u.formula_hi, color=colour, alpha=0.15, lw=0)
-                ax.errorbar(r, u.emp, yerr=_err(u.emp, u.emp_lo, u.emp_hi), fmt="o", ms=3,
+                ax.errorbar(r, u.emp, yerr=error_bars(u.emp, u.emp_lo, u.emp_hi), fmt="o", ms=3,
                             capsize=2, color=colour, label=str(lv) if line else None)  # fmt: skip
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(set(t.restarts)), [str(v) for v in sorted(set(t.restarts))])
@@ -260,6 +256,7 @@ def excess_loss(ds: xr.Dataset) -> plt.Figure:
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(6, 1.1 * len(xs) + 2), 3.4 * len(panels)),
                              squeeze=False)  # fmt: skip
     for ax, panel in zip(axes[:, 0], panels):
+        drawn = 0
         for i, lv in enumerate(lines):
             for j, xv in enumerate(xs):
                 cell = {**panel, **({x: xv} if x else {}), **({line: lv} if line else {})}
@@ -275,6 +272,11 @@ def excess_loss(ds: xr.Dataset) -> plt.Figure:
                            label=str(lv) if (line and j == 0) else None)  # fmt: skip
                 if len(rel):
                     ax.hlines(np.median(rel), pos - width * 0.4, pos + width * 0.4, color="k", lw=1)
+                drawn += len(rel)
+        if not drawn:  # every run of the panel unfinished or diverged: an empty log axis
+            ax.set_ylim(1e-7, 1.0)
+            ax.text(0.5, 0.5, "no finished run with a finite loss", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9)  # fmt: skip
         ax.set_yscale("log")
         _tick_labels(ax, [str(v) for v in xs] if x else ["all runs"])
         ax.set_xlabel(_label(ds, x) if x else "")
