@@ -1,0 +1,598 @@
+"""Landscapes between minima: minimum energy paths, transition states, disconnectivity graphs.
+
+:func:`basins.barrier_matrix <jaxinit.basins.barrier_matrix>` measures the loss along the
+**straight line** between two aligned minima: an upper bound on the barrier, often a poor one
+(Draxler et al., ICML 2018). Here the line is relaxed into a **minimum energy path** (MEP).
+
+**Method: the climbing-image nudged elastic band** (CI-NEB; Henkelman, Uberuaga & Jónsson, J.
+Chem. Phys. 113, 9901, 2000) with the improved tangent of Henkelman & Jónsson (J. Chem. Phys.
+113, 9978, 2000). ``K`` images (both ends fixed) feel the loss's force perpendicular to the
+path and a spring force along it. Once the band has settled for ``climb_start`` steps, every
+image that is a local maximum of the loss along the band **climbs** (its force along the tangent
+is inverted and it has no spring), so each converges onto a first-order saddle; every interior
+local minimum **descends** (the full force, no spring) onto the intermediate minimum. NEB over
+the string method: the climbing image gives the saddle itself, not an interpolation between
+images, and a step is a pure function of the band (no reparametrisation by interpolation,
+which moves images by a non-smooth rule), so the whole band is one fixed-shape array that
+``vmap`` maps over paths. AutoNEB inserts images where the band needs them; here every path has
+the same ``K`` images, and climbing and descending are per-image **masks** of fixed shape, so
+the same role is played by a mask instead of a new array.
+
+**Optimizer: FIRE** (Bitzek et al., Phys. Rev. Lett. 97, 170201, 2006), written in JAX: damped
+dynamics that speed up while the force keeps pointing along the velocity and stop dead when it
+turns against it. It needs no objective (the NEB force is not the gradient of anything) and
+copes with stiff springs. ``optimizer="lbfgs"`` uses ``optax.lbfgs`` without a line search on
+the same force, for comparison. Each step moves an image by at most ``max_step`` × the
+straight-line image spacing. A path stops (its **converged** mask freezes it; the others go on
+in the same vmapped program) once every image's NEB force is below ``force_tol``.
+
+:func:`graph` builds the landscape of a sweep with saved parameters: nodes are the basin
+representatives of :func:`jaxinit.basins.find_basins`, edges the relaxed paths chosen by a
+minimum spanning tree over straight-line saddle heights plus each node's ``k`` nearest
+neighbours (aligned parameter distance); interior minima of relaxed paths become new nodes;
+the saddles' Hessians are checked in float64 (exactly one negative eigenvalue); merging the
+nodes in order of saddle height gives the disconnectivity graph.
+
+>>> import jax.numpy as jnp
+>>> loss = lambda p: (p[0] ** 2 - 1) ** 2 + 2 * (p[1] - 0.5 * (1 - p[0] ** 2)) ** 2
+>>> path = minimum_energy_path(loss, jnp.array([-1.0, 0.0]), jnp.array([1.0, 0.0]), images=9)
+>>> round(float(path.saddle_loss), 3), round(float(path.linear_barrier), 3)
+(1.0, 1.5)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+from jax import Array
+
+from jaxinit import basins, curvature, symmetry
+from jaxinit.models import Model
+
+FIRE_N_MIN, FIRE_F_INC, FIRE_F_DEC, FIRE_ALPHA, FIRE_F_ALPHA = 5, 1.1, 0.5, 0.1, 0.99
+"""FIRE's constants as in Bitzek et al. (2006): ``N_min``, ``f_inc``, ``f_dec``, ``α_start``,
+``f_α``."""
+
+
+class BandConfig(NamedTuple):
+    """Static settings of a band relaxation (one compilation per distinct config)."""
+
+    images: int = 16  # K points on a path, both fixed ends included
+    steps: int = 2000  # most optimizer steps per path
+    spring: float = 1.0  # spring constant along the tangent, loss / parameter²
+    climbing: bool = True  # local maxima of the band climb onto the saddles
+    descending: bool = True  # interior local minima of the band descend onto the minima
+    climb_start: int = 200  # plain-NEB steps at least before images climb / descend
+    climb_factor: float = 10.0  # … and until every force is below climb_factor × force_tol
+    force_tol: float = 1e-3  # converged: every image's NEB force norm below this
+    optimizer: str = "fire"  # "fire" or "lbfgs" (optax.lbfgs, no line search)
+    dt: float = 0.05  # FIRE's first time step (lbfgs: its learning rate)
+    dt_max: float = 0.5  # FIRE's largest time step
+    max_step: float = 0.2  # most an image moves per step, × the straight-line image spacing
+    n_points: int = 33  # points on the straight line for the linear barrier
+    subdivide: int = 4  # the piecewise-linear path through the images is checked at this many
+    # points per segment: its highest loss (path_max) bounds the barrier of a continuous path
+
+
+class _Band(NamedTuple):
+    """One path's optimizer state (``K`` images of ``D`` parameters)."""
+
+    x: Array  # (K, D) images; rows 0 and K-1 are the fixed ends
+    v: Array  # (K, D) FIRE velocity
+    dt: Array  # () FIRE time step
+    alpha: Array  # () FIRE mixing weight
+    n_pos: Array  # () int32, steps since the force last turned against the velocity
+    opt: Any  # optax.lbfgs state (unused by FIRE)
+    step: Array  # () int32, steps taken
+    converged: Array  # () bool: the path is frozen
+    climbing: Array  # () bool: images climb / descend from now on (latched)
+    max_force: Array  # () largest image force norm at the last evaluation
+
+
+# -- the band's forces --------------------------------------------------------------------------
+def tangents(x_KxD: Array, e_K: Array) -> Array:
+    """``(K-2, D)`` unit tangents at the interior images: the improved tangent of Henkelman &
+    Jónsson (2000). Towards the higher neighbour where the loss is monotone across an image;
+    at an extremum a blend of both sides weighted by the loss differences, so that the
+    tangent turns smoothly. Equal losses on both sides fall back to the bisector."""
+    d_plus, d_minus = x_KxD[2:] - x_KxD[1:-1], x_KxD[1:-1] - x_KxD[:-2]
+    de_plus, de_minus = e_K[2:] - e_K[1:-1], e_K[1:-1] - e_K[:-2]
+    up = (de_plus > 0) & (de_minus > 0)
+    down = (de_plus < 0) & (de_minus < 0)
+    big = jnp.maximum(jnp.abs(de_plus), jnp.abs(de_minus))
+    small = jnp.minimum(jnp.abs(de_plus), jnp.abs(de_minus))
+    rising = e_K[2:] > e_K[:-2]
+    w_plus = jnp.where(rising, big, small)[:, None]
+    w_minus = jnp.where(rising, small, big)[:, None]
+    blend = w_plus * d_plus + w_minus * d_minus
+    t = jnp.where(up[:, None], d_plus, jnp.where(down[:, None], d_minus, blend))
+    bisector = d_plus / _norm(d_plus) + d_minus / _norm(d_minus)
+    t = jnp.where(jnp.linalg.norm(t, axis=-1, keepdims=True) > 0, t, bisector)
+    return t / _norm(t)
+
+
+def _norm(x: Array) -> Array:
+    n = jnp.linalg.norm(x, axis=-1, keepdims=True)
+    return jnp.where(n > 0, n, 1.0)
+
+
+def extrema(e_K: Array) -> tuple[Array, Array]:
+    """``(maxima_K, minima_K)``: interior images above (below) both neighbours; of two equal
+    neighbours the later one counts (so a symmetric band still has its climbing image). A
+    minimum next to an end is left out: it lies in that end's basin (a descending image there
+    would only slide onto the end)."""
+    inner_max = (e_K[1:-1] >= e_K[:-2]) & (e_K[1:-1] > e_K[2:])
+    inner_min = (e_K[1:-1] <= e_K[:-2]) & (e_K[1:-1] < e_K[2:])
+    inner_min = inner_min.at[jnp.array([0, -1])].set(False)
+    pad = jnp.zeros(1, bool)
+    return jnp.concatenate([pad, inner_max, pad]), jnp.concatenate([pad, inner_min, pad])
+
+
+def neb_forces(
+    x_KxD: Array, e_K: Array, g_KxD: Array, climb_K: Array, descend_K: Array, spring: float
+) -> Array:
+    """``(K, D)`` NEB forces (zero on the fixed ends).
+
+    Ordinary images: ``-∇V⊥ + k (|x_{i+1} - x_i| - |x_i - x_{i-1}|) τ``; climbing images
+    ``-∇V + 2 (∇V·τ) τ``; descending images ``-∇V``."""
+    t = tangents(x_KxD, e_K)
+    g = g_KxD[1:-1]
+    g_par = jnp.sum(g * t, -1, keepdims=True) * t
+    d_plus, d_minus = x_KxD[2:] - x_KxD[1:-1], x_KxD[1:-1] - x_KxD[:-2]
+    stretch = jnp.linalg.norm(d_plus, axis=-1) - jnp.linalg.norm(d_minus, axis=-1)
+    f = -(g - g_par) + spring * stretch[:, None] * t
+    f = jnp.where(climb_K[1:-1, None], -g + 2 * g_par, f)
+    f = jnp.where(descend_K[1:-1, None], -g, f)
+    zero = jnp.zeros_like(x_KxD[:1])
+    return jnp.concatenate([zero, f, zero])
+
+
+# -- one path -----------------------------------------------------------------------------------
+def _relax(f: Callable[[Array], Array], xa: Array, xb: Array, cfg: BandConfig) -> dict:
+    """Relax the band from the straight line ``xa → xb`` (flat vectors); pure and jittable."""
+    k = cfg.images
+    ts = jnp.linspace(0.0, 1.0, k, dtype=xa.dtype)[:, None]
+    x0 = (1 - ts) * xa + ts * xb
+    spacing = jnp.linalg.norm(xb - xa) / (k - 1)
+    max_step = cfg.max_step * jnp.where(spacing > 0, spacing, 1.0)
+    inner = jnp.zeros(k, bool).at[1:-1].set(True)[:, None]
+    value_and_grad = jax.vmap(jax.value_and_grad(f))
+    lbfgs = optax.lbfgs(learning_rate=cfg.dt, linesearch=None)
+
+    def forces(x, on):
+        e, g = value_and_grad(x)
+        is_max, is_min = extrema(e)
+        climb = is_max & on & cfg.climbing
+        descend = is_min & on & cfg.descending
+        return neb_forces(x, e, g, climb, descend, cfg.spring)
+
+    def clip(dx):
+        n = jnp.linalg.norm(dx, axis=-1, keepdims=True)
+        return jnp.where(inner, dx * jnp.minimum(1.0, max_step / jnp.where(n > 0, n, 1.0)), 0.0)
+
+    def body(s: _Band) -> _Band:
+        force = forces(s.x, s.climbing)
+        max_force = jnp.max(jnp.linalg.norm(force, axis=-1))
+        done = (max_force < cfg.force_tol) & (s.climbing | ~(cfg.climbing or cfg.descending))
+        settled = (s.step >= cfg.climb_start) & (max_force < cfg.climb_factor * cfg.force_tol)
+        if cfg.optimizer == "fire":
+            p = jnp.sum(force * s.v)
+            mixed = (1 - s.alpha) * s.v + s.alpha * jnp.linalg.norm(s.v) * force / jnp.maximum(
+                jnp.linalg.norm(force), jnp.finfo(force.dtype).tiny
+            )
+            ok = p >= 0
+            n_pos = jnp.where(ok, s.n_pos + 1, 0)
+            grow = ok & (n_pos > FIRE_N_MIN)
+            dt = jnp.where(grow, jnp.minimum(s.dt * FIRE_F_INC, cfg.dt_max), s.dt)
+            dt = jnp.where(ok, dt, s.dt * FIRE_F_DEC)
+            alpha = jnp.where(grow, s.alpha * FIRE_F_ALPHA, s.alpha)
+            alpha = jnp.where(ok, alpha, FIRE_ALPHA)
+            v = jnp.where(ok, mixed, 0.0) + dt * force
+            new = s._replace(x=s.x + clip(dt * v), v=v, dt=dt, alpha=alpha, n_pos=n_pos)
+        else:
+            upd, opt = lbfgs.update(-force, s.opt, s.x)
+            new = s._replace(x=s.x + clip(upd), opt=opt)
+        new = new._replace(step=s.step + 1, max_force=max_force, climbing=s.climbing | settled)
+        # the force field changes when images start to climb: FIRE starts again from rest
+        switch = settled & ~s.climbing
+        new = new._replace(v=jnp.where(switch, 0.0, new.v), n_pos=jnp.where(switch, 0, new.n_pos),
+                           alpha=jnp.where(switch, FIRE_ALPHA, new.alpha))  # fmt: skip
+        frozen = s._replace(converged=jnp.asarray(True), max_force=max_force)
+        return jax.tree.map(lambda a, b: jnp.where(done, a, b), frozen, new)
+
+    zero = jnp.zeros((), xa.dtype)
+    start = _Band(x0, jnp.zeros_like(x0), zero + cfg.dt, zero + FIRE_ALPHA,
+                  jnp.zeros((), jnp.int32), lbfgs.init(x0), jnp.zeros((), jnp.int32),
+                  jnp.asarray(False), jnp.asarray(False), zero + jnp.inf)  # fmt: skip
+    s = jax.lax.while_loop(lambda s: ~s.converged & (s.step < cfg.steps), body, start)
+    e = jax.vmap(f)(s.x)
+    climb, descend = extrema(e)
+    lin = jnp.linspace(0.0, 1.0, cfg.n_points, dtype=xa.dtype)[:, None]
+    sub = jnp.linspace(0.0, 1.0, cfg.subdivide + 2, dtype=xa.dtype)[1:-1, None, None]
+    between = (1 - sub) * s.x[:-1] + sub * s.x[1:]  # (subdivide, K-1, D)
+    path_max = jnp.maximum(jnp.max(e), jnp.max(jax.vmap(jax.vmap(f))(between)))
+    return dict(x=s.x, losses=e, climbing=climb & cfg.climbing, descending=descend & cfg.descending,
+                linear_losses=jax.vmap(f)((1 - lin) * xa + lin * xb), converged=s.converged,
+                steps=s.step, max_force=s.max_force, path_max=path_max)  # fmt: skip
+
+
+def _hashable(trainable: Any | None):
+    if trainable is None:
+        return None
+    leaves, treedef = jax.tree.flatten(trainable)
+    return treedef, tuple(bool(x) for x in leaves)
+
+
+@functools.lru_cache(maxsize=64)
+def _program(loss_fn: Callable, trainable_key, cfg: BandConfig, batched: bool) -> Callable:
+    """The compiled relaxation of one path, or of a chunk of paths (vmapped); cached so that a
+    second call with the same loss, mask and config does not recompile."""
+    trainable = None if trainable_key is None else jax.tree.unflatten(*trainable_key)
+
+    def one(a, b):
+        xa, to_params = curvature.embed(a, trainable)
+        xb = curvature.embed(b, trainable)[0]
+        out = _relax(lambda x: loss_fn(to_params(x)), xa, xb, cfg)
+        out["images"] = jax.vmap(to_params)(out.pop("x"))
+        return out
+
+    return jax.jit(jax.vmap(one) if batched else one)
+
+
+class Path(NamedTuple):
+    """One relaxed path of ``K`` images (``images``: the params pytree, leaves ``(K, ...)``)."""
+
+    images: Any
+    losses: np.ndarray  # (K,) loss per image
+    climbing: np.ndarray  # (K,) bool: a local maximum of the band (climbed onto a saddle)
+    descending: np.ndarray  # (K,) bool: an interior local minimum (descended onto a minimum)
+    linear_losses: np.ndarray  # (T,) loss along the straight line between the same ends
+    converged: bool  # every image's NEB force fell below force_tol
+    steps: int  # optimizer steps taken
+    max_force: float  # largest image force norm at the end
+    path_max: float  # highest loss on the piecewise-linear path through the images (checked)
+
+    def image(self, i: int) -> Any:
+        return jax.tree.map(lambda a: a[i], self.images)
+
+    @property
+    def saddle_loss(self) -> float:
+        """The highest loss on the relaxed path (with climbing: at the highest saddle)."""
+        return float(np.max(self.losses))
+
+    @property
+    def saddle(self) -> Any:
+        return self.image(int(np.argmax(self.losses)))
+
+    @property
+    def transition_states(self) -> list[tuple[Any, float]]:
+        """Every local maximum along the path, as ``(params, loss)``, in path order."""
+        return [(self.image(i), float(self.losses[i])) for i in np.flatnonzero(self.climbing)]
+
+    @property
+    def minima(self) -> list[tuple[Any, float]]:
+        """Every interior local minimum along the path, as ``(params, loss)``, in path order."""
+        return [(self.image(i), float(self.losses[i])) for i in np.flatnonzero(self.descending)]
+
+    @property
+    def barrier(self) -> float:
+        """Relaxed barrier: highest loss on the path - mean of the ends (as in basins)."""
+        return float(basins.barrier_heights(self.losses[None])[0])
+
+    @property
+    def linear_barrier(self) -> float:
+        """The same pair's straight-line barrier (``n_points`` points on the line)."""
+        return float(basins.barrier_heights(self.linear_losses[None])[0])
+
+
+def _config(config: BandConfig | None, overrides: dict) -> BandConfig:
+    cfg = (config or BandConfig())._replace(**overrides)
+    if cfg.images < 3:
+        raise ValueError(
+            f"a band needs at least 3 images (both ends and one between), got {cfg.images}"
+        )
+    if cfg.optimizer not in ("fire", "lbfgs"):
+        raise ValueError(f"optimizer must be 'fire' or 'lbfgs', got {cfg.optimizer!r}")
+    return cfg
+
+
+def minimum_energy_path(
+    loss_fn: Callable[[Any], Array],
+    a: Any,
+    b: Any,
+    *,
+    trainable: Any | None = None,
+    config: BandConfig | None = None,
+    **overrides: Any,
+) -> Path:
+    """Relax the straight line from ``a`` to ``b`` into a minimum energy path (CI-NEB, FIRE).
+
+    ``loss_fn`` maps a parameter pytree (a plain array is one) to a scalar; ``a`` and ``b`` are
+    two such pytrees, typically minima. ``trainable`` (a pytree of bools) holds frozen leaves at
+    ``a``'s values. Settings: :class:`BandConfig`, or its fields as keywords
+    (``images=``, ``steps=``, ``climbing=`` …). The path is computed in the dtype of ``a``.
+
+    >>> import jax.numpy as jnp
+    >>> p = minimum_energy_path(lambda x: (x[0] ** 2 - 1) ** 2 + x[1] ** 2,
+    ...                         jnp.array([-1.0, 0.0]), jnp.array([1.0, 0.0]), images=5)
+    >>> float(p.saddle_loss), [float(v) for v in p.saddle]
+    (1.0, [0.0, 0.0])
+    """
+    cfg = _config(config, overrides)
+    out = _program(loss_fn, _hashable(trainable), cfg, False)(a, b)
+    out = jax.tree.map(np.asarray, out)
+    return Path(out["images"], out["losses"], out["climbing"], out["descending"],
+                out["linear_losses"], bool(out["converged"]), int(out["steps"]),
+                float(out["max_force"]), float(out["path_max"]))  # fmt: skip
+
+
+class Paths(NamedTuple):
+    """``N`` relaxed paths (the fields of :class:`Path` with a leading path axis)."""
+
+    images: Any  # pytree, leaves (N, K, ...)
+    losses: np.ndarray  # (N, K)
+    climbing: np.ndarray  # (N, K)
+    descending: np.ndarray  # (N, K)
+    linear_losses: np.ndarray  # (N, T)
+    converged: np.ndarray  # (N,) bool: the convergence mask
+    steps: np.ndarray  # (N,)
+    max_force: np.ndarray  # (N,)
+    path_max: np.ndarray  # (N,)
+
+    def __len__(self) -> int:  # type: ignore[override]
+        return len(self.losses)
+
+    def path(self, n: int) -> Path:
+        images = jax.tree.map(lambda a: a[n], self.images)
+        return Path(images, self.losses[n], self.climbing[n], self.descending[n],
+                    self.linear_losses[n], bool(self.converged[n]), int(self.steps[n]),
+                    float(self.max_force[n]), float(self.path_max[n]))  # fmt: skip
+
+    @property
+    def saddle_loss(self) -> np.ndarray:
+        return self.losses.max(1)
+
+    @property
+    def barrier(self) -> np.ndarray:
+        return basins.barrier_heights(self.losses)
+
+    @property
+    def linear_barrier(self) -> np.ndarray:
+        return basins.barrier_heights(self.linear_losses)
+
+
+def minimum_energy_paths(
+    loss_fn: Callable[[Any], Array],
+    a_N: Any,
+    b_N: Any,
+    *,
+    trainable: Any | None = None,
+    chunk: int = 256,
+    config: BandConfig | None = None,
+    **overrides: Any,
+) -> Paths:
+    """:func:`minimum_energy_path` for ``N`` pairs at once: ``a_N``, ``b_N`` are pytrees with a
+    leading pair axis. One compiled program relaxes ``chunk`` paths × ``K`` images at a time
+    (the last chunk padded, so there is one compilation); a path that has converged is frozen
+    by its mask while the others go on."""
+    cfg = _config(config, overrides)
+    n = len(jax.tree.leaves(a_N)[0])
+    if n == 0:
+        raise ValueError("no pairs to relax")
+    size = min(chunk, n)
+    fn = _program(loss_fn, _hashable(trainable), cfg, True)
+    parts = []
+    for s in range(0, n, size):
+        idx = np.minimum(np.arange(s, s + size), n - 1)  # pad with the last pair
+        a, b = (
+            jax.tree.map(lambda x, idx=idx: jnp.asarray(np.asarray(x)[idx]), p) for p in (a_N, b_N)
+        )
+        parts.append(
+            jax.tree.map(lambda x, k=size if s + size <= n else n - s: np.asarray(x)[:k], fn(a, b))
+        )
+    out = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+    return Paths(out["images"], out["losses"], out["climbing"], out["descending"],
+                 out["linear_losses"], out["converged"], out["steps"], out["max_force"],
+                 out["path_max"])  # fmt: skip
+
+
+# -- the landscape of a sweep -------------------------------------------------------------------
+class Landscape(NamedTuple):
+    """The minima of one static group of a sweep and the relaxed paths between them."""
+
+    nodes: pd.DataFrame  # node, loss, source ("basin" / "path"), basin, run
+    edges: pd.DataFrame  # one row per relaxed path (see graph)
+    tree: pd.DataFrame  # the disconnectivity graph: one row per merge, lowest first
+    paths: Paths  # the relaxed paths, in the order of edges
+    node_params: Any  # pytree, leaves (N, ...): the nodes' parameters (aligned as relaxed)
+    label: str  # the group's static axis values
+
+
+def saddle_index(
+    loss_fn: Callable, params_R: Any, trainable: Any | None = None, *, dtype: str = "float64",
+    eig_tol: float = 1e-6, exact_max: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(index_R, grad_norm_R)``: the number of negative Hessian eigenvalues at each point (a
+    first-order saddle has exactly one) and the gradient norm, in ``dtype``. Negative means below
+    ``-τ · max|λ|``, the threshold of the float64 classifier
+    (:func:`jaxinit.curvature.saddle_tolerance`). Exact spectrum only: ``-1`` where the
+    trainable parameters are more than ``exact_max``."""
+    one = jax.tree.map(lambda a: a[0], params_R)
+    n = int(curvature.restrict(loss_fn, one, trainable)[0].shape[0])
+    with curvature.precision(dtype):
+        safe = curvature.cast_floats(params_R, dtype)
+        _, gnorm = curvature.loss_and_grad_norm(loss_fn, safe, trainable)
+        if n > exact_max:
+            return np.full(len(gnorm), -1), gnorm
+
+        def spectrum(params):
+            theta, f = curvature.restrict(loss_fn, params, trainable)
+            return jnp.linalg.eigvalsh(jax.hessian(f)(theta))
+
+        eig = np.asarray(jax.jit(jax.vmap(spectrum))(jax.tree.map(jnp.asarray, safe)))
+    tol = curvature.saddle_tolerance(eig[:, 0], eig[:, -1], n, dtype, eig_tol)
+    return (eig < -tol[:, None]).sum(1), gnorm
+
+
+def _chosen_edges(height_NxN: np.ndarray, dist_NxN: np.ndarray, k: int) -> dict[tuple, str]:
+    """Pairs ``(i < j)`` to relax: a minimum spanning tree over straight-line saddle heights
+    (its N-1 edges bound every pair's minimax saddle) plus each node's ``k`` nearest neighbours
+    by aligned parameter distance."""
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    n = len(height_NxN)
+    # the MST ignores zero weights: shift the heights to be positive, keeping their order
+    w = height_NxN - height_NxN[np.isfinite(height_NxN)].min() + 1.0
+    w = np.where(np.isfinite(w), w, 1e300)
+    np.fill_diagonal(w, 0.0)
+    mst = minimum_spanning_tree(w).tocoo()
+    out = {tuple(sorted((int(i), int(j)))): "mst" for i, j in zip(mst.row, mst.col)}
+    d = dist_NxN + np.diag(np.full(n, np.inf))
+    for i in range(n):
+        for j in np.argsort(d[i])[: min(k, n - 1)]:
+            key = tuple(sorted((i, int(j))))
+            out[key] = "mst+knn" if out.get(key, "knn") != "knn" else "knn"
+    return dict(sorted(out.items()))
+
+
+def disconnectivity(loss_N: np.ndarray, links: list[tuple[int, int, float]]) -> pd.DataFrame:
+    """Merge minima in order of the saddle between them (single linkage on saddle heights).
+
+    ``links``: ``(i, j, saddle_loss)``. One row per merge, lowest first: ``level``, the two
+    clusters joined (``left``, ``right``: a node id, or ``N + r`` for the cluster made by row
+    ``r``), the new cluster's id and its ``members``."""
+    parent = list(range(len(loss_N)))
+    cluster = list(range(len(loss_N)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    rows = []
+    for i, j, h in sorted(links, key=lambda t: t[2]):
+        ri, rj = find(i), find(j)
+        if ri == rj:
+            continue
+        new = len(loss_N) + len(rows)
+        members = sorted(m for m in range(len(loss_N)) if find(m) in (ri, rj))
+        rows.append(dict(level=float(h), left=cluster[ri], right=cluster[rj], cluster=new,
+                         size=len(members), members=members))  # fmt: skip
+        parent[rj] = ri
+        cluster[ri] = new
+    return pd.DataFrame(rows, columns=["level", "left", "right", "cluster", "size", "members"])
+
+
+def graph(
+    ds,
+    model: Model | None = None,
+    *,
+    group: int = 0,
+    k: int = 2,
+    max_nodes: int | None = None,
+    basin_config: basins.BasinConfig | None = None,
+    chunk: int = 256,
+    eig_tol: float = 1e-6,
+    config: BandConfig | None = None,
+    **overrides: Any,
+) -> Landscape:
+    """The landscape of one static group of a sweep with saved parameters.
+
+    Nodes: the lowest-loss run of every basin (:func:`jaxinit.basins.find_basins`, canonical
+    form), at most ``max_nodes`` (lowest loss first). Every pair is measured on the straight line
+    after weight matching (:func:`jaxinit.basins.aligned_pairs`); the pairs of a minimum spanning
+    tree over those saddle heights plus each node's ``k`` nearest neighbours are relaxed
+    (:func:`minimum_energy_paths`, :class:`BandConfig` fields as keywords). An interior minimum
+    of a relaxed path that is not already a node (RMS output distance ≥ ``f_tol``) becomes one.
+
+    ``edges`` per relaxed path: ends ``i``, ``j``, why chosen, ``linear_barrier`` and
+    ``relaxed_barrier`` (highest loss - mean of the ends), ``ratio``, the saddle's loss, index
+    (negative Hessian eigenvalues, float64, :func:`saddle_index`) and gradient norm, whether the
+    path converged, its steps and interior minima. ``tree``: :func:`disconnectivity` over every
+    segment of every path between consecutive minima on it.
+    """
+    b = basins.find_basins(ds, basin_config, model=model)
+    g = next(x for x in b.groups if x.index == group)
+    table = b.table[b.table.group == group].sort_values("mean_loss")
+    if max_nodes:
+        table = table.head(max_nodes)
+    if len(table) < 2:
+        raise ValueError(f"group {group} has {len(table)} basin(s): a landscape needs two")
+    where = {int(r): i for i, r in enumerate(g.run_ids)}
+    local = [where[int(reps[0])] for reps in table["reps"]]
+    n = len(local)
+    pairs = [(local[i], local[j]) for i in range(n) for j in range(i + 1, n)]
+    a_P, b_P = basins.aligned_pairs(g, pairs)
+    lin = basins.path_losses(g.loss_fn(), a_P, b_P, (config or BandConfig()).n_points)
+    height = np.full((n, n), np.inf)
+    dist = np.zeros((n, n))
+    iu = np.triu_indices(n, 1)
+    height[iu] = lin.max(1)
+    dist[iu] = np.linalg.norm(symmetry.flat_params(a_P) - symmetry.flat_params(b_P), axis=1)
+    height = np.minimum(height, height.T)
+    dist = dist + dist.T
+    chosen = _chosen_edges(height, dist, k)
+    pos = {p: m for m, p in enumerate(zip(*iu))}
+    idx = np.array([pos[e] for e in chosen])
+    pick = lambda t: jax.tree.map(lambda x: np.asarray(x)[idx], t)  # noqa: E731
+    loss_fn, trainable = g.loss_fn(), g.trainable()
+    paths = minimum_energy_paths(loss_fn, pick(a_P), pick(b_P), trainable=trainable, chunk=chunk,
+                                 config=config, **overrides)  # fmt: skip
+    return _assemble(ds, b, g, table, local, chosen, paths, eig_tol)
+
+
+def _assemble(ds, b, g, table, local, chosen, paths: Paths, eig_tol) -> Landscape:
+    loss_fn, trainable = g.loss_fn(), g.trainable()
+    node_params = [jax.tree.map(lambda a, i=i: np.asarray(a)[i], g.params_R) for i in local]
+    node_params = [symmetry.canonical_params(p, g.symmetry) for p in node_params]
+    nodes = [dict(node=i, loss=float(r.min_loss), source="basin", basin=int(r.basin),
+                  run=int(r.reps[0])) for i, r in enumerate(table.itertuples())]  # fmt: skip
+    probe = basins.probe_inputs(g.task, b.config)
+    stack = lambda ps: jax.tree.map(lambda *xs: np.stack(xs), *ps)  # noqa: E731
+    out_of = lambda ps: basins.outputs(g._replace(params_R=stack(ps)), probe)  # noqa: E731
+    node_out = list(out_of(node_params))
+    # transition states: the highest climbing image of every path
+    top = paths.losses.argmax(1)
+    ts = jax.tree.map(lambda a: np.asarray(a)[np.arange(len(top)), top], paths.images)
+    index, gnorm = saddle_index(loss_fn, ts, trainable, eig_tol=eig_tol)
+    rows, links = [], []
+    for e, (i, j) in enumerate(chosen):
+        p = paths.path(e)
+        seq = [(0, i)]
+        # a path that did not converge still bounds the barrier, but its dips are no minima
+        for m in np.flatnonzero(p.descending) if p.converged else []:
+            params = p.image(m)
+            o = out_of([params])[0]
+            d = [np.sqrt(np.mean((o - x) ** 2)) for x in node_out]
+            hit = int(np.argmin(d)) if min(d) < b.config.f_tol else None
+            if hit is None:
+                hit = len(nodes)
+                nodes.append(
+                    dict(node=hit, loss=float(p.losses[m]), source="path", basin=-1, run=-1)
+                )
+                node_params.append(params)
+                node_out.append(o)
+            seq.append((int(m), hit))
+        seq.append((len(p.losses) - 1, j))
+        for (m0, u), (m1, v) in zip(seq, seq[1:]):
+            if u != v:
+                links.append((u, v, float(p.losses[m0 : m1 + 1].max())))
+        rel, linb = p.barrier, p.linear_barrier
+        rows.append(dict(i=i, j=j, chosen_by=chosen[(i, j)], linear_barrier=linb,
+                         relaxed_barrier=rel, ratio=rel / linb if linb > 0 else np.nan,
+                         linear_saddle=float(p.linear_losses.max()), saddle_loss=p.saddle_loss,
+                         path_max=p.path_max,
+                         ts_index=int(index[e]) if p.climbing.any() else -1,
+                         ts_grad_norm=float(gnorm[e]), converged=p.converged, steps=p.steps,
+                         interior_minima=len(seq) - 2))  # fmt: skip
+    node_df = pd.DataFrame(nodes)
+    return Landscape(node_df, pd.DataFrame(rows), disconnectivity(node_df.loss.to_numpy(), links),
+                     paths, stack(node_params), basins.group_label(ds, g))  # fmt: skip
