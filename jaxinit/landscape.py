@@ -65,17 +65,18 @@ class BandConfig(NamedTuple):
     """Static settings of a band relaxation (one compilation per distinct config)."""
 
     images: int = 16  # K points on a path, both fixed ends included
-    steps: int = 2000  # most optimizer steps per path
+    steps: int = 3000  # most optimizer steps per path
     spring: float = 1.0  # spring constant along the tangent, loss / parameter²
     climbing: bool = True  # local maxima of the band climb onto the saddles
     descending: bool = True  # interior local minima of the band descend onto the minima
     climb_start: int = 200  # plain-NEB steps at least before images climb / descend
     climb_factor: float = 10.0  # … and until every force is below climb_factor × force_tol
+    min_prominence: float = 0.02  # an extremum other than the top: × the band's loss range
     force_tol: float = 1e-3  # converged: every image's NEB force norm below this
     optimizer: str = "fire"  # "fire" or "lbfgs" (optax.lbfgs, no line search)
     dt: float = 0.05  # FIRE's first time step (lbfgs: its learning rate)
-    dt_max: float = 0.5  # FIRE's largest time step
-    max_step: float = 0.2  # most an image moves per step, × the straight-line image spacing
+    dt_max: float = 0.1  # FIRE's largest time step
+    max_step: float = 0.05  # most an image moves per step, × the straight-line image spacing
     n_points: int = 33  # points on the straight line for the linear barrier
     subdivide: int = 4  # the piecewise-linear path through the images is checked at this many
     # points per segment: its highest loss (path_max) bounds the barrier of a continuous path
@@ -123,16 +124,51 @@ def _norm(x: Array) -> Array:
     return jnp.where(n > 0, n, 1.0)
 
 
-def extrema(e_K: Array) -> tuple[Array, Array]:
+def prominence(e_K: Array) -> tuple[Array, Array]:
+    """``(of_maxima_K, of_minima_K)``: the topographic prominence of every image along the band.
+
+    A maximum's: how far the loss drops on the way to a higher point (or an end) on its lower
+    side, i.e. ``e_i - max(lowest point to the left, lowest point to the right)``, each side
+    walked until the loss first exceeds ``e_i``. A minimum's: how far it rises on the way to a
+    lower point, the same with the signs turned. Zero at the ends."""
+    k = e_K.shape[0]
+    idx = jnp.arange(k)
+    lo = jnp.minimum(idx[:, None], idx[None, :])
+    hi = jnp.maximum(idx[:, None], idx[None, :])
+    seg = (idx >= lo[..., None]) & (idx <= hi[..., None])  # (K, K, K): idx in [i..j]
+    seg_max = jnp.max(jnp.where(seg, e_K, -jnp.inf), -1)
+    seg_min = jnp.min(jnp.where(seg, e_K, jnp.inf), -1)
+    left = idx[None, :] <= idx[:, None]
+    up = seg_max <= e_K[:, None]  # j reachable from i without passing a higher point
+    down = seg_min >= e_K[:, None]
+    low_l = jnp.min(jnp.where(up & left, e_K, jnp.inf), 1)
+    low_r = jnp.min(jnp.where(up & ~left | (idx[None, :] == idx[:, None]), e_K, jnp.inf), 1)
+    high_l = jnp.max(jnp.where(down & left, e_K, -jnp.inf), 1)
+    high_r = jnp.max(jnp.where(down & ~left | (idx[None, :] == idx[:, None]), e_K, -jnp.inf), 1)
+    inner = (idx > 0) & (idx < k - 1)
+    return (
+        jnp.where(inner, e_K - jnp.maximum(low_l, low_r), 0.0),
+        jnp.where(inner, jnp.minimum(high_l, high_r) - e_K, 0.0),
+    )
+
+
+def extrema(e_K: Array, min_prominence: float = 0.0) -> tuple[Array, Array]:
     """``(maxima_K, minima_K)``: interior images above (below) both neighbours; of two equal
-    neighbours the later one counts (so a symmetric band still has its climbing image). A
-    minimum next to an end is left out: it lies in that end's basin (a descending image there
-    would only slide onto the end)."""
+    neighbours the later one counts (so a symmetric band still has its climbing image). Other
+    than the highest image, an extremum counts only with a prominence (:func:`prominence`) of
+    at least ``min_prominence`` × the band's loss range: a kink of a band still settling is no
+    saddle. A minimum next to an end is left out: it lies in that end's basin (a descending
+    image there would only slide onto the end)."""
     inner_max = (e_K[1:-1] >= e_K[:-2]) & (e_K[1:-1] > e_K[2:])
     inner_min = (e_K[1:-1] <= e_K[:-2]) & (e_K[1:-1] < e_K[2:])
     inner_min = inner_min.at[jnp.array([0, -1])].set(False)
     pad = jnp.zeros(1, bool)
-    return jnp.concatenate([pad, inner_max, pad]), jnp.concatenate([pad, inner_min, pad])
+    is_max = jnp.concatenate([pad, inner_max, pad])
+    is_min = jnp.concatenate([pad, inner_min, pad])
+    p_max, p_min = prominence(e_K)
+    floor = min_prominence * (jnp.max(e_K) - jnp.min(e_K))
+    top = jnp.arange(e_K.shape[0]) == jnp.argmax(e_K)
+    return is_max & ((p_max >= floor) | top), is_min & (p_min >= floor)
 
 
 def neb_forces(
@@ -168,7 +204,7 @@ def _relax(f: Callable[[Array], Array], xa: Array, xb: Array, cfg: BandConfig) -
 
     def forces(x, on):
         e, g = value_and_grad(x)
-        is_max, is_min = extrema(e)
+        is_max, is_min = extrema(e, cfg.min_prominence)
         climb = is_max & on & cfg.climbing
         descend = is_min & on & cfg.descending
         return neb_forces(x, e, g, climb, descend, cfg.spring)
@@ -213,7 +249,7 @@ def _relax(f: Callable[[Array], Array], xa: Array, xb: Array, cfg: BandConfig) -
                   jnp.asarray(False), jnp.asarray(False), zero + jnp.inf)  # fmt: skip
     s = jax.lax.while_loop(lambda s: ~s.converged & (s.step < cfg.steps), body, start)
     e = jax.vmap(f)(s.x)
-    climb, descend = extrema(e)
+    climb, descend = extrema(e, cfg.min_prominence)
     lin = jnp.linspace(0.0, 1.0, cfg.n_points, dtype=xa.dtype)[:, None]
     sub = jnp.linspace(0.0, 1.0, cfg.subdivide + 2, dtype=xa.dtype)[1:-1, None, None]
     between = (1 - sub) * s.x[:-1] + sub * s.x[1:]  # (subdivide, K-1, D)
@@ -501,6 +537,7 @@ def graph(
     basin_config: basins.BasinConfig | None = None,
     chunk: int = 256,
     eig_tol: float = 1e-6,
+    resolve_tol: float = 0.1,
     config: BandConfig | None = None,
     **overrides: Any,
 ) -> Landscape:
@@ -513,11 +550,18 @@ def graph(
     (:func:`minimum_energy_paths`, :class:`BandConfig` fields as keywords). An interior minimum
     of a relaxed path that is not already a node (RMS output distance ≥ ``f_tol``) becomes one.
 
-    ``edges`` per relaxed path: ends ``i``, ``j``, why chosen, ``linear_barrier`` and
-    ``relaxed_barrier`` (highest loss - mean of the ends), ``ratio``, the saddle's loss, index
-    (negative Hessian eigenvalues, float64, :func:`saddle_index`) and gradient norm, whether the
-    path converged, its steps and interior minima. ``tree``: :func:`disconnectivity` over every
-    segment of every path between consecutive minima on it.
+    ``edges`` per relaxed path: ends ``i``, ``j``, why chosen (``mst``, ``knn``), barriers
+    (highest loss - mean of the ends) along the straight line (``linear_barrier``), along the
+    relaxed path checked between its images (``relaxed_barrier``, from ``path_max``: a bound
+    for a continuous path) and at its highest image (``saddle_barrier``), ``ratio`` = relaxed /
+    linear, the saddle's loss, index (negative Hessian eigenvalues, float64,
+    :func:`saddle_index`) and gradient norm, whether the path converged and is ``resolved``
+    (no point between its images higher than its highest image by more than ``resolve_tol`` ×
+    that image's rise above the lower end: chords of a curved path overshoot a little), its
+    steps and interior minima.
+    ``tree``: :func:`disconnectivity` over every segment between consecutive minima of every
+    resolved path, each unresolved path as a whole (at ``path_max``), and the straight lines
+    (a path too): the lowest known path between two minima decides where they merge.
     """
     b = basins.find_basins(ds, basin_config, model=model)
     g = next(x for x in b.groups if x.index == group)
@@ -546,10 +590,10 @@ def graph(
     loss_fn, trainable = g.loss_fn(), g.trainable()
     paths = minimum_energy_paths(loss_fn, pick(a_P), pick(b_P), trainable=trainable, chunk=chunk,
                                  config=config, **overrides)  # fmt: skip
-    return _assemble(ds, b, g, table, local, chosen, paths, eig_tol)
+    return _assemble(ds, b, g, table, local, chosen, paths, eig_tol, resolve_tol)
 
 
-def _assemble(ds, b, g, table, local, chosen, paths: Paths, eig_tol) -> Landscape:
+def _assemble(ds, b, g, table, local, chosen, paths: Paths, eig_tol, resolve_tol) -> Landscape:
     loss_fn, trainable = g.loss_fn(), g.trainable()
     node_params = [jax.tree.map(lambda a, i=i: np.asarray(a)[i], g.params_R) for i in local]
     node_params = [symmetry.canonical_params(p, g.symmetry) for p in node_params]
@@ -567,8 +611,11 @@ def _assemble(ds, b, g, table, local, chosen, paths: Paths, eig_tol) -> Landscap
     for e, (i, j) in enumerate(chosen):
         p = paths.path(e)
         seq = [(0, i)]
-        # a path that did not converge still bounds the barrier, but its dips are no minima
-        for m in np.flatnonzero(p.descending) if p.converged else []:
+        # A path that did not converge, or whose images miss a higher point between them, is
+        # still a path from i to j: it bounds their barrier, but its dips are no minima.
+        rise = p.saddle_loss - min(p.losses[0], p.losses[-1])
+        resolved = p.converged and p.path_max - p.saddle_loss <= resolve_tol * rise + 1e-7
+        for m in np.flatnonzero(p.descending) if resolved else []:
             params = p.image(m)
             o = out_of([params])[0]
             d = [np.sqrt(np.mean((o - x) ** 2)) for x in node_out]
@@ -582,12 +629,17 @@ def _assemble(ds, b, g, table, local, chosen, paths: Paths, eig_tol) -> Landscap
                 node_out.append(o)
             seq.append((int(m), hit))
         seq.append((len(p.losses) - 1, j))
-        for (m0, u), (m1, v) in zip(seq, seq[1:]):
+        for (m0, u), (m1, v) in zip(seq, seq[1:]) if resolved else []:
             if u != v:
                 links.append((u, v, float(p.losses[m0 : m1 + 1].max())))
-        rel, linb = p.barrier, p.linear_barrier
+        if not resolved:
+            links.append((i, j, p.path_max))
+        links.append((i, j, float(p.linear_losses.max())))  # the straight line is a path too
+        linb = p.linear_barrier
+        rel = p.path_max - (p.losses[0] + p.losses[-1]) / 2
         rows.append(dict(i=i, j=j, chosen_by=chosen[(i, j)], linear_barrier=linb,
-                         relaxed_barrier=rel, ratio=rel / linb if linb > 0 else np.nan,
+                         relaxed_barrier=rel, saddle_barrier=p.barrier,
+                         ratio=rel / linb if linb > 0 else np.nan, resolved=resolved,
                          linear_saddle=float(p.linear_losses.max()), saddle_loss=p.saddle_loss,
                          path_max=p.path_max,
                          ts_index=int(index[e]) if p.climbing.any() else -1,

@@ -178,3 +178,37 @@ def test_disconnectivity_merges_at_the_lowest_saddle():
     assert tree.level.tolist() == [0.5, 1.0, 3.0]  # (0, 2) at 2.0 is redundant
     assert tree.members.tolist() == [[1, 2], [0, 1, 2], [0, 1, 2, 3]]
     assert tree.cluster.tolist() == [4, 5, 6] and tree.right.tolist()[1] == 4
+
+
+@pytest.fixture(scope="module")
+def small_sweep():
+    import jaxinit
+    from jaxinit.bundled import find_spec
+    from jaxinit.spec import Spec
+
+    spec = Spec.from_toml(find_spec("sinusoid_landscape"))
+    return jaxinit.run(spec.with_overrides({"axes.seed": 24, "train.steps": 2000}), progress=False)
+
+
+def test_graph_of_the_bundled_net(small_sweep):
+    """Relaxed paths between the minima of the bundled net: never above the straight line where
+    they converged, an MST that joins every minimum, and the disconnectivity figure."""
+    from jaxinit.plots import FIGURES, TABLES
+
+    g = L.graph(small_sweep, max_nodes=6, k=1)
+    e = g.edges
+    n = len(g.nodes)
+    assert n >= 6 and (g.nodes.source[:6] == "basin").all()
+    assert e.chosen_by.str.contains("mst").sum() == 5  # N - 1 edges of the spanning tree
+    assert g.tree["size"].iloc[-1] == n and g.tree.level.is_monotonic_increasing
+    ok = e[e.converged & e.resolved]
+    assert len(ok) >= 3
+    assert (ok.relaxed_barrier <= ok.linear_barrier + 1e-6).all()
+    assert (ok.saddle_barrier <= ok.relaxed_barrier + 1e-6).all()
+    assert (e.linear_barrier > 0).all()
+    # every merge level is a saddle between minima: at least as high as both sides' minima
+    loss = g.nodes.loss.to_numpy()
+    assert all(r.level >= loss[r.members].max() - 1e-6 for r in g.tree.itertuples())
+    fig = FIGURES["disconnectivity"](small_sweep)
+    assert len(fig.axes) == 2 and fig.axes[0].lines
+    assert set(TABLES["disconnectivity"](small_sweep).columns) >= {"linear_barrier", "ratio"}

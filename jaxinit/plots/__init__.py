@@ -27,7 +27,14 @@ _LAZY = {
     "magic_numbers_table": "depth_figures",
     "phase_diagram_table": "depth_figures",
 }
-_FAMILIES = ("core", "basin_figures", "init_figures", "depth_figures", "restart_figures")
+_FAMILIES = (
+    "core",
+    "basin_figures",
+    "init_figures",
+    "depth_figures",
+    "restart_figures",
+    "landscape_figures",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -58,6 +65,7 @@ __all__ = [
     "depth_figures",
     "diag_linear_beta",
     "init_figures",
+    "landscape_figures",
     "magic_numbers_table",
     "phase_diagram_table",
     "restart_figures",
