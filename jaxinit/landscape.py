@@ -72,6 +72,7 @@ class BandConfig(NamedTuple):
     climb_start: int = 200  # plain-NEB steps at least before images climb / descend
     climb_factor: float = 10.0  # … and until every force is below climb_factor × force_tol
     min_prominence: float = 0.02  # an extremum other than the top: × the band's loss range
+    max_stretch: float = 2.0  # a band longer than this × the straight line stops (escaped)
     force_tol: float = 1e-3  # converged: every image's NEB force norm below this
     optimizer: str = "fire"  # "fire" or "lbfgs" (optax.lbfgs, no line search)
     dt: float = 0.05  # FIRE's first time step (lbfgs: its learning rate)
@@ -94,6 +95,7 @@ class _Band(NamedTuple):
     step: Array  # () int32, steps taken
     converged: Array  # () bool: the path is frozen
     climbing: Array  # () bool: images climb / descend from now on (latched)
+    escaped: Array  # () bool: the band outgrew max_stretch × the straight line; frozen before
     max_force: Array  # () largest image force norm at the last evaluation
 
 
@@ -241,13 +243,18 @@ def _relax(f: Callable[[Array], Array], xa: Array, xb: Array, cfg: BandConfig) -
         new = new._replace(v=jnp.where(switch, 0.0, new.v), n_pos=jnp.where(switch, 0, new.n_pos),
                            alpha=jnp.where(switch, FIRE_ALPHA, new.alpha))  # fmt: skip
         frozen = s._replace(converged=jnp.asarray(True), max_force=max_force)
+        escaped = _length(new.x) > cfg.max_stretch * length0
+        stopped = s._replace(escaped=jnp.asarray(True), max_force=max_force)
+        new = jax.tree.map(lambda a, b: jnp.where(escaped, a, b), stopped, new)
         return jax.tree.map(lambda a, b: jnp.where(done, a, b), frozen, new)
 
     zero = jnp.zeros((), xa.dtype)
     start = _Band(x0, jnp.zeros_like(x0), zero + cfg.dt, zero + FIRE_ALPHA,
                   jnp.zeros((), jnp.int32), lbfgs.init(x0), jnp.zeros((), jnp.int32),
-                  jnp.asarray(False), jnp.asarray(False), zero + jnp.inf)  # fmt: skip
-    s = jax.lax.while_loop(lambda s: ~s.converged & (s.step < cfg.steps), body, start)
+                  jnp.asarray(False), jnp.asarray(False), jnp.asarray(False),
+                  zero + jnp.inf)  # fmt: skip
+    length0 = _length(x0)
+    s = jax.lax.while_loop(lambda s: ~s.converged & ~s.escaped & (s.step < cfg.steps), body, start)
     e = jax.vmap(f)(s.x)
     climb, descend = extrema(e, cfg.min_prominence)
     lin = jnp.linspace(0.0, 1.0, cfg.n_points, dtype=xa.dtype)[:, None]
@@ -256,7 +263,12 @@ def _relax(f: Callable[[Array], Array], xa: Array, xb: Array, cfg: BandConfig) -
     path_max = jnp.maximum(jnp.max(e), jnp.max(jax.vmap(jax.vmap(f))(between)))
     return dict(x=s.x, losses=e, climbing=climb & cfg.climbing, descending=descend & cfg.descending,
                 linear_losses=jax.vmap(f)((1 - lin) * xa + lin * xb), converged=s.converged,
-                steps=s.step, max_force=s.max_force, path_max=path_max)  # fmt: skip
+                steps=s.step, max_force=s.max_force, path_max=path_max,
+                escaped=s.escaped)  # fmt: skip
+
+
+def _length(x_KxD: Array) -> Array:
+    return jnp.sum(jnp.linalg.norm(jnp.diff(x_KxD, axis=0), axis=-1))
 
 
 def _hashable(trainable: Any | None):
@@ -294,6 +306,7 @@ class Path(NamedTuple):
     steps: int  # optimizer steps taken
     max_force: float  # largest image force norm at the end
     path_max: float  # highest loss on the piecewise-linear path through the images (checked)
+    escaped: bool  # stopped when the band outgrew max_stretch × the straight line
 
     def image(self, i: int) -> Any:
         return jax.tree.map(lambda a: a[i], self.images)
@@ -366,7 +379,7 @@ def minimum_energy_path(
     out = jax.tree.map(np.asarray, out)
     return Path(out["images"], out["losses"], out["climbing"], out["descending"],
                 out["linear_losses"], bool(out["converged"]), int(out["steps"]),
-                float(out["max_force"]), float(out["path_max"]))  # fmt: skip
+                float(out["max_force"]), float(out["path_max"]), bool(out["escaped"]))  # fmt: skip
 
 
 class Paths(NamedTuple):
@@ -381,6 +394,7 @@ class Paths(NamedTuple):
     steps: np.ndarray  # (N,)
     max_force: np.ndarray  # (N,)
     path_max: np.ndarray  # (N,)
+    escaped: np.ndarray  # (N,) bool
 
     def __len__(self) -> int:  # type: ignore[override]
         return len(self.losses)
@@ -389,7 +403,8 @@ class Paths(NamedTuple):
         images = jax.tree.map(lambda a: a[n], self.images)
         return Path(images, self.losses[n], self.climbing[n], self.descending[n],
                     self.linear_losses[n], bool(self.converged[n]), int(self.steps[n]),
-                    float(self.max_force[n]), float(self.path_max[n]))  # fmt: skip
+                    float(self.max_force[n]), float(self.path_max[n]),
+                    bool(self.escaped[n]))  # fmt: skip
 
     @property
     def saddle_loss(self) -> np.ndarray:
@@ -436,7 +451,7 @@ def minimum_energy_paths(
     out = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
     return Paths(out["images"], out["losses"], out["climbing"], out["descending"],
                  out["linear_losses"], out["converged"], out["steps"], out["max_force"],
-                 out["path_max"])  # fmt: skip
+                 out["path_max"], out["escaped"])  # fmt: skip
 
 
 # -- the landscape of a sweep -------------------------------------------------------------------
@@ -643,7 +658,8 @@ def _assemble(ds, b, g, table, local, chosen, paths: Paths, eig_tol, resolve_tol
                          linear_saddle=float(p.linear_losses.max()), saddle_loss=p.saddle_loss,
                          path_max=p.path_max,
                          ts_index=int(index[e]) if p.climbing.any() else -1,
-                         ts_grad_norm=float(gnorm[e]), converged=p.converged, steps=p.steps,
+                         ts_grad_norm=float(gnorm[e]), converged=p.converged,
+                         escaped=p.escaped, steps=p.steps,
                          interior_minima=len(seq) - 2))  # fmt: skip
     node_df = pd.DataFrame(nodes)
     return Landscape(node_df, pd.DataFrame(rows), disconnectivity(node_df.loss.to_numpy(), links),
