@@ -212,3 +212,20 @@ def test_graph_of_the_bundled_net(small_sweep):
     fig = FIGURES["disconnectivity"](small_sweep)
     assert len(fig.axes) == 2 and fig.axes[0].lines
     assert set(TABLES["disconnectivity"](small_sweep).columns) >= {"linear_barrier", "ratio"}
+
+
+def test_a_band_that_runs_off_stops_at_max_stretch():
+    """The barrier of (x² - 1)² / (1 + (y - 0.1)²) vanishes as y grows: the band slides away for
+    ever. It stops (escaped) once longer than max_stretch × the straight line, never converged,
+    its last state still a path from a to b below the straight line's height."""
+    f = lambda p: (p[0] ** 2 - 1) ** 2 / (1 + (p[1] - 0.1) ** 2)  # noqa: E731
+    with jax.enable_x64(True):
+        a, b = jnp.array([-1.0, 0.0]), jnp.array([1.0, 0.0])
+        path = L.minimum_energy_path(f, a, b, images=9, steps=20_000, max_stretch=2.0)
+        free = L.minimum_energy_path(f, a, b, images=9, steps=300, max_stretch=1e9)
+    length = np.linalg.norm(np.diff(path.images, axis=0), axis=1).sum()
+    assert path.escaped and not path.converged and path.steps < 20_000
+    assert 2.0 * 2 * 0.9 < length <= 2.0 * 2
+    assert path.path_max < max(path.linear_losses)
+    assert np.allclose(path.images[[0, -1]], [[-1, 0], [1, 0]])
+    assert not free.escaped and not free.converged
