@@ -73,6 +73,7 @@ class BandConfig(NamedTuple):
     climb_factor: float = 10.0  # … and until every force is below climb_factor × force_tol
     min_prominence: float = 0.02  # an extremum other than the top: × the band's loss range
     max_stretch: float = 2.0  # a band longer than this × the straight line stops (escaped)
+    segment: int = 100  # paths in a pool run this many steps between refills (many paths)
     force_tol: float = 1e-3  # converged: every image's NEB force norm below this
     optimizer: str = "fire"  # "fire" or "lbfgs" (optax.lbfgs, no line search)
     dt: float = 0.05  # FIRE's first time step (lbfgs: its learning rate)
@@ -91,12 +92,14 @@ class _Band(NamedTuple):
     dt: Array  # () FIRE time step
     alpha: Array  # () FIRE mixing weight
     n_pos: Array  # () int32, steps since the force last turned against the velocity
-    opt: Any  # optax.lbfgs state (unused by FIRE)
+    opt: Any  # optax.lbfgs state (FIRE: empty)
     step: Array  # () int32, steps taken
     converged: Array  # () bool: the path is frozen
     climbing: Array  # () bool: images climb / descend from now on (latched)
     escaped: Array  # () bool: the band outgrew max_stretch × the straight line; frozen before
     max_force: Array  # () largest image force norm at the last evaluation
+    max_step: Array  # () most an image moves in one step
+    length0: Array  # () length of the straight line
 
 
 # -- the band's forces --------------------------------------------------------------------------
@@ -135,12 +138,16 @@ def prominence(e_K: Array) -> tuple[Array, Array]:
     lower point, the same with the signs turned. Zero at the ends."""
     k = e_K.shape[0]
     idx = jnp.arange(k)
-    lo = jnp.minimum(idx[:, None], idx[None, :])
-    hi = jnp.maximum(idx[:, None], idx[None, :])
-    seg = (idx >= lo[..., None]) & (idx <= hi[..., None])  # (K, K, K): idx in [i..j]
-    seg_max = jnp.max(jnp.where(seg, e_K, -jnp.inf), -1)
-    seg_min = jnp.min(jnp.where(seg, e_K, jnp.inf), -1)
     left = idx[None, :] <= idx[:, None]
+    right = idx[None, :] >= idx[:, None]
+
+    def segment(cum, fill):  # (K, K): cum's reduction of e over the images between i and j
+        ahead = cum(jnp.where(right, e_K, fill), axis=1)
+        behind = cum(jnp.where(left, e_K, fill), axis=1, reverse=True)
+        return jnp.where(right, ahead, behind)
+
+    seg_max = segment(jax.lax.cummax, -jnp.inf)
+    seg_min = segment(jax.lax.cummin, jnp.inf)
     up = seg_max <= e_K[:, None]  # j reachable from i without passing a higher point
     down = seg_min >= e_K[:, None]
     low_l = jnp.min(jnp.where(up & left, e_K, jnp.inf), 1)
@@ -193,13 +200,27 @@ def neb_forces(
 
 
 # -- one path -----------------------------------------------------------------------------------
-def _relax(f: Callable[[Array], Array], xa: Array, xb: Array, cfg: BandConfig) -> dict:
-    """Relax the band from the straight line ``xa → xb`` (flat vectors); pure and jittable."""
-    k = cfg.images
-    ts = jnp.linspace(0.0, 1.0, k, dtype=xa.dtype)[:, None]
+def _start(xa: Array, xb: Array, cfg: BandConfig) -> _Band:
+    """The band on the straight line ``xa → xb`` (flat vectors), at rest."""
+    ts = jnp.linspace(0.0, 1.0, cfg.images, dtype=xa.dtype)[:, None]
     x0 = (1 - ts) * xa + ts * xb
-    spacing = jnp.linalg.norm(xb - xa) / (k - 1)
-    max_step = cfg.max_step * jnp.where(spacing > 0, spacing, 1.0)
+    spacing = jnp.linalg.norm(xb - xa) / (cfg.images - 1)
+    zero = jnp.zeros((), xa.dtype)
+    lbfgs = optax.lbfgs(learning_rate=cfg.dt, linesearch=None)
+    return _Band(x0, jnp.zeros_like(x0), zero + cfg.dt, zero + FIRE_ALPHA,
+                 jnp.zeros((), jnp.int32), lbfgs.init(x0) if cfg.optimizer == "lbfgs" else (),
+                 jnp.zeros((), jnp.int32),
+                 jnp.asarray(False), jnp.asarray(False), jnp.asarray(False), zero + jnp.inf,
+                 cfg.max_step * jnp.where(spacing > 0, spacing, 1.0), _length(x0))  # fmt: skip
+
+
+def _stopped(s: _Band, cfg: BandConfig) -> Array:
+    return s.converged | s.escaped | (s.step >= cfg.steps)
+
+
+def _advance(f: Callable[[Array], Array], s: _Band, cfg: BandConfig, n: int) -> _Band:
+    """At most ``n`` more steps of the band (fewer once it stops); pure and jittable."""
+    k = cfg.images
     inner = jnp.zeros(k, bool).at[1:-1].set(True)[:, None]
     value_and_grad = jax.vmap(jax.value_and_grad(f))
     lbfgs = optax.lbfgs(learning_rate=cfg.dt, linesearch=None)
@@ -211,7 +232,7 @@ def _relax(f: Callable[[Array], Array], xa: Array, xb: Array, cfg: BandConfig) -
         descend = is_min & on & cfg.descending
         return neb_forces(x, e, g, climb, descend, cfg.spring)
 
-    def clip(dx):
+    def clip(dx, max_step):
         n = jnp.linalg.norm(dx, axis=-1, keepdims=True)
         return jnp.where(inner, dx * jnp.minimum(1.0, max_step / jnp.where(n > 0, n, 1.0)), 0.0)
 
@@ -233,28 +254,30 @@ def _relax(f: Callable[[Array], Array], xa: Array, xb: Array, cfg: BandConfig) -
             alpha = jnp.where(grow, s.alpha * FIRE_F_ALPHA, s.alpha)
             alpha = jnp.where(ok, alpha, FIRE_ALPHA)
             v = jnp.where(ok, mixed, 0.0) + dt * force
-            new = s._replace(x=s.x + clip(dt * v), v=v, dt=dt, alpha=alpha, n_pos=n_pos)
+            new = s._replace(x=s.x + clip(dt * v, s.max_step), v=v, dt=dt, alpha=alpha, n_pos=n_pos)
         else:
             upd, opt = lbfgs.update(-force, s.opt, s.x)
-            new = s._replace(x=s.x + clip(upd), opt=opt)
+            new = s._replace(x=s.x + clip(upd, s.max_step), opt=opt)
         new = new._replace(step=s.step + 1, max_force=max_force, climbing=s.climbing | settled)
         # the force field changes when images start to climb: FIRE starts again from rest
         switch = settled & ~s.climbing
         new = new._replace(v=jnp.where(switch, 0.0, new.v), n_pos=jnp.where(switch, 0, new.n_pos),
                            alpha=jnp.where(switch, FIRE_ALPHA, new.alpha))  # fmt: skip
         frozen = s._replace(converged=jnp.asarray(True), max_force=max_force)
-        escaped = _length(new.x) > cfg.max_stretch * length0
+        escaped = _length(new.x) > cfg.max_stretch * s.length0
         stopped = s._replace(escaped=jnp.asarray(True), max_force=max_force)
         new = jax.tree.map(lambda a, b: jnp.where(escaped, a, b), stopped, new)
         return jax.tree.map(lambda a, b: jnp.where(done, a, b), frozen, new)
 
-    zero = jnp.zeros((), xa.dtype)
-    start = _Band(x0, jnp.zeros_like(x0), zero + cfg.dt, zero + FIRE_ALPHA,
-                  jnp.zeros((), jnp.int32), lbfgs.init(x0), jnp.zeros((), jnp.int32),
-                  jnp.asarray(False), jnp.asarray(False), jnp.asarray(False),
-                  zero + jnp.inf)  # fmt: skip
-    length0 = _length(x0)
-    s = jax.lax.while_loop(lambda s: ~s.converged & ~s.escaped & (s.step < cfg.steps), body, start)
+    # the masks: a stopped band is left as it is (under vmap the others go on)
+    s, _ = jax.lax.while_loop(
+        lambda c: ~_stopped(c[0], cfg) & (c[1] < n), lambda c: (body(c[0]), c[1] + 1), (s, 0)
+    )
+    return s
+
+
+def _result(f: Callable[[Array], Array], s: _Band, xa: Array, xb: Array, cfg: BandConfig) -> dict:
+    """What a stopped band says: losses, saddles, minima, the straight line, the checked max."""
     e = jax.vmap(f)(s.x)
     climb, descend = extrema(e, cfg.min_prominence)
     lin = jnp.linspace(0.0, 1.0, cfg.n_points, dtype=xa.dtype)[:, None]
@@ -280,18 +303,36 @@ def _hashable(trainable: Any | None):
 
 @functools.lru_cache(maxsize=64)
 def _program(loss_fn: Callable, trainable_key, cfg: BandConfig, batched: bool) -> Callable:
-    """The compiled relaxation of one path, or of a chunk of paths (vmapped); cached so that a
+    """The compiled relaxation of one path (whole), or the three compiled pieces of a pool of
+    paths (vmapped: ``start``, ``advance`` by ``cfg.segment`` steps, ``result``); cached so that a
     second call with the same loss, mask and config does not recompile."""
     trainable = None if trainable_key is None else jax.tree.unflatten(*trainable_key)
 
-    def one(a, b):
+    def parts(a, b):
         xa, to_params = curvature.embed(a, trainable)
         xb = curvature.embed(b, trainable)[0]
-        out = _relax(lambda x: loss_fn(to_params(x)), xa, xb, cfg)
+        return xa, xb, to_params, lambda x: loss_fn(to_params(x))
+
+    def start(a, b):
+        xa, xb, _, _ = parts(a, b)
+        return _start(xa, xb, cfg)
+
+    def advance(s, a, b, n):
+        return _advance(parts(a, b)[3], s, cfg, n)
+
+    def result(s, a, b):
+        xa, xb, to_params, f = parts(a, b)
+        out = _result(f, s, xa, xb, cfg)
         out["images"] = jax.vmap(to_params)(out.pop("x"))
         return out
 
-    return jax.jit(jax.vmap(one) if batched else one)
+    if not batched:
+        return jax.jit(lambda a, b: result(advance(start(a, b), a, b, cfg.steps), a, b))
+    return (
+        jax.jit(jax.vmap(start)),
+        jax.jit(jax.vmap(lambda s, a, b: advance(s, a, b, cfg.segment))),
+        jax.jit(jax.vmap(result)),
+    )
 
 
 class Path(NamedTuple):
@@ -430,25 +471,56 @@ def minimum_energy_paths(
     **overrides: Any,
 ) -> Paths:
     """:func:`minimum_energy_path` for ``N`` pairs at once: ``a_N``, ``b_N`` are pytrees with a
-    leading pair axis. One compiled program relaxes ``chunk`` paths × ``K`` images at a time
-    (the last chunk padded, so there is one compilation); a path that has converged is frozen
-    by its mask while the others go on."""
+    leading pair axis. A pool of ``chunk`` paths × ``K`` images runs in one compiled, vmapped
+    program, ``segment`` steps at a time; a path that has stopped (converged, escaped or out of
+    steps) is frozen by its mask while the others go on, and after the segment its slot takes
+    the next waiting pair, so the pool does not idle until its slowest path is done. Each path
+    takes the same steps as it would alone."""
     cfg = _config(config, overrides)
     n = len(jax.tree.leaves(a_N)[0])
     if n == 0:
         raise ValueError("no pairs to relax")
+    start, advance, result = _program(loss_fn, _hashable(trainable), cfg, True)
     size = min(chunk, n)
-    fn = _program(loss_fn, _hashable(trainable), cfg, True)
-    parts = []
-    for s in range(0, n, size):
-        idx = np.minimum(np.arange(s, s + size), n - 1)  # pad with the last pair
-        a, b = (
-            jax.tree.map(lambda x, idx=idx: jnp.asarray(np.asarray(x)[idx]), p) for p in (a_N, b_N)
-        )
-        parts.append(
-            jax.tree.map(lambda x, k=size if s + size <= n else n - s: np.asarray(x)[:k], fn(a, b))
-        )
-    out = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+    slot = np.minimum(np.arange(size), n - 1)  # the pair in each slot of the pool
+    queue = size  # the next pair waiting for a slot
+    todo = np.ones(size, bool)  # the slot holds a pair not yet collected
+    take = lambda t, idx: jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[idx]), t)  # noqa: E731
+    a, b = take(a_N, slot), take(b_N, slot)
+    state = start(a, b)
+    outs: list = [None] * n
+    while todo.any():
+        state = advance(state, a, b)
+        stopped = np.asarray(state.converged | state.escaped | (state.step >= cfg.steps))
+        done = stopped & todo
+        if done.any():
+            out = jax.tree.map(np.asarray, result(state, a, b))
+            for i in np.flatnonzero(done):
+                outs[slot[i]] = jax.tree.map(lambda x, i=i: x[i], out)
+            todo &= ~done
+        # refill the freed slots with waiting pairs: the pool never idles on finished paths
+        free = np.flatnonzero(done)[: max(0, n - queue)]
+        if len(free):
+            slot[free] = np.arange(queue, queue + len(free))
+            queue += len(free)
+            todo[free] = True
+            a, b = take(a_N, slot), take(b_N, slot)
+            fresh = start(a, b)
+            mask = jnp.asarray(np.isin(np.arange(size), free))
+            state = jax.tree.map(
+                lambda x, y, m=mask: jnp.where(m.reshape((-1,) + (1,) * (x.ndim - 1)), y, x),
+                state,
+                fresh,
+            )
+        while queue >= n and 0 < 2 * todo.sum() <= size and size > 1:
+            # no pair waits: halve the pool, keeping the unfinished paths (a compilation each)
+            keep = np.flatnonzero(todo)
+            keep = np.concatenate([keep, np.flatnonzero(~todo)[: size // 2 - len(keep)]])
+            size //= 2
+            slot, todo = slot[keep], todo[keep]
+            a, b = take(a_N, slot), take(b_N, slot)
+            state = jax.tree.map(lambda x, k=keep: x[jnp.asarray(k)], state)
+    out = jax.tree.map(lambda *xs: np.stack(xs), *outs)
     return Paths(out["images"], out["losses"], out["climbing"], out["descending"],
                  out["linear_losses"], out["converged"], out["steps"], out["max_force"],
                  out["path_max"], out["escaped"])  # fmt: skip
