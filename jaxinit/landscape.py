@@ -512,8 +512,8 @@ def minimum_energy_paths(
                 state,
                 fresh,
             )
-        while queue >= n and 0 < 2 * todo.sum() <= size and size > 1:
-            # no pair waits: halve the pool, keeping the unfinished paths (a compilation each)
+        while queue >= n and 0 < 2 * todo.sum() <= size and size >= 32:
+            # no pair waits: halve the pool down to 16, keeping the unfinished paths (a compilation each)
             keep = np.flatnonzero(todo)
             keep = np.concatenate([keep, np.flatnonzero(~todo)[: size // 2 - len(keep)]])
             size //= 2

@@ -229,3 +229,19 @@ def test_a_band_that_runs_off_stops_at_max_stretch():
     assert path.path_max < max(path.linear_losses)
     assert np.allclose(path.images[[0, -1]], [[-1, 0], [1, 0]])
     assert not free.escaped and not free.converged
+
+
+def test_the_pool_refills_and_shrinks_without_changing_a_path():
+    """40 paths through a pool of 32: freed slots take the waiting pairs, then the pool halves;
+    every path is the one it would be alone (the steps it took, its images)."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        a = np.stack([-np.ones(40), 0.3 * rng.standard_normal(40)], 1)
+        b = np.stack([np.ones(40), 0.3 * rng.standard_normal(40)], 1)
+        kw = dict(images=7, steps=3000, force_tol=1e-6, dt=0.01, dt_max=0.05, segment=25)
+        many = L.minimum_energy_paths(curved_well, jnp.asarray(a), jnp.asarray(b), chunk=32, **kw)
+        assert len(set(many.steps.tolist())) > 5  # paths finish at different times
+        for n in (0, 33, 39):
+            one = L.minimum_energy_path(curved_well, jnp.asarray(a[n]), jnp.asarray(b[n]), **kw)
+            assert many.steps[n] == one.steps
+            np.testing.assert_allclose(many.images[n], one.images, atol=1e-9)

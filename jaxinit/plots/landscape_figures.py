@@ -67,7 +67,12 @@ def tree_layout(loss_N: np.ndarray, tree: pd.DataFrame) -> tuple[dict, dict]:
 def disconnectivity(ds: xr.Dataset) -> plt.Figure:
     """Left: the disconnectivity graph of the sweep's minima (relaxed saddles; a minimum found
     inside a relaxed path is marked apart). Right: relaxed vs straight-line barrier per edge."""
-    g = landscape_of(ds)
+    return draw_disconnectivity(landscape_of(ds), ds.attrs["name"])
+
+
+def draw_disconnectivity(g, name: str = "") -> plt.Figure:
+    """The :func:`disconnectivity` figure of a :class:`jaxinit.landscape.Landscape` already built
+    (e.g. ``graph(ds, max_nodes=…)``)."""
     loss = g.nodes.loss.to_numpy()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [2.2, 1]})
     x, top = tree_layout(loss, g.tree)
@@ -105,7 +110,7 @@ def disconnectivity(ds: xr.Dataset) -> plt.Figure:
     med = np.nanmedian(e.ratio[e.converged]) if conv else np.nan
     bx.set_title(f"median relaxed / straight-line ratio {med:.3g}", fontsize=9)
     bx.legend(fontsize=7)
-    fig.suptitle(f"{ds.attrs['name']}: disconnectivity graph")
+    fig.suptitle(f"{name}: disconnectivity graph" if name else "disconnectivity graph")
     fig.tight_layout()
     return fig
 
