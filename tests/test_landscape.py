@@ -66,10 +66,12 @@ BAND = dict(images=16, steps=20_000, spring=10.0, dt=1e-3, dt_max=3e-3, force_to
 
 
 def _newton(f, p):
-    p = jnp.asarray(p, jnp.float64)
-    for _ in range(50):
-        p = p - jnp.linalg.solve(jax.hessian(f)(p), jax.grad(f)(p))
-    return np.asarray(p)
+    def step(_, p):
+        return p - jnp.linalg.solve(jax.hessian(f)(p), jax.grad(f)(p))
+
+    return np.asarray(
+        jax.jit(lambda p: jax.lax.fori_loop(0, 50, step, p))(jnp.asarray(p, jnp.float64))
+    )
 
 
 @pytest.mark.parametrize("name", list(SURFACES))
