@@ -382,7 +382,26 @@ class Path(NamedTuple):
         return float(basins.barrier_heights(self.linear_losses[None])[0])
 
 
+def _check_ends(a: Any, b: Any, lead: int) -> None:
+    """Both ends must be the same pytree with the same shapes (``lead`` leading pair axes)."""
+    sa, sb = jax.tree.structure(a), jax.tree.structure(b)
+    if sa != sb:
+        raise ValueError(f"the two ends are different pytrees: {sa} and {sb}")
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        if np.shape(x) != np.shape(y):
+            raise ValueError(
+                f"the two ends have leaves of different shapes: {np.shape(x)} and {np.shape(y)}"
+            )
+    if lead and len({np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(a)}) != 1:
+        raise ValueError("every leaf of a_N and b_N needs the same leading pair axis")
+
+
 def _config(config: BandConfig | None, overrides: dict) -> BandConfig:
+    unknown = set(overrides) - set(BandConfig._fields)
+    if unknown:
+        raise ValueError(
+            f"unknown band settings {sorted(unknown)}; allowed: {', '.join(BandConfig._fields)}"
+        )
     cfg = (config or BandConfig())._replace(**overrides)
     if cfg.images < 3:
         raise ValueError(
@@ -416,6 +435,7 @@ def minimum_energy_path(
     (1.0, [0.0, 0.0])
     """
     cfg = _config(config, overrides)
+    _check_ends(a, b, 0)
     out = _program(loss_fn, _hashable(trainable), cfg, False)(a, b)
     out = jax.tree.map(np.asarray, out)
     return Path(out["images"], out["losses"], out["climbing"], out["descending"],
@@ -477,6 +497,7 @@ def minimum_energy_paths(
     the next waiting pair, so the pool does not idle until its slowest path is done. Each path
     takes the same steps as it would alone."""
     cfg = _config(config, overrides)
+    _check_ends(a_N, b_N, 1)
     n = len(jax.tree.leaves(a_N)[0])
     if n == 0:
         raise ValueError("no pairs to relax")

@@ -156,6 +156,12 @@ def test_converged_paths_are_frozen_by_their_mask():
         L.minimum_energy_path(curved_well, a[0], b[0], images=2)
     with pytest.raises(ValueError, match="'fire' or 'lbfgs'"):
         L.minimum_energy_path(curved_well, a[0], b[0], optimizer="adam")
+    with pytest.raises(ValueError, match="unknown band settings \\['image'\\]"):
+        L.minimum_energy_path(curved_well, a[0], b[0], image=8)
+    with pytest.raises(ValueError, match="different shapes"):
+        L.minimum_energy_path(curved_well, a[0], jnp.zeros(3))
+    with pytest.raises(ValueError, match="different pytrees"):
+        L.minimum_energy_paths(curved_well, {"w": a}, {"v": b})
 
 
 def test_vmapped_paths_equal_one_at_a_time():
