@@ -88,22 +88,28 @@ def loss_function(model: Model, task: Task, dtype: str = "float32") -> Callable[
     return lambda params: loss_value(task.loss, model.apply(params, x), y)
 
 
+def embed(params: Any, trainable: Any | None = None) -> tuple[Array, Callable[[Array], Any]]:
+    """``(theta, to_params)``: the trainable leaves of one run's ``params`` as one flat vector,
+    and its inverse, which puts a vector back into the pytree with the frozen leaves
+    (``trainable`` False) held at their values in ``params``."""
+    leaves, treedef = jax.tree.flatten(params)
+    mask = [True] * len(leaves) if trainable is None else jax.tree.leaves(trainable)
+    theta, unravel = ravel_pytree([x for x, m in zip(leaves, mask) if m])
+
+    def to_params(theta_flat: Array) -> Any:
+        it = iter(unravel(theta_flat))
+        return jax.tree.unflatten(treedef, [next(it) if m else x for x, m in zip(leaves, mask)])
+
+    return theta, to_params
+
+
 def restrict(loss_fn: Callable, params: Any, trainable: Any | None = None):
     """``(theta, f)`` with ``f(theta) = loss_fn(params)`` over the trainable leaves, flattened.
 
     ``params`` is one run's pytree; frozen leaves (``trainable`` False) are held at their values.
     """
-    leaves, treedef = jax.tree.flatten(params)
-    mask = [True] * len(leaves) if trainable is None else jax.tree.leaves(trainable)
-    theta, unravel = ravel_pytree([x for x, m in zip(leaves, mask) if m])
-
-    def f(theta_flat: Array) -> Array:
-        it = iter(unravel(theta_flat))
-        return loss_fn(
-            jax.tree.unflatten(treedef, [next(it) if m else x for x, m in zip(leaves, mask)])
-        )
-
-    return theta, f
+    theta, to_params = embed(params, trainable)
+    return theta, lambda theta_flat: loss_fn(to_params(theta_flat))
 
 
 def lanczos_extremes(hvp: Callable[[Array], Array], v0: Array, steps: int) -> tuple[Array, Array]:

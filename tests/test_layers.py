@@ -24,7 +24,7 @@ LAYERS = [
     ("processes", {"distributed", "progress"}),  # multi-process jobs; a directory's progress
     ("results", {"results"}),
     ("sweep", {"sweep", "probes"}),  # orchestrates the engine and hands back labelled results
-    ("analysis", {"basins", "curvature", "symmetry", "tables", "restarts"}),
+    ("analysis", {"basins", "curvature", "symmetry", "tables", "restarts", "landscape"}),
     ("plots", {"plots"}),
     ("report", {"report"}),
     ("cli", {"cli", "__main__"}),  # __main__: `python -m jaxinit`

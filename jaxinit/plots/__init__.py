@@ -29,7 +29,14 @@ _LAZY = {
     "magic_numbers_table": "depth_figures",
     "phase_diagram_table": "depth_figures",
 }
-_FAMILIES = ("core", "basin_figures", "init_figures", "depth_figures", "restart_figures")
+_FAMILIES = (
+    "core",
+    "basin_figures",
+    "init_figures",
+    "depth_figures",
+    "restart_figures",
+    "landscape_figures",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -61,6 +68,7 @@ __all__ = [
     "depth_figures",
     "diag_linear_beta",
     "init_figures",
+    "landscape_figures",
     "magic_numbers_table",
     "note_figure",
     "phase_diagram_table",

@@ -39,6 +39,8 @@ FIGURE_NAMES: tuple[str, ...] = (
     "signal_propagation",
     "signal_phase",
     "jacobian_spectrum",
+    # landscapes between minima (jaxinit.plots.landscape_figures)
+    "disconnectivity",
 )
 """Every figure ``jaxinit report`` can draw, by name."""
 
