@@ -102,7 +102,13 @@ class _Band(NamedTuple):
     length0: Array  # () length of the straight line
 
 
+class TooFewMinima(ValueError):
+    """A sweep (or group) with fewer than two basins: there is no landscape to draw."""
+
+
 # -- the band's forces --------------------------------------------------------------------------
+
+
 def tangents(x_KxD: Array, e_K: Array) -> Array:
     """``(K-2, D)`` unit tangents at the interior images: the improved tangent of Henkelman &
     Jónsson (2000). Towards the higher neighbour where the loss is monotone across an image;
@@ -677,7 +683,7 @@ def graph(
     if max_nodes:
         table = table.head(max_nodes)
     if len(table) < 2:
-        raise ValueError(f"group {group} has {len(table)} basin(s): a landscape needs two")
+        raise TooFewMinima(f"group {group} has {len(table)} basin(s): a landscape needs two")
     where = {int(r): i for i, r in enumerate(g.run_ids)}
     local = [where[int(reps[0])] for reps in table["reps"]]
     n = len(local)

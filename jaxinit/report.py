@@ -131,7 +131,10 @@ def draw_report(ds: xr.Dataset, out: str | Path) -> Report:
         return out / f"{name}.png"
 
     def table(name: str) -> list[Path]:
-        tab = TABLES[name](ds)
+        try:
+            tab = TABLES[name](ds)
+        except NothingToDraw:  # its figure says why (a note); there are no numbers to write
+            return []
         tab.to_csv(out / f"{name}.csv", index=False)
         (out / f"{name}.txt").write_text(tab.to_string(index=False) + "\n")
         return [out / f"{name}.csv", out / f"{name}.txt"]
@@ -277,8 +280,7 @@ def analysis_tables(
     names = list(names if names is not None else (spec.get("report") or DEFAULT_FIGURES))
     tables = getattr(plots, "TABLES", {})
     if ds.attrs.get("kind") is not None:  # a probe sweep: random nets at init, no training
-        parts = [(f"table {n}", lambda n=n: [(f"Table of the {n} figure", tables[n](ds))])
-                 for n in names if n in tables]  # fmt: skip
+        parts = [(f"table {n}", lambda n=n: _figure_table(ds, n)) for n in names if n in tables]
         return [t for name, fn in parts for t in (_attempt(name, fn, failed) or [])]
     with_params = any(k.startswith("params/") for k in ds.data_vars)
     parts: list[tuple[str, Callable[[], list]]] = []
@@ -302,8 +304,19 @@ def analysis_tables(
         parts.append(("time-to-threshold tables", lambda: _threshold_tables(ds, names)))
     for n in names:
         if n in tables:
-            parts.append((f"table {n}", lambda n=n: [(f"Table of the {n} figure", tables[n](ds))]))
+            parts.append((f"table {n}", lambda n=n: _figure_table(ds, n)))
     return [t for name, fn in parts for t in (_attempt(name, fn, failed) or [])]
+
+
+def _figure_table(ds: xr.Dataset, name: str) -> list[tuple[str, pd.DataFrame]]:
+    """Figure ``name``'s own table, titled; none when the figure has nothing to draw (its note
+    says why)."""
+    from jaxinit.plots import TABLES, NothingToDraw
+
+    try:
+        return [(f"Table of the {name} figure", TABLES[name](ds))]
+    except NothingToDraw:
+        return []
 
 
 def _text_table(df: pd.DataFrame) -> str:

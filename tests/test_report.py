@@ -64,6 +64,7 @@ BUNDLED_TINY: dict[str, dict] = {
         "axes.init.scale": [0.5, 1.0, 2.0, 4.0],
     },  # fmt: skip
     "scale_lr_map": {"train.steps": 60},
+    "sinusoid_landscape": {"train.steps": 400},
     "signal_propagation": {
         "probe.depth": 6,
         "probe.width": 16,
@@ -194,6 +195,7 @@ FIGURE_SPEC = {
     "phase_diagram": "depth_phase",
     **dict.fromkeys(["signal_propagation", "signal_phase"], "signal_propagation"),
     "jacobian_spectrum": "jacobian_spectrum",
+    "disconnectivity": "sinusoid_landscape",
 }  # fmt: skip
 """The tiny bundled sweep each registered figure is drawn on (symmetry_breaking, which no
 bundled spec lists, on the symmetry sweep: it records distinct units)."""

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from jaxinit.plots.core import FIGURES
+from jaxinit.plots.core import FIGURES, NothingToDraw
 from jaxinit.plots.depth_figures import TABLES
 
 _CACHE: dict = {}  # id(ds) -> (weakref to ds, Landscape): the figure and its table share one graph
@@ -23,12 +23,15 @@ _CACHE: dict = {}  # id(ds) -> (weakref to ds, Landscape): the figure and its ta
 
 def landscape_of(ds: xr.Dataset):
     """:func:`jaxinit.landscape.graph` of the first group, computed once per Dataset object."""
-    from jaxinit.landscape import graph
+    from jaxinit.landscape import TooFewMinima, graph
 
     hit = _CACHE.get(id(ds))
     if hit is not None and hit[0]() is ds:
         return hit[1]
-    g = graph(ds)
+    try:
+        g = graph(ds)
+    except TooFewMinima as why:
+        raise NothingToDraw(str(why)) from None
     _CACHE.clear()
     _CACHE[id(ds)] = (weakref.ref(ds), g)
     return g
