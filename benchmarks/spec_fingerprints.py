@@ -69,9 +69,18 @@ def _is_probe(name: str) -> bool:
 
 def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:
     """Print one line per spec × layout: identical variables, and the largest relative difference."""
+
+    def group_of(key: str) -> str:
+        return "/".join(key.split("/", 2)[:2])  # <spec>/<layout>
+
+    in_a, in_b = {group_of(k) for k in a}, {group_of(k) for k in b}
+    for group in sorted(in_a ^ in_b):  # a spec one version does not have: nothing to compare
+        print(f"{group:28s} only in the {'first' if group in in_a else 'second'}")
     rows: dict[str, list] = {}
     for key in sorted(set(a) | set(b)):
-        group = "/".join(key.split("/", 2)[:2])  # <spec>/<layout>
+        group = group_of(key)
+        if group not in in_a & in_b:
+            continue
         if key not in a or key not in b:
             rows.setdefault(group, []).append((key, "only in one"))
             continue
