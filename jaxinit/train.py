@@ -57,6 +57,9 @@ class RunState(NamedTuple):
     diverged_step: Array  # shape=(), int32; first step with a non-finite value, -1 if none
     converged_step: Array  # shape=(), int32; step the gradient norm fell below grad_tol, -1 if not
     hit_step: Array  # shape=(), int32; first step whose training loss was below threshold, or -1
+    # shape=(n_train,), int32: the current epoch's order of the training points (minibatch SGD;
+    # drawn once per epoch, at its first step); () for full-batch training and the lanes layout
+    order: Any = ()
 
 
 def precision(dtype: str) -> contextlib.AbstractContextManager:
@@ -123,15 +126,30 @@ def _where_tree(pred: Array, new: Any, old: Any) -> Any:
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
-def _batch(data: Data, key: Array, step: Array, batch_size: int) -> tuple[Array, Array]:
-    """Step ``step``'s minibatch: epoch ``e`` visits a permutation drawn from ``fold_in(key, e)``."""
-    n = data.x_train.shape[0]
-    if batch_size <= 0 or batch_size >= n:
-        return data.x_train, data.y_train
-    per_epoch = n // batch_size
-    perm = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), n)
-    idx = jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * batch_size, batch_size)
+def _minibatch(data: Data, batch_size: int) -> bool:
+    return 0 < batch_size < data.x_train.shape[0]
+
+
+def _epoch_order(key: Array, epoch: Array, n: int) -> Array:
+    """Epoch ``epoch``'s order of the ``n`` training points: a permutation drawn from
+    ``fold_in(key, epoch)``, so it depends on the run and the epoch only."""
+    return jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
+
+
+def _take(data: Data, order: Array, pos: Array, batch_size: int) -> tuple[Array, Array]:
+    """The ``pos``-th minibatch of ``batch_size`` points in ``order``."""
+    idx = jax.lax.dynamic_slice_in_dim(order, pos * batch_size, batch_size)
     return data.x_train[idx], data.y_train[idx]
+
+
+def _batch(data: Data, key: Array, step: Array, batch_size: int) -> tuple[Array, Array]:
+    """Step ``step``'s minibatch: epoch ``e`` visits :func:`_epoch_order` ``(key, e)``, drawn
+    here at every step (the lanes layout; :func:`step` carries it through the epoch instead)."""
+    if not _minibatch(data, batch_size):
+        return data.x_train, data.y_train
+    per_epoch = data.x_train.shape[0] // batch_size
+    order = _epoch_order(key, step // per_epoch, data.x_train.shape[0])
+    return _take(data, order, step % per_epoch, batch_size)
 
 
 class Context(NamedTuple):
@@ -196,9 +214,13 @@ def context(
     )
 
 
-def init_state(ctx: Context, params0: Any) -> RunState:
+def init_state(ctx: Context, params0: Any, data: Data | None = None) -> RunState:
+    """The state before step 0 (with ``data`` and minibatches, room for the epoch's order:
+    :func:`step` draws it at the epoch's first step)."""
     zero = jnp.array(-1, jnp.int32)
-    return RunState(params0, ctx.opt.init(params0), zero, zero, zero)
+    minibatch = data is not None and _minibatch(data, ctx.static.train.batch_size)
+    order = jnp.zeros(data.x_train.shape[0], jnp.int32) if minibatch else ()
+    return RunState(params0, ctx.opt.init(params0), zero, zero, zero, order)
 
 
 def step(ctx: Context, data: Data, state: RunState, t: Array) -> tuple[RunState, Array]:
@@ -208,7 +230,20 @@ def step(ctx: Context, data: Data, state: RunState, t: Array) -> tuple[RunState,
     with a non-finite loss (one scalar) and is resolved per logging block, so the hot loop
     carries no per-parameter masking.
     """
-    x, y = _batch(data, ctx.key_data, t, ctx.static.train.batch_size)
+    batch_size = ctx.static.train.batch_size
+    if _minibatch(data, batch_size):
+        # One permutation per epoch, carried (the same numbers as drawing it every step, as
+        # _batch does, without a sort per step). The step counter is shared by every run, so
+        # under vmap the predicate is unbatched and this stays a branch, not a select.
+        n = data.x_train.shape[0]
+        per_epoch, pos = n // batch_size, t % (n // batch_size)
+        order = jax.lax.cond(
+            pos == 0, lambda: _epoch_order(ctx.key_data, t // per_epoch, n), lambda: state.order
+        )
+        state = state._replace(order=order)
+        x, y = _take(data, order, pos, batch_size)
+    else:
+        x, y = data.x_train, data.y_train
     loss, grads = jax.value_and_grad(ctx.loss)(
         state.params, x, y, jax.random.fold_in(ctx.key_drop, t)
     )
@@ -243,14 +278,14 @@ def advance(
         opt_state = where(move, opt_state, state.opt_state)
         converged = jnp.where(done, t, converged)
     if not books:
-        return RunState(params, opt_state, state.diverged_step, converged, state.hit_step)
+        return state._replace(params=params, opt_state=opt_state, converged_step=converged)
     bad = (state.diverged_step < 0) & ~jnp.isfinite(loss)
-    return RunState(
-        params,
-        opt_state,
-        jnp.where(bad, t, state.diverged_step),
-        converged,
-        jnp.where((state.hit_step < 0) & (loss < ctx.threshold), t, state.hit_step),
+    return state._replace(
+        params=params,
+        opt_state=opt_state,
+        diverged_step=jnp.where(bad, t, state.diverged_step),
+        converged_step=converged,
+        hit_step=jnp.where((state.hit_step < 0) & (loss < ctx.threshold), t, state.hit_step),
     )
 
 
@@ -346,7 +381,7 @@ def make_train(
 
     def train(values: dict[str, Array], params0: Any, data: Data) -> dict[str, Any]:
         ctx = context(spec, task, model, values, params0)
-        state = init_state(ctx, params0)
+        state = init_state(ctx, params0, data)
         step_fn = functools.partial(step, ctx, data)
         block_fn = functools.partial(log_block, ctx, data, params0, step_fn)
         (state, _), curves = jax.lax.scan(

@@ -323,3 +323,43 @@ def test_random_plane_directions_are_filter_normalized():
     d1 = w.sel(init_plane_a=1.0, init_plane_b=0.0).values - origin
     d2 = w.sel(init_plane_a=0.0, init_plane_b=1.0).values - origin
     assert abs(np.dot(d1.ravel(), d2.ravel())) < np.linalg.norm(d1) * np.linalg.norm(d2)  # distinct
+
+
+def test_step_carries_each_epochs_order_as_drawing_it_every_step_would():
+    """:func:`jaxinit.train.step` draws a minibatch order once per epoch and carries it (issue
+    21: a sort per step was the medium workload's first cost). The run must be bit-identical to
+    one that draws the order at every step (:func:`_batch`), over whole epochs and a part one."""
+    from jaxinit import train
+
+    spec = jaxinit.resolve_spec(
+        {
+            "task": {"name": "circles", "n_points": 32},
+            "model": {"widths": [4], "activation": "tanh"},
+            "optimizer": {"name": "sgd", "learning_rate": 0.5},
+            "train": {"steps": 10, "log_every": 10, "batch_size": 8, "diagnostics": []},
+        }
+    )
+    task = build_task(spec)
+    data = Data.from_task(task)
+    values = {"seed": jnp.int32(3)}
+    params0 = train.init_params(spec, task, None, values)
+    ctx = train.context(spec, task, None, values, params0)
+
+    def carried(t_steps):
+        state = train.init_state(ctx, params0, data)
+        return jax.lax.scan(lambda s, t: train.step(ctx, data, s, t), state, t_steps)
+
+    def per_step(t_steps):
+        def one(s, t):
+            x, y = _batch(data, ctx.key_data, t, 8)
+            loss, grads = jax.value_and_grad(ctx.loss)(s.params, x, y, None)
+            return train.advance(ctx, s, t, loss, grads), loss
+
+        return jax.lax.scan(one, train.init_state(ctx, params0), t_steps)
+
+    t_steps = jnp.arange(10, dtype=jnp.int32)  # 4 steps an epoch: 2.5 epochs
+    (a, loss_a), (b, loss_b) = jax.jit(carried)(t_steps), jax.jit(per_step)(t_steps)
+    assert a.order.shape == (32,) and sorted(np.asarray(a.order)) == list(range(32))
+    np.testing.assert_array_equal(loss_a, loss_b)
+    for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_array_equal(u, v)
