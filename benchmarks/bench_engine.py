@@ -203,24 +203,34 @@ def make_hand(w: Workload, task: Task, chunk_size: int) -> Callable[[], float]:
         k_init, k_data = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
         params = init(k_init)
 
-        def batch(t):
+        def batch(t, perm):
+            """Step t's minibatch; the epoch's permutation is drawn at its first step and
+            carried, as a careful hand-written loop (and jaxinit) does."""
             if not minibatch:
-                return x_all, y_all
+                return (x_all, y_all), perm
             per_epoch = n // w.batch_size
-            perm = jax.random.permutation(jax.random.fold_in(k_data, t // per_epoch), n)
-            idx = jax.lax.dynamic_slice_in_dim(perm, (t % per_epoch) * w.batch_size, w.batch_size)
-            return x_all[idx], y_all[idx]
+            pos = t % per_epoch
+            perm = jax.lax.cond(
+                pos == 0,
+                lambda: jax.random.permutation(jax.random.fold_in(k_data, t // per_epoch), n),
+                lambda: perm,
+            )
+            idx = jax.lax.dynamic_slice_in_dim(perm, pos * w.batch_size, w.batch_size)
+            return (x_all[idx], y_all[idx]), perm
 
-        def step(p, t):
-            loss, g = jax.value_and_grad(loss_fn)(p, *batch(t))
-            return jax.tree.map(lambda a, d: a - w.learning_rate * d, p, g), loss
+        def step(carry, t):
+            p, perm = carry
+            xy, perm = batch(t, perm)
+            loss, g = jax.value_and_grad(loss_fn)(p, *xy)
+            return (jax.tree.map(lambda a, d: a - w.learning_rate * d, p, g), perm), loss
 
-        def block(p, b):
-            full = loss_fn(p, x_all, y_all) if minibatch else None
-            p, losses = jax.lax.scan(step, p, b * w.log_every + jnp.arange(w.log_every))
-            return p, losses[0] if full is None else full
+        def block(carry, b):
+            full = loss_fn(carry[0], x_all, y_all) if minibatch else None
+            carry, losses = jax.lax.scan(step, carry, b * w.log_every + jnp.arange(w.log_every))
+            return carry, losses[0] if full is None else full
 
-        params, curve = jax.lax.scan(block, params, jnp.arange(n_blocks))
+        perm0 = jnp.zeros(n, jax.random.permutation(k_data, n).dtype)
+        (params, _), curve = jax.lax.scan(block, (params, perm0), jnp.arange(n_blocks))
         final = loss_fn(params, x_all, y_all)
         return jnp.concatenate([curve, final[None]]), final
 
