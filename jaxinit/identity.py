@@ -7,6 +7,9 @@ dict, so that a mismatch names the field that differs:
 - every training field of the spec (``task.*``, ``model.*``, ``init.*``, ``optimizer.*``,
   ``train.*`` incl. ``train.dtype`` and ``train.layout``, ``store.*``, ``seed``, ``axes.*``); not
   ``name``, ``description``, ``report`` nor ``[basins]``, which only describe or analyse;
+- for a user's data (task ``arrays``, :mod:`jaxinit.user_data`): its content hash
+  ``task.data_sha256``, not where it was read from (``task.path``, ``inputs``, ``target``), so
+  the same arrays resume from anywhere and other arrays are refused;
 - the model: its name (``mlp`` or ``user``), a user model's ``model_id``, and the shapes and
   dtypes of its parameters; for k-means or EM (``[algorithm]``, :mod:`jaxinit.algorithms`) the
   algorithm's fields and its state's shapes instead of ``model.*``, ``init.*``, ``optimizer.*``;
@@ -33,6 +36,7 @@ import numpy as np
 from jaxinit.models import Model, from_spec
 from jaxinit.spec import DESCRIPTIVE, Spec
 from jaxinit.tasks import TASKS, Task
+from jaxinit.user_data import DATA_FILE, SOURCE_FIELDS, pin
 
 LAYOUT_RULE = 3
 """Version of how runs are laid out into compiled programs; bump it when that changes a run's
@@ -63,6 +67,8 @@ def spec_identity(spec: Spec) -> dict[str, Any]:
     # k-means and EM ignore the model, its init and the optimizer
     unused = ("algorithm",) if spec.algorithm.name == "gradient" else ("model", "init", "optimizer")
     data = {k: v for k, v in data.items() if k not in unused}
+    if spec.task.name == "arrays":  # the content hash stands for where the data came from
+        data["task"] = {k: v for k, v in data["task"].items() if k not in SOURCE_FIELDS}
     out: dict[str, Any] = {}
     _flatten("", data, out)
     out["axes.order"] = list(spec.axis_names)  # the order numbers the runs (C order)
@@ -119,8 +125,8 @@ def digest(identity: dict[str, Any]) -> str:
 
 def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Human-readable lines ``field: A there, B here`` for every field that differs, the
-    model's and the software's first (they explain the rest)."""
-    first = ("model.name", "model.model_id", "model.params", "software.")
+    data's hash, the model's and the software's first (they explain the rest)."""
+    first = ("task.data_sha256", "model.name", "model.model_id", "model.params", "software.")
     lines = []
     keys = set(stored) | set(current)
     for k in sorted(keys, key=lambda k: (not k.startswith(first), k)):
@@ -136,9 +142,17 @@ def _short(value: Any) -> str:
 
 
 def record(spec: Spec, model: Model | None = None, task: Task | None = None) -> dict[str, Any]:
-    """What a sweep directory's ``spec.json`` records: the spec, the model and the identity."""
+    """What a sweep directory's ``spec.json`` records: the spec, the model and the identity.
+
+    A user's data (task ``arrays``) is recorded by its hash and as the directory's own copy,
+    ``path = "data.npz"`` (written there by :func:`jaxinit.run`; relative to the directory)."""
+    spec = pin(spec)
     if task is None:
         first = spec.first_run()
         task = TASKS[first.task.name](**first.task.params)
     info = describe_model(spec, task, model)
-    return {"spec": spec.to_dict(), "identity": run_identity(spec, info), "model": info}
+    stored = spec.to_dict()
+    if spec.task.name == "arrays":
+        kept = {k: v for k, v in stored["task"].items() if k not in SOURCE_FIELDS}
+        stored["task"] = {**kept, "path": DATA_FILE}
+    return {"spec": stored, "identity": run_identity(spec, info), "model": info}

@@ -169,7 +169,8 @@ class Spec:
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def from_toml(cls, path: str | Path) -> Spec:
-        """Read a TOML spec file (structure and types checked; see :mod:`jaxinit.validation`)."""
+        """Read a TOML spec file (structure and types checked; see :mod:`jaxinit.validation`).
+        A relative ``[task] path`` (a data file) is relative to the spec file's folder."""
         path = Path(path)
         try:
             text = path.read_bytes().decode("utf-8")
@@ -177,7 +178,11 @@ class Spec:
             raise SpecError(f"cannot read spec {path}: {e.strerror or e}") from None
         except UnicodeDecodeError:
             raise SpecError(f"spec {path} is not a UTF-8 TOML file") from None
-        return cls.from_toml_string(text, source=str(path))
+        spec = cls.from_toml_string(text, source=str(path))
+        data = spec.task.params.get("path")  # a data file (task arrays): beside the spec file
+        if isinstance(data, str) and data and not Path(data).is_absolute():
+            spec = spec.replace({"task.path": str(path.parent / data)})
+        return spec
 
     @classmethod
     def from_toml_string(cls, text: str, source: str = "<string>") -> Spec:

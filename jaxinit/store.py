@@ -66,6 +66,7 @@ from jaxinit import claims
 from jaxinit.identity import differences, digest, record, spec_identity
 from jaxinit.plan import Plan
 from jaxinit.spec import FORMAT_VERSION, Spec, SpecError
+from jaxinit.user_data import beside
 
 __all__ = [
     "ChunkExpect",
@@ -274,7 +275,7 @@ def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
     size = meta["chunk_size"]
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise StoreError(f"{meta_file} is corrupt: chunk_size = {size!r}")
-    return spec, meta
+    return beside(spec, path), meta  # a user's data: the directory's own data.npz
 
 
 PROBE_FILE = "probe.json"

@@ -27,13 +27,13 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxinit import distributed, lanes
+from jaxinit import distributed, lanes, user_data
 from jaxinit.executors import Executor, build_task, choose_layout, member_layout, program_spec
 from jaxinit.identity import record
 from jaxinit.models import Model, from_spec
 from jaxinit.plan import CHUNK_BYTES, Plan, chunk_id, make_plan
 from jaxinit.spec import Spec, SpecError
-from jaxinit.store import StoreError, SweepDir, expect_for, parse_shard
+from jaxinit.store import StoreError, SweepDir, atomic_write, expect_for, parse_shard
 from jaxinit.tasks import Task
 from jaxinit.train import precision
 from jaxinit.validation import resolve_spec
@@ -117,9 +117,15 @@ def prepare(
     *,
     model: Model | None = None,
     chunk_size: int | None = None,
+    data: Any = None,
     **overrides: Any,
 ) -> Prepared:
-    """Validate, check the model, plan and size a sweep; nothing is compiled or written."""
+    """Validate, check the model, plan and size a sweep; nothing is compiled or written.
+
+    ``data``: a user's arrays for task ``arrays`` (see :func:`run`)."""
+    if data is not None:  # checked and hashed before the spec, whose task reads them by hash
+        sha = user_data.register(data)
+        spec = user_data.with_data(spec, sha)
     spec = resolve_spec(spec, {k.replace("__", "."): v for k, v in overrides.items()})
     if model is not None and spec.algorithm.name != "gradient":
         raise SpecError(f"algorithm {spec.algorithm.name!r} uses no model: drop model=")
@@ -128,6 +134,7 @@ def prepare(
 
 
 def _prepare(spec: Spec, model: Model | None, chunk_size: int | None) -> Prepared:
+    spec = user_data.pin(spec)  # a user's data: every build of the task checks its hash
     first = make_plan(spec, 1).group(0)
     task = build_task(first.spec)
     check_model(first.spec, task, model)
@@ -181,6 +188,7 @@ def run(
     model: Model | None = None,
     progress: bool = True,
     executor: Executor | None = None,
+    data: Any = None,
     **overrides: Any,
 ):
     """Run (or resume) a sweep and return its results as an ``xarray.Dataset``.
@@ -198,19 +206,29 @@ def run(
       model: a user ``Model(init, apply)`` replacing the spec's model (give it a ``model_id``).
       progress: a progress bar, and the sweep's size on stderr before compiling.
       executor: how runs are laid out on devices (default: all local devices).
+      data: your own data set for a spec with ``[task] name = "arrays"`` and its ``loss``
+        (``mse``, ``bce`` or ``ce``): a mapping or NamedTuple of arrays ``x_train`` (N, I),
+        ``y_train`` (N,) or (N, O), and optionally ``x_test``, ``y_test``. Without test arrays
+        the test set is the training set (or ``[task] test_fraction`` of the rows, held out by
+        a split seeded with the data's hash). Checked before anything compiles; its content
+        hash is part of the run identity, and ``out`` keeps a copy (``data.npz``) for reports.
       **overrides: ``field__path=value`` overrides, e.g. ``train__steps=200`` (``__`` for ``.``).
     """
     from jaxinit import probes  # random nets measured at init (imports SciPy: only when used)
 
     if not isinstance(spec, (Prepared, Spec)) and probes.is_probe(spec):
+        if data is not None:
+            raise SpecError("data= is for training sweeps; a probe measures random nets at init")
         # random nets, no training
         return probes.run(
             spec, out, progress=progress, shard=shard, chunk_size=chunk_size, **overrides
         )
+    if isinstance(spec, Prepared) and data is not None:
+        raise SpecError("pass data= to prepare(), which made this Prepared sweep")
     if isinstance(spec, Prepared) and not overrides and spec.model is model:
         prep = spec
     else:
-        prep = prepare(spec, model=model, chunk_size=chunk_size, **overrides)
+        prep = prepare(spec, model=model, chunk_size=chunk_size, data=data, **overrides)
     with precision(prep.spec.train.dtype):
         return _run(prep, prep is not spec, out, chunk_size, shard, progress, executor)
 
@@ -242,6 +260,7 @@ def _run(
     with SweepDir(out, prep.record, prep.plan.chunk_size, (i, n)).open(
         chunk_size is not None
     ) as store:
+        _keep_data(out, prep.spec)
         plan = prep.plan
         if store.chunk_size != plan.chunk_size:
             plan = make_plan(prep.spec, store.chunk_size)
@@ -257,6 +276,18 @@ def _run(
         for cid, arrays in _run_chunks(prep, todo, executor, progress):
             store.write_chunk(cid, arrays)
     return load(out)
+
+
+def _keep_data(out: Path, spec: Spec) -> None:
+    """A user's data (task ``arrays``) copied into the sweep directory as ``data.npz``, which
+    its ``spec.json`` names (:func:`jaxinit.identity.record`), unless the copy is there."""
+    if spec.task.name != "arrays":
+        return
+    copy = out / user_data.DATA_FILE
+    with contextlib.suppress(SpecError):  # missing or unreadable: written again
+        if user_data.content_hash(user_data.read_file(copy)) == spec.task.params["data_sha256"]:
+            return
+    atomic_write(copy, user_data.npz_bytes(user_data.spec_arrays(spec)))
 
 
 def _attrs(prep: Prepared) -> dict[str, Any]:

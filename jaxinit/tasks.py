@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from jaxinit import user_data
+
 
 class Task(NamedTuple):
     """A supervised problem.
@@ -532,3 +534,33 @@ def digits(n_classes: int = 10, n_train: int = 1000, n_test: int = 0, seed: int 
 
 
 TASKS["digits"] = digits
+
+
+def arrays(
+    loss: str = "",
+    path: str = "",
+    data_sha256: str = "",
+    inputs: list[str] | None = None,
+    target: str = "",
+    test_fraction: float = 0.0,
+) -> Task:
+    """A user's own data (:mod:`jaxinit.user_data`): arrays passed as
+    ``jaxinit.run(spec, data=...)``, or a ``.npz`` / ``.csv`` file named by ``path``.
+
+    ``loss`` is ``mse``, ``bce`` (labels 0/1) or ``ce`` (labels ``0..K-1``). ``inputs`` and
+    ``target`` name a ``.csv``'s columns (``inputs`` default: every column but ``target``).
+    Without test arrays the test set is the training set, unless ``test_fraction > 0`` holds
+    out that fraction of the rows by a split seeded with the data's hash. ``data_sha256`` is the
+    data's content hash, set by ``jaxinit.run``: the task refuses other arrays.
+
+    A run is solved at training accuracy 1 (``bce``, ``ce``) or R² ≥ 0.95 (``mse``); the default
+    time-to-threshold level is 0.05 (classification) or 0.01 (``mse``).
+    """
+    raw = user_data.raw_arrays(data_sha256, path, inputs, target)
+    data = user_data.for_loss(raw, loss, test_fraction, path or "data")
+    if loss == "mse":
+        return Task(*data, loss, 0.95, 0.01)
+    return Task(*data, loss, 1.0, 0.05)
+
+
+TASKS["arrays"] = arrays

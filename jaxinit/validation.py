@@ -207,7 +207,15 @@ def _check_task(name: str, params: Mapping[str, Any]) -> None:
                 raise SpecError(
                     f"{where} must be a list of integers in 1..{TASK_INT_MAX}, got {v!r}"
                 )
+    check_task_data(name, params)
     _build_task(name, json.dumps(dict(params), sort_keys=True))
+
+
+def check_task_data(name: str, params: Mapping[str, Any]) -> None:
+    """A user's data (task ``arrays``, :mod:`jaxinit.user_data`): read and checked, with each
+    problem (a missing file or column, a shape, dtype, NaN or label) its own error, as it is."""
+    if name == "arrays":
+        TASKS[name](**params)
 
 
 def _typed_bool(where: str, v: Any) -> None:

@@ -9,7 +9,10 @@ LAYERS = [
     # plots.names: the figure names as plain data, so validation can check `report` lists
     ("schema", {"_toml", "_version", "spec", "stats", "bundled", "plots.names"}),
     # adapters: Flax / Equinox modules as Models (flax, equinox imported only when called)
-    ("blocks", {"activations", "initializers", "tasks", "models", "adapters", "metrics"}),
+    (
+        "blocks",
+        {"activations", "initializers", "user_data", "tasks", "models", "adapters", "metrics"},
+    ),
     # iterative algorithms beside gradient training: k-means, EM (one run each, vmapped later)
     ("algorithms", {"kmeans", "gmm", "algorithms"}),
     # mean-field theory and random nets at init: pure functions of numbers, below the engine so
