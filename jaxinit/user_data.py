@@ -39,6 +39,7 @@ import hashlib
 import io
 import os
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -257,7 +258,8 @@ def for_loss(raw: Mapping[str, np.ndarray], loss: str, test_fraction: float = 0.
 
 
 def _float32(name: str, a: np.ndarray, source: str) -> np.ndarray:
-    out = np.asarray(a, np.float32)
+    with np.errstate(over="ignore"):
+        out = np.asarray(a, np.float32)
     if not np.isfinite(out).all():
         raise SpecError(
             f"{source}: {name} has values beyond float32's range (largest |value| "
@@ -292,6 +294,8 @@ def _read_file(path: str, _mtime: int, _size: int, inputs: tuple[str, ...], targ
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(path):
+        raise SpecError(f"{path} is not a readable .npz file (not a zip archive of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

@@ -20,6 +20,12 @@ def _names_of_specs():
     return sorted(p.name for p in (ROOT / "jaxinit" / "sweeps").glob("*.toml"))
 
 
+def _bundled_files():
+    """The specs and the data files they read (``sweeps/data/*.csv``)."""
+    data = (ROOT / "jaxinit" / "sweeps" / "data").glob("*.csv")
+    return sorted([*_names_of_specs(), *(p.name for p in data)])
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     """The sdist and the wheel built from it (``python -m build``'s default route), offline."""
@@ -40,7 +46,7 @@ def test_wheel_holds_every_bundled_spec_and_nothing_else(dist):
     _, wheel = dist
     names = zipfile.ZipFile(wheel).namelist()
     in_wheel = sorted(Path(n).name for n in names if n.startswith("jaxinit/sweeps/"))
-    assert in_wheel == _names_of_specs()
+    assert in_wheel == _bundled_files()
     assert "jaxinit/py.typed" in names
     tops = {n.split("/")[0] for n in names}
     assert tops == {"jaxinit", f"{wheel.name.split('-py')[0]}.dist-info"}, tops
@@ -50,8 +56,10 @@ def test_wheel_holds_every_bundled_spec_and_nothing_else(dist):
 def test_sdist_holds_the_specs(dist):
     sdist, _ = dist
     names = tarfile.open(sdist).getnames()
-    in_sdist = sorted(Path(n).name for n in names if "/jaxinit/sweeps/" in n)
-    assert in_sdist == _names_of_specs()
+    in_sdist = sorted(
+        Path(n).name for n in names if "/jaxinit/sweeps/" in n and not n.endswith("/data")
+    )
+    assert in_sdist == _bundled_files()
 
 
 def test_specs_are_found_in_the_package():

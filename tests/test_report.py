@@ -63,6 +63,7 @@ BUNDLED_TINY: dict[str, dict] = {
         "axes.model.widths": [[32], [32, 32, 32]],
         "axes.init.scale": [0.5, 1.0, 2.0, 4.0],
     },  # fmt: skip
+    "own_data": {"train.steps": 60},
     "scale_lr_map": {"train.steps": 60},
     "sinusoid_landscape": {"train.steps": 400},
     "signal_propagation": {
