@@ -27,6 +27,7 @@ from jaxinit.cli import parse_set
 from jaxinit.initializers import INITIALIZERS
 from jaxinit.spec import Spec, SpecError
 from jaxinit.tasks import TASKS
+from jaxinit.user_data import register
 from jaxinit.validation import OPTIMIZERS, resolve_spec
 
 BASE = {
@@ -433,7 +434,11 @@ def test_random_valid_specs_run_with_the_right_shapes(d):
 def test_every_registered_name_is_accepted():
     """The allowed values the messages list are really allowed (one spec each, no JAX work)."""
     for name in TASKS:
-        resolve_spec({**BASE, "task": {"name": name}})
+        task = {"name": name}
+        if name == "arrays":  # a user's data: here two points, registered as data= does
+            data = {"x_train": np.eye(2), "y_train": np.array([0.0, 1.0])}
+            task.update(loss="bce", data_sha256=register(data))
+        resolve_spec({**BASE, "task": task})
     for act in ACTIVATIONS:
         resolve_spec(_with("model.activation", act))
     for scheme in INITIALIZERS:
