@@ -4,7 +4,8 @@ A sweep on user data names task ``arrays`` (:func:`jaxinit.tasks.arrays`). The d
 arrays (``jaxinit.run(spec, data=...)``: a mapping or NamedTuple with ``x_train``, ``y_train``
 and optionally ``x_test``, ``y_test``), or from a file named by ``[task] path``: an ``.npz``
 with those keys (read with ``allow_pickle=False``), or a ``.csv`` with a header row of column
-names (``inputs = [...]``, default every other column, and ``target = "..."``).
+names (``inputs = [...]``, default every other column, and ``target = "..."``). A relative
+``path`` in a TOML spec is relative to the spec file's folder.
 
 Two steps, so the checks that need the loss wait for the spec:
 

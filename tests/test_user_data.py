@@ -152,8 +152,9 @@ def test_report_and_basins_on_a_directory_whose_data_and_folder_moved(tmp_path):
     directory may both move. Checked in a fresh process (nothing registered in memory)."""
     x, y = two_blobs()
     np.savez(tmp_path / "mine.npz", x_train=x, y_train=y)
-    spec = spec_for(path=str(tmp_path / "mine.npz"))
+    spec = spec_for(path=str(tmp_path / "mine.npz"), test_fraction=0.25)
     spec["store"] = {"save_params": True}
+    held_out = TASKS["arrays"](**Spec.from_dict(spec).task.params).x_test
     spec["report"] = ["basin_sizes", "scale_sweep"]
     jaxinit.run(spec, tmp_path / "out", progress=False)
     (tmp_path / "mine.npz").unlink()
@@ -164,12 +165,14 @@ def test_report_and_basins_on_a_directory_whose_data_and_folder_moved(tmp_path):
         "import sys, jaxinit; from jaxinit.report import draw_report; from jaxinit import basins\n"
         "ds = jaxinit.load(sys.argv[1]); rep = draw_report(ds, sys.argv[1] + '/report')\n"
         "assert not rep.failed, [(f.name, f.cause) for f in rep.failed]\n"
-        "g = basins.groups(ds)[0]; print(g.task.x_train.shape, sorted(p.name for p in rep.paths))"
+        "g = basins.groups(ds)[0]; print(g.task.x_train.shape, sorted(p.name for p in rep.paths))\n"
+        "print(g.task.x_test.tobytes().hex())"
     )
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "moved")],
                        capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "(24, 3)" in r.stdout and "basin_sizes.png" in r.stdout and "scale_sweep.png" in r.stdout
+    assert "(18, 3)" in r.stdout and "basin_sizes.png" in r.stdout and "scale_sweep.png" in r.stdout
+    assert r.stdout.split()[-1] == held_out.tobytes().hex()  # the same held-out rows, rebuilt
 
 
 def test_the_directory_copy_is_restored_when_deleted(tmp_path):
