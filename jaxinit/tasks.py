@@ -1,4 +1,5 @@
-"""Learning problems, generated on the host (never downloaded) and deterministic in their seed.
+"""Learning problems, generated on the host (never downloaded) and deterministic in their seed,
+and a user's own data (:func:`arrays`, read and checked by :mod:`jaxinit.user_data`).
 
 A :class:`Task` is data plus the name of its loss. Losses take model outputs ``y_pred_BxO`` and
 targets and return a scalar; the metric is accuracy for classification and R² for regression.

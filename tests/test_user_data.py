@@ -53,15 +53,22 @@ class Split(NamedTuple):
     y_train: np.ndarray
 
 
-@pytest.mark.parametrize("loss", ["ce", "bce", "mse"])
-def test_run_on_arrays_in_memory_test_set_is_the_training_set(loss):
+def test_run_on_arrays_in_memory_test_set_is_the_training_set():
     x, y = two_blobs()
-    ds = jaxinit.run(spec_for(loss), data=Split(x, y), progress=False)
+    ds = jaxinit.run(spec_for("ce"), data=Split(x, y), progress=False)
     assert ds.final_loss.dims == ("seed", "init_scale") and np.isfinite(ds.final_loss).all()
     # no test arrays: the test set is the training set, so the test loss is the final loss
     np.testing.assert_allclose(ds.test_loss, ds.final_loss, rtol=1e-5, atol=1e-7)
     task = json.loads(ds.attrs["spec"])["task"]
     assert task["data_sha256"] == user_data.content_hash({"x_train": x, "y_train": y})
+
+
+@pytest.mark.parametrize("loss, out_dim", [("ce", 2), ("bce", 1), ("mse", 1)])
+def test_prepare_on_arrays_for_each_loss(loss, out_dim):
+    x, y = two_blobs()
+    prep = jaxinit.prepare(spec_for(loss), data={"x_train": x, "y_train": y})
+    assert prep.record["model"]["params"]["layers/1/w"] == [[4, out_dim], "float32"]
+    assert prep.record["identity"]["task.loss"] == loss
 
 
 def test_arrays_task_shapes_per_loss_and_given_test_arrays():
@@ -147,6 +154,7 @@ def test_csv_columns_and_a_changed_file_is_refused(tmp_path):
                              data_sha256=sha), progress=False)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_report_and_basins_on_a_directory_whose_data_and_folder_moved(tmp_path):
     """The report rebuilds the task from the directory's own data.npz: the user's file and the
     directory may both move. Checked in a fresh process (nothing registered in memory)."""
