@@ -35,7 +35,7 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from jaxinit.plan import Plan, coordinates, make_plan
+from jaxinit.plan import Plan, coordinates
 from jaxinit.probe_spec import ProbeSpec, plan_for, probe_dataset
 from jaxinit.store import (
     expect_for,
@@ -278,7 +278,7 @@ def load(path: str | Path, *, on_corrupt: str = "raise", lazy: bool | None = Non
     if ds.attrs["partial"]:
         warnings.warn(
             f"{path}: sweep is partial ({ds.attrs['n_done']}/{ds.attrs['n_runs']} runs done); "
-            "unfinished runs are NaN and done=False",
+            "unfinished runs are NaN" + (" and done=False" if "done" in ds else ""),
             stacklevel=2,
         )
     return ds
@@ -380,7 +380,7 @@ def load_params(path: str | Path, which: str = "params", group: int | None = Non
     """
     prefix = which + "/"
     spec, meta = read_spec(path)
-    plan = make_plan(spec, meta["chunk_size"])
+    plan = plan_for(spec, meta["chunk_size"])
     keep = None if group is None else plan.group(group).run_ids
     ids, arrays = [], {}
     stamp = stamp_of(meta)

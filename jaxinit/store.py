@@ -11,6 +11,10 @@ Layout of ``DIR``::
     report/                    figures and summary.txt, and .jaxinit-outputs.json: the files
                                jaxinit wrote there with their SHA-256 (it replaces no other)
 
+A probe sweep's directory (random nets at init, :mod:`jaxinit.probes`) is laid out the same
+way: ``spec.json`` holds its probe spec (:mod:`jaxinit.probe_spec`) and identity, and its chunks
+hold ``probe/<variable>`` arrays.
+
 Every chunk (in its zip comment) and every manifest carries the sweep's identity fingerprint,
 as ``spec.json`` does (``"stamped": true``), so a chunk or manifest copied in from another sweep
 is refused by name (:class:`ForeignFileError`), never mixed in. Directories begun by older
@@ -228,8 +232,10 @@ def decode_chunk(data: bytes) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
-    """The spec and metadata of a sweep directory, checked for corruption (not re-validated:
+def read_spec(path: str | Path) -> tuple[Spec | ProbeSpec, dict[str, Any]]:
+    """The spec (a :class:`~jaxinit.spec.Spec`, or a
+    :class:`~jaxinit.probe_spec.ProbeSpec` for a probe sweep) and metadata of a sweep
+    directory, checked for corruption (not re-validated:
     results stay loadable when validation rules tighten). Format 1 directories (before run
     identities) load; only format 2 ones can be resumed."""
     path = Path(path)
