@@ -303,6 +303,19 @@ def test_probe_numbers_depend_on_the_seed_not_on_the_chunk_that_measured_it(tmp_
         np.testing.assert_array_equal(part[name].values, fewer[name].values, err_msg=name)
 
 
+def test_a_probe_spec_without_report_gets_its_kinds_figures_and_overrides_are_shared():
+    """Was: no `report` gave the training figures (final_loss …), which fail on random nets."""
+    assert probes.resolve({"kind": "jacobian_spectrum"}).report == ("jacobian_spectrum",)
+    assert probes.resolve({"kind": "signal_propagation"}).report == (
+        "signal_propagation",
+        "signal_phase",
+    )
+    # one --set implementation for both kinds of spec (jaxinit.spec.apply_overrides)
+    with pytest.raises(SpecError, match=r"cannot set 'train.steps'.*\('probe',\)"):
+        probes.resolve(SIGNAL, {"train.steps": 3})
+    assert probes.resolve(SIGNAL, {"axes.seed": 5, "name": "n"}).name == "n"
+
+
 def test_another_spec_or_a_training_sweep_is_refused_in_a_probe_directory(tmp_path):
     spec, out = _jacobian_toml(tmp_path), tmp_path / "o"
     jaxinit.run(spec, out, progress=False)
