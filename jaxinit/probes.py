@@ -38,7 +38,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +82,7 @@ def _inputs(key: jax.Array, in_dim: int, rho: float) -> jax.Array:
     return jnp.stack([a, b]) * math.sqrt(in_dim)
 
 
+@cache  # one quadrature per (activation, σ_w, σ_b), however many chunks of seeds
 def _input_variance(activation: str, sigma_w: float, sigma_b: float) -> float:
     """``|x|²/N`` that puts layer 1 at the fixed point ``q*`` (1 where ``q*`` is 0 or ∞)."""
     from jaxinit import theory
@@ -190,9 +191,9 @@ def refuse_chunk_size(chunk_size: Any) -> None:
     another size would change the compiled shape, so ``chunk_size`` is refused."""
     if chunk_size is not None:
         raise SpecError(
-            "--chunk-size: a probe sweep's chunks are fixed by its spec (a block of at most "
-            f"{SEEDS_PER_CHUNK} seeds of one activation × weights, "
-            "every σ inside), so that a net's numbers never depend on the chunking; drop it"
+            "--chunk-size: a probe sweep's chunks are fixed by its spec (one activation × "
+            f"weights × a block of at most {SEEDS_PER_CHUNK} seeds, every σ inside), so that a "
+            "net's numbers never depend on the chunking; drop it"
         )
 
 
