@@ -127,6 +127,11 @@ def _cmd_run(args) -> int:
     from jaxinit.report import summarize  # matplotlib: after training
 
     print(summarize(ds))
+    return _results(args, ds, out)
+
+
+def _results(args, ds, out: Path) -> int:
+    """Where the results are, and (``--report``) the report once some runs are done."""
     print(f"results: {out}")
     if args.report and ds.attrs["n_done"]:
         return _report(ds, out / "report", "figures: ")
@@ -165,24 +170,28 @@ def _devices() -> str:
 
 
 def _cmd_probe(args, spec) -> int:
+    """``jaxinit run`` of a probe spec: random nets measured at init, stored as a sweep
+    directory (``--shard``, resume, ``status`` and ``load`` as for any sweep)."""
     from jaxinit import probes
+    from jaxinit.probe_spec import probe_plan
+    from jaxinit.store import parse_shard, preflight
 
-    probes.refuse_sharding(args.shard, args.chunk_size)
+    probes.refuse_chunk_size(args.chunk_size)
     if _distributed_asked(args):
         raise InputError(
-            "--distributed: a probe sweep is measured in one call on one process; run it "
-            "without --distributed (and --coordinator, --num-processes, --process-id)"
+            "--distributed: a probe sweep runs in one process; split it across processes or "
+            "machines with --shard i/n instead (and drop --coordinator, --num-processes, "
+            "--process-id)"
         )
+    shard = parse_shard(args.shard, probe_plan(spec).n_chunks)
     out = Path(args.out) if args.out else default_out(spec.name)
     print(f"{spec.name}: {spec.describe()}", file=sys.stderr, flush=True)
     if args.dry_run:
         return 0
-    ds = probes.run(spec, out, progress=False)
+    preflight(out)  # a file, a broken link, a foreign or corrupt directory: before measuring
+    ds = probes.run(spec, out, shard=shard, progress=False)
     print(probes.summarize(ds, title=False))  # the size line is on stderr already
-    print(f"results: {out} ({ds.attrs.get('seconds', 0):.1f} s)")
-    if args.report:
-        return _report(ds, out / "report", "figures: ")
-    return 0
+    return _results(args, ds, out)
 
 
 def _distributed_asked(args) -> bool:
@@ -219,23 +228,18 @@ def _join_processes(args) -> tuple[int, int] | None:
 
 
 def _cmd_status(args) -> int:
-    from jaxinit import probes
     from jaxinit.progress import status
 
-    if probes.is_probe_dir(args.dir):  # measured in one call: there or not, nothing to resume
-        print(probes.status_line(args.dir))
-        return 0
     print(status(args.dir, verify=not args.quick))
     return 0
 
 
 def _cmd_report(args) -> int:
-    from jaxinit import probes
     from jaxinit.results import load
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = probes.load(args.dir) if probes.is_probe_dir(args.dir) else load(args.dir)
+        ds = load(args.dir)
     if not ds.attrs["n_done"]:
         raise InputError(
             f"{args.dir}: no finished runs yet (0/{ds.attrs['n_runs']}); "

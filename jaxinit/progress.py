@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jaxinit import claims
-from jaxinit.plan import Plan, make_plan
+from jaxinit.plan import Plan
+from jaxinit.probe_spec import plan_for
 from jaxinit.store import (
     _CHUNK_FILE,
     CorruptChunkError,
@@ -154,7 +155,7 @@ def status(path: str | Path, *, verify: bool = True) -> Status:
     """
     path = Path(path)
     spec, meta = read_spec(path)
-    plan = make_plan(spec, meta["chunk_size"])
+    plan = plan_for(spec, meta["chunk_size"])  # a training or a probe sweep
     stamp = stamp_of(meta)
     expect = expect_for(plan, stamp=stamp)
     problems: list[str] = []

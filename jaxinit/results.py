@@ -35,7 +35,8 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from jaxinit.plan import Plan, coordinates, make_plan
+from jaxinit.plan import Plan, coordinates
+from jaxinit.probe_spec import ProbeSpec, plan_for, probe_dataset
 from jaxinit.store import (
     expect_for,
     iter_chunk_files,
@@ -249,7 +250,9 @@ LAZY_BYTES = 256 * 2**20
 
 
 def load(path: str | Path, *, on_corrupt: str = "raise", lazy: bool | None = None) -> xr.Dataset:
-    """Load a sweep directory, finished or still running (then ``attrs['partial']`` is 1).
+    """Load a sweep directory, finished or still running (then ``attrs['partial']`` is 1): a
+    training sweep, or a probe sweep of random nets (:mod:`jaxinit.probes`; nets not measured
+    yet are NaN).
 
     Corrupt chunks raise :class:`~jaxinit.store.CorruptChunkError` naming the file, or with
     ``on_corrupt="skip"`` are left out with a warning. Nothing is unpickled.
@@ -261,18 +264,21 @@ def load(path: str | Path, *, on_corrupt: str = "raise", lazy: bool | None = Non
     reads them all. Every chunk is verified (checksum, headers) either way.
     """
     spec, meta = read_spec(path)
-    plan = make_plan(spec, meta["chunk_size"])
+    plan = plan_for(spec, meta["chunk_size"])
     stamp = stamp_of(meta)  # chunks and manifests of another sweep are refused (or skipped)
     files = iter_chunk_files(path, on_corrupt, expect_for(plan, stamp=stamp), stamp)  # streamed
     attrs = {"jaxinit_version": meta["jaxinit_version"], "fingerprint": meta["fingerprint"]}
-    if "model" in meta:
-        attrs["model"] = json.dumps(meta["model"])
-    curves = _LazyCurves(plan, lazy)
-    ds = assemble(plan, curves.keep(files), partial=False, attrs=attrs, lazy=curves.variables)
+    if isinstance(spec, ProbeSpec):  # random nets measured at init: their own variables
+        ds = probe_dataset(plan, (arrays for _, arrays in files), attrs)
+    else:
+        if "model" in meta:
+            attrs["model"] = json.dumps(meta["model"])
+        curves = _LazyCurves(plan, lazy)
+        ds = assemble(plan, curves.keep(files), partial=False, attrs=attrs, lazy=curves.variables)
     if ds.attrs["partial"]:
         warnings.warn(
             f"{path}: sweep is partial ({ds.attrs['n_done']}/{ds.attrs['n_runs']} runs done); "
-            "unfinished runs are NaN and done=False",
+            "unfinished runs are NaN" + (" and done=False" if "done" in ds else ""),
             stacklevel=2,
         )
     return ds
@@ -374,7 +380,7 @@ def load_params(path: str | Path, which: str = "params", group: int | None = Non
     """
     prefix = which + "/"
     spec, meta = read_spec(path)
-    plan = make_plan(spec, meta["chunk_size"])
+    plan = plan_for(spec, meta["chunk_size"])
     keep = None if group is None else plan.group(group).run_ids
     ids, arrays = [], {}
     stamp = stamp_of(meta)

@@ -131,10 +131,12 @@ def propagate_grid(
     width: int,
     activation: str = "tanh",
     weights: str = "gaussian",
+    first_seed: int | Array = 0,
 ) -> Array:
     """:func:`propagate` vmapped over ``σ_w × σ_b × seed``: shape ``(W, B_σ, S, depth, B, B)``.
 
-    Seed ``s`` uses ``fold_in(root, s)`` at every ``(σ_w, σ_b)`` (common random numbers).
+    Seed ``s`` (``first_seed … first_seed + n_seeds - 1``, traced: a block of seeds) uses
+    ``fold_in(root, s)`` at every ``(σ_w, σ_b)`` (common random numbers).
     """
     one = lambda k, sw, sb: propagate(
         k, x_BxN0, sw, sb, depth=depth, width=width, activation=activation, weights=weights
@@ -142,7 +144,7 @@ def propagate_grid(
     over_seeds = jax.vmap(one, (0, None, None))
     over_b = jax.vmap(over_seeds, (None, None, 0))
     over_w = jax.vmap(over_b, (None, 0, None))
-    keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(n_seeds))
+    keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(first_seed + jnp.arange(n_seeds))
     return over_w(keys, jnp.asarray(sigma_ws), jnp.asarray(sigma_bs))
 
 

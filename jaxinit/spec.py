@@ -265,21 +265,7 @@ class Spec:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Spec:
         """Apply ``--set``-style overrides (``"init.scale": 0.5``, ``"axes.seed": 16``)."""
-        data = self.to_dict()
-        for path, value in overrides.items():
-            head, _, rest = path.partition(".")
-            if head in ("name", "description", "seed", "report") and not rest:
-                data[head] = value
-            elif head == "axes" and rest:
-                data["axes"][rest] = value
-            elif head in SECTIONS and rest:
-                data[head][rest] = value
-            else:
-                raise SpecError(
-                    f"cannot set {path!r}: use section.field with a section in {SECTIONS}, "
-                    "axes.<path>, or one of name, description, seed, report"
-                )
-        return Spec.from_dict(data)
+        return Spec.from_dict(apply_overrides(self.to_dict(), overrides, SECTIONS))
 
     @property
     def axis_names(self) -> tuple[str, ...]:
@@ -292,6 +278,26 @@ class Spec:
     def first_run(self) -> Spec:
         """The spec with every axis at its first value: the first run's configuration."""
         return self.replace({p: v[0] for p, v in self.axes})
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: Mapping[str, Any], sections: Sequence[str]
+) -> dict[str, Any]:
+    """``data`` (a spec's ``to_dict()``, changed in place) with ``--set``-style overrides:
+    ``name``, ``description``, ``seed``, ``report``, ``axes.<path>`` and ``<section>.<field>``
+    for each of ``sections`` (a training spec's or a probe spec's, :mod:`jaxinit.probes`)."""
+    for path, value in overrides.items():
+        head, _, rest = path.partition(".")
+        if head in ("name", "description", "seed", "report") and not rest:
+            data[head] = value
+        elif (head == "axes" or head in sections) and rest:
+            data[head][rest] = value
+        else:
+            raise SpecError(
+                f"cannot set {path!r}: use section.field with a section in {tuple(sections)}, "
+                "axes.<path>, or one of name, description, seed, report"
+            )
+    return data
 
 
 def is_traced(spec: Spec, path: str, values: Sequence) -> bool:

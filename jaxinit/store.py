@@ -11,6 +11,10 @@ Layout of ``DIR``::
     report/                    figures and summary.txt, and .jaxinit-outputs.json: the files
                                jaxinit wrote there with their SHA-256 (it replaces no other)
 
+A probe sweep's directory (random nets at init, :mod:`jaxinit.probes`) is laid out the same
+way: ``spec.json`` holds its probe spec (:mod:`jaxinit.probe_spec`) and identity, and its chunks
+hold ``probe/<variable>`` arrays.
+
 Every chunk (in its zip comment) and every manifest carries the sweep's identity fingerprint,
 as ``spec.json`` does (``"stamped": true``), so a chunk or manifest copied in from another sweep
 is refused by name (:class:`ForeignFileError`), never mixed in. Directories begun by older
@@ -64,7 +68,8 @@ import numpy as np
 
 from jaxinit import claims
 from jaxinit.identity import differences, digest, record, spec_identity
-from jaxinit.plan import Plan
+from jaxinit.plan import Group, Plan, chunk_id
+from jaxinit.probe_spec import ProbeSpec, probe_identity
 from jaxinit.spec import FORMAT_VERSION, Spec, SpecError
 from jaxinit.user_data import beside
 
@@ -101,9 +106,10 @@ MAX_MEMBER_ELEMS_PER_RUN = 2**27
 """Largest per-run size (elements after the run axis) of a member, when no member shapes are
 given: 512 MiB of float32 per run, far beyond a chunk's memory budget."""
 
-_MEMBER_NAME = re.compile(r"^(run_id|(final|curves|params0|params)(/[A-Za-z0-9_.\-\[\]]+)+)$")
+_MEMBER_NAME = re.compile(r"^(run_id|(final|curves|params0|params|probe)(/[A-Za-z0-9_.\-\[\]]+)+)$")
 """Member names the engine writes: ``run_id`` and ``<section>/<keystr path>`` (``final/x``,
-``params/layers/0/w``) as built by ``jaxinit.sweep._flatten``."""
+``params/layers/0/w``) as built by ``jaxinit.sweep._flatten``; a probe sweep's
+``probe/<variable>`` (:func:`jaxinit.probe_spec.probe_members`)."""
 
 
 class Stamp(NamedTuple):
@@ -227,8 +233,10 @@ def decode_chunk(data: bytes) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
-    """The spec and metadata of a sweep directory, checked for corruption (not re-validated:
+def read_spec(path: str | Path) -> tuple[Spec | ProbeSpec, dict[str, Any]]:
+    """The spec (a :class:`~jaxinit.spec.Spec`, or a
+    :class:`~jaxinit.probe_spec.ProbeSpec` for a probe sweep) and metadata of a sweep
+    directory, checked for corruption (not re-validated:
     results stay loadable when validation rules tighten). Format 1 directories (before run
     identities) load; only format 2 ones can be resumed."""
     path = Path(path)
@@ -239,11 +247,11 @@ def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
             raise StoreError(f"{path} does not exist{broken}: no sweep directory there")
         if not path.is_dir():
             raise StoreError(f"{path} is not a directory, so not a jaxinit sweep directory")
-        if (path / PROBE_FILE).is_file():
+        if (path / "probe.json").is_file():
             raise StoreError(
-                f"{path} is a probe sweep directory ({PROBE_FILE}: random nets measured at init, "
-                f"all at once), not a training sweep: load it with jaxinit.probes.load({str(path)!r}) "
-                "or draw it with: jaxinit report DIR"
+                f"{path} is a probe sweep directory written by an older jaxinit (probe.json, "
+                "measured all at once, before probe directories were sweep directories); this "
+                "version does not read it: run the probe spec again into a new --out directory"
             )
         raise StoreError(f"{path} is not a jaxinit sweep directory (no spec.json)")
     try:
@@ -267,7 +275,10 @@ def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
     if _stored_digest(meta) != meta["fingerprint"]:
         raise StoreError(f"{meta_file} is corrupt: its contents do not match its fingerprint")
     try:
-        spec = Spec.from_json(json.dumps(meta["spec"]))  # key order kept: axes order = dims
+        if isinstance(meta["spec"], dict) and "kind" in meta["spec"]:  # random nets at init
+            spec = ProbeSpec.from_dict(meta["spec"])
+        else:
+            spec = Spec.from_json(json.dumps(meta["spec"]))  # key order kept: axes order = dims
     except SpecError as e:
         raise StoreError(f"{meta_file} holds an unreadable spec: {e}") from None
     if version >= 2 and _spec_disagrees(spec, meta["identity"]):
@@ -278,19 +289,19 @@ def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
     return beside(spec, path), meta  # a user's data: the directory's own data.npz
 
 
-PROBE_FILE = "probe.json"
-"""What marks a probe sweep's directory (:mod:`jaxinit.probes`), beside its ``probe.npz``."""
-
 _META_KEYS = {
     1: frozenset({"format_version", "fingerprint", "chunk_size", "spec"}),
     2: frozenset({"format_version", "fingerprint", "chunk_size", "spec", "identity", "model"}),
 }
 
 
-def _spec_disagrees(spec: Spec, ident: dict[str, Any]) -> bool:
+def _spec_disagrees(spec: Spec | ProbeSpec, ident: dict[str, Any]) -> bool:
     """Whether a training field of the stored spec differs from the stored identity (an edit)."""
-    own = spec_identity(spec).items()  # model.name is the model's own ("user" for a user's)
-    return any(k in ident and ident[k] != v for k, v in own if k != "model.name")
+    if isinstance(spec, ProbeSpec):
+        own = [(k, v) for k, v in probe_identity(spec).items() if not k.startswith("software.")]
+    else:  # model.name is the model's own ("user" for a user's)
+        own = [(k, v) for k, v in spec_identity(spec).items() if k != "model.name"]
+    return any(k in ident and ident[k] != v for k, v in own)
 
 
 def _stored_digest(meta: dict[str, Any]) -> str:
@@ -504,6 +515,18 @@ class SweepDir:
             except StoreError as e:
                 problems.append(f"{e}; it will be recomputed")
         return done, problems
+
+    def todo(
+        self, plan: Plan, members: Mapping[str, tuple] | None = None
+    ) -> tuple[list[tuple[Group, int]], list[str]]:
+        """The ``(group, chunk)`` pairs of ``plan`` this shard (chunks ``k % n == i``) still has
+        to compute, and what :meth:`verified_done` says of the listed chunks it recomputes or
+        ignores (``members``: the first group's arrays, :func:`expect_for`)."""
+        done, problems = self.verified_done(expect_for(plan, members))
+        i, n = self.shard
+        todo = [(g, c) for k, (g, c) in enumerate(plan.chunks())
+                if k % n == i and chunk_id(g, c) not in done]  # fmt: skip
+        return todo, problems
 
     def write_chunk(self, chunk_id: str, arrays: dict[str, np.ndarray]) -> None:
         """Atomically write one chunk, then record it (and its checksum) in this shard's manifest."""

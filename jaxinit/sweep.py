@@ -31,9 +31,9 @@ from jaxinit import distributed, lanes, user_data
 from jaxinit.executors import Executor, build_task, choose_layout, member_layout, program_spec
 from jaxinit.identity import record
 from jaxinit.models import Model, from_spec
-from jaxinit.plan import CHUNK_BYTES, Plan, chunk_id, make_plan
+from jaxinit.plan import CHUNK_BYTES, Plan, make_plan
 from jaxinit.spec import Spec, SpecError
-from jaxinit.store import StoreError, SweepDir, atomic_write, expect_for, parse_shard
+from jaxinit.store import StoreError, SweepDir, atomic_write, parse_shard
 from jaxinit.tasks import Task
 from jaxinit.train import precision
 from jaxinit.validation import resolve_spec
@@ -219,7 +219,7 @@ def run(
     if not isinstance(spec, (Prepared, Spec)) and probes.is_probe(spec):
         if data is not None:
             raise SpecError("data= is for training sweeps; a probe measures random nets at init")
-        # random nets, no training
+        # random nets, no training: the same store, shards and resume (jaxinit.probe_spec)
         return probes.run(
             spec, out, progress=progress, shard=shard, chunk_size=chunk_size, **overrides
         )
@@ -265,14 +265,9 @@ def _run(
         if store.chunk_size != plan.chunk_size:
             plan = make_plan(prep.spec, store.chunk_size)
             prep = prep._replace(plan=plan)
-        done, problems = store.verified_done(expect_for(plan, prep.members))
+        todo, problems = store.todo(plan, prep.members)
         for msg in problems:
             warnings.warn(msg, stacklevel=_caller_level())
-        todo = [
-            (g, c)
-            for k, (g, c) in enumerate(plan.chunks())
-            if k % n == i and chunk_id(g, c) not in done
-        ]
         for cid, arrays in _run_chunks(prep, todo, executor, progress):
             store.write_chunk(cid, arrays)
     return load(out)

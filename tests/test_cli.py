@@ -246,3 +246,38 @@ def test_bad_out_or_flags_exit_2_before_anything_is_written(tmp_path, capsys, ca
     err = capsys.readouterr().err
     assert needle in err and "File exists" not in err, err
     assert sorted(tmp_path.rglob("*")) == before  # no chunks/, lock, spec.json
+
+
+SMALL_SIGNAL = {"probe.depth": 4, "probe.width": 8, "probe.in_dim": 4, "axes.seed": 3,
+                "axes.sigma_w": [1.0, 2.0], "axes.sigma_b": [0.0]}  # fmt: skip
+"""The bundled signal_propagation (tanh, relu) at 2 × 2 × 3 = 12 tiny nets: 2 chunks."""
+
+
+@pytest.mark.slow
+def test_signal_propagation_in_two_shards_then_status_and_load(tmp_path):
+    """Issue 20, acceptance 4: `jaxinit run signal_propagation --shard 0/2` and `1/2` (each a
+    process) complete the sweep; `jaxinit status` says partial, then complete; jaxinit.load is
+    the unsharded run. Was: --shard refused, status and load special-cased probe directories."""
+    import json
+
+    import numpy as np
+
+    out = tmp_path / "sp"
+    sets = [a for k, v in SMALL_SIGNAL.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    said = []
+    for shard in ("0/2", "1/2"):
+        r = jaxinit_cli("run", "signal_propagation", "--out", str(out), "--shard", shard, *sets)
+        assert r.returncode == 0, r.stderr[-2000:]
+        s = jaxinit_cli("status", str(out))
+        assert s.returncode == 0, s.stderr[-2000:]
+        said.append(s.stdout)
+    assert "6/12 runs (50.0%), 1/2 chunks" in said[0] and "not started" in said[0], said[0]
+    assert "12/12 runs (100.0%), 2/2 chunks" in said[1] and "problems" not in said[1], said[1]
+    ds = jaxinit.load(out)
+    ref = jaxinit.run("signal_propagation", progress=False,
+                      **{k.replace(".", "__"): v for k, v in SMALL_SIGNAL.items()})  # fmt: skip
+    assert ds.attrs["partial"] == 0 and dict(ds.sizes) == dict(ref.sizes)
+    assert set(ds.data_vars) == set(ref.data_vars) == {"q", "c", "grad_sq", "grad_q_in", "x_gram"}
+    for name, var in ref.variables.items():
+        assert ds[name].dims == var.dims, name
+        np.testing.assert_array_equal(ds[name].values, var.values, err_msg=name)

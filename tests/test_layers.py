@@ -22,7 +22,17 @@ LAYERS = [
     ("claims", {"claims"}),  # who writes a shard of a sweep directory (O_EXCL + heartbeat)
     (
         "engine",
-        {"plan", "identity", "train", "lanes", "store", "compile_cache", "devices", "executors"},
+        {
+            "plan",
+            "identity",
+            "train",
+            "lanes",
+            "store",
+            "compile_cache",
+            "devices",
+            "executors",
+            "probe_spec",
+        },  # fmt: skip
     ),
     ("processes", {"distributed", "progress"}),  # multi-process jobs; a directory's progress
     ("results", {"results"}),

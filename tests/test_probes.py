@@ -91,11 +91,11 @@ def test_signal_probe_stores_resumes_and_refuses_another(sig, tmp_path):
     out = tmp_path / "p"
     ds = jaxinit.run(SIGNAL, out, progress=False)
     np.testing.assert_array_equal(ds.q.values, sig.q.values)  # same numbers on disk and in memory
-    again = probes.load(out)
+    again = jaxinit.load(out)
     assert again.attrs["spec"] == ds.attrs["spec"] and "seconds" not in again.attrs
     np.testing.assert_array_equal(again.grad_sq.values, ds.grad_sq.values)
     assert jaxinit.run(SIGNAL, out, progress=False).q.equals(ds.q)  # loads, computes nothing
-    with pytest.raises(jaxinit.StoreError, match="probe"):
+    with pytest.raises(jaxinit.StoreError, match="probe.depth: 6 there, 5 here"):
         jaxinit.run(SIGNAL, out, progress=False, probe__depth=5)
     paths = write_report(again, tmp_path / "report")
     assert {p.name for p in paths} >= {"signal_propagation.png", "signal_phase.png", "summary.txt"}
@@ -210,32 +210,121 @@ def test_phase_diagram_table_reads_the_deepest_trained_depth(grid):
     plt.close(fig)
 
 
-# -- issue 25: probe directories and sweep-only flags ---------------------------------------------
-def test_probe_refuses_shard_and_status_load_say_what_a_probe_dir_is(tmp_path, capsys):
-    """--shard was accepted and ignored (every net computed); status and jaxinit.load said "not a
-    jaxinit sweep directory" about a probe directory that report reads."""
-    from jaxinit.cli import main
-
+# -- issue 20: probe directories are sweep directories ----------------------------------------
+def _jacobian_toml(tmp_path, seeds: int = 2) -> str:
     spec = tmp_path / "j.toml"
     spec.write_text(
-        'name = "j"\nkind = "jacobian_spectrum"\n'
-        '[probe]\nwidth = 8\ndepths = [2]\n[axes]\nactivation = ["relu"]\nseed = 2\n'
+        'name = "j"\nkind = "jacobian_spectrum"\n[probe]\nwidth = 8\ndepths = [2]\n'
+        f'[axes]\nactivation = ["relu", "linear"]\nseed = {seeds}\n'
     )
-    out = tmp_path / "o"
-    for flags in (["--shard", "0/2"], ["--chunk-size", "4"], ["--distributed"]):
-        assert main(["run", str(spec), "--out", str(out), *flags]) == 2, flags
+    return str(spec)
+
+
+def test_probe_flags_status_and_load_are_those_of_a_sweep(tmp_path, capsys):
+    """Was: --shard refused ("measured in one call"), status printed a one-line special case,
+    jaxinit.load refused a probe directory ("load it with jaxinit.probes.load")."""
+    from jaxinit.cli import main
+
+    spec, out = _jacobian_toml(tmp_path), tmp_path / "o"
+    for flags in (["--chunk-size", "4"], ["--distributed"], ["--shard", "2/2"]):
+        assert main(["run", spec, "--out", str(out), *flags]) == 2, flags
         assert flags[0] in capsys.readouterr().err
-        assert not out.exists()
-    with pytest.raises(SpecError, match="--shard"):
-        jaxinit.run(str(spec), out, shard="1/2", progress=False)
-    assert not out.exists()
-    assert main(["run", str(spec), "--out", str(out)]) == 0
+        assert not out.exists()  # refused before anything is written
+    with pytest.raises(SpecError, match="--chunk-size"):
+        jaxinit.run(spec, out, chunk_size=4, progress=False)
+    assert main(["run", spec, "--out", str(out), "--shard", "1/2"]) == 0
     run = capsys.readouterr()
-    assert (run.out + run.err).count("random nets") == 1  # the size line, once
+    assert run.err.count("random nets") == 1 and "2 chunk(s)" in run.err  # the size line, once
+    assert "partial: 2/4 nets measured" in run.out
     assert main(["status", str(out)]) == 0
     said = capsys.readouterr().out
-    n = probes.resolve(str(spec)).n_nets
-    assert "probe sweep 'j'" in said and f"{n}/{n} random nets" in said and "probes.load" in said
-    with pytest.raises(jaxinit.StoreError, match=r"probe sweep directory.*jaxinit\.probes\.load"):
-        jaxinit.load(out)
-    assert probes.load(out).sv_mean.size == n
+    assert "sweep 'j'" in said and "2/4 runs (50.0%), 1/2 chunks" in said and "0/2" in said
+    with pytest.warns(UserWarning, match="partial"):
+        half = jaxinit.load(out)
+    assert half.attrs["partial"] == 1 and half.sv_mean.sel(activation="relu").isnull().all()
+    assert main(["run", spec, "--out", str(out), "--shard", "0/2"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    assert "4/4 runs (100.0%), 2/2 chunks" in capsys.readouterr().out
+    whole = jaxinit.load(out)
+    ref = jaxinit.run(spec, progress=False)
+    assert whole.attrs["partial"] == 0 and set(whole.data_vars) == set(ref.data_vars)
+    for name in ref.data_vars:
+        assert whole[name].dims == ref[name].dims
+        np.testing.assert_array_equal(whole[name].values, ref[name].values, err_msg=name)
+    assert main(["report", str(out)]) == 0
+    assert "jacobian_spectrum.png" in capsys.readouterr().out
+
+
+def test_an_interrupted_probe_run_resumes_without_recomputing(tmp_path, monkeypatch):
+    """Was: a probe sweep was written whole at the end, so a killed run had to start over."""
+    spec, out = _jacobian_toml(tmp_path, seeds=3), tmp_path / "o"
+    measure, computed = probes.measure, []
+
+    def interrupted(plan, todo):
+        for cid, arrays in measure(plan, todo):
+            yield cid, arrays
+            raise KeyboardInterrupt  # killed after the first chunk was stored
+
+    monkeypatch.setattr(probes, "measure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        jaxinit.run(spec, out, progress=False)
+    assert len(list((out / "chunks").glob("*.npz"))) == 1
+
+    def counted(plan, todo):
+        computed.extend(f"{g.index}-{c}" for g, c in todo)
+        return measure(plan, todo)
+
+    monkeypatch.setattr(probes, "measure", counted)
+    ds = jaxinit.run(spec, out, progress=False)
+    assert computed == ["1-0"]  # only the chunk that was not stored
+    ref = jaxinit.run(spec, progress=False)
+    np.testing.assert_array_equal(ds.sq_sv.values, ref.sq_sv.values)
+    computed.clear()
+    jaxinit.run(spec, out, progress=False)  # complete: loads, measures nothing
+    assert computed == []
+
+
+def test_probe_numbers_depend_on_the_seed_not_on_the_chunk_that_measured_it(tmp_path):
+    """Seeds come in fixed blocks (the last one padded), so seed s is bit-identical whatever the
+    seed count, chunk or shard; a sharded directory loads as the unsharded in-memory run."""
+    small = {**SIGNAL, "probe": {"depth": 3, "width": 8, "in_dim": 4}}
+    n = probes.SEEDS_PER_CHUNK
+    more = jaxinit.run(small, progress=False, axes__seed=n + 2)  # 2 chunks, the last padded
+    fewer = jaxinit.run(small, progress=False, axes__seed=n + 1)
+    for name in ("q", "c", "grad_sq"):
+        np.testing.assert_array_equal(more[name].isel(seed=slice(0, n + 1)).values,
+                                      fewer[name].values, err_msg=name)  # fmt: skip
+    out = tmp_path / "s"
+    for i in range(3):  # 2 chunks, 3 shards: one has nothing to do
+        part = jaxinit.run(small, out, shard=f"{i}/3", progress=False, axes__seed=n + 1)
+    assert part.attrs["partial"] == 0
+    for name in fewer.data_vars:
+        np.testing.assert_array_equal(part[name].values, fewer[name].values, err_msg=name)
+
+
+def test_a_probe_spec_without_report_gets_its_kinds_figures_and_overrides_are_shared():
+    """Was: no `report` gave the training figures (final_loss …), which fail on random nets."""
+    assert probes.resolve({"kind": "jacobian_spectrum"}).report == ("jacobian_spectrum",)
+    assert probes.resolve({"kind": "signal_propagation"}).report == (
+        "signal_propagation",
+        "signal_phase",
+    )
+    # one --set implementation for both kinds of spec (jaxinit.spec.apply_overrides)
+    with pytest.raises(SpecError, match=r"cannot set 'train.steps'.*\('probe',\)"):
+        probes.resolve(SIGNAL, {"train.steps": 3})
+    assert probes.resolve(SIGNAL, {"axes.seed": 5, "name": "n"}).name == "n"
+
+
+def test_another_spec_or_a_training_sweep_is_refused_in_a_probe_directory(tmp_path):
+    spec, out = _jacobian_toml(tmp_path), tmp_path / "o"
+    jaxinit.run(spec, out, progress=False)
+    before = sorted(p.name for p in out.rglob("*"))
+    with pytest.raises(jaxinit.StoreError, match=r"holds a different sweep \('j'\).*probe.width"):
+        jaxinit.run(spec, out, progress=False, probe__width=4)
+    with pytest.raises(jaxinit.StoreError, match="different sweep"):
+        jaxinit.run(
+            {"task": {"name": "xor"}, "train": {"steps": 2, "log_every": 1}}, out, progress=False
+        )
+    assert sorted(p.name for p in out.rglob("*")) == before
+    assert jaxinit.run(spec, out, progress=False, name="renamed").attrs["name"] == "renamed"

@@ -112,7 +112,7 @@ def bundled_sweep(name: str, n: int, root) -> xr.Dataset:
     from jaxinit.probes import is_probe
 
     kw = bundled_overrides(name, n)
-    chunks = None if is_probe(name) else CHUNK  # a probe sweep is measured in one call
+    chunks = None if is_probe(name) else CHUNK  # a probe sweep's spec fixes its chunks
     return jaxinit.run(name, root / f"{name}-{n}", progress=False, chunk_size=chunks, **kw)
 
 

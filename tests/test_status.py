@@ -236,3 +236,22 @@ def test_status_is_linear_in_chunks_not_in_the_shard_count(tmp_path):
     assert len(st.shards) <= 3 * 8, [s.shard for s in st.shards]
     assert len(str(st).splitlines()) < 60
     assert any(s.shard == (0, n) for s in st.shards)
+
+
+def test_status_of_a_probe_directory_partial_then_complete(tmp_path):
+    """Was: `jaxinit status` of a probe directory always said 100% (it was written whole);
+    now it is a sweep directory: shards, chunks and what to run to finish it."""
+    spec = {"name": "p", "kind": "jacobian_spectrum", "probe": {"width": 4, "depths": [1]},
+            "axes": {"activation": ["linear", "tanh", "relu"], "seed": 2}}  # fmt: skip
+    out = tmp_path / "p"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # partial
+        jaxinit.run(spec, out, shard="1/2", progress=False)  # chunk 1 of 0, 1, 2
+    st = jaxinit.status(out)
+    assert (st.n_runs, st.runs_done, st.n_chunks, st.chunks_done) == (6, 2, 3, 1)
+    assert not st.complete and [s.shard for s in st.shards] == [(0, 2), (1, 2)]
+    assert st.shards[1].state == "done" and st.shards[0].state == "not started"
+    assert "--shard i/n" in st.advice and "0/2" in st.advice
+    jaxinit.run(spec, out, progress=False)  # unsharded: the rest
+    st = jaxinit.status(out)
+    assert st.complete and st.chunks_done == 3 and not st.problems

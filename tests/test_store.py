@@ -805,3 +805,37 @@ def test_corrupt_spec_json_or_broken_link_is_refused_before_anything_is_created(
     assert not (tmp_path / "nowhere").exists()
     with pytest.raises(store.StoreError, match="does not exist"):
         jaxinit.load(tmp_path / "nonexistent")
+
+
+# -- issue 20: probe sweeps use this store --------------------------------------------------------
+PROBE = {"name": "p", "kind": "jacobian_spectrum", "probe": {"width": 4, "depths": [1]},
+         "axes": {"activation": ["linear"], "seed": 2}}  # fmt: skip
+
+
+def test_a_probe_directory_is_a_stamped_sweep_directory_and_an_edited_spec_is_refused(tmp_path):
+    """Was: probe.json + one unstamped probe.npz, written at the end; now spec.json (with the
+    probe's identity), a manifest and stamped chunks, checked as a training sweep's are."""
+    out = tmp_path / "p"
+    jaxinit.run(PROBE, out, progress=False)
+    spec, meta = store.read_spec(out)
+    assert spec.kind == "jacobian_spectrum" and meta["identity"]["probe.width"] == 4
+    assert meta["stamped"] and meta["identity"]["chunk.seeds"] == 2
+    (chunk,) = (out / "chunks").glob("*.npz")
+    assert store._stamp_in(chunk.read_bytes()) == meta["fingerprint"]
+    assert not (out / "probe.json").exists()
+    meta["spec"]["probe"]["width"] = 8  # an edit: the identity says 4
+    (out / "spec.json").write_text(json.dumps(meta))
+    with pytest.raises(store.StoreError, match="spec does not match its run identity"):
+        jaxinit.load(out)
+
+
+def test_an_older_probe_directory_is_named_with_what_to_do(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "probe.json").write_text("{}")
+    (old / "probe.npz").write_bytes(b"")
+    with pytest.raises(store.StoreError, match="older jaxinit.*run the probe spec again"):
+        jaxinit.load(old)
+    with pytest.raises(store.StoreError, match="not empty and not a jaxinit sweep"):
+        jaxinit.run(PROBE, old, progress=False)  # its files are not written over
+    assert sorted(p.name for p in old.iterdir()) == ["probe.json", "probe.npz"]
