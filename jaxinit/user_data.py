@@ -436,6 +436,7 @@ def spec_arrays(spec: Spec) -> dict[str, np.ndarray]:
 
 def beside(spec: Spec, directory: str | Path) -> Spec:
     """A sweep directory's spec with its ``path = "data.npz"`` read from that directory."""
-    if spec.task.name != "arrays" or spec.task.params.get("path") != DATA_FILE:
+    task = getattr(spec, "task", None)  # a probe spec has none
+    if task is None or task.name != "arrays" or task.params.get("path") != DATA_FILE:
         return spec
     return spec.replace({"task.path": str(Path(directory).resolve() / DATA_FILE)})
