@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jaxinit import _toml
+from jaxinit import toml_io
 
 FORMAT_VERSION = 2
 """Bumped whenever a saved sweep directory changes layout or meaning (2: run identity)."""
@@ -182,8 +182,8 @@ class Spec:
     @classmethod
     def from_toml_string(cls, text: str, source: str = "<string>") -> Spec:
         try:
-            data = _toml.loads(text)
-        except _toml.TOMLDecodeError as e:
+            data = toml_io.loads(text)
+        except toml_io.TOMLDecodeError as e:
             raise SpecError(f"{source}: TOML syntax error: {e}") from None
         return cls.from_dict(data)
 

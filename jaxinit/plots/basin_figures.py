@@ -16,19 +16,19 @@ import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from jaxinit.stats import error_bars
 
 from jaxinit.plots.core import (
     FIGURES,
     NothingToDraw,
-    _is_log,
-    _label,
-    _pool,
+    axis_label,
     distinct_colors,
+    is_log,
+    pool_runs,
     require_done,
     sweep_dims,
     threshold_of,
 )
-from jaxinit.stats import error_bars
 
 
 def _basin_colors(table) -> dict[int, tuple]:
@@ -148,7 +148,7 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
             fontsize=8,
         )
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    axes[-1, 0].set_xlabel(_label(ds, x_dim) if x_dim else "")
+    axes[-1, 0].set_xlabel(axis_label(ds, x_dim) if x_dim else "")
     fig.suptitle(f"{ds.attrs['name']}: which basin each run reached\n{NOT_MINIMUM_NOTE},\n"
                  "by jaxinit.curvature on each basin's lowest-loss runs", fontsize=9)  # fmt: skip
     return fig
@@ -274,7 +274,7 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
     names = []
     for i, (key, rows) in enumerate(lines):
         key = key if isinstance(key, tuple) else (key,)
-        name = ", ".join(f"{_label(ds, d)}={v}" for d, v in zip(others, key)) or "all runs"
+        name = ", ".join(f"{axis_label(ds, d)}={v}" for d, v in zip(others, key)) or "all runs"
         names.append(name)
         # no traced axis: each cell at its own position, named on the axis (not all at x = 0)
         xs = rows[x_dim].to_numpy() if x_dim else np.full(len(rows), float(i))
@@ -286,7 +286,7 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
         lo, hi = rows.k_needed_lo.replace(np.inf, np.nan), rows.k_needed_hi.replace(np.inf, np.nan)
         ax1.fill_between(xs, lo, hi, color=color, alpha=0.15)
     for ax in (ax0, ax1):
-        if x_dim and _is_log(ds[x_dim]):
+        if x_dim and is_log(ds[x_dim]):
             ax.set_xscale("log")
             ax.minorticks_off()
             ax.set_xticks(ds[x_dim].values, [f"{v:.3g}" for v in ds[x_dim].values])
@@ -295,7 +295,7 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
             kw = {"rotation": 30, "ha": "right", "rotation_mode": "anchor"} if slant else {}
             ax.set_xticks(range(len(names)), names, **kw)
             ax.set_xlim(-0.6, len(names) - 0.4)
-        ax.set_xlabel(_label(ds, x_dim) if x_dim else "")
+        ax.set_xlabel(axis_label(ds, x_dim) if x_dim else "")
     ax0.set_ylim(-0.02, 1.02)
     ax0.set_ylabel("P(run ends in a global basin), 95% CI")
     if np.isfinite(stats.k_needed.to_numpy(float)).any():
@@ -315,7 +315,7 @@ def _map_dims(ds: xr.Dataset) -> tuple[str, str]:
     if len(dims) < 2:
         raise NothingToDraw(
             "a map needs two axes with more than two values each; this sweep has "
-            + (", ".join(f"{_label(ds, d)} ({ds.sizes[d]})" for d in sweep_dims(ds)) or "none")
+            + (", ".join(f"{axis_label(ds, d)} ({ds.sizes[d]})" for d in sweep_dims(ds)) or "none")
         )
     return dims[0], dims[1]
 
@@ -337,15 +337,15 @@ def _image(ax, da: xr.DataArray, x: str, y: str, ds: xr.Dataset, **kw):
     """``da`` over ``(x, y)`` as cells centred on the grid values (``pcolormesh``; log axes
     where the values span a wide positive range). NaN cells show the axes' face colour."""
     xs, ys = ds[x].values, ds[y].values
-    logx, logy = _is_log(xs), _is_log(ys)
+    logx, logy = is_log(xs), is_log(ys)
     z = np.ma.masked_invalid(np.asarray(da.transpose(y, x).values, float))
     mesh = ax.pcolormesh(cell_edges(xs, logx), cell_edges(ys, logy), z, shading="flat", **kw)
     if logx:
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(_label(ds, x))
-    ax.set_ylabel(_label(ds, y))
+    ax.set_xlabel(axis_label(ds, x))
+    ax.set_ylabel(axis_label(ds, y))
     return mesh
 
 
@@ -480,9 +480,9 @@ def outcome_map(ds: xr.Dataset) -> plt.Figure:
     x, y = _map_dims(ds)
     require_done(ds, "outcome_map")
     keep = [x, y]
-    done = _pool(ds, "done", keep).fillna(0).astype(bool)
-    div = _pool(ds, "diverged", keep).fillna(0).astype(bool) & done
-    conv = _pool(ds, "time_to_threshold", keep).notnull() & done & ~div  # NaN: never reached
+    done = pool_runs(ds, "done", keep).fillna(0).astype(bool)
+    div = pool_runs(ds, "diverged", keep).fillna(0).astype(bool) & done
+    conv = pool_runs(ds, "time_to_threshold", keep).notnull() & done & ~div  # NaN: never reached
     stall = done & ~div & ~conv
     n = done.sum("run")
     counts = xr.concat([conv.sum("run"), stall.sum("run"), div.sum("run")], "outcome")
@@ -525,7 +525,7 @@ def spurious_rate(ds: xr.Dataset) -> plt.Figure:
             label="not converged within the step budget")  # fmt: skip
     if len(xs) <= 12 and xs.dtype.kind in "iuf":
         ax.set_xticks(xs, [f"{v:g}" for v in xs])  # the measured values, not a fine grid
-    ax.set_xlabel(_label(ds, col) if col in ds.dims else col)
+    ax.set_xlabel(axis_label(ds, col) if col in ds.dims else col)
     ax.set_ylabel("fraction of runs (95% CI)")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)

@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from jaxinit import theory
-from jaxinit.plots.core import FIGURES, _axes_of, distinct_colors
+from jaxinit.plots.core import FIGURES, axes_of, distinct_colors
 
 TRAINED = 0.9
 """A cell "trains" when the median final train metric (accuracy, or R²) over seeds is at least
@@ -79,7 +79,7 @@ def magic_numbers_table(ds: xr.Dataset, wide: bool = True) -> pd.DataFrame:
         raise ValueError("magic numbers need an init.scale axis")
     loss = _med(ds.final_loss.where(ds.done))
     metric = _med(ds.final_metric.where(ds.done))
-    keep = [d for d in _axes_of(ds) if d not in ("seed", "init_scale") and d in loss.dims]
+    keep = [d for d in axes_of(ds) if d not in ("seed", "init_scale") and d in loss.dims]
     lecun = _spec(ds)["init"]["scheme"] == "lecun_normal" and "init_scheme" not in ds.dims
     scales = ds.init_scale.values
     rows = []

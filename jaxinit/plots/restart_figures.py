@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import xarray as xr
-
-from jaxinit.plots.core import FIGURES, _label, distinct_colors
 from jaxinit.stats import error_bars
+
+from jaxinit.plots.core import FIGURES, axis_label, distinct_colors
 
 
 def _optima(ds: xr.Dataset):
@@ -48,7 +48,7 @@ def _panels(ds: xr.Dataset, rest: list[str]) -> list[dict]:
 
 
 def _title(ds: xr.Dataset, panel: dict) -> str:
-    return ", ".join(f"{_label(ds, d)} = {v}" for d, v in panel.items()) or ds.attrs["name"]
+    return ", ".join(f"{axis_label(ds, d)} = {v}" for d, v in panel.items()) or ds.attrs["name"]
 
 
 def _select(df: pd.DataFrame, sel: dict) -> pd.DataFrame:
@@ -103,7 +103,7 @@ def _ticks(ax, ds: xr.Dataset, x: str | None, line: str | None = None) -> None:
         x = line
     else:
         ax.set_xticks([])
-    ax.set_xlabel(_label(ds, x) if x else "")
+    ax.set_xlabel(axis_label(ds, x) if x else "")
 
 
 def _figure(n_panels: int, n_lines: int):
@@ -119,11 +119,11 @@ def _legend(axes, ds: xr.Dataset, x: str | None, line: str | None, n_lines: int)
     if not (line and x):
         return
     if n_lines > 5:
-        axes[-1].legend(title=_label(ds, line), fontsize=7, title_fontsize=8, loc="center left",
+        axes[-1].legend(title=axis_label(ds, line), fontsize=7, title_fontsize=8, loc="center left",
                         bbox_to_anchor=(1.02, 0.5))  # fmt: skip
     else:
         for ax in axes:
-            ax.legend(title=_label(ds, line), fontsize=8)
+            ax.legend(title=axis_label(ds, line), fontsize=8)
 
 
 def _algorithm(ds: xr.Dataset) -> str:
@@ -202,7 +202,7 @@ def best_of_k(ds: xr.Dataset) -> plt.Figure:
             ax.set_xticks(sorted(set(t.restarts)), [str(v) for v in sorted(set(t.restarts))])
             ax.set_ylim(-0.03, 1.03)
             ax.grid(alpha=0.3)
-            head = f"{_label(ds, x)} = {cv}" if x else ""
+            head = f"{axis_label(ds, x)} = {cv}" if x else ""
             ax.set_title(", ".join(p for p in (head, _title(ds, panel) if panel else "") if p),
                          fontsize=8)  # fmt: skip
             if r_i == len(panels) - 1:
@@ -210,7 +210,7 @@ def best_of_k(ds: xr.Dataset) -> plt.Figure:
             if c_i == 0:
                 ax.set_ylabel("P(best of r is global)")
     if line:
-        axes[0][0].legend(title=_label(ds, line), fontsize=7, title_fontsize=7)
+        axes[0][0].legend(title=axis_label(ds, line), fontsize=7, title_fontsize=7)
     fig.suptitle(
         f"{ds.attrs['name']}: P(the lowest-loss of r restarts is the global optimum)\npoints: "
         "measured on disjoint blocks of r seeds, 95% Wilson intervals;\nlines and bands: "
@@ -279,13 +279,13 @@ def excess_loss(ds: xr.Dataset) -> plt.Figure:
                     transform=ax.transAxes, fontsize=9)  # fmt: skip
         ax.set_yscale("log")
         _tick_labels(ax, [str(v) for v in xs] if x else ["all runs"])
-        ax.set_xlabel(_label(ds, x) if x else "")
+        ax.set_xlabel(axis_label(ds, x) if x else "")
         ax.set_ylabel("(final loss − global) / |global|")
         ax.set_title(_title(ds, panel) + "  (1e-6 = at the global optimum; black: median)",
                      fontsize=9)  # fmt: skip
         ax.grid(alpha=0.3, axis="y")
         if line:
-            ax.legend(title=_label(ds, line), fontsize=8, markerscale=4)
+            ax.legend(title=axis_label(ds, line), fontsize=8, markerscale=4)
     fig.suptitle(f"{ds.attrs['name']}: how far above the global optimum each run stops, per init",
                  fontsize=10)  # fmt: skip
     fig.tight_layout()
