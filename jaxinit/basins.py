@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from jaxinit import curvature, symmetry
-from jaxinit.executors import build_task
-from jaxinit.models import Model, Symmetry, from_spec
+from jaxinit import curvature, symmetry, tasks
+from jaxinit.models import Model, Symmetry
 from jaxinit.plan import coordinates, make_plan
+from jaxinit.rebuild import from_dataset
 from jaxinit.spec import Spec
 from jaxinit.stats import rate_interval
 from jaxinit.tasks import Task
@@ -96,7 +96,7 @@ class Group(NamedTuple):
 
 def spec_of(ds: xr.Dataset) -> Spec:
     """The sweep's spec, parsed once per distinct Dataset spec (not re-validated)."""
-    return Spec.from_json(ds.attrs["spec"])
+    return from_dataset(ds).spec
 
 
 def selected_spec(ds: xr.Dataset) -> Spec:
@@ -129,27 +129,6 @@ def flat_runs(ds: xr.Dataset, var: str) -> np.ndarray:
     return da.values.reshape(-1, *da.shape[len(dims) :])
 
 
-def _model_for(ds: xr.Dataset, spec: Spec, task: Task, model: Model | None) -> Model:
-    """The sweep's model: the built-in one its spec names, or the user's, which must be given
-    (and have the parameter shapes the sweep stored)."""
-    info = json.loads(ds.attrs.get("model", "null")) or {"name": spec.model.name}
-    if info["name"] != "user":
-        return model or from_spec(spec.model, task.in_dim, task.out_dim)
-    if model is None:
-        raise ValueError(
-            f"this sweep ran a user model (model_id={info.get('model_id')!r}): pass the same "
-            "Model as model= to analyse it"
-        )
-    shapes = jax.eval_shape(lambda k: model.init(k, spec.init), jax.random.key(0))
-    got = {
-        jax.tree_util.keystr(p, simple=True, separator="/"): [list(x.shape), str(x.dtype)]
-        for p, x in jax.tree_util.tree_flatten_with_path(shapes)[0]
-    }
-    if got != info["params"]:
-        raise ValueError("model= has other parameter shapes than the model this sweep ran")
-    return model
-
-
 def groups(ds: xr.Dataset, which: str = "params", model: Model | None = None) -> list[Group]:
     """Every static group of ``ds`` with its runs' parameters (``which``: params or params0).
 
@@ -157,10 +136,10 @@ def groups(ds: xr.Dataset, which: str = "params", model: Model | None = None) ->
     spec = selected_spec(ds)
     if not any(k.startswith(which + "/") for k in ds.data_vars):
         raise ValueError("the sweep has no saved parameters: set store.save_params = true")
-    out = []
+    out, stored = [], from_dataset(ds)
     for g in make_plan(spec, int(ds.attrs.get("chunk_size", 1))).groups:
-        task = build_task(g.spec)
-        mdl = _model_for(ds, g.spec, task, model)
+        task = tasks.from_spec(g.spec.task)
+        mdl = stored.model(model, at=g.spec, task=task)
         shapes = jax.eval_shape(lambda k, m=mdl, s=g.spec: m.init(k, s.init), jax.random.key(0))
         leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
         arrays = []

@@ -19,6 +19,7 @@ import xarray as xr
 
 from jaxinit.plots import DEFAULT_FIGURES, FIGURES, sweep_dims
 from jaxinit.plots.core import value_text
+from jaxinit.rebuild import from_dataset
 
 
 def summarize(ds: xr.Dataset, max_rows: int = 16) -> str:
@@ -107,7 +108,7 @@ def draw_report(ds: xr.Dataset, out: str | Path) -> Report:
     from jaxinit.store import claim_outputs, record_outputs
 
     out = Path(out)
-    names = json.loads(ds.attrs["spec"]).get("report") or list(DEFAULT_FIGURES)
+    names = from_dataset(ds).data.get("report") or list(DEFAULT_FIGURES)
     files = [f"{n}.png" for n in names] + [
         f"{n}.{x}" for n in names if n in TABLES for x in ("csv", "txt")
     ]
@@ -276,8 +277,8 @@ def analysis_tables(
     (:class:`Failure`) and the other tables are still returned."""
     from jaxinit import plots
 
-    spec = json.loads(ds.attrs["spec"])
-    names = list(names if names is not None else (spec.get("report") or DEFAULT_FIGURES))
+    stored = from_dataset(ds)
+    names = list(names if names is not None else (stored.data.get("report") or DEFAULT_FIGURES))
     tables = getattr(plots, "TABLES", {})
     if ds.attrs.get("kind") is not None:  # a probe sweep: random nets at init, no training
         parts = [(f"table {n}", lambda n=n: _figure_table(ds, n)) for n in names if n in tables]
@@ -286,7 +287,7 @@ def analysis_tables(
     parts: list[tuple[str, Callable[[], list]]] = []
     if with_params and BASIN_FIGURES & set(names):
         parts.append(("basin tables", lambda: _basin_tables(ds, names)))
-    if spec.get("algorithm", {}).get("name", "gradient") != "gradient" and with_params:
+    if stored.spec.algorithm.name != "gradient" and with_params:
         parts.append(("restart tables", lambda: _optima_tables(ds)))
     if "spurious_rate" in names:
         from jaxinit.basins import spurious_rates

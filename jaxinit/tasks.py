@@ -532,3 +532,8 @@ def digits(n_classes: int = 10, n_train: int = 1000, n_test: int = 0, seed: int 
 
 
 TASKS["digits"] = digits
+
+
+def from_spec(spec: Any) -> Task:
+    """The task a :class:`~jaxinit.spec.TaskSpec` names, built with its ``params``."""
+    return TASKS[spec.name](**spec.params)

@@ -16,6 +16,7 @@ LAYERS = [
     # that probe sweeps (jaxinit.probes, beside jaxinit.sweep) can measure them
     ("random nets", {"theory", "signal"}),
     ("validation", {"validation"}),
+    ("stored sweeps", {"rebuild"}),  # a saved Dataset's spec, task and model (from_dataset)
     ("claims", {"claims"}),  # who writes a shard of a sweep directory (O_EXCL + heartbeat)
     (
         "engine",
@@ -145,3 +146,38 @@ def test_the_private_import_check_sees_each_form(tmp_path):
         "def f():\n    from jaxinit.plots.core import _pool, cells\n"
     )
     assert _private_imports(f) == {"jaxinit._toml", "jaxinit.plots.core._pool"}
+
+
+def _reads_stored_spec(path: Path) -> bool:
+    """Whether a module reads ``<x>.attrs["spec"]`` (or ``.attrs.get("spec")``) itself."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Subscript):
+            owner, key = node.value, node.slice
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            if node.func.attr != "get":
+                continue
+            owner, key = node.func.value, node.args[0]
+        else:
+            continue
+        if isinstance(owner, ast.Attribute) and owner.attr == "attrs":
+            if isinstance(key, ast.Constant) and key.value == "spec":
+                return True
+    return False
+
+
+def test_only_from_dataset_parses_a_stored_spec():
+    """One way back from a Dataset to its spec, task and model: jaxinit.rebuild.from_dataset
+    (on 426ca25, 13 sites in 9 modules parsed ``ds.attrs["spec"]`` themselves)."""
+    left = {"rebuild", "probes"}  # probes: the probes helper's file (issue 20)
+    readers = sorted(n for n, p in _modules().items() if _reads_stored_spec(p) and n not in left)
+    assert not readers, readers
+
+
+def test_the_stored_spec_check_sees_both_forms(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f(ds):\n    return ds.attrs.get('spec')\n")
+    assert _reads_stored_spec(f)
+    f.write_text("def f(ds):\n    return json.loads(ds.attrs['spec'])\n")
+    assert _reads_stored_spec(f)
+    f.write_text("def f(ds):\n    return ds.attrs['axes'], ds.attrs.get('model')\n")
+    assert not _reads_stored_spec(f)

@@ -24,7 +24,6 @@ _LAZY = {
     "best_scale_bands": "init_figures",
     "diag_linear_beta": "init_figures",
     "time_to_threshold_table": "init_figures",
-    "task_of": "init_figures",
     "TABLES": "depth_figures",
     "magic_numbers_table": "depth_figures",
     "phase_diagram_table": "depth_figures",
@@ -76,5 +75,4 @@ __all__ = [
     "sweep_dims",
     "time_to_threshold_table",
     "wilson",
-    "task_of",
 ]

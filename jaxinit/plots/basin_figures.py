@@ -16,7 +16,6 @@ import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
-from jaxinit.stats import error_bars
 
 from jaxinit.plots.core import (
     FIGURES,
@@ -29,6 +28,8 @@ from jaxinit.plots.core import (
     sweep_dims,
     threshold_of,
 )
+from jaxinit.rebuild import from_dataset
+from jaxinit.stats import error_bars
 
 
 def _basin_colors(table) -> dict[int, tuple]:
@@ -359,14 +360,13 @@ def _anchors(ds: xr.Dataset, x: str, y: str) -> list[tuple[float, float, str]]:
     ``plane_seed``) at the origin, and the seeds that span the plane at (1, 0) and (0, 1)."""
     if {x, y} != {"init_plane_a", "init_plane_b"}:
         return []
-    init = json.loads(ds.attrs["spec"]).get("init", {})
-    seed = init.get("plane_seed", -1)
-    if seed is None or seed < 0:
+    init = from_dataset(ds).spec.init
+    if init.plane_seed < 0:
         return []
-    points = {(0.0, 0.0): f"θ₀ (init of seed {seed})"}
-    for name, at in (("plane_seed_a", (1.0, 0.0)), ("plane_seed_b", (0.0, 1.0))):
-        if init.get(name, -1) is not None and init.get(name, -1) >= 0:
-            points[at] = f"init of seed {init[name]}"
+    points = {(0.0, 0.0): f"θ₀ (init of seed {init.plane_seed})"}
+    for seed, at in ((init.plane_seed_a, (1.0, 0.0)), (init.plane_seed_b, (0.0, 1.0))):
+        if seed >= 0:
+            points[at] = f"init of seed {seed}"
     out = []
     for (a, b), name in points.items():
         px, py = (a, b) if x == "init_plane_a" else (b, a)

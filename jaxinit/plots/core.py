@@ -17,6 +17,8 @@ from collections.abc import Callable
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+
+from jaxinit.rebuild import from_dataset
 from jaxinit.stats import error_bars, rate_interval, wilson
 
 
@@ -244,12 +246,11 @@ def distinct_colors(n: int, avoid_green: bool = False) -> list:
 
 def threshold_of(ds: xr.Dataset) -> str:
     """The loss level of ``time_to_threshold`` as text: ``train.threshold``, else the task's."""
-    threshold = json.loads(ds.attrs["spec"]).get("train", {}).get("threshold")
+    stored = from_dataset(ds)
+    threshold = stored.spec.train.threshold
     if threshold is None:
         try:
-            from jaxinit.plots.init_figures import task_of
-
-            threshold = task_of(ds).threshold
+            threshold = stored.task.threshold
         except Exception:  # a task the spec cannot rebuild
             return "the task's threshold"
     return f"{threshold:g}"
@@ -258,9 +259,7 @@ def threshold_of(ds: xr.Dataset) -> str:
 def _success_text(ds: xr.Dataset) -> str:
     """What counts as solving the task, from the sweep's task (its first static variant)."""
     try:
-        from jaxinit.plots.init_figures import task_of
-
-        task = task_of(ds)
+        task = from_dataset(ds).task
     except Exception:  # a user model or task the spec cannot rebuild: the generic wording
         return "training metric at the task's success level, not diverged"
     metric = "R²" if task.loss == "mse" else "training accuracy"

@@ -20,6 +20,7 @@ import xarray as xr
 
 from jaxinit import theory
 from jaxinit.plots.core import FIGURES, axes_of, distinct_colors
+from jaxinit.rebuild import from_dataset
 
 TRAINED = 0.9
 """A cell "trains" when the median final train metric (accuracy, or R²) over seeds is at least
@@ -27,7 +28,8 @@ this."""
 
 
 def _spec(ds: xr.Dataset) -> dict:
-    return json.loads(ds.attrs["spec"])
+    """The stored spec as dicts: a probe sweep's too (its ``[probe]`` section)."""
+    return from_dataset(ds).data
 
 
 def _depth(widths) -> int:

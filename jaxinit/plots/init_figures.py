@@ -4,8 +4,6 @@ implicit bias, convex controls, symmetry breaking (the magic numbers: :mod:`.dep
 
 from __future__ import annotations
 
-import json
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -26,6 +24,7 @@ from jaxinit.plots.core import (
     sweep_dims,
     value_text,
 )
+from jaxinit.rebuild import from_dataset
 
 
 def _cells(ds: xr.Dataset, dims: list[str]):
@@ -64,7 +63,7 @@ def _units_per_layer(ds: xr.Dataset) -> list[int] | None:
     """Hidden widths of the sweep's model (None when the axes vary them)."""
     if "model_widths" in ds.dims and ds.sizes["model_widths"] > 1:
         return None
-    widths = json.loads(ds.attrs["spec"]).get("model", {}).get("widths")
+    widths = from_dataset(ds).spec.model.widths
     return [int(w) for w in widths] if widths else None
 
 
@@ -279,7 +278,7 @@ def time_to_threshold(ds: xr.Dataset) -> plt.Figure:
     x = _scale_dim(ds)
     dims = [d for d in sweep_dims(ds) if d != x]
     tab = time_to_threshold_table(ds)
-    steps = json.loads(ds.attrs["spec"])["train"]["steps"]
+    steps = from_dataset(ds).spec.train.steps
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for sel, label, colour, style in _cells(ds, dims):
         rows = tab
@@ -329,19 +328,6 @@ def best_scale_bands(ds: xr.Dataset, factor: float = 2.0, reach: float = 0.9) ->
     return pd.DataFrame(rows)
 
 
-def task_of(ds: xr.Dataset, sel: dict | None = None):
-    """The task of a sweep (rebuilt from its spec; ``sel`` may fix a static ``task_*`` axis)."""
-    from jaxinit.spec import Spec
-    from jaxinit.sweep import build_task
-
-    spec = Spec.from_dict(json.loads(ds.attrs["spec"]))
-    paths = json.loads(ds.attrs["axes"])
-    updates = {paths[d]: v for d, v in (sel or {}).items() if paths.get(d, "").startswith("task.")}
-    return build_task(
-        spec.replace({k: str(v) if k == "task.name" else v for k, v in updates.items()})
-    )
-
-
 def diag_linear_beta(ds: xr.Dataset) -> np.ndarray:
     """``β = u⊙u − v⊙v`` of every run of a saved ``diag_linear`` sweep: dims = axes + (D,)."""
     return (ds["params/u"].values ** 2 - ds["params/v"].values ** 2)[..., 0]
@@ -352,7 +338,7 @@ def implicit_bias(ds: xr.Dataset) -> plt.Figure:
     and 10–90% band over seeds), with the gradient-flow prediction drawn as thin lines."""
     from jaxinit import theory
 
-    task = task_of(ds)
+    task = from_dataset(ds).task
     x, y = task.x_train, task.y_train
     b1, b2 = theory.min_l1_interpolant(x, y), theory.min_l2_interpolant(x, y)
     alphas = ds.init_scale.values

@@ -18,9 +18,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import xarray as xr
-from jaxinit.stats import error_bars
 
 from jaxinit.plots.core import FIGURES, axis_label, distinct_colors
+from jaxinit.rebuild import from_dataset
+from jaxinit.stats import error_bars
 
 
 def _optima(ds: xr.Dataset):
@@ -127,7 +128,7 @@ def _legend(axes, ds: xr.Dataset, x: str | None, line: str | None, n_lines: int)
 
 
 def _algorithm(ds: xr.Dataset) -> str:
-    return json.loads(ds.attrs["spec"]).get("algorithm", {}).get("name", "?")
+    return from_dataset(ds).spec.algorithm.name
 
 
 def _per_init(ds: xr.Dataset, opt, draw, style) -> plt.Figure:
