@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from jaxinit.activations import get_activation
+
 
 class Task(NamedTuple):
     """A supervised problem.
@@ -135,20 +137,6 @@ def circles(n_points: int = 200, noise: float = 0.05, factor: float = 0.5, seed:
     return _classification(*sample(n_points), *sample(n_points))
 
 
-def _erf(z: np.ndarray) -> np.ndarray:
-    from scipy.special import erf  # SciPy: imported only for an erf teacher (~0.2 s)
-
-    return erf(z)
-
-
-_TEACHER_ACTIVATIONS = {
-    "relu": lambda z: np.maximum(z, 0),
-    "tanh": np.tanh,
-    "erf": _erf,
-    "linear": lambda z: z,
-}
-
-
 def teacher_student(
     in_dim: int = 8,
     teacher_widths: tuple[int, ...] = (4,),
@@ -184,7 +172,7 @@ def teacher_student(
         raise ValueError("teacher_rotation_seed needs population=True (an orthonormal teacher)")
     widths = [in_dim, *teacher_widths, 1]
     weights = [rng.normal(size=(a, b)) / np.sqrt(a) for a, b in zip(widths[:-1], widths[1:])]
-    act = _TEACHER_ACTIVATIONS[activation]
+    act = get_activation(activation).phi
 
     def teacher(x):
         for w in weights[:-1]:
