@@ -410,18 +410,3 @@ def _cnn_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
 
 
 MODELS["cnn"] = _cnn_from_spec
-
-
-# -- models users already have (jaxinit.adapters; flax / equinox are imported only when called) --
-def from_flax(module: Any, example_x: Any, **kwargs: Any) -> Model:
-    """A Flax module (linen or nnx) as a :class:`Model`; see :func:`jaxinit.adapters.from_flax`."""
-    from jaxinit.adapters import from_flax as adapt
-
-    return adapt(module, example_x, **kwargs)
-
-
-def from_equinox(model: Any, **kwargs: Any) -> Model:
-    """An Equinox module as a :class:`Model`; see :func:`jaxinit.adapters.from_equinox`."""
-    from jaxinit.adapters import from_equinox as adapt
-
-    return adapt(model, **kwargs)

@@ -167,7 +167,7 @@ def _reads_stored_spec(path: Path) -> bool:
 
 def test_only_from_dataset_parses_a_stored_spec():
     """One way back from a Dataset to its spec, task and model: jaxinit.rebuild.from_dataset
-    (on 426ca25, 13 sites in 9 modules parsed ``ds.attrs["spec"]`` themselves)."""
+    (on 426ca25, 11 sites in 8 modules parsed ``ds.attrs["spec"]`` themselves)."""
     left = {"rebuild", "probes"}  # probes: the probes helper's file (issue 20)
     readers = sorted(n for n, p in _modules().items() if _reads_stored_spec(p) and n not in left)
     assert not readers, readers
@@ -181,3 +181,63 @@ def test_the_stored_spec_check_sees_both_forms(tmp_path):
     assert _reads_stored_spec(f)
     f.write_text("def f(ds):\n    return ds.attrs['axes'], ds.attrs.get('model')\n")
     assert not _reads_stored_spec(f)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """``module -> the jaxinit modules it imports``, at any depth (an import inside a function
+    closes a circle as soon as it runs); ``from jaxinit.x import y`` counts ``x`` and, where
+    ``y`` is a module, ``x.y``. The package roots (``jaxinit``) are left out."""
+    mods = _modules()
+    graph = {}
+    for name, path in mods.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                base = node.module.removeprefix("jaxinit").removeprefix(".")
+                if node.module.split(".")[0] != "jaxinit":
+                    continue
+                targets |= {base} | {f"{base}.{a.name}".lstrip(".") for a in node.names}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name.removeprefix("jaxinit.") for a in node.names}
+        graph[name] = (targets & set(mods)) - {name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while not comp or comp[-1] != v:
+                comp.append(stack.pop())
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circles():
+    """On 426ca25: models <-> adapters and plots.core <-> plots.init_figures (issue 20), both
+    through imports inside functions."""
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_circle_check_sees_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
