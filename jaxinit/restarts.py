@@ -72,10 +72,6 @@ class Optima:
     loss_rtol: float
 
 
-def spec_of(ds: xr.Dataset) -> Spec:
-    return from_dataset(ds).spec
-
-
 def cells(ds: xr.Dataset) -> list[dict]:
     """Every combination of the non-seed axes, as ``{dim: coordinate}`` (C order)."""
     dims = [d for d in json.loads(ds.attrs["axes"]) if d != "seed"]

@@ -159,7 +159,7 @@ def teacher_student(
     two-layer ReLU student such as ``relu_student``; the samples only serve as a test set.
     The rows are ``v_j = e_j`` (axis-aligned) by default; with ``teacher_rotation_seed = s >= 0``
     they are the first ``k`` columns of a Haar-random orthogonal matrix drawn from seed ``s``
-    (:func:`haar_orthogonal`). The landscape is the same up to that rotation, so a
+    (:func:`haar_orthogonal_np`). The landscape is the same up to that rotation, so a
     rotation-invariant init (Gaussian) sees the same problem, a per-coordinate one
     (uniform) does not.
     """
@@ -331,7 +331,7 @@ def relu_population_loss(params: Any, teacher_IxK: Array) -> Array:
     return _nonnegative(jnp.sum(relu_population_terms(params, teacher_IxK)))
 
 
-def haar_orthogonal(n: int, seed: int) -> np.ndarray:
+def haar_orthogonal_np(n: int, seed: int) -> np.ndarray:
     """A Haar-distributed random ``(n, n)`` orthogonal matrix: QR of a Gaussian matrix with the
     signs of ``R``'s diagonal moved into ``Q`` (Mezzadri 2007), deterministic in ``seed``."""
     q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(n, n)))
@@ -346,7 +346,7 @@ def _relu_population_task(
     k = teacher_widths[0] if teacher_widths else in_dim
     if not 1 <= k <= in_dim:
         raise ValueError(f"orthonormal teacher rows need 1 <= k <= in_dim, got k={k}, {in_dim=}")
-    basis = np.eye(in_dim) if rotation_seed < 0 else haar_orthogonal(in_dim, rotation_seed)
+    basis = np.eye(in_dim) if rotation_seed < 0 else haar_orthogonal_np(in_dim, rotation_seed)
     v = basis[:, :k].astype(np.float32)
 
     def teacher(x):

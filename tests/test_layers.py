@@ -241,3 +241,28 @@ def test_no_import_circles():
 def test_the_circle_check_sees_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def _defined_at_top(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def test_the_clashing_names_mean_one_thing():
+    """Issue 20 found two ``Activation`` (activations, theory), two ``haar_orthogonal`` (signal
+    on a JAX key, tasks on a NumPy seed), two ``Group`` (plan, basins) and two ``spec_of``."""
+    where = {
+        name: sorted(m for m, p in _modules().items() if name in _defined_at_top(p))
+        for name in ("Activation", "haar_orthogonal", "Group", "spec_of")
+    }
+    assert where == {
+        "Activation": ["activations"],
+        "haar_orthogonal": ["signal"],
+        "Group": ["plan"],
+        "spec_of": [],
+    }
