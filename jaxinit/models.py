@@ -200,8 +200,8 @@ def _is_zero(x: Any) -> bool:
 
 
 def from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
-    """Build the model a spec names (its float fields may be traced)."""
-    return MODELS[spec.name](spec, in_dim, out_dim)
+    """Build the model a spec names (its float fields may be traced), with its own settings."""
+    return MODELS[spec.name](spec, in_dim, out_dim, **spec.params)
 
 
 def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
@@ -217,7 +217,8 @@ def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
 
 
 MODELS: dict[str, Callable[[ModelSpec, int, int], Model]] = {"mlp": _mlp_from_spec}
-"""Registry ``model name -> factory(model_spec, in_dim, out_dim) -> Model``."""
+"""Registry ``model name -> factory(model_spec, in_dim, out_dim, *, settings) -> Model``; the
+keyword-only arguments, typed by their defaults, are the model's own settings (``model.params``)."""
 
 
 def relu_student(width: int, *, in_dim: int) -> Model:
