@@ -111,10 +111,10 @@ def validate(spec: Spec) -> None:
     for d in spec.train.diagnostics:
         _one_of("train.diagnostics", d, tuple(DIAGNOSTICS))
     if spec.report:
-        from jaxinit.plots.names import FIGURE_NAMES
+        from jaxinit.plots.names import figure_names
 
         for name in spec.report:
-            _one_of("report", name, FIGURE_NAMES)
+            _one_of("report", name, figure_names())
 
 
 def _check_axis(spec: Spec, path: str, values: Sequence) -> None:

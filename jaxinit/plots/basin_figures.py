@@ -18,7 +18,6 @@ import numpy as np
 import xarray as xr
 
 from jaxinit.plots.core import (
-    FIGURES,
     NothingToDraw,
     axis_label,
     distinct_colors,
@@ -28,6 +27,7 @@ from jaxinit.plots.core import (
     sweep_dims,
     threshold_of,
 )
+from jaxinit.plots.names import figure
 from jaxinit.rebuild import from_dataset
 from jaxinit.stats import error_bars
 
@@ -103,6 +103,7 @@ def _group_runs(b, gi: int) -> np.ndarray:
     return next(g for g in b.groups if g.index == gi).run_ids
 
 
+@figure("basin_sizes", analyses=("basins", "endpoint_kinds"))
 def basin_sizes(ds: xr.Dataset) -> plt.Figure:
     """Fraction of runs per basin (stacked bars), per value of the first traced axis, one panel
     per static group; global basins green, the nine largest named, the rest pooled in grey."""
@@ -155,6 +156,7 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("basin_loss_hist", analyses=("basins", "endpoint_kinds"))
 def basin_loss_hist(ds: xr.Dataset) -> plt.Figure:
     """Histogram of log10 final loss, stacked and coloured by basin (nine largest; the rest
     grey), one panel per group."""
@@ -217,6 +219,7 @@ BARRIER_NOTE = (
 )
 
 
+@figure("barrier_matrix", analyses=("basins", "barriers", "endpoint_kinds"))
 def barrier_matrix(ds: xr.Dataset) -> plt.Figure:
     """Loss barrier between the largest basins (median over representative pairs, aligned by
     weight matching), one panel per group (at most four); each cell carries its value, the
@@ -259,6 +262,7 @@ def barrier_matrix(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("restarts", analyses=("basins", "restarts", "endpoint_kinds"))
 def restarts(ds: xr.Dataset) -> plt.Figure:
     """Random restarts, per value of the first traced axis (one line per other-axes cell):
     P(one run reaches a global basin) with its 95% interval, and the restarts needed for 99%
@@ -382,6 +386,7 @@ def _mark_anchors(ax, anchors, legend: bool) -> None:
                 ls="none", label=name if legend else None, zorder=5)  # fmt: skip
 
 
+@figure("basin_map", analyses=("basins", "endpoint_kinds"))
 def basin_map(ds: xr.Dataset) -> plt.Figure:
     """A 2-D slice of init space (e.g. ``init.plane_a × init.plane_b``): each cell one run,
     coloured by the basin it reached (when params are saved; a colour key names each basin and
@@ -473,6 +478,7 @@ def basin_map(ds: xr.Dataset) -> plt.Figure:
 OUTCOMES = ("converged", "stalled", "diverged")
 
 
+@figure("outcome_map")
 def outcome_map(ds: xr.Dataset) -> plt.Figure:
     """Where training converges (loss below threshold), stalls (finite, above it) or diverges over
     two axes (e.g. ``init.scale × optimizer.learning_rate``), pooled over seeds: the majority
@@ -510,6 +516,7 @@ def outcome_map(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("spurious_rate", analyses=("spurious", "endpoint_kinds"))
 def spurious_rate(ds: xr.Dataset) -> plt.Figure:
     """Fraction of runs converging to a spurious critical point (loss above 1e-3 at a small
     gradient) per value of the first axis, with 95% Wilson intervals."""
@@ -532,14 +539,3 @@ def spurious_rate(ds: xr.Dataset) -> plt.Figure:
     ax.set_title(f"{ds.attrs['name']}: spurious minima ({int(tab.runs.iloc[0])} runs per value)")
     fig.tight_layout()
     return fig
-
-
-FIGURES.update(
-    basin_sizes=basin_sizes,
-    basin_loss_hist=basin_loss_hist,
-    barrier_matrix=barrier_matrix,
-    restarts=restarts,
-    basin_map=basin_map,
-    outcome_map=outcome_map,
-    spurious_rate=spurious_rate,
-)

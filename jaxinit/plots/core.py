@@ -12,12 +12,12 @@ backend: a notebook keeps its inline backend, and the command line picks Agg its
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
+from jaxinit.plots.names import FIGURES, figure
 from jaxinit.rebuild import from_dataset
 from jaxinit.stats import error_bars, rate_interval, wilson
 
@@ -90,6 +90,7 @@ def _nanquantiles(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return tuple(np.nanquantile(a, q, axis=-1) for q in (0.1, 0.5, 0.9))
 
 
+@figure("final_loss", default=True)
 def final_loss(ds: xr.Dataset) -> plt.Figure:
     """Distribution of the final training loss per value of the first axis (a strip of runs over
     a violin), coloured by the second; further axes get a panel per combination, so that only
@@ -133,6 +134,7 @@ def final_loss(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("loss_curves", default=True)
 def loss_curves(ds: xr.Dataset) -> plt.Figure:
     """Median training loss over steps with the 10–90% band over seeds: one colour per value of
     the first axis, one line style per value of the second, a panel per combination of the rest
@@ -266,6 +268,7 @@ def _success_text(ds: xr.Dataset) -> str:
     return f"{metric} ≥ {task.success_metric:.3g} at the end, not diverged"
 
 
+@figure("success_rate", default=True)
 def success_rate(ds: xr.Dataset) -> plt.Figure:
     """Fraction of runs that solve the task vs the axis being studied (the first numeric axis,
     else the first one), one line (or marker set) per combination of the other axes; only seeds
@@ -316,14 +319,6 @@ def success_rate(ds: xr.Dataset) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-
-FIGURES: dict[str, Callable[[xr.Dataset], plt.Figure]] = {
-    "final_loss": final_loss,
-    "loss_curves": loss_curves,
-    "success_rate": success_rate,
-}
-"""Registry ``figure name -> fn(ds) -> Figure``; the families add theirs when imported, so use
-:data:`jaxinit.plots.FIGURES`, which imports them all (its names: :data:`.names.FIGURE_NAMES`)."""
 
 __all__ = [
     "FIGURES",

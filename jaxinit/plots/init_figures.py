@@ -10,7 +10,6 @@ import pandas as pd
 import xarray as xr
 
 from jaxinit.plots.core import (
-    FIGURES,
     MARKERS,
     NothingToDraw,
     axes_of,
@@ -24,6 +23,7 @@ from jaxinit.plots.core import (
     sweep_dims,
     value_text,
 )
+from jaxinit.plots.names import figure
 from jaxinit.rebuild import from_dataset
 
 
@@ -83,6 +83,7 @@ def _merged_label(ds: xr.Dataset, dims: list[str], sels: list[dict]) -> str:
     return text + (" (same curve)" if len(sels) > 1 else "")
 
 
+@figure("distinct_units")
 def distinct_units(ds: xr.Dataset) -> plt.Figure:
     """Distinct hidden units over training (mean over seeds, 10–90% band), per hidden layer:
     does the init break the symmetry between hidden units? 1 means every unit of the layer
@@ -150,6 +151,7 @@ def distinct_units(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("layer_grad_norm")
 def layer_grad_norm(ds: xr.Dataset, max_panels: int = 6) -> plt.Figure:
     """Gradient norm of each layer (median over seeds, 10–90% band; exact zeros sit at 0 on a
     symlog axis): which layers move at all. Up to ``max_panels`` layers: one panel per layer,
@@ -209,6 +211,7 @@ def _layer_mean(ds: xr.Dataset, var: str) -> xr.DataArray:
         return ds[var].isel(step=0).mean("layer", skipna=True)
 
 
+@figure("scale_sweep", analyses=("time_to_threshold",))
 def scale_sweep(ds: xr.Dataset) -> plt.Figure:
     """Final loss, saturated fraction at init and gradient norm at init vs init scale (log x),
     median with a 10–90% band over seeds, one line per activation (colour) × depth (style)."""
@@ -272,6 +275,7 @@ def time_to_threshold_table(ds: xr.Dataset) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@figure("time_to_threshold", analyses=("time_to_threshold",))
 def time_to_threshold(ds: xr.Dataset) -> plt.Figure:
     """Median time-to-threshold vs init scale per activation (colour) and depth (style); scales
     where most runs never reach the threshold are drawn at the step budget with an ×."""
@@ -333,6 +337,7 @@ def diag_linear_beta(ds: xr.Dataset) -> np.ndarray:
     return (ds["params/u"].values ** 2 - ds["params/v"].values ** 2)[..., 0]
 
 
+@figure("implicit_bias")
 def implicit_bias(ds: xr.Dataset) -> plt.Figure:
     """Relative distance of the learned β to the min-ℓ1 and min-ℓ2 interpolants vs α (median
     and 10–90% band over seeds), with the gradient-flow prediction drawn as thin lines."""
@@ -365,6 +370,7 @@ def implicit_bias(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("convex_control")
 def convex_control(ds: xr.Dataset) -> plt.Figure:
     """Convex controls: the final loss of every run relative to the task's median, per task
     (panel) and init scheme (colour). Zero and random init should sit on the same value."""
@@ -392,6 +398,7 @@ def convex_control(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("symmetry_breaking")
 def symmetry_breaking(ds: xr.Dataset) -> plt.Figure:
     """Steps until the first hidden layer has more than one distinct unit, vs the first sweep
     axis (e.g. the perturbation ε of a constant init), median and 10–90% over seeds; runs that
@@ -438,14 +445,3 @@ def symmetry_breaking(ds: xr.Dataset) -> plt.Figure:
     ax.set_title(f"{ds.attrs['name']}: symmetry-breaking time")
     fig.tight_layout()
     return fig
-
-
-FIGURES.update(
-    distinct_units=distinct_units,
-    layer_grad_norm=layer_grad_norm,
-    scale_sweep=scale_sweep,
-    time_to_threshold=time_to_threshold,
-    implicit_bias=implicit_bias,
-    convex_control=convex_control,
-    symmetry_breaking=symmetry_breaking,
-)

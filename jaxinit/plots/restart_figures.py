@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from jaxinit.plots.core import FIGURES, axis_label, distinct_colors
+from jaxinit.plots.core import axis_label, distinct_colors
+from jaxinit.plots.names import figure
 from jaxinit.rebuild import from_dataset
 from jaxinit.stats import error_bars
 
@@ -151,6 +152,7 @@ def _per_init(ds: xr.Dataset, opt, draw, style) -> plt.Figure:
     return fig
 
 
+@figure("p_global")
 def p_global(ds: xr.Dataset) -> plt.Figure:
     """P(a run reaches the global optimum) against the number of clusters, one line per init."""
 
@@ -174,6 +176,7 @@ def p_global(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("best_of_k")
 def best_of_k(ds: xr.Dataset) -> plt.Figure:
     """P(the best of r restarts is global) against r: measured on disjoint blocks of seeds
     (points, Wilson intervals) and ``1 - (1 - p)^r`` from the one-run rate (lines, bands)."""
@@ -222,6 +225,7 @@ def best_of_k(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("distinct_optima")
 def distinct_optima(ds: xr.Dataset) -> plt.Figure:
     """How many distinct optima (modulo relabelling) the converged runs reached, per init."""
     opt = _optima(ds)
@@ -244,6 +248,7 @@ def distinct_optima(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("excess_loss")
 def excess_loss(ds: xr.Dataset) -> plt.Figure:
     """Each run's final loss relative to the global optimum, the inits side by side per k."""
     opt = _optima(ds)
@@ -292,12 +297,5 @@ def excess_loss(ds: xr.Dataset) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-
-FIGURES.update(
-    p_global=p_global,
-    best_of_k=best_of_k,
-    distinct_optima=distinct_optima,
-    excess_loss=excess_loss,
-)
 
 __all__ = ["best_of_k", "distinct_optima", "excess_loss", "p_global"]
