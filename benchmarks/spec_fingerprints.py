@@ -62,9 +62,9 @@ def fingerprints(names: list[str]) -> dict[str, np.ndarray]:
 
 
 def _is_probe(name: str) -> bool:
-    from jaxinit import _toml
+    from jaxinit import toml_io
 
-    return "kind" in _toml.loads(find_spec(name).read_text())
+    return "kind" in toml_io.loads(find_spec(name).read_text())
 
 
 def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:

@@ -1,8 +1,8 @@
-"""TOML reading: the standard library's ``tomllib`` (3.11+) or its backport ``tomli`` (3.10)."""
+"""Kept only for :mod:`jaxinit.probes`, which still imports it: use :mod:`jaxinit.toml_io`.
 
-try:
-    from tomllib import TOMLDecodeError, loads
-except ImportError:  # Python 3.10
-    from tomli import TOMLDecodeError, loads
+Delete this file once probes.py imports ``jaxinit.toml_io`` (tests/test_layers.py allow-lists it).
+"""
+
+from jaxinit.toml_io import TOMLDecodeError, loads
 
 __all__ = ["TOMLDecodeError", "loads"]

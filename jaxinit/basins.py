@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from jaxinit import curvature, symmetry
-from jaxinit.executors import build_task
-from jaxinit.models import Model, Symmetry, from_spec
+from jaxinit import curvature, symmetry, tasks
+from jaxinit.models import Model, Symmetry
 from jaxinit.plan import coordinates, make_plan
+from jaxinit.rebuild import from_dataset
 from jaxinit.spec import Spec
 from jaxinit.stats import rate_interval
 from jaxinit.tasks import Task
@@ -72,7 +72,7 @@ class BasinConfig(NamedTuple):
 
 
 # -- the sweep's groups -------------------------------------------------------------------------
-class Group(NamedTuple):
+class LoadedGroup(NamedTuple):
     """One static configuration of a sweep: its landscape and its runs."""
 
     index: int
@@ -94,16 +94,11 @@ class Group(NamedTuple):
         return self.model.trainable(one) if self.model.trainable else None
 
 
-def spec_of(ds: xr.Dataset) -> Spec:
-    """The sweep's spec, parsed once per distinct Dataset spec (not re-validated)."""
-    return Spec.from_json(ds.attrs["spec"])
-
-
 def selected_spec(ds: xr.Dataset) -> Spec:
     """The sweep's spec with the axis values that ``ds`` holds: a Dataset cut with ``isel`` or
     ``sel`` (one seed, one cell) keeps its spec's full axes in ``attrs``, and its runs are
     planned from the values left."""
-    spec = spec_of(ds)
+    spec = from_dataset(ds).spec
     plan = make_plan(spec, 1)
     full = coordinates(plan)
     data, changed = json.loads(spec.to_json()), False
@@ -129,38 +124,17 @@ def flat_runs(ds: xr.Dataset, var: str) -> np.ndarray:
     return da.values.reshape(-1, *da.shape[len(dims) :])
 
 
-def _model_for(ds: xr.Dataset, spec: Spec, task: Task, model: Model | None) -> Model:
-    """The sweep's model: the built-in one its spec names, or the user's, which must be given
-    (and have the parameter shapes the sweep stored)."""
-    info = json.loads(ds.attrs.get("model", "null")) or {"name": spec.model.name}
-    if info["name"] != "user":
-        return model or from_spec(spec.model, task.in_dim, task.out_dim)
-    if model is None:
-        raise ValueError(
-            f"this sweep ran a user model (model_id={info.get('model_id')!r}): pass the same "
-            "Model as model= to analyse it"
-        )
-    shapes = jax.eval_shape(lambda k: model.init(k, spec.init), jax.random.key(0))
-    got = {
-        jax.tree_util.keystr(p, simple=True, separator="/"): [list(x.shape), str(x.dtype)]
-        for p, x in jax.tree_util.tree_flatten_with_path(shapes)[0]
-    }
-    if got != info["params"]:
-        raise ValueError("model= has other parameter shapes than the model this sweep ran")
-    return model
-
-
-def groups(ds: xr.Dataset, which: str = "params", model: Model | None = None) -> list[Group]:
+def groups(ds: xr.Dataset, which: str = "params", model: Model | None = None) -> list[LoadedGroup]:
     """Every static group of ``ds`` with its runs' parameters (``which``: params or params0).
 
     ``model`` is needed (only) for a sweep that ran a user model."""
     spec = selected_spec(ds)
     if not any(k.startswith(which + "/") for k in ds.data_vars):
         raise ValueError("the sweep has no saved parameters: set store.save_params = true")
-    out = []
+    out, stored = [], from_dataset(ds)
     for g in make_plan(spec, int(ds.attrs.get("chunk_size", 1))).groups:
-        task = build_task(g.spec)
-        mdl = _model_for(ds, g.spec, task, model)
+        task = tasks.from_spec(g.spec.task)
+        mdl = stored.model(model, at=g.spec, task=task)
         shapes = jax.eval_shape(lambda k, m=mdl, s=g.spec: m.init(k, s.init), jax.random.key(0))
         leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
         arrays = []
@@ -170,13 +144,13 @@ def groups(ds: xr.Dataset, which: str = "params", model: Model | None = None) ->
             a = flat_runs(ds, name)[run_ids]
             arrays.append(a[(slice(None), *(slice(0, s) for s in shape.shape))])
         params = jax.tree.unflatten(treedef, arrays)
-        out.append(Group(g.index, g.spec, mdl, task, run_ids, params))
+        out.append(LoadedGroup(g.index, g.spec, mdl, task, run_ids, params))
     return out
 
 
-def group_label(spec0: Spec | xr.Dataset, group: Group) -> str:
+def group_label(spec0: Spec | xr.Dataset, group: LoadedGroup) -> str:
     """``"model.widths=[2], model.activation=tanh"``: the static axis values of a group."""
-    spec0 = spec_of(spec0) if isinstance(spec0, xr.Dataset) else spec0
+    spec0 = from_dataset(spec0).spec if isinstance(spec0, xr.Dataset) else spec0
     parts = []
     for path, values in spec0.axes:
         if path == "seed" or len(values) < 2:
@@ -199,7 +173,7 @@ def probe_inputs(task: Task, config: BasinConfig) -> np.ndarray:
     return x[: config.n_probe].astype(np.float32)
 
 
-def outputs(group: Group, probe: np.ndarray) -> np.ndarray:
+def outputs(group: LoadedGroup, probe: np.ndarray) -> np.ndarray:
     """``(R, P·O)`` outputs of every run on the probe set (probabilities for classification)."""
     link = {"bce": jax.nn.sigmoid, "ce": lambda z: jax.nn.softmax(z, -1)}.get(
         group.task.loss, lambda z: z
@@ -251,7 +225,7 @@ class Basins(NamedTuple):
     label: xr.DataArray  # basin id per run (axis dims); DIVERGED / UNCONVERGED / UNCLUSTERED
     is_global: xr.DataArray  # the run ended in a global basin of its group
     table: pd.DataFrame  # one row per basin
-    groups: list[Group]
+    groups: list[LoadedGroup]
     excluded: pd.DataFrame  # per group: runs, diverged/unfinished, unconverged, clustered
     notes: list[str]  # what the analysis could not do (e.g. a model without a declared symmetry)
     config: BasinConfig = BasinConfig()  # the tolerances used
@@ -267,7 +241,7 @@ class _Prepared(NamedTuple):
     canon: np.ndarray | None  # (R, D) canonical parameters, when p_tol is set
 
 
-def _prepare_group(ds, g: Group, config: BasinConfig, notes: list[str]) -> _Prepared:
+def _prepare_group(ds, g: LoadedGroup, config: BasinConfig, notes: list[str]) -> _Prepared:
     loss = flat_runs(ds, "final_loss").astype(float)[g.run_ids]
     finished = flat_runs(ds, "done") & ~flat_runs(ds, "diverged")
     finished = finished[g.run_ids] & np.isfinite(loss)
@@ -312,7 +286,7 @@ def find_basins(
     its basins are found in function space (``notes`` says so). With ``kinds`` the table says
     what each basin's endpoints are (:func:`basin_kinds`: minimum, saddle, plateau …).
     """
-    spec0 = spec_of(ds)
+    spec0 = from_dataset(ds).spec
     config = config or BasinConfig.from_spec(spec0)
     dims = axis_dims(ds)
     shape = tuple(ds.sizes[d] for d in dims)
@@ -342,7 +316,7 @@ def find_basins(
     return basin_kinds(ds, out) if kinds else out
 
 
-def _basin_rows(spec0, g: Group, lab, prep: _Prepared, config: BasinConfig, offset: int):
+def _basin_rows(spec0, g: LoadedGroup, lab, prep: _Prepared, config: BasinConfig, offset: int):
     """Table rows of a group's basins, and whether each run is in a global basin."""
     loss, n = prep.loss, int((lab >= 0).sum())
     ids = [b for b in np.unique(lab) if b >= 0]
@@ -372,7 +346,7 @@ def _basin_rows(spec0, g: Group, lab, prep: _Prepared, config: BasinConfig, offs
     return rows, is_g_R
 
 
-def _excluded_row(spec0, g: Group, lab: np.ndarray) -> dict:
+def _excluded_row(spec0, g: LoadedGroup, lab: np.ndarray) -> dict:
     return dict(
         group=g.index,
         label=group_label(spec0, g),
@@ -392,7 +366,7 @@ def f_tol_sensitivity(
 ) -> pd.DataFrame:
     """Basin counts per group at ``f_tol × factor``: a count that moves a lot with the
     tolerance is a property of the tolerance, not of the landscape."""
-    spec0 = spec_of(ds)
+    spec0 = from_dataset(ds).spec
     config = config or BasinConfig.from_spec(spec0)
     rows = []
     for g in groups(ds, model=model):
@@ -442,7 +416,7 @@ def _run(params_R: Any, i: int) -> Any:
     return jax.tree.map(lambda a: np.asarray(a[i]), params_R)
 
 
-def aligned_pairs(group: Group, pairs: Sequence[tuple[int, int]]) -> tuple[Any, Any]:
+def aligned_pairs(group: LoadedGroup, pairs: Sequence[tuple[int, int]]) -> tuple[Any, Any]:
     """Stacked ``(a, b)`` params for index pairs within a group, each ``b`` aligned onto its ``a``
     and each ``a`` in canonical form (the same function as the run itself). A model without a
     declared symmetry is compared as it is (straight lines between raw parameters)."""
@@ -565,13 +539,13 @@ def spurious_rates(
     return pd.DataFrame(rows)
 
 
-def classify_group(group: Group, **kwargs: Any) -> curvature.Endpoints:
+def classify_group(group: LoadedGroup, **kwargs: Any) -> curvature.Endpoints:
     """:func:`jaxinit.curvature.classify` on one group's endpoints (its loss, trainable mask)."""
     return curvature.classify(group.loss_fn(), group.params_R, group.trainable(), **kwargs)
 
 
 def endpoint_kinds(
-    ds: xr.Dataset, group: Group, pick: np.ndarray, grad_tol: float | None = None
+    ds: xr.Dataset, group: LoadedGroup, pick: np.ndarray, grad_tol: float | None = None
 ) -> np.ndarray:
     """The endpoint kind (index into :data:`jaxinit.curvature.KINDS`) of the runs ``pick``
     (positions in ``group.run_ids``), by :func:`classify_group`; runs that diverged or did not
@@ -580,7 +554,7 @@ def endpoint_kinds(
     The runs are padded to a power of two (copies of the last one), so that a few compiled
     shapes serve every number of runs, and the answer is kept by content: the basin figures of
     one report ask for the same classification several times."""
-    grad_tol = grad_tol or BasinConfig.from_spec(spec_of(ds)).grad_tol
+    grad_tol = grad_tol or BasinConfig.from_spec(from_dataset(ds).spec).grad_tol
     bad = flat_runs(ds, "diverged") | ~flat_runs(ds, "done")
     pick = np.asarray(pick, int)
     if not len(pick):

@@ -12,7 +12,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from jaxinit import _toml
+from jaxinit import toml_io
 from jaxinit.spec import SpecError
 
 
@@ -39,8 +39,8 @@ def bundled_specs() -> dict[str, str]:
     out = {}
     for f in sorted(sweeps_dir().glob("*.toml")):
         try:
-            desc = _toml.loads(f.read_bytes().decode("utf-8")).get("description", "")
-        except (_toml.TOMLDecodeError, UnicodeDecodeError):
+            desc = toml_io.loads(f.read_bytes().decode("utf-8")).get("description", "")
+        except (toml_io.TOMLDecodeError, UnicodeDecodeError):
             desc = "(unparsable)"
         out[f.stem] = desc.strip().splitlines()[0] if desc.strip() else ""
     return out

@@ -13,7 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from jaxinit import __version__, _toml
+from jaxinit import __version__
+from jaxinit import toml_io as _toml
 
 _BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")

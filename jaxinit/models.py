@@ -200,8 +200,8 @@ def _is_zero(x: Any) -> bool:
 
 
 def from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
-    """Build the model a spec names (its float fields may be traced)."""
-    return MODELS[spec.name](spec, in_dim, out_dim)
+    """Build the model a spec names (its float fields may be traced), with its own settings."""
+    return MODELS[spec.name](spec, in_dim, out_dim, **spec.params)
 
 
 def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
@@ -217,7 +217,8 @@ def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
 
 
 MODELS: dict[str, Callable[[ModelSpec, int, int], Model]] = {"mlp": _mlp_from_spec}
-"""Registry ``model name -> factory(model_spec, in_dim, out_dim) -> Model``."""
+"""Registry ``model name -> factory(model_spec, in_dim, out_dim, *, settings) -> Model``; the
+keyword-only arguments, typed by their defaults, are the model's own settings (``model.params``)."""
 
 
 def relu_student(width: int, *, in_dim: int) -> Model:
@@ -410,18 +411,3 @@ def _cnn_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
 
 
 MODELS["cnn"] = _cnn_from_spec
-
-
-# -- models users already have (jaxinit.adapters; flax / equinox are imported only when called) --
-def from_flax(module: Any, example_x: Any, **kwargs: Any) -> Model:
-    """A Flax module (linen or nnx) as a :class:`Model`; see :func:`jaxinit.adapters.from_flax`."""
-    from jaxinit.adapters import from_flax as adapt
-
-    return adapt(module, example_x, **kwargs)
-
-
-def from_equinox(model: Any, **kwargs: Any) -> Model:
-    """An Equinox module as a :class:`Model`; see :func:`jaxinit.adapters.from_equinox`."""
-    from jaxinit.adapters import from_equinox as adapt
-
-    return adapt(model, **kwargs)

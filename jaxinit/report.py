@@ -19,6 +19,8 @@ import xarray as xr
 
 from jaxinit.plots import DEFAULT_FIGURES, FIGURES, sweep_dims
 from jaxinit.plots.core import value_text
+from jaxinit.plots.names import analyses_of
+from jaxinit.rebuild import from_dataset
 
 
 def summarize(ds: xr.Dataset, max_rows: int = 16) -> str:
@@ -107,7 +109,7 @@ def draw_report(ds: xr.Dataset, out: str | Path) -> Report:
     from jaxinit.store import claim_outputs, record_outputs
 
     out = Path(out)
-    names = json.loads(ds.attrs["spec"]).get("report") or list(DEFAULT_FIGURES)
+    names = from_dataset(ds).data.get("report") or list(DEFAULT_FIGURES)
     files = [f"{n}.png" for n in names] + [
         f"{n}.{x}" for n in names if n in TABLES for x in ("csv", "txt")
     ]
@@ -168,12 +170,6 @@ def write_report(ds: xr.Dataset, out: str | Path) -> list[Path]:
 
 
 # -- every analysis table of a sweep, for summary.txt --------------------------------------------
-BASIN_FIGURES = frozenset(
-    {"basin_sizes", "basin_loss_hist", "barrier_matrix", "restarts", "basin_map"}
-)
-"""Figures that cluster endpoints into basins: their spec gets the basin tables."""
-
-
 def curvature_kinds(
     ds: xr.Dataset, grad_tol: float | None = None, max_runs: int = 256
 ) -> pd.DataFrame:
@@ -193,7 +189,7 @@ def curvature_kinds(
     return pd.DataFrame(rows)
 
 
-def _basin_tables(ds: xr.Dataset, names: list[str]) -> list[tuple[str, pd.DataFrame]]:
+def _basin_tables(ds: xr.Dataset, wanted: frozenset[str]) -> list[tuple[str, pd.DataFrame]]:
     """Basins, runs left out of them, basin counts vs ``f_tol``, barriers and restarts."""
     from jaxinit import basins
 
@@ -223,7 +219,7 @@ def _basin_tables(ds: xr.Dataset, names: list[str]) -> list[tuple[str, pd.DataFr
     out.append(("Number of basins vs the clustering tolerance f_tol (a count that moves with "
                 "f_tol is a property of the tolerance, not of the landscape)",
                 sens.pivot(index="label", columns="f_tol", values="basins").reset_index()))  # fmt: skip
-    if "barrier_matrix" in names:
+    if "barriers" in wanted:
         for gi, table in list(b.table.groupby("group", sort=True))[:4]:
             ids, mat = basins.barrier_matrix(b, gi)
             star = {int(r.basin): "*" if r.is_global else "" for r in table.itertuples()}
@@ -231,7 +227,7 @@ def _basin_tables(ds: xr.Dataset, names: list[str]) -> list[tuple[str, pd.DataFr
             out.append((f"Loss barriers between basins (* global; diagonal: two runs of the "
                         f"same basin), {table.label.iloc[0]}",
                         pd.DataFrame(mat, index=keys, columns=keys).reset_index(names="basin")))  # fmt: skip
-    if "restarts" in names:
+    if "restarts" in wanted:
         out.append(("Random restarts: P(a run ends in a global basin), best of k, restarts "
                     "needed for 99% (k_needed, with the interval that p's implies)",
                     basins.restart_stats(ds, b)))  # fmt: skip
@@ -276,31 +272,30 @@ def analysis_tables(
     (:class:`Failure`) and the other tables are still returned."""
     from jaxinit import plots
 
-    spec = json.loads(ds.attrs["spec"])
-    names = list(names if names is not None else (spec.get("report") or DEFAULT_FIGURES))
+    stored = from_dataset(ds)
+    names = list(names if names is not None else (stored.data.get("report") or DEFAULT_FIGURES))
     tables = getattr(plots, "TABLES", {})
     if ds.attrs.get("kind") is not None:  # a probe sweep: random nets at init, no training
         parts = [(f"table {n}", lambda n=n: _figure_table(ds, n)) for n in names if n in tables]
         return [t for name, fn in parts for t in (_attempt(name, fn, failed) or [])]
     with_params = any(k.startswith("params/") for k in ds.data_vars)
+    wanted = analyses_of(names)  # what the figures registered (jaxinit.plots.names.ANALYSES)
     parts: list[tuple[str, Callable[[], list]]] = []
-    if with_params and BASIN_FIGURES & set(names):
-        parts.append(("basin tables", lambda: _basin_tables(ds, names)))
-    if spec.get("algorithm", {}).get("name", "gradient") != "gradient" and with_params:
+    if with_params and "basins" in wanted:
+        parts.append(("basin tables", lambda: _basin_tables(ds, wanted)))
+    if stored.spec.algorithm.name != "gradient" and with_params:
         parts.append(("restart tables", lambda: _optima_tables(ds)))
-    if "spurious_rate" in names:
+    if "spurious" in wanted:
         from jaxinit.basins import spurious_rates
 
         parts.append(("spurious-rate table", lambda: [(
             "Spurious minima: converged runs with loss > 1e-3 (rate over all runs, 95% Wilson "
             "interval)", spurious_rates(ds))]))  # fmt: skip
-    if with_params and (BASIN_FIGURES | {"spurious_rate"}) & set(names):
+    if with_params and "endpoint_kinds" in wanted:
         parts.append(("endpoint-kind table", lambda: [(
             "Endpoint kinds (float64 Hessian and drift check, jaxinit.curvature; at most 256 "
             "evenly spaced runs per group)", curvature_kinds(ds))]))  # fmt: skip
-    if {"time_to_threshold", "scale_sweep", "magic_numbers"} & set(names) and (
-        "time_to_threshold" in ds
-    ):
+    if "time_to_threshold" in wanted and "time_to_threshold" in ds:
         parts.append(("time-to-threshold tables", lambda: _threshold_tables(ds, names)))
     for n in names:
         if n in tables:

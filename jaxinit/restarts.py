@@ -36,10 +36,12 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
+from jaxinit import tasks
 from jaxinit.algorithms import ALGORITHMS, describe, from_partition, has_labels
+from jaxinit.rebuild import from_dataset
 from jaxinit.spec import Spec
 from jaxinit.stats import rate_interval
-from jaxinit.tasks import TASKS, Task
+from jaxinit.tasks import Task
 
 __all__ = ["Optima", "find_optima", "best_of_k", "match", "cells", "restart_table"]
 
@@ -70,10 +72,6 @@ class Optima:
     loss_rtol: float
 
 
-def spec_of(ds: xr.Dataset) -> Spec:
-    return Spec.from_json(ds.attrs["spec"])
-
-
 def cells(ds: xr.Dataset) -> list[dict]:
     """Every combination of the non-seed axes, as ``{dim: coordinate}`` (C order)."""
     dims = [d for d in json.loads(ds.attrs["axes"]) if d != "seed"]
@@ -85,8 +83,7 @@ def cells(ds: xr.Dataset) -> list[dict]:
 
 def cell_spec(ds: xr.Dataset, cell: dict) -> Spec:
     """The spec of one cell: its axis values filled in (by path)."""
-    paths = json.loads(ds.attrs["axes"])
-    return spec_of(ds).replace({paths[d]: v for d, v in cell.items()})
+    return from_dataset(ds, cell).spec
 
 
 def _states(ds: xr.Dataset, cell: dict, spec: Spec, task: Task) -> list[dict]:
@@ -144,7 +141,7 @@ def _find_optima(ds: xr.Dataset, x_tol: float, loss_rtol: float) -> Optima:
     for cell in cells(ds):
         spec = cell_spec(ds, cell)
         alg = ALGORITHMS[spec.algorithm.name]
-        task = TASKS[spec.task.name](**spec.task.params)
+        task = tasks.from_spec(spec.task)
         x = np.asarray(task.x_train, np.float64)
         spread = float(np.sqrt(np.mean(np.sum((x - x.mean(0)) ** 2, axis=1))))
         tol = x_tol * spread

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jaxinit import _toml
+from jaxinit import toml_io
 
 FORMAT_VERSION = 2
 """Bumped whenever a saved sweep directory changes layout or meaning (2: run identity)."""
@@ -57,6 +57,14 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A built-in model (:data:`jaxinit.models.MODELS`) and its settings. The fields are the
+    settings every built-in model shares; ``params`` holds the model's own, which each model
+    declares with its registration: the keyword-only arguments of its factory, typed by their
+    defaults (``def factory(spec, in_dim, out_dim, *, kernel_size: int = 3)``), checked by
+    :func:`jaxinit.validation.validate` and passed to the factory. In TOML both sit directly in
+    ``[model]``; a setting left out takes the factory's default (and is not part of the sweep's
+    identity)."""
+
     name: str = "mlp"
     # hidden widths (cnn: conv channels); the input and output widths come from the task
     widths: tuple[int, ...] = (2,)
@@ -64,6 +72,7 @@ class ModelSpec:
     bias: bool = True
     dropout: float = traced(0.0)  # probability of dropping a hidden unit while training
     train_output: bool = True  # False freezes the last layer at its init
+    params: Mapping[str, Any] = field(default_factory=dict)  # the model's own settings
 
 
 @dataclass(frozen=True)
@@ -187,8 +196,8 @@ class Spec:
     @classmethod
     def from_toml_string(cls, text: str, source: str = "<string>") -> Spec:
         try:
-            data = _toml.loads(text)
-        except _toml.TOMLDecodeError as e:
+            data = toml_io.loads(text)
+        except toml_io.TOMLDecodeError as e:
             raise SpecError(f"{source}: TOML syntax error: {e}") from None
         return cls.from_dict(data)
 

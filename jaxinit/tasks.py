@@ -22,6 +22,7 @@ import numpy as np
 from jax import Array
 
 from jaxinit import user_data
+from jaxinit.activations import get_activation
 
 
 class Task(NamedTuple):
@@ -138,20 +139,6 @@ def circles(n_points: int = 200, noise: float = 0.05, factor: float = 0.5, seed:
     return _classification(*sample(n_points), *sample(n_points))
 
 
-def _erf(z: np.ndarray) -> np.ndarray:
-    from scipy.special import erf  # SciPy: imported only for an erf teacher (~0.2 s)
-
-    return erf(z)
-
-
-_TEACHER_ACTIVATIONS = {
-    "relu": lambda z: np.maximum(z, 0),
-    "tanh": np.tanh,
-    "erf": _erf,
-    "linear": lambda z: z,
-}
-
-
 def teacher_student(
     in_dim: int = 8,
     teacher_widths: tuple[int, ...] = (4,),
@@ -174,7 +161,7 @@ def teacher_student(
     two-layer ReLU student such as ``relu_student``; the samples only serve as a test set.
     The rows are ``v_j = e_j`` (axis-aligned) by default; with ``teacher_rotation_seed = s >= 0``
     they are the first ``k`` columns of a Haar-random orthogonal matrix drawn from seed ``s``
-    (:func:`haar_orthogonal`). The landscape is the same up to that rotation, so a
+    (:func:`haar_orthogonal_np`). The landscape is the same up to that rotation, so a
     rotation-invariant init (Gaussian) sees the same problem, a per-coordinate one
     (uniform) does not.
     """
@@ -187,7 +174,7 @@ def teacher_student(
         raise ValueError("teacher_rotation_seed needs population=True (an orthonormal teacher)")
     widths = [in_dim, *teacher_widths, 1]
     weights = [rng.normal(size=(a, b)) / np.sqrt(a) for a, b in zip(widths[:-1], widths[1:])]
-    act = _TEACHER_ACTIVATIONS[activation]
+    act = get_activation(activation).phi
 
     def teacher(x):
         for w in weights[:-1]:
@@ -346,7 +333,7 @@ def relu_population_loss(params: Any, teacher_IxK: Array) -> Array:
     return _nonnegative(jnp.sum(relu_population_terms(params, teacher_IxK)))
 
 
-def haar_orthogonal(n: int, seed: int) -> np.ndarray:
+def haar_orthogonal_np(n: int, seed: int) -> np.ndarray:
     """A Haar-distributed random ``(n, n)`` orthogonal matrix: QR of a Gaussian matrix with the
     signs of ``R``'s diagonal moved into ``Q`` (Mezzadri 2007), deterministic in ``seed``."""
     q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(n, n)))
@@ -361,7 +348,7 @@ def _relu_population_task(
     k = teacher_widths[0] if teacher_widths else in_dim
     if not 1 <= k <= in_dim:
         raise ValueError(f"orthonormal teacher rows need 1 <= k <= in_dim, got k={k}, {in_dim=}")
-    basis = np.eye(in_dim) if rotation_seed < 0 else haar_orthogonal(in_dim, rotation_seed)
+    basis = np.eye(in_dim) if rotation_seed < 0 else haar_orthogonal_np(in_dim, rotation_seed)
     v = basis[:, :k].astype(np.float32)
 
     def teacher(x):
@@ -565,3 +552,8 @@ def arrays(
 
 
 TASKS["arrays"] = arrays
+
+
+def from_spec(spec: Any) -> Task:
+    """The task a :class:`~jaxinit.spec.TaskSpec` names, built with its ``params``."""
+    return TASKS[spec.name](**spec.params)

@@ -13,7 +13,7 @@ Pennington, Schoenholz & Ganguli 2017). A net has pre-activations ``h^{l+1} = W^
 b^{l+1}`` with ``W_ij ~ N(0, σ_w²/N)`` and ``b_i ~ N(0, σ_b²)``; in the wide limit the pre-activation
 Gram matrix of a batch of inputs follows a deterministic map. Every expectation over Gaussians is
 computed by composite Gauss–Legendre quadrature (no sampling noise), for any activation of
-:data:`ACTIVATIONS_NP` (the host-side twins of :data:`jaxinit.models.ACTIVATIONS`).
+:data:`jaxinit.activations.ACTIVATIONS` (its host-side ``phi`` and ``dphi``).
 
 * :func:`length_map` / :func:`fixed_point_q`: ``q ↦ σ_w² E φ(√q z)² + σ_b²`` and its fixed point
   ``q*``; :func:`correlation_map` / :func:`fixed_point_c`; :func:`gram_map` / :func:`gram_curve`
@@ -43,7 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import brentq, linprog, minimize, root
-from scipy.special import erf as _erf
+
+from jaxinit.activations import get_activation
 
 
 def _flat(y) -> np.ndarray:
@@ -114,41 +115,6 @@ def relative_distance(a, b) -> np.ndarray:
 # -- Mean-field signal propagation ------------------------------------------------------------
 
 
-class Activation(NamedTuple):
-    """A host-side activation ``φ`` and its derivative ``φ'`` (elementwise on float64 arrays)."""
-
-    phi: Callable[[np.ndarray], np.ndarray]
-    dphi: Callable[[np.ndarray], np.ndarray]
-
-
-_GELU_K, _GELU_A = math.sqrt(2.0 / math.pi), 0.044715
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    # jax.nn.gelu's default (approximate=True): the tanh form of Hendrycks & Gimpel.
-    return 0.5 * x * (1.0 + np.tanh(_GELU_K * (x + _GELU_A * x * x * x)))
-
-
-def _gelu_prime(x: np.ndarray) -> np.ndarray:
-    t = np.tanh(_GELU_K * (x + _GELU_A * x * x * x))
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_K * (1.0 + 3.0 * _GELU_A * x * x)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + e^{-x}), without overflow
-
-
-ACTIVATIONS_NP: dict[str, Activation] = {
-    "tanh": Activation(np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
-    "sigmoid": Activation(_sigmoid, lambda x: _sigmoid(x) * (1.0 - _sigmoid(x))),
-    "relu": Activation(lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(np.float64)),
-    "gelu": Activation(_gelu, _gelu_prime),
-    "linear": Activation(lambda x: x, np.ones_like),
-    "erf": Activation(_erf, lambda x: 2.0 / math.sqrt(math.pi) * np.exp(-(x**2))),
-}
-"""Host-side twins of :data:`jaxinit.models.ACTIVATIONS` (same names, same functions; ``gelu`` is
-the tanh approximation that ``jax.nn.gelu`` uses by default)."""
-
 PHASE_TOL = 1e-9
 """``|χ₁ − 1|`` below this counts as critical."""
 
@@ -157,15 +123,6 @@ _T_MAX = 10.0  # quadrature covers ±10 standard deviations (the tail beyond is 
 _GAUSS_BREAKS = np.linspace(-_T_MAX, _T_MAX, 21)  # panels in units of the Gaussian's std
 _FEATURE_BREAKS = np.linspace(-8.0, 8.0, 17)  # panels where activations bend (pre-activation units)
 _GL_T, _GL_W = np.polynomial.legendre.leggauss(12)
-
-
-def _activation(name: str) -> Activation:
-    try:
-        return ACTIVATIONS_NP[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS_NP)}"
-        ) from None
 
 
 def _rule(m, b, extra=()) -> tuple[np.ndarray, np.ndarray]:
@@ -234,7 +191,7 @@ def length_map(activation: str, q, sigma_w2: float, sigma_b2: float) -> np.ndarr
 
     ``q`` is the variance of one layer's pre-activations (per unit); vectorized over ``q``.
     """
-    phi = _activation(activation).phi
+    phi = get_activation(activation).phi
     return sigma_w2 * gauss_mean(lambda x: phi(x) ** 2, q) + sigma_b2
 
 
@@ -250,7 +207,7 @@ def fixed_point_q(activation: str, sigma_w2: float, sigma_b2: float, q0: float =
         raise ValueError(
             f"need sigma_w2 >= 0, sigma_b2 >= 0, q0 > 0; got {sigma_w2=}, {sigma_b2=}, {q0=}"
         )
-    phi = _activation(activation).phi
+    phi = get_activation(activation).phi
     gap = lambda q: float(length_map(activation, q, sigma_w2, sigma_b2)) - q
     g0 = gap(q0)
     if g0 == 0.0:
@@ -283,7 +240,7 @@ def chi1(activation: str, sigma_w2: float, sigma_b2: float, q: float | None = No
     the limit is used (for ReLU ``χ₁ = σ_w²/2`` at any ``q``).
     """
     q = fixed_point_q(activation, sigma_w2, sigma_b2) if q is None else q
-    dphi = _activation(activation).dphi
+    dphi = get_activation(activation).dphi
     return float(sigma_w2 * gauss_mean(lambda x: dphi(x) ** 2, _q_eval(q)))
 
 
@@ -291,7 +248,7 @@ def chi_q(activation: str, sigma_w2: float, sigma_b2: float, q: float | None = N
     """Slope of the length map at ``q*``: ``χ₁ + σ_w² E φ''φ`` (Schoenholz et al. eq. 6), computed
     as ``σ_w² E[φ(u) φ'(u) u] / q`` (Stein's lemma; no ``φ''`` needed, so ReLU is fine)."""
     q = fixed_point_q(activation, sigma_w2, sigma_b2) if q is None else q
-    act, qe = _activation(activation), float(_q_eval(q))
+    act, qe = get_activation(activation), float(_q_eval(q))
     return float(sigma_w2 * gauss_mean(lambda x: act.phi(x) * act.dphi(x) * x, qe) / qe)
 
 
@@ -302,7 +259,7 @@ def correlation_map(
     ``(σ_w² E φ(u₁)φ(u₂) + σ_b²) / q'`` with ``q'`` the length map of ``q`` (Poole et al. eq. 5;
     at ``q = q*``, the default, ``q' = q*``). ``C(1) = 1`` always."""
     q = fixed_point_q(activation, sigma_w2, sigma_b2) if q is None else q
-    phi, qe = _activation(activation).phi, float(_q_eval(q))
+    phi, qe = get_activation(activation).phi, float(_q_eval(q))
     q_next = float(length_map(activation, qe, sigma_w2, sigma_b2))
     return (sigma_w2 * gauss_mean2(phi, phi, qe, qe, c) + sigma_b2) / q_next
 
@@ -352,7 +309,7 @@ def depth_scales(activation: str, sigma_w2: float, sigma_b2: float) -> DepthScal
     phase = "critical" if abs(x1 - 1.0) <= PHASE_TOL else "ordered" if x1 < 1 else "chaotic"
     if phase == "chaotic":
         c = fixed_point_c(activation, sigma_w2, sigma_b2)
-        qe, dphi = float(_q_eval(q)), _activation(activation).dphi
+        qe, dphi = float(_q_eval(q)), get_activation(activation).dphi
         xc = sigma_w2 * gauss_mean2(dphi, dphi, qe, qe, c)
     else:
         c, xc = 1.0, x1
@@ -457,7 +414,7 @@ def gram_map(activation: str, gram_BxB, sigma_w2: float, sigma_b2: float) -> np.
     ``gram_BxB[a, b] = h_a · h_b / N`` of pre-activations for a batch of ``B`` inputs.
     """
     g = np.asarray(gram_BxB, np.float64)
-    phi = _activation(activation).phi
+    phi = get_activation(activation).phi
     out = np.empty_like(g)
     for a in range(len(g)):
         out[a, a] = gauss_mean(lambda x: phi(x) ** 2, _q_eval(g[a, a]))
@@ -499,7 +456,7 @@ def jacobian_moments(
     if weights not in ("gaussian", "orthogonal"):
         raise ValueError(f"weights must be 'gaussian' or 'orthogonal', got {weights!r}")
     qe = float(_q_eval(fixed_point_q(activation, sigma_w2, sigma_b2)))
-    dphi = _activation(activation).dphi
+    dphi = get_activation(activation).dphi
     mu1 = float(gauss_mean(lambda x: dphi(x) ** 2, qe))
     mu2 = float(gauss_mean(lambda x: dphi(x) ** 4, qe))
     m1 = (sigma_w2 * mu1) ** depth

@@ -37,7 +37,7 @@ from jaxinit.spec import (
 )
 from jaxinit.tasks import TASKS
 
-__all__ = ["validate", "resolve_spec", "OPTIMIZERS", "DTYPES", "LAYOUTS"]
+__all__ = ["validate", "resolve_spec", "model_settings", "OPTIMIZERS", "DTYPES", "LAYOUTS"]
 
 DTYPES = ("float32", "float64")
 LAYOUTS = ("auto", "vmap", "lanes")
@@ -111,10 +111,10 @@ def validate(spec: Spec) -> None:
     for d in spec.train.diagnostics:
         _one_of("train.diagnostics", d, tuple(DIAGNOSTICS))
     if spec.report:
-        from jaxinit.plots.names import FIGURE_NAMES
+        from jaxinit.plots.names import figure_names
 
         for name in spec.report:
-            _one_of("report", name, FIGURE_NAMES)
+            _one_of("report", name, figure_names())
 
 
 def _check_axis(spec: Spec, path: str, values: Sequence) -> None:
@@ -185,28 +185,8 @@ def _check_task(name: str, params: Mapping[str, Any]) -> None:
         if k not in sig:
             allowed = ", ".join(sig) or "(none: this task takes no parameters)"
             raise SpecError(f"task {name!r} has no parameter {k!r}; allowed: {allowed}")
-        default, where = sig[k].default, f"task.{k}"
-        if isinstance(default, bool):
-            _typed_bool(where, v)
-        elif isinstance(default, int):
-            hi = _TASK_INT_LIMITS.get(k, TASK_INT_MAX)
-            lo = -1 if k in _TASK_INT_OFF else 0
-            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                raise SpecError(f"{where} must be an integer in {lo}..{hi}, got {v!r}")
-        elif isinstance(default, float):
-            _finite(where, v)
-        elif isinstance(default, str):
-            if not isinstance(v, str):
-                raise SpecError(f"{where} must be str, got {v!r}")
-        elif isinstance(default, tuple):
-            items = v if isinstance(v, (list, tuple)) else [None]
-            if not all(
-                isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= TASK_INT_MAX
-                for w in items
-            ):
-                raise SpecError(
-                    f"{where} must be a list of integers in 1..{TASK_INT_MAX}, got {v!r}"
-                )
+        lo = -1 if k in _TASK_INT_OFF else 0
+        _check_argument(f"task.{k}", sig[k].default, v, lo, _TASK_INT_LIMITS.get(k, TASK_INT_MAX))
     check_task_data(name, params)
     _build_task(name, json.dumps(dict(params), sort_keys=True))
 
@@ -216,6 +196,56 @@ def check_task_data(name: str, params: Mapping[str, Any]) -> None:
     problem (a missing file or column, a shape, dtype, NaN or label) its own error, as it is."""
     if name == "arrays":
         TASKS[name](**params)
+
+
+def _check_argument(where: str, default: Any, v: Any, lo: int = 0, hi: int = TASK_INT_MAX) -> None:
+    """A factory's keyword argument has the type of its default: integers in ``lo..hi``, finite
+    floats, strings, lists of positive integers (sizes)."""
+    if isinstance(default, bool):
+        _typed_bool(where, v)
+    elif isinstance(default, int):
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise SpecError(f"{where} must be an integer in {lo}..{hi}, got {v!r}")
+    elif isinstance(default, float):
+        _finite(where, v)
+    elif isinstance(default, str):
+        if not isinstance(v, str):
+            raise SpecError(f"{where} must be str, got {v!r}")
+    elif isinstance(default, tuple):
+        items = v if isinstance(v, (list, tuple)) else [None]
+        if not all(
+            isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= TASK_INT_MAX for w in items
+        ):
+            raise SpecError(f"{where} must be a list of integers in 1..{TASK_INT_MAX}, got {v!r}")
+
+
+def model_settings(name: str) -> dict[str, inspect.Parameter]:
+    """A built-in model's own settings (``model.params``): the keyword-only arguments of its
+    factory in :data:`jaxinit.models.MODELS`, each typed by its default."""
+    sig = _signature_params(MODELS[name])
+    return {k: p for k, p in sig.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _check_model(m) -> None:
+    """``[model]``: a known name, the shared fields, and the model's own settings (declared by
+    its factory: known names, the type of each default)."""
+    _one_of("model.name", m.name, tuple(MODELS))
+    for k, w in enumerate(m.widths):
+        if not isinstance(w, int) or w < 1:
+            raise SpecError(f"model.widths[{k}] must be a positive integer, got {w!r}")
+    _one_of("model.activation", m.activation, tuple(ACTIVATIONS))
+    _finite("model.dropout", m.dropout, nonneg=True, below=1.0)
+    own = model_settings(m.name)
+    for k, v in m.params.items():
+        if k not in own:
+            allowed = [f for f in field_names(type(m)) if f != "params"] + list(own)
+            raise SpecError(
+                f"[model] has no field {k!r} (model.{k}) for model {m.name!r}; allowed: "
+                + ", ".join(allowed)
+            )
+        if isinstance(own[k].default, tuple) and isinstance(v, list):
+            v = tuple(v)
+        _check_argument(f"model.{k}", own[k].default, v)
 
 
 def _typed_bool(where: str, v: Any) -> None:
@@ -244,8 +274,8 @@ def _check_model_fits(spec: Spec) -> None:
     m, t = spec.model, spec.task
     task = _build_task(t.name, json.dumps(dict(t.params), sort_keys=True))
     try:
-        MODELS[m.name](m, task.in_dim, task.out_dim)
-    except ValueError as e:
+        MODELS[m.name](m, task.in_dim, task.out_dim, **m.params)
+    except ValueError as e:  # the model's own check of its settings, or of the task's shape
         raise SpecError(f"model.name = {m.name!r} does not fit task {t.name!r}: {e}") from None
 
 
@@ -288,12 +318,7 @@ def _validate_one(spec: Spec) -> None:
     t, m, i, o, tr = spec.task, spec.model, spec.init, spec.optimizer, spec.train
     _one_of("task.name", t.name, tuple(TASKS))
     _check_task(t.name, t.params)
-    _one_of("model.name", m.name, tuple(MODELS))
-    for k, w in enumerate(m.widths):
-        if not isinstance(w, int) or w < 1:
-            raise SpecError(f"model.widths[{k}] must be a positive integer, got {w!r}")
-    _one_of("model.activation", m.activation, tuple(ACTIVATIONS))
-    _finite("model.dropout", m.dropout, nonneg=True, below=1.0)
+    _check_model(m)
     _one_of("init.scheme", i.scheme, tuple(INITIALIZERS))
     _one_of("init.bias_scheme", i.bias_scheme, tuple(INITIALIZERS))
     _finite("init.scale", i.scale, nonneg=True)
@@ -358,8 +383,9 @@ def _check_fits_dtype(spec: Spec) -> None:
         sec = getattr(spec, section)
         for name in field_names(type(sec)):
             check(f"{section}.{name}", getattr(sec, name))
-    for k, v in spec.optimizer.params.items():
-        check(f"optimizer.{k}", v)
+    for section in ("model", "optimizer"):
+        for k, v in getattr(spec, section).params.items():
+            check(f"{section}.{k}", v)
     t = spec.task
     task = _build_task(t.name, json.dumps(dict(t.params), sort_keys=True))
     largest = max(float(np.abs(np.asarray(a, float)).max()) for a in task[:4])

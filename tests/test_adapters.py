@@ -17,9 +17,9 @@ from flax import nnx  # noqa: E402
 import jaxinit
 from jaxinit import basins, symmetry
 from jaxinit.activations import ACTIVATIONS
-from jaxinit.adapters import reinit
+from jaxinit.adapters import from_equinox, from_flax, reinit
 from jaxinit.initializers import expected_std
-from jaxinit.models import from_equinox, from_flax, mlp
+from jaxinit.models import mlp
 from jaxinit.spec import InitSpec
 
 X = jnp.asarray(np.random.default_rng(0).normal(size=(16, 2)), jnp.float32)

@@ -159,11 +159,11 @@ def test_help_is_plain_text():
 
 
 def test_toml_falls_back_to_tomli():
-    """Python 3.10 has no tomllib: jaxinit._toml (used by the spec reader and --set) uses tomli."""
+    """Python 3.10 has no tomllib: jaxinit.toml_io (used by the spec reader and --set) uses tomli."""
     code = (
         "import sys; sys.modules['tomllib'] = None; "
-        "import tomli; from jaxinit import _toml; from jaxinit.cli import parse_set; "
-        "assert _toml.loads is tomli.loads and _toml.TOMLDecodeError is tomli.TOMLDecodeError; "
+        "import tomli; from jaxinit import toml_io; from jaxinit.cli import parse_set; "
+        "assert toml_io.loads is tomli.loads and toml_io.TOMLDecodeError is tomli.TOMLDecodeError; "
         "from jaxinit.spec import Spec; "
         "print(parse_set('train.steps=7'), Spec.from_toml_string('name = \"t\"').name)"
     )

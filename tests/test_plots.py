@@ -20,6 +20,7 @@ from jaxinit.plots.names import FIGURE_NAMES
 from jaxinit.report import full_summary, summarize, write_report
 from jaxinit.results import assemble
 from jaxinit.spec import Spec
+from jaxinit.validation import resolve_spec
 
 # Figures that need only a plain sweep (named explicitly: figures that need special datasets,
 # added elsewhere, have their own tests).
@@ -587,3 +588,36 @@ def test_restarts_without_a_traced_axis_names_each_cell_on_the_x_axis():
         assert xs == {0.0, 1.0, 2.0, 3.0}
     finally:
         plt.close(fig)
+
+
+def test_a_figure_registers_itself_with_its_table_and_analyses(monkeypatch):
+    """One registration next to the figure (jaxinit.plots.names.figure) is all report and
+    validation read: on 426ca25 names.py and report.py listed the figures again."""
+    from jaxinit.plots import names
+
+    for registry in (names.FIGURES, names.TABLES, names.ENTRIES):
+        monkeypatch.setitem(registry, "my_figure", None)  # removed again after the test
+
+    def my_table(ds):
+        return None
+
+    @names.figure("my_figure", table=my_table, analyses=("basins",))
+    def my_figure(ds):
+        return None
+
+    assert FIGURES["my_figure"] is my_figure and names.TABLES["my_figure"] is my_table
+    assert "my_figure" in names.figure_names()
+    assert resolve_spec({"task": {"name": "xor"}, "report": ["my_figure"]}).report == ("my_figure",)
+    assert names.analyses_of(["my_figure", "final_loss"]) == {"basins"}
+    assert names.analyses_of(["barrier_matrix"]) == {"basins", "barriers", "endpoint_kinds"}
+    with pytest.raises(ValueError, match="unknown analyses"):
+        names.figure("bad", analyses=("basin",))
+
+
+def test_every_registered_figure_is_declared_in_its_source():
+    """FIGURE_NAMES and DEFAULT_FIGURES are read from the figure(...) calls without importing
+    the figure modules; they are the live registry's names and defaults."""
+    from jaxinit.plots import names
+
+    assert dict(names.declared()) == {n: e.default for n, e in names.ENTRIES.items()}
+    assert DEFAULT_FIGURES == ("final_loss", "loss_curves", "success_rate")

@@ -526,3 +526,66 @@ def test_numbers_must_fit_the_sweeps_dtype(path, value):
     wide = _with(path, value)
     wide["train"] = {**wide["train"], "dtype": "float64"}
     resolve_spec(wide)
+
+
+# -- a model declares its own settings (issue 20) -----------------------------------------------
+def _gained_mlp(spec, in_dim: int, out_dim: int, *, gain: float = 1.0, skip: bool = False):
+    """A test model with settings of its own: the MLP's output times ``gain`` (> 0)."""
+    from jaxinit.models import mlp
+
+    if gain <= 0:
+        raise ValueError(f"model.gain must be > 0, got {gain}")
+    net = mlp(spec.widths, in_dim=in_dim, out_dim=out_dim, activation=spec.activation)
+    return net._replace(apply=lambda p, x, **kw: gain * net.apply(p, x, **kw))
+
+
+@pytest.fixture
+def gained(monkeypatch):
+    """``gained_mlp`` registered the way a built-in model is: one line, MODELS[name] = factory."""
+    from jaxinit.models import MODELS
+
+    monkeypatch.setitem(MODELS, "gained_mlp", _gained_mlp)
+    return {**BASE, "model": {"name": "gained_mlp", "widths": [3], "gain": 2.5}}
+
+
+def test_a_new_models_settings_need_no_change_to_spec_or_validation(gained):
+    """Its settings parse, validate, reach the factory, are swept like any field and enter the
+    sweep's identity (on 426ca25 ``[model] gain`` was an unknown field)."""
+    from jaxinit.identity import spec_identity
+    from jaxinit.models import from_spec
+    from jaxinit.validation import model_settings
+
+    spec = resolve_spec(gained)
+    assert spec.model.params == {"gain": 2.5} and spec.get("model.gain") == 2.5
+    assert list(model_settings("gained_mlp")) == ["gain", "skip"]
+    assert spec.to_dict()["model"]["gain"] == 2.5
+    assert Spec.from_json(spec.to_json()) == spec
+    x = np.ones((3, 2), np.float32)
+    net, plain = from_spec(spec.model, 2, 1), from_spec(spec.model.__class__(widths=(3,)), 2, 1)
+    import jax
+
+    p = net.init(jax.random.key(0), spec.init)
+    np.testing.assert_allclose(net.apply(p, x), 2.5 * plain.apply(p, x), rtol=1e-6)
+    swept = resolve_spec({**gained, "axes": {"seed": 2, "model.gain": [0.5, 2.0]}})
+    assert swept.first_run().model.params == {"gain": 0.5}
+    assert spec_identity(spec) != spec_identity(spec.replace({"model.gain": 3.0}))
+    ds = jaxinit.run({**gained, "train": {"steps": 4, "log_every": 2}}, out=None, progress=False)
+    assert bool(ds.done.all()) and np.isfinite(ds.final_loss.values).all()
+
+
+@pytest.mark.parametrize(
+    "model, parts",
+    [
+        ({"gain": "big"}, ["model.gain", "finite"]),
+        ({"skip": 1}, ["model.skip", "bool"]),
+        ({"gian": 2.0}, ["model.gian", "'gained_mlp'", "allowed", "widths", "gain", "skip"]),
+        ({"gain": -1.0}, ["gained_mlp", "model.gain must be > 0"]),  # the model's own check
+    ],
+    ids=str,
+)
+def test_a_models_own_settings_are_checked(gained, model, parts):
+    _expect({**gained, "model": {"name": "gained_mlp", "widths": [3], **model}}, parts)
+
+
+def test_a_built_in_model_refuses_settings_it_does_not_declare():
+    _expect(_with("model.kernel_size", 5), ["model.kernel_size", "'mlp'", "allowed", "dropout"])

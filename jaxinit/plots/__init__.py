@@ -2,9 +2,10 @@
 :data:`FIGURES`; ``jaxinit report`` draws a spec's ``report`` list (or the defaults).
 
 Importing this package is cheap and leaves matplotlib alone: the figure modules (and
-``matplotlib.pyplot``) load on first use of anything but :data:`FIGURE_NAMES` and
-:data:`DEFAULT_FIGURES`, and no backend is ever selected here, so a notebook keeps its inline
-backend. Conventions of the figures: see :mod:`jaxinit.plots.core`.
+``matplotlib.pyplot``) load on first use of anything but :data:`FIGURE_NAMES`,
+:data:`DEFAULT_FIGURES` and :func:`figure` (the registry, :mod:`jaxinit.plots.names`), and no
+backend is ever selected here, so a notebook keeps its inline backend. Conventions of the
+figures: see :mod:`jaxinit.plots.core`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from jaxinit.plots.names import DEFAULT_FIGURES, FIGURE_NAMES
+from jaxinit.plots.names import FAMILIES as _FAMILIES
 
 # Public name -> the submodule that defines it (loaded on first access, see __getattr__).
 _LAZY = {
-    "FIGURES": "core",
+    "FIGURES": "names",
+    "TABLES": "names",
     "NothingToDraw": "core",
     "note_figure": "core",
     "sweep_dims": "core",
@@ -24,23 +26,16 @@ _LAZY = {
     "best_scale_bands": "init_figures",
     "diag_linear_beta": "init_figures",
     "time_to_threshold_table": "init_figures",
-    "_task_of": "init_figures",
-    "TABLES": "depth_figures",
     "magic_numbers_table": "depth_figures",
     "phase_diagram_table": "depth_figures",
 }
-_FAMILIES = (
-    "core",
-    "basin_figures",
-    "init_figures",
-    "depth_figures",
-    "restart_figures",
-    "landscape_figures",
-)
+_REGISTRY = ("DEFAULT_FIGURES", "FIGURE_NAMES", "figure")  # read without the figure modules
 
 
 def __getattr__(name: str) -> Any:
     """Import the figure modules on first use; every family registers itself in FIGURES."""
+    if name in _REGISTRY:
+        return getattr(importlib.import_module("jaxinit.plots.names"), name)
     if name not in _LAZY and name not in _FAMILIES:
         raise AttributeError(f"module 'jaxinit.plots' has no attribute {name!r}")
     for family in _FAMILIES:
@@ -67,6 +62,7 @@ __all__ = [
     "core",
     "depth_figures",
     "diag_linear_beta",
+    "figure",
     "init_figures",
     "landscape_figures",
     "magic_numbers_table",
@@ -76,5 +72,4 @@ __all__ = [
     "sweep_dims",
     "time_to_threshold_table",
     "wilson",
-    "_task_of",
 ]

@@ -18,16 +18,17 @@ import numpy as np
 import xarray as xr
 
 from jaxinit.plots.core import (
-    FIGURES,
     NothingToDraw,
-    _is_log,
-    _label,
-    _pool,
+    axis_label,
     distinct_colors,
+    is_log,
+    pool_runs,
     require_done,
     sweep_dims,
     threshold_of,
 )
+from jaxinit.plots.names import figure
+from jaxinit.rebuild import from_dataset
 from jaxinit.stats import error_bars
 
 
@@ -102,6 +103,7 @@ def _group_runs(b, gi: int) -> np.ndarray:
     return next(g for g in b.groups if g.index == gi).run_ids
 
 
+@figure("basin_sizes", analyses=("basins", "endpoint_kinds"))
 def basin_sizes(ds: xr.Dataset) -> plt.Figure:
     """Fraction of runs per basin (stacked bars), per value of the first traced axis, one panel
     per static group; global basins green, the nine largest named, the rest pooled in grey."""
@@ -148,12 +150,13 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
             fontsize=8,
         )
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    axes[-1, 0].set_xlabel(_label(ds, x_dim) if x_dim else "")
+    axes[-1, 0].set_xlabel(axis_label(ds, x_dim) if x_dim else "")
     fig.suptitle(f"{ds.attrs['name']}: which basin each run reached\n{NOT_MINIMUM_NOTE},\n"
                  "by jaxinit.curvature on each basin's lowest-loss runs", fontsize=9)  # fmt: skip
     return fig
 
 
+@figure("basin_loss_hist", analyses=("basins", "endpoint_kinds"))
 def basin_loss_hist(ds: xr.Dataset) -> plt.Figure:
     """Histogram of log10 final loss, stacked and coloured by basin (nine largest; the rest
     grey), one panel per group."""
@@ -216,6 +219,7 @@ BARRIER_NOTE = (
 )
 
 
+@figure("barrier_matrix", analyses=("basins", "barriers", "endpoint_kinds"))
 def barrier_matrix(ds: xr.Dataset) -> plt.Figure:
     """Loss barrier between the largest basins (median over representative pairs, aligned by
     weight matching), one panel per group (at most four); each cell carries its value, the
@@ -258,6 +262,7 @@ def barrier_matrix(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("restarts", analyses=("basins", "restarts", "endpoint_kinds"))
 def restarts(ds: xr.Dataset) -> plt.Figure:
     """Random restarts, per value of the first traced axis (one line per other-axes cell):
     P(one run reaches a global basin) with its 95% interval, and the restarts needed for 99%
@@ -274,7 +279,7 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
     names = []
     for i, (key, rows) in enumerate(lines):
         key = key if isinstance(key, tuple) else (key,)
-        name = ", ".join(f"{_label(ds, d)}={v}" for d, v in zip(others, key)) or "all runs"
+        name = ", ".join(f"{axis_label(ds, d)}={v}" for d, v in zip(others, key)) or "all runs"
         names.append(name)
         # no traced axis: each cell at its own position, named on the axis (not all at x = 0)
         xs = rows[x_dim].to_numpy() if x_dim else np.full(len(rows), float(i))
@@ -286,7 +291,7 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
         lo, hi = rows.k_needed_lo.replace(np.inf, np.nan), rows.k_needed_hi.replace(np.inf, np.nan)
         ax1.fill_between(xs, lo, hi, color=color, alpha=0.15)
     for ax in (ax0, ax1):
-        if x_dim and _is_log(ds[x_dim]):
+        if x_dim and is_log(ds[x_dim]):
             ax.set_xscale("log")
             ax.minorticks_off()
             ax.set_xticks(ds[x_dim].values, [f"{v:.3g}" for v in ds[x_dim].values])
@@ -295,7 +300,7 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
             kw = {"rotation": 30, "ha": "right", "rotation_mode": "anchor"} if slant else {}
             ax.set_xticks(range(len(names)), names, **kw)
             ax.set_xlim(-0.6, len(names) - 0.4)
-        ax.set_xlabel(_label(ds, x_dim) if x_dim else "")
+        ax.set_xlabel(axis_label(ds, x_dim) if x_dim else "")
     ax0.set_ylim(-0.02, 1.02)
     ax0.set_ylabel("P(run ends in a global basin), 95% CI")
     if np.isfinite(stats.k_needed.to_numpy(float)).any():
@@ -315,7 +320,7 @@ def _map_dims(ds: xr.Dataset) -> tuple[str, str]:
     if len(dims) < 2:
         raise NothingToDraw(
             "a map needs two axes with more than two values each; this sweep has "
-            + (", ".join(f"{_label(ds, d)} ({ds.sizes[d]})" for d in sweep_dims(ds)) or "none")
+            + (", ".join(f"{axis_label(ds, d)} ({ds.sizes[d]})" for d in sweep_dims(ds)) or "none")
         )
     return dims[0], dims[1]
 
@@ -337,15 +342,15 @@ def _image(ax, da: xr.DataArray, x: str, y: str, ds: xr.Dataset, **kw):
     """``da`` over ``(x, y)`` as cells centred on the grid values (``pcolormesh``; log axes
     where the values span a wide positive range). NaN cells show the axes' face colour."""
     xs, ys = ds[x].values, ds[y].values
-    logx, logy = _is_log(xs), _is_log(ys)
+    logx, logy = is_log(xs), is_log(ys)
     z = np.ma.masked_invalid(np.asarray(da.transpose(y, x).values, float))
     mesh = ax.pcolormesh(cell_edges(xs, logx), cell_edges(ys, logy), z, shading="flat", **kw)
     if logx:
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(_label(ds, x))
-    ax.set_ylabel(_label(ds, y))
+    ax.set_xlabel(axis_label(ds, x))
+    ax.set_ylabel(axis_label(ds, y))
     return mesh
 
 
@@ -359,14 +364,13 @@ def _anchors(ds: xr.Dataset, x: str, y: str) -> list[tuple[float, float, str]]:
     ``plane_seed``) at the origin, and the seeds that span the plane at (1, 0) and (0, 1)."""
     if {x, y} != {"init_plane_a", "init_plane_b"}:
         return []
-    init = json.loads(ds.attrs["spec"]).get("init", {})
-    seed = init.get("plane_seed", -1)
-    if seed is None or seed < 0:
+    init = from_dataset(ds).spec.init
+    if init.plane_seed < 0:
         return []
-    points = {(0.0, 0.0): f"θ₀ (init of seed {seed})"}
-    for name, at in (("plane_seed_a", (1.0, 0.0)), ("plane_seed_b", (0.0, 1.0))):
-        if init.get(name, -1) is not None and init.get(name, -1) >= 0:
-            points[at] = f"init of seed {init[name]}"
+    points = {(0.0, 0.0): f"θ₀ (init of seed {init.plane_seed})"}
+    for seed, at in ((init.plane_seed_a, (1.0, 0.0)), (init.plane_seed_b, (0.0, 1.0))):
+        if seed >= 0:
+            points[at] = f"init of seed {seed}"
     out = []
     for (a, b), name in points.items():
         px, py = (a, b) if x == "init_plane_a" else (b, a)
@@ -382,6 +386,7 @@ def _mark_anchors(ax, anchors, legend: bool) -> None:
                 ls="none", label=name if legend else None, zorder=5)  # fmt: skip
 
 
+@figure("basin_map", analyses=("basins", "endpoint_kinds"))
 def basin_map(ds: xr.Dataset) -> plt.Figure:
     """A 2-D slice of init space (e.g. ``init.plane_a × init.plane_b``): each cell one run,
     coloured by the basin it reached (when params are saved; a colour key names each basin and
@@ -473,6 +478,7 @@ def basin_map(ds: xr.Dataset) -> plt.Figure:
 OUTCOMES = ("converged", "stalled", "diverged")
 
 
+@figure("outcome_map")
 def outcome_map(ds: xr.Dataset) -> plt.Figure:
     """Where training converges (loss below threshold), stalls (finite, above it) or diverges over
     two axes (e.g. ``init.scale × optimizer.learning_rate``), pooled over seeds: the majority
@@ -480,9 +486,9 @@ def outcome_map(ds: xr.Dataset) -> plt.Figure:
     x, y = _map_dims(ds)
     require_done(ds, "outcome_map")
     keep = [x, y]
-    done = _pool(ds, "done", keep).fillna(0).astype(bool)
-    div = _pool(ds, "diverged", keep).fillna(0).astype(bool) & done
-    conv = _pool(ds, "time_to_threshold", keep).notnull() & done & ~div  # NaN: never reached
+    done = pool_runs(ds, "done", keep).fillna(0).astype(bool)
+    div = pool_runs(ds, "diverged", keep).fillna(0).astype(bool) & done
+    conv = pool_runs(ds, "time_to_threshold", keep).notnull() & done & ~div  # NaN: never reached
     stall = done & ~div & ~conv
     n = done.sum("run")
     counts = xr.concat([conv.sum("run"), stall.sum("run"), div.sum("run")], "outcome")
@@ -510,6 +516,7 @@ def outcome_map(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("spurious_rate", analyses=("spurious", "endpoint_kinds"))
 def spurious_rate(ds: xr.Dataset) -> plt.Figure:
     """Fraction of runs converging to a spurious critical point (loss above 1e-3 at a small
     gradient) per value of the first axis, with 95% Wilson intervals."""
@@ -525,21 +532,10 @@ def spurious_rate(ds: xr.Dataset) -> plt.Figure:
             label="not converged within the step budget")  # fmt: skip
     if len(xs) <= 12 and xs.dtype.kind in "iuf":
         ax.set_xticks(xs, [f"{v:g}" for v in xs])  # the measured values, not a fine grid
-    ax.set_xlabel(_label(ds, col) if col in ds.dims else col)
+    ax.set_xlabel(axis_label(ds, col) if col in ds.dims else col)
     ax.set_ylabel("fraction of runs (95% CI)")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
     ax.set_title(f"{ds.attrs['name']}: spurious minima ({int(tab.runs.iloc[0])} runs per value)")
     fig.tight_layout()
     return fig
-
-
-FIGURES.update(
-    basin_sizes=basin_sizes,
-    basin_loss_hist=basin_loss_hist,
-    barrier_matrix=barrier_matrix,
-    restarts=restarts,
-    basin_map=basin_map,
-    outcome_map=outcome_map,
-    spurious_rate=spurious_rate,
-)

@@ -12,12 +12,13 @@ backend: a notebook keeps its inline backend, and the command line picks Agg its
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
+from jaxinit.plots.names import FIGURES, figure
+from jaxinit.rebuild import from_dataset
 from jaxinit.stats import error_bars, rate_interval, wilson
 
 
@@ -47,23 +48,23 @@ def sweep_dims(ds: xr.Dataset) -> list[str]:
     return [d for d in json.loads(ds.attrs["axes"]) if d != "seed" and ds.sizes[d] > 1]
 
 
-def _axes_of(ds: xr.Dataset) -> list[str]:
+def axes_of(ds: xr.Dataset) -> list[str]:
     return list(json.loads(ds.attrs["axes"]))
 
 
-def _pool(ds: xr.Dataset, var: str, keep: list[str]) -> xr.DataArray:
+def pool_runs(ds: xr.Dataset, var: str, keep: list[str]) -> xr.DataArray:
     """``ds[var]`` (unfinished runs NaN) with every axis dim not in ``keep`` stacked into ``run``."""
     da = ds[var].where(ds.done)
-    other = [d for d in _axes_of(ds) if d not in keep and d in da.dims]
+    other = [d for d in axes_of(ds) if d not in keep and d in da.dims]
     return da.stack(run=other).transpose(*keep, ..., "run") if other else da.expand_dims("run", -1)
 
 
-def _is_log(values) -> bool:
+def is_log(values) -> bool:
     v = np.asarray(values)
     return v.dtype.kind in "fi" and bool(np.all(v > 0)) and v.max() / v.min() > 20
 
 
-def _label(ds: xr.Dataset, dim: str) -> str:
+def axis_label(ds: xr.Dataset, dim: str) -> str:
     return json.loads(ds.attrs["axes"]).get(dim, dim)
 
 
@@ -89,6 +90,7 @@ def _nanquantiles(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return tuple(np.nanquantile(a, q, axis=-1) for q in (0.1, 0.5, 0.9))
 
 
+@figure("final_loss", default=True)
 def final_loss(ds: xr.Dataset) -> plt.Figure:
     """Distribution of the final training loss per value of the first axis (a strip of runs over
     a violin), coloured by the second; further axes get a panel per combination, so that only
@@ -105,7 +107,7 @@ def final_loss(ds: xr.Dataset) -> plt.Figure:
     for p, (ax, psel, title) in enumerate(panels):
         for h, hv in enumerate(hues):
             sel = {**psel, **({hue: hv} if hue else {})}
-            da = _pool(ds.sel(sel), "final_loss", [x_dim] if x_dim else [])
+            da = pool_runs(ds.sel(sel), "final_loss", [x_dim] if x_dim else [])
             for i in range(len(xs)):
                 vals = np.asarray(da[i] if x_dim else da).ravel()
                 vals = np.log10(np.maximum(vals[np.isfinite(vals)], 1e-12))
@@ -117,11 +119,11 @@ def final_loss(ds: xr.Dataset) -> plt.Figure:
                         body.set_alpha(0.25)
                 jitter = rng.uniform(-width * 0.3, width * 0.3, len(vals))
                 ax.scatter(pos + jitter, vals, s=3, color=colours[h], alpha=0.5,
-                           label=f"{_short(ds, hue)}={value_text(hue, hv)}"
+                           label=f"{short_label(ds, hue)}={value_text(hue, hv)}"
                            if (hue and i == 0 and p == 0) else None)  # fmt: skip
         ticks = [value_text(x_dim, x) for x in xs] if x_dim else [str(xs[0])]
         ax.set_xticks(range(len(xs)), ticks, rotation=30 if len(xs) > 4 else 0)
-        ax.set_xlabel(_label(ds, x_dim) if x_dim else "")
+        ax.set_xlabel(axis_label(ds, x_dim) if x_dim else "")
         if title:
             ax.set_title(title, fontsize=9)
     panels[0][0].set_ylabel("log10 final training loss")
@@ -132,6 +134,7 @@ def final_loss(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("loss_curves", default=True)
 def loss_curves(ds: xr.Dataset) -> plt.Figure:
     """Median training loss over steps with the 10–90% band over seeds: one colour per value of
     the first axis, one line style per value of the second, a panel per combination of the rest
@@ -140,7 +143,7 @@ def loss_curves(ds: xr.Dataset) -> plt.Figure:
     fig, panels = _panels(ds, dims[2:], 6.2 if dims[2:] else 7, 4)
     for p, (ax, psel, title) in enumerate(panels):
         for sel, label, colour, style, _ in cells(ds, dims[:2]):
-            da = _pool(ds.sel({**psel, **sel}), "loss", ["step"])
+            da = pool_runs(ds.sel({**psel, **sel}), "loss", ["step"])
             lo, med, hi = _nanquantiles(da.values)
             ax.plot(ds.step, med, style, color=colour, label=(label or None) if p == 0 else None)
             ax.fill_between(ds.step, lo, hi, color=colour, alpha=0.15)
@@ -151,7 +154,7 @@ def loss_curves(ds: xr.Dataset) -> plt.Figure:
     panels[0][0].set_ylabel("training loss (median, 10–90% band)")
     if dims:
         fig.legend(loc="outside right center", fontsize=7, title_fontsize=7,
-                   title=", ".join(_short(ds, d) for d in dims[:2]))  # fmt: skip
+                   title=", ".join(short_label(ds, d) for d in dims[:2]))  # fmt: skip
     fig.suptitle(f"{ds.attrs['name']}: training loss over steps "
                  f"({ds.sizes.get('seed', 1)} seeds per line)", fontsize=10)  # fmt: skip
     return fig
@@ -191,10 +194,10 @@ def value_text(dim: str, value) -> str:
     return str(value)
 
 
-def _short(ds: xr.Dataset, dim: str) -> str:
+def short_label(ds: xr.Dataset, dim: str) -> str:
     """A short axis name for legends: ``init.scheme`` → ``scheme``, ``task.name`` → ``task``,
     ``model.widths`` → ``depth×width``."""
-    parts = _label(ds, dim).split(".")
+    parts = axis_label(ds, dim).split(".")
     if dim == "model_widths":
         return "depth×width"
     return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]  # task.name: task
@@ -214,7 +217,7 @@ def cells(ds: xr.Dataset, dims: list[str]):
     palette = distinct_colors(len(values[0])) if values else ["C0"]
     for idx in itertools.product(*(range(len(v)) for v in values)):
         sel = {d: values[k][i] for k, (d, i) in enumerate(zip(dims, idx))}
-        label = ", ".join(f"{_short(ds, d)}={value_text(d, v)}" for d, v in sel.items())
+        label = ", ".join(f"{short_label(ds, d)}={value_text(d, v)}" for d, v in sel.items())
         colour = palette[idx[0]] if idx else "C0"
         style = LINESTYLES[idx[1] % len(LINESTYLES)] if len(idx) > 1 else "-"
         marker = MARKERS[idx[2] % len(MARKERS)] if len(idx) > 2 else "o"
@@ -245,12 +248,11 @@ def distinct_colors(n: int, avoid_green: bool = False) -> list:
 
 def threshold_of(ds: xr.Dataset) -> str:
     """The loss level of ``time_to_threshold`` as text: ``train.threshold``, else the task's."""
-    threshold = json.loads(ds.attrs["spec"]).get("train", {}).get("threshold")
+    stored = from_dataset(ds)
+    threshold = stored.spec.train.threshold
     if threshold is None:
         try:
-            from jaxinit.plots.init_figures import _task_of
-
-            threshold = _task_of(ds).threshold
+            threshold = stored.task.threshold
         except Exception:  # a task the spec cannot rebuild
             return "the task's threshold"
     return f"{threshold:g}"
@@ -259,15 +261,14 @@ def threshold_of(ds: xr.Dataset) -> str:
 def _success_text(ds: xr.Dataset) -> str:
     """What counts as solving the task, from the sweep's task (its first static variant)."""
     try:
-        from jaxinit.plots.init_figures import _task_of
-
-        task = _task_of(ds)
+        task = from_dataset(ds).task
     except Exception:  # a user model or task the spec cannot rebuild: the generic wording
         return "training metric at the task's success level, not diverged"
     metric = "R²" if task.loss == "mse" else "training accuracy"
     return f"{metric} ≥ {task.success_metric:.3g} at the end, not diverged"
 
 
+@figure("success_rate", default=True)
 def success_rate(ds: xr.Dataset) -> plt.Figure:
     """Fraction of runs that solve the task vs the axis being studied (the first numeric axis,
     else the first one), one line (or marker set) per combination of the other axes; only seeds
@@ -275,15 +276,15 @@ def success_rate(ds: xr.Dataset) -> plt.Figure:
     x_dim = study_dim(ds)
     others = [d for d in sweep_dims(ds) if d != x_dim]
     numeric = bool(x_dim) and _is_numeric(ds, x_dim)
-    log = bool(x_dim) and _is_log(ds[x_dim])
+    log = bool(x_dim) and is_log(ds[x_dim])
     combos = list(cells(ds, others))
     fig, ax = plt.subplots(figsize=(7.5 if others else 7, 4.2))
     n_x = ds.sizes[x_dim] if x_dim else 1
     for h, (sel, label, colour, style, marker) in enumerate(combos):
         sub = ds.sel(sel)
-        ok = _pool(sub, "success", [x_dim] if x_dim else [])
+        ok = pool_runs(sub, "success", [x_dim] if x_dim else [])
         k = np.asarray(ok.sum("run")).reshape(-1)
-        n = np.asarray(_pool(sub, "done", [x_dim] if x_dim else []).sum("run")).reshape(-1)
+        n = np.asarray(pool_runs(sub, "done", [x_dim] if x_dim else []).sum("run")).reshape(-1)
         p, lo, hi = rate_interval(k, n)  # one set of counts, 0 <= lo <= p <= hi <= 1
         if numeric:
             xs = ds[x_dim].values.astype(float)
@@ -305,10 +306,10 @@ def success_rate(ds: xr.Dataset) -> plt.Figure:
         ax.set_xticks(range(n_x), ticks, rotation=30 if n_x > 5 else 0)
         ax.set_xlim(-0.6, n_x - 0.4)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(_label(ds, x_dim) if x_dim else "")
+    ax.set_xlabel(axis_label(ds, x_dim) if x_dim else "")
     ax.set_ylabel("fraction of runs that solve the task")
     if others:
-        ax.legend(title=", ".join(_short(ds, d) for d in others), fontsize=7, title_fontsize=7,
+        ax.legend(title=", ".join(short_label(ds, d) for d in others), fontsize=7, title_fontsize=7,
                   loc="center left", bbox_to_anchor=(1.0, 0.5))  # fmt: skip
     ax.set_title(
         f"{ds.attrs['name']}: success rate, {ds.sizes.get('seed', 1)} seeds per point, "
@@ -318,14 +319,6 @@ def success_rate(ds: xr.Dataset) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-
-FIGURES: dict[str, Callable[[xr.Dataset], plt.Figure]] = {
-    "final_loss": final_loss,
-    "loss_curves": loss_curves,
-    "success_rate": success_rate,
-}
-"""Registry ``figure name -> fn(ds) -> Figure``; the families add theirs when imported, so use
-:data:`jaxinit.plots.FIGURES`, which imports them all (its names: :data:`.names.FIGURE_NAMES`)."""
 
 __all__ = [
     "FIGURES",

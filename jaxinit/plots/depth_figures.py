@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,7 +18,9 @@ import pandas as pd
 import xarray as xr
 
 from jaxinit import theory
-from jaxinit.plots.core import FIGURES, _axes_of, distinct_colors
+from jaxinit.plots.core import axes_of, distinct_colors
+from jaxinit.plots.names import TABLES, figure
+from jaxinit.rebuild import from_dataset
 
 TRAINED = 0.9
 """A cell "trains" when the median final train metric (accuracy, or R²) over seeds is at least
@@ -27,7 +28,8 @@ this."""
 
 
 def _spec(ds: xr.Dataset) -> dict:
-    return json.loads(ds.attrs["spec"])
+    """The stored spec as dicts: a probe sweep's too (its ``[probe]`` section)."""
+    return from_dataset(ds).data
 
 
 def _depth(widths) -> int:
@@ -79,7 +81,7 @@ def magic_numbers_table(ds: xr.Dataset, wide: bool = True) -> pd.DataFrame:
         raise ValueError("magic numbers need an init.scale axis")
     loss = _med(ds.final_loss.where(ds.done))
     metric = _med(ds.final_metric.where(ds.done))
-    keep = [d for d in _axes_of(ds) if d not in ("seed", "init_scale") and d in loss.dims]
+    keep = [d for d in axes_of(ds) if d not in ("seed", "init_scale") and d in loss.dims]
     lecun = _spec(ds)["init"]["scheme"] == "lecun_normal" and "init_scheme" not in ds.dims
     scales = ds.init_scale.values
     rows = []
@@ -122,6 +124,7 @@ def magic_numbers_table(ds: xr.Dataset, wide: bool = True) -> pd.DataFrame:
     return pd.DataFrame(list(wide.values()))
 
 
+@figure("magic_numbers", table=magic_numbers_table, analyses=("time_to_threshold",))
 def magic_numbers(ds: xr.Dataset) -> plt.Figure:
     """Measured best init scale vs depth, one colour per activation and a panel per σ_b; the
     bar spans the scales that train, the dashed line is the critical σ_w of mean-field theory."""
@@ -193,6 +196,7 @@ def phase_diagram_table(ds: xr.Dataset, factor: float = 6.0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@figure("phase_diagram", table=phase_diagram_table)
 def phase_diagram(ds: xr.Dataset) -> plt.Figure:
     """Median training accuracy over (σ_w², depth), with theory's trainable depth ``6 ξ_c`` (line),
     the critical σ_w² (dotted) and the measured trainable depth of each σ_w² (white dots)."""
@@ -263,6 +267,7 @@ def _theory_q_c(ds: xr.Dataset, act: str, sw: float, sb: float) -> tuple[np.ndar
     return np.where(out, np.nan, q), np.where(out, np.nan, c)
 
 
+@figure("signal_propagation")
 def signal_propagation(ds: xr.Dataset) -> plt.Figure:
     """Per activation (row): pre-activation variance, correlation of the two inputs, and squared
     gradient norm per layer; measured (dots: median over seeds, band 10–90%) vs mean-field theory
@@ -320,6 +325,7 @@ def _chi1_measured(ds: xr.Dataset) -> xr.DataArray:
     return np.exp(_med(ratio) / (ds.sizes["layer"] - 1))
 
 
+@figure("signal_phase")
 def signal_phase(ds: xr.Dataset) -> plt.Figure:
     """Measured per-layer gradient growth χ₁ over the (σ_w, σ_b) grid, one panel per activation,
     with theory's χ₁ in each cell and the critical line χ₁ = 1 drawn on top."""
@@ -356,6 +362,7 @@ def signal_phase(ds: xr.Dataset) -> plt.Figure:
 
 
 # -- probe sweeps: Jacobian spectra -----------------------------------------------------------------
+@figure("jacobian_spectrum")
 def jacobian_spectrum(ds: xr.Dataset) -> plt.Figure:
     """Mean and variance of the squared singular values λ of the input-output Jacobian vs depth
     (dots, mean over seeds) beside free-probability theory (lines), and the distribution of λ at
@@ -407,21 +414,6 @@ def jacobian_spectrum(ds: xr.Dataset) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-
-FIGURES.update(
-    magic_numbers=magic_numbers,
-    phase_diagram=phase_diagram,
-    signal_propagation=signal_propagation,
-    signal_phase=signal_phase,
-    jacobian_spectrum=jacobian_spectrum,
-)
-
-TABLES: dict[str, Callable[[xr.Dataset], pd.DataFrame]] = {
-    "magic_numbers": magic_numbers_table,
-    "phase_diagram": phase_diagram_table,
-}
-"""``figure name -> fn(ds) -> DataFrame``: the numbers behind a figure, written by ``jaxinit
-report`` as ``<name>.csv`` and ``<name>.txt``."""
 
 __all__ = ["TABLES", "TRAINED", "jacobian_spectrum", "magic_numbers", "magic_numbers_table",
            "phase_diagram", "phase_diagram_table", "signal_phase", "signal_propagation"]  # fmt: skip

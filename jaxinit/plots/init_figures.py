@@ -4,28 +4,27 @@ implicit bias, convex controls, symmetry breaking (the magic numbers: :mod:`.dep
 
 from __future__ import annotations
 
-import json
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from jaxinit.plots.core import (
-    FIGURES,
     MARKERS,
     NothingToDraw,
-    _axes_of,
-    _is_log,
-    _label,
-    _pool,
-    _short,
+    axes_of,
+    axis_label,
     cells,
+    is_log,
     log_x,
+    pool_runs,
     require_done,
+    short_label,
     sweep_dims,
     value_text,
 )
+from jaxinit.plots.names import figure
+from jaxinit.rebuild import from_dataset
 
 
 def _cells(ds: xr.Dataset, dims: list[str]):
@@ -64,7 +63,7 @@ def _units_per_layer(ds: xr.Dataset) -> list[int] | None:
     """Hidden widths of the sweep's model (None when the axes vary them)."""
     if "model_widths" in ds.dims and ds.sizes["model_widths"] > 1:
         return None
-    widths = json.loads(ds.attrs["spec"]).get("model", {}).get("widths")
+    widths = from_dataset(ds).spec.model.widths
     return [int(w) for w in widths] if widths else None
 
 
@@ -74,15 +73,17 @@ def _merged_label(ds: xr.Dataset, dims: list[str], sels: list[dict]) -> str:
     values = {d: list(dict.fromkeys(s[d] for s in sels)) for d in dims}
     if int(np.prod([len(v) for v in values.values()])) == len(sels):
         text = ", ".join(
-            f"{_short(ds, d)}={'/'.join(value_text(d, v) for v in vs)}" for d, vs in values.items()
+            f"{short_label(ds, d)}={'/'.join(value_text(d, v) for v in vs)}"
+            for d, vs in values.items()
         )
     else:
         text = " | ".join(
-            ", ".join(f"{_short(ds, d)}={value_text(d, s[d])}" for d in dims) for s in sels
+            ", ".join(f"{short_label(ds, d)}={value_text(d, s[d])}" for d in dims) for s in sels
         )
     return text + (" (same curve)" if len(sels) > 1 else "")
 
 
+@figure("distinct_units")
 def distinct_units(ds: xr.Dataset) -> plt.Figure:
     """Distinct hidden units over training (mean over seeds, 10–90% band), per hidden layer:
     does the init break the symmetry between hidden units? 1 means every unit of the layer
@@ -103,7 +104,7 @@ def distinct_units(ds: xr.Dataset) -> plt.Figure:
     for sel, *_ in cell_list:
         per_panel = []
         for var, layer in panels:
-            da = _pool(ds.sel(sel).isel(layer=layer), var, ["step"]).values
+            da = pool_runs(ds.sel(sel).isel(layer=layer), var, ["step"]).values
             lo, _, hi = _quantiles(da)
             per_panel.append(np.stack([_nanmean(da), lo, hi]))
         curves.append(np.stack(per_panel))
@@ -139,7 +140,7 @@ def distinct_units(ds: xr.Dataset) -> plt.Figure:
     for ax in axes[-1]:
         ax.set_xlabel("step")
     fig.legend(loc="outside right center", fontsize=7, title_fontsize=7,
-               title=", ".join(_short(ds, d) for d in dims) or None)  # fmt: skip
+               title=", ".join(short_label(ds, d) for d in dims) or None)  # fmt: skip
     fig.suptitle(
         f"{ds.attrs['name']}: does training break the symmetry between hidden units?\n"
         f"distinct units per layer, 1 = all units identical; line: mean over "
@@ -150,6 +151,7 @@ def distinct_units(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("layer_grad_norm")
 def layer_grad_norm(ds: xr.Dataset, max_panels: int = 6) -> plt.Figure:
     """Gradient norm of each layer (median over seeds, 10–90% band; exact zeros sit at 0 on a
     symlog axis): which layers move at all. Up to ``max_panels`` layers: one panel per layer,
@@ -162,7 +164,7 @@ def layer_grad_norm(ds: xr.Dataset, max_panels: int = 6) -> plt.Figure:
                                  layout="constrained")  # fmt: skip
         for layer, ax in enumerate(axes[0]):
             for sel, label, colour, style in _cells(ds, dims):
-                da = _pool(ds.sel(sel).isel(layer=layer), "layer_grad_norm", ["step"]).values
+                da = pool_runs(ds.sel(sel).isel(layer=layer), "layer_grad_norm", ["step"]).values
                 lo, med, hi = _quantiles(da)
                 ax.plot(ds.step, med, style, color=colour, label=label if layer == 0 else None)
                 ax.fill_between(ds.step, lo, hi, color=colour, alpha=0.12)
@@ -175,7 +177,7 @@ def layer_grad_norm(ds: xr.Dataset, max_panels: int = 6) -> plt.Figure:
                                  layout="constrained")  # fmt: skip
         for ax, k in zip(axes[0], steps):
             for j, (sel, label, colour, style) in enumerate(_cells(ds, dims)):
-                da = _pool(ds.sel(sel).isel(step=k), "layer_grad_norm", ["layer"]).values
+                da = pool_runs(ds.sel(sel).isel(step=k), "layer_grad_norm", ["layer"]).values
                 lo, med, hi = _quantiles(da)
                 ax.plot(np.arange(n), med, style, marker=MARKERS[j % len(MARKERS)], ms=3,
                         color=colour, label=label if k == 0 else None)  # fmt: skip
@@ -188,7 +190,7 @@ def layer_grad_norm(ds: xr.Dataset, max_panels: int = 6) -> plt.Figure:
     axes[0, 0].set_ylabel("‖∂L/∂θ_layer‖ (median, 10–90%)")
     if dims:
         fig.legend(loc="outside right center", fontsize=7, title_fontsize=7,
-                   title=", ".join(_short(ds, d) for d in dims))  # fmt: skip
+                   title=", ".join(short_label(ds, d) for d in dims))  # fmt: skip
     fig.suptitle(f"{ds.attrs['name']}: per-layer gradient norm ({ds.sizes.get('seed', 1)} seeds)")
     return fig
 
@@ -209,6 +211,7 @@ def _layer_mean(ds: xr.Dataset, var: str) -> xr.DataArray:
         return ds[var].isel(step=0).mean("layer", skipna=True)
 
 
+@figure("scale_sweep", analyses=("time_to_threshold",))
 def scale_sweep(ds: xr.Dataset) -> plt.Figure:
     """Final loss, saturated fraction at init and gradient norm at init vs init scale (log x),
     median with a 10–90% band over seeds, one line per activation (colour) × depth (style)."""
@@ -243,7 +246,7 @@ def scale_sweep(ds: xr.Dataset) -> plt.Figure:
         log_x(ax, xs)
         if log:
             ax.set_yscale("log")
-        ax.set_xlabel(_label(ds, x))
+        ax.set_xlabel(axis_label(ds, x))
         ax.set_title(ylabel, fontsize=9)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"{ds.attrs['name']}: loss and saturation vs init scale ({ds.sizes['seed']} seeds; "
@@ -258,7 +261,7 @@ def time_to_threshold_table(ds: xr.Dataset) -> pd.DataFrame:
     the fraction that gets there; both NaN where no run has finished."""
 
     x = _scale_dim(ds)
-    dims = [d for d in _axes_of(ds) if d not in ("seed", x)]  # size-1 axes too: stable columns
+    dims = [d for d in axes_of(ds) if d not in ("seed", x)]  # size-1 axes too: stable columns
     rows = []
     for sel, _, _, _ in _cells(ds, dims):
         sub = ds.sel(sel)
@@ -272,13 +275,14 @@ def time_to_threshold_table(ds: xr.Dataset) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@figure("time_to_threshold", analyses=("time_to_threshold",))
 def time_to_threshold(ds: xr.Dataset) -> plt.Figure:
     """Median time-to-threshold vs init scale per activation (colour) and depth (style); scales
     where most runs never reach the threshold are drawn at the step budget with an ×."""
     x = _scale_dim(ds)
     dims = [d for d in sweep_dims(ds) if d != x]
     tab = time_to_threshold_table(ds)
-    steps = json.loads(ds.attrs["spec"])["train"]["steps"]
+    steps = from_dataset(ds).spec.train.steps
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for sel, label, colour, style in _cells(ds, dims):
         rows = tab
@@ -292,11 +296,11 @@ def time_to_threshold(ds: xr.Dataset) -> plt.Figure:
     ax.axhline(steps, color="0.6", lw=0.8)
     log_x(ax, ds[x].values)
     ax.set_yscale("log")
-    ax.set_xlabel(_label(ds, x))
+    ax.set_xlabel(axis_label(ds, x))
     ax.set_ylabel("median steps to loss < threshold (× = not reached)")
     log_x(ax2, ds[x].values)
     ax2.set_ylim(-0.02, 1.02)
-    ax2.set_xlabel(_label(ds, x))
+    ax2.set_xlabel(axis_label(ds, x))
     ax2.set_ylabel("fraction of runs that reach the threshold")
     ax.legend(fontsize=7)
     fig.suptitle(f"{ds.attrs['name']}: time to threshold vs init scale ({ds.sizes['seed']} seeds)")
@@ -328,30 +332,18 @@ def best_scale_bands(ds: xr.Dataset, factor: float = 2.0, reach: float = 0.9) ->
     return pd.DataFrame(rows)
 
 
-def _task_of(ds: xr.Dataset, sel: dict | None = None):
-    """The task of a sweep (rebuilt from its spec; ``sel`` may fix a static ``task_*`` axis)."""
-    from jaxinit.spec import Spec
-    from jaxinit.sweep import build_task
-
-    spec = Spec.from_dict(json.loads(ds.attrs["spec"]))
-    paths = json.loads(ds.attrs["axes"])
-    updates = {paths[d]: v for d, v in (sel or {}).items() if paths.get(d, "").startswith("task.")}
-    return build_task(
-        spec.replace({k: str(v) if k == "task.name" else v for k, v in updates.items()})
-    )
-
-
 def diag_linear_beta(ds: xr.Dataset) -> np.ndarray:
     """``β = u⊙u − v⊙v`` of every run of a saved ``diag_linear`` sweep: dims = axes + (D,)."""
     return (ds["params/u"].values ** 2 - ds["params/v"].values ** 2)[..., 0]
 
 
+@figure("implicit_bias")
 def implicit_bias(ds: xr.Dataset) -> plt.Figure:
     """Relative distance of the learned β to the min-ℓ1 and min-ℓ2 interpolants vs α (median
     and 10–90% band over seeds), with the gradient-flow prediction drawn as thin lines."""
     from jaxinit import theory
 
-    task = _task_of(ds)
+    task = from_dataset(ds).task
     x, y = task.x_train, task.y_train
     b1, b2 = theory.min_l1_interpolant(x, y), theory.min_l2_interpolant(x, y)
     alphas = ds.init_scale.values
@@ -378,6 +370,7 @@ def implicit_bias(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("convex_control")
 def convex_control(ds: xr.Dataset) -> plt.Figure:
     """Convex controls: the final loss of every run relative to the task's median, per task
     (panel) and init scheme (colour). Zero and random init should sit on the same value."""
@@ -405,6 +398,7 @@ def convex_control(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("symmetry_breaking")
 def symmetry_breaking(ds: xr.Dataset) -> plt.Figure:
     """Steps until the first hidden layer has more than one distinct unit, vs the first sweep
     axis (e.g. the perturbation ε of a constant init), median and 10–90% over seeds; runs that
@@ -440,25 +434,14 @@ def symmetry_breaking(ds: xr.Dataset) -> plt.Figure:
         ax.vlines(xs, lo, hi, alpha=0.5, label="10–90%")
     ax.axhline(budget, color="0.6", lw=0.8, label="never (step budget)")
     positive = xs[xs > 0]
-    if numeric and _is_log(xs):
+    if numeric and is_log(xs):
         ax.set_xscale("log")
     elif numeric and len(positive) > 1 and positive.max() / positive.min() > 20:  # log grid + 0
         ax.set_xscale("symlog", linthresh=positive.min())
         ax.set_xlim(-0.5 * positive.min(), 3 * positive.max())
-    ax.set_xlabel(_label(ds, x))
+    ax.set_xlabel(axis_label(ds, x))
     ax.set_ylabel("first logged step with > 1 distinct unit")
     ax.legend(fontsize=7)
     ax.set_title(f"{ds.attrs['name']}: symmetry-breaking time")
     fig.tight_layout()
     return fig
-
-
-FIGURES.update(
-    distinct_units=distinct_units,
-    layer_grad_norm=layer_grad_norm,
-    scale_sweep=scale_sweep,
-    time_to_threshold=time_to_threshold,
-    implicit_bias=implicit_bias,
-    convex_control=convex_control,
-    symmetry_breaking=symmetry_breaking,
-)

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from jaxinit.plots.core import FIGURES, NothingToDraw
-from jaxinit.plots.depth_figures import TABLES
+from jaxinit.plots.core import NothingToDraw
+from jaxinit.plots.names import figure
 
 _CACHE: dict = {}  # id(ds) -> (weakref to ds, Landscape): the figure and its table share one graph
 
@@ -123,5 +123,4 @@ def disconnectivity_table(ds: xr.Dataset) -> pd.DataFrame:
     return landscape_of(ds).edges
 
 
-FIGURES.update(disconnectivity=disconnectivity)
-TABLES.update(disconnectivity=disconnectivity_table)  # report writes disconnectivity.csv / .txt
+figure("disconnectivity", table=disconnectivity_table)(disconnectivity)  # + .csv / .txt

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from jaxinit.plots.core import FIGURES, _label, distinct_colors
+from jaxinit.plots.core import axis_label, distinct_colors
+from jaxinit.plots.names import figure
+from jaxinit.rebuild import from_dataset
 from jaxinit.stats import error_bars
 
 
@@ -48,7 +50,7 @@ def _panels(ds: xr.Dataset, rest: list[str]) -> list[dict]:
 
 
 def _title(ds: xr.Dataset, panel: dict) -> str:
-    return ", ".join(f"{_label(ds, d)} = {v}" for d, v in panel.items()) or ds.attrs["name"]
+    return ", ".join(f"{axis_label(ds, d)} = {v}" for d, v in panel.items()) or ds.attrs["name"]
 
 
 def _select(df: pd.DataFrame, sel: dict) -> pd.DataFrame:
@@ -103,7 +105,7 @@ def _ticks(ax, ds: xr.Dataset, x: str | None, line: str | None = None) -> None:
         x = line
     else:
         ax.set_xticks([])
-    ax.set_xlabel(_label(ds, x) if x else "")
+    ax.set_xlabel(axis_label(ds, x) if x else "")
 
 
 def _figure(n_panels: int, n_lines: int):
@@ -119,15 +121,15 @@ def _legend(axes, ds: xr.Dataset, x: str | None, line: str | None, n_lines: int)
     if not (line and x):
         return
     if n_lines > 5:
-        axes[-1].legend(title=_label(ds, line), fontsize=7, title_fontsize=8, loc="center left",
+        axes[-1].legend(title=axis_label(ds, line), fontsize=7, title_fontsize=8, loc="center left",
                         bbox_to_anchor=(1.02, 0.5))  # fmt: skip
     else:
         for ax in axes:
-            ax.legend(title=_label(ds, line), fontsize=8)
+            ax.legend(title=axis_label(ds, line), fontsize=8)
 
 
 def _algorithm(ds: xr.Dataset) -> str:
-    return json.loads(ds.attrs["spec"]).get("algorithm", {}).get("name", "?")
+    return from_dataset(ds).spec.algorithm.name
 
 
 def _per_init(ds: xr.Dataset, opt, draw, style) -> plt.Figure:
@@ -150,6 +152,7 @@ def _per_init(ds: xr.Dataset, opt, draw, style) -> plt.Figure:
     return fig
 
 
+@figure("p_global")
 def p_global(ds: xr.Dataset) -> plt.Figure:
     """P(a run reaches the global optimum) against the number of clusters, one line per init."""
 
@@ -173,6 +176,7 @@ def p_global(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("best_of_k")
 def best_of_k(ds: xr.Dataset) -> plt.Figure:
     """P(the best of r restarts is global) against r: measured on disjoint blocks of seeds
     (points, Wilson intervals) and ``1 - (1 - p)^r`` from the one-run rate (lines, bands)."""
@@ -202,7 +206,7 @@ def best_of_k(ds: xr.Dataset) -> plt.Figure:
             ax.set_xticks(sorted(set(t.restarts)), [str(v) for v in sorted(set(t.restarts))])
             ax.set_ylim(-0.03, 1.03)
             ax.grid(alpha=0.3)
-            head = f"{_label(ds, x)} = {cv}" if x else ""
+            head = f"{axis_label(ds, x)} = {cv}" if x else ""
             ax.set_title(", ".join(p for p in (head, _title(ds, panel) if panel else "") if p),
                          fontsize=8)  # fmt: skip
             if r_i == len(panels) - 1:
@@ -210,7 +214,7 @@ def best_of_k(ds: xr.Dataset) -> plt.Figure:
             if c_i == 0:
                 ax.set_ylabel("P(best of r is global)")
     if line:
-        axes[0][0].legend(title=_label(ds, line), fontsize=7, title_fontsize=7)
+        axes[0][0].legend(title=axis_label(ds, line), fontsize=7, title_fontsize=7)
     fig.suptitle(
         f"{ds.attrs['name']}: P(the lowest-loss of r restarts is the global optimum)\npoints: "
         "measured on disjoint blocks of r seeds, 95% Wilson intervals;\nlines and bands: "
@@ -221,6 +225,7 @@ def best_of_k(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("distinct_optima")
 def distinct_optima(ds: xr.Dataset) -> plt.Figure:
     """How many distinct optima (modulo relabelling) the converged runs reached, per init."""
     opt = _optima(ds)
@@ -243,6 +248,7 @@ def distinct_optima(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+@figure("excess_loss")
 def excess_loss(ds: xr.Dataset) -> plt.Figure:
     """Each run's final loss relative to the global optimum, the inits side by side per k."""
     opt = _optima(ds)
@@ -279,24 +285,17 @@ def excess_loss(ds: xr.Dataset) -> plt.Figure:
                     transform=ax.transAxes, fontsize=9)  # fmt: skip
         ax.set_yscale("log")
         _tick_labels(ax, [str(v) for v in xs] if x else ["all runs"])
-        ax.set_xlabel(_label(ds, x) if x else "")
+        ax.set_xlabel(axis_label(ds, x) if x else "")
         ax.set_ylabel("(final loss − global) / |global|")
         ax.set_title(_title(ds, panel) + "  (1e-6 = at the global optimum; black: median)",
                      fontsize=9)  # fmt: skip
         ax.grid(alpha=0.3, axis="y")
         if line:
-            ax.legend(title=_label(ds, line), fontsize=8, markerscale=4)
+            ax.legend(title=axis_label(ds, line), fontsize=8, markerscale=4)
     fig.suptitle(f"{ds.attrs['name']}: how far above the global optimum each run stops, per init",
                  fontsize=10)  # fmt: skip
     fig.tight_layout()
     return fig
 
-
-FIGURES.update(
-    p_global=p_global,
-    best_of_k=best_of_k,
-    distinct_optima=distinct_optima,
-    excess_loss=excess_loss,
-)
 
 __all__ = ["best_of_k", "distinct_optima", "excess_loss", "p_global"]
