@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxinit import _toml, signal
+from jaxinit import signal
+from jaxinit import toml_io as _toml
 from jaxinit.activations import ACTIVATIONS
 from jaxinit.identity import software
 from jaxinit.plan import Axis, Group, Plan

@@ -32,18 +32,18 @@ from jaxinit import claims
 from jaxinit.plan import Plan
 from jaxinit.probe_spec import plan_for
 from jaxinit.store import (
-    _CHUNK_FILE,
+    CHUNK_FILE,
     CorruptChunkError,
     ForeignFileError,
     StoreError,
-    _gone,
-    _leftovers,
-    _sha256,
-    _validate,
     expect_for,
     read_manifests,
     read_spec,
+    sha256_hex,
     stamp_of,
+    temp_leftovers,
+    validate_chunk,
+    writer_gone,
 )
 
 __all__ = ["ShardStatus", "Status", "status"]
@@ -186,9 +186,9 @@ def status(path: str | Path, *, verify: bool = True) -> Status:
             file.stat()
             if verify:
                 data = file.read_bytes()
-                if _sha256(data) != entry["sha256"]:
+                if sha256_hex(data) != entry["sha256"]:
                     raise CorruptChunkError(f"chunk {cid} ({file}) is corrupt: checksum mismatch")
-                _validate(cid, file, data, expect(cid))
+                validate_chunk(cid, file, data, expect(cid))
             # as the writer recorded it: a file's mtime is when it was copied, not computed
             written = entry.get("written")
             ok = isinstance(written, (int, float)) and not isinstance(written, bool)
@@ -197,15 +197,15 @@ def status(path: str | Path, *, verify: bool = True) -> Status:
             problems.append(f"chunk {cid} ({file}) is missing or unreadable: {e.strerror or e}")
         except CorruptChunkError as e:
             problems.append(str(e))
-    files = {p.name[:-4] for p in (path / "chunks").glob("*.npz") if _CHUNK_FILE.match(p.name)}
+    files = {p.name[:-4] for p in (path / "chunks").glob("*.npz") if CHUNK_FILE.match(p.name)}
     unlisted = sorted(files - {c for m in listed.values() for c in m})
     if unlisted:
         problems.append(
             f"{len(unlisted)} chunk file(s) not (yet) listed in any manifest, e.g. {unlisted[0]} "
             "(a writer is about to list it, or stopped first: it will be recomputed)"
         )
-    for tmp, pid, host in _leftovers(path):
-        if _gone(tmp, pid, host):
+    for tmp, pid, host in temp_leftovers(path):
+        if writer_gone(tmp, pid, host):
             problems.append(f"interrupted write left {tmp} (removed by the next run)")
     now = time.time()
     done_k = {_chunk_index(plan, c) for c in good}

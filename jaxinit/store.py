@@ -199,7 +199,7 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
         ) from e
 
 
-def _sha256(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -308,7 +308,7 @@ def _stored_digest(meta: dict[str, Any]) -> str:
     """Format 1: SHA-256 of the spec; format 2: of the run identity (:mod:`jaxinit.identity`)."""
     if meta["format_version"] == 1:
         blob = json.dumps(meta["spec"], sort_keys=True, separators=(",", ":"))
-        return _sha256(blob.encode())
+        return sha256_hex(blob.encode())
     return digest(meta["identity"])
 
 
@@ -359,8 +359,8 @@ class SweepDir:
         except StoreError:
             self.close()
             raise
-        for tmp, pid, host in _leftovers(self.path):  # temp files of killed writers
-            if _gone(tmp, pid, host):
+        for tmp, pid, host in temp_leftovers(self.path):  # temp files of killed writers
+            if writer_gone(tmp, pid, host):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
         return self
@@ -533,7 +533,7 @@ class SweepDir:
         data = encode_chunk(arrays, self.stamp.fingerprint)
         rel = f"chunks/{chunk_id}.npz"
         atomic_write(self.path / rel, data)
-        entry = {"file": rel, "sha256": _sha256(data), "runs": int(len(arrays["run_id"])),
+        entry = {"file": rel, "sha256": sha256_hex(data), "runs": int(len(arrays["run_id"])),
                  "written": round(time.time(), 3)}  # fmt: skip
         self._own_manifest[chunk_id] = entry
         self.manifest[chunk_id] = entry
@@ -555,14 +555,14 @@ _NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOS
 
 _LOCK = re.compile(r"^lock(\.[0-9]+-of-[0-9]+)?$")
 _WRITER = re.compile(r"^writer\.[0-9]+-of-[0-9]+$")
-_CHUNK_FILE = re.compile(r"^[0-9]{4}-[0-9]{6}\.npz$")
+CHUNK_FILE = re.compile(r"^[0-9]{4}-[0-9]{6}\.npz$")
 
 _TMP = r"\.tmp([1-9][0-9]{0,9})(?:-([0-9a-f]{12}))?$"  # pid, host id (absent in older versions)
 _TMP_TOP = re.compile(r"^\.(?:spec\.json|manifest\.[0-9]+-of-[0-9]+\.json)" + _TMP)
 _TMP_CHUNK = re.compile(r"^\.[0-9]{4}-[0-9]{6}\.npz" + _TMP)
 
 
-def _leftovers(path: Path) -> list[tuple[Path, int, str | None]]:
+def temp_leftovers(path: Path) -> list[tuple[Path, int, str | None]]:
     """``(file, writer pid, writer host id)`` of the temp files :func:`atomic_write` leaves when
     killed, matched exactly (``.<own file name>.tmp<pid>[-<host id>]``, each in its own folder):
     a user's ``.env.tmp`` or ``.gitlab-ci.tmpl`` is not ours and must never be deleted."""
@@ -576,7 +576,7 @@ def _leftovers(path: Path) -> list[tuple[Path, int, str | None]]:
     return found
 
 
-def _gone(tmp: Path, pid: int, host: str | None) -> bool:
+def writer_gone(tmp: Path, pid: int, host: str | None) -> bool:
     """Whether the writer of a temp file is gone: a dead pid on this machine (no host id: an
     older version's, taken as this machine's), or untouched for ``claims.STALE_S``."""
     if host in (None, claims.host_id()) and not claims.alive(pid):
@@ -591,20 +591,18 @@ def _foreign_files(path: Path) -> list[str]:
     """What in a directory without ``spec.json`` the store did not write, by relative name.
 
     A new sweep killed before writing ``spec.json`` leaves only its lock files (empty), its
-    writer claims, an empty ``chunks/`` and temp files (:func:`_leftovers`): anything else is
+    writer claims, an empty ``chunks/`` and temp files (:func:`temp_leftovers`): anything else is
     the user's, including a ``report/`` folder, a manifest, and a file in ``chunks/`` under a
     name the store would write (``chunks/0000-000000.npz``). Other files in ``chunks/`` (that
     the store never writes over) may stay, as the user's."""
-    leftover = {p for p, *_ in _leftovers(path)}
+    leftover = {p for p, *_ in temp_leftovers(path)}
     foreign = []
     for p in sorted(path.iterdir()):
         if p in leftover:
             continue
         name = p.name
         if name == "chunks" and p.is_dir() and not p.is_symlink():
-            foreign += [
-                f"chunks/{c.name}" for c in sorted(p.iterdir()) if _CHUNK_FILE.match(c.name)
-            ]
+            foreign += [f"chunks/{c.name}" for c in sorted(p.iterdir()) if CHUNK_FILE.match(c.name)]
         elif _LOCK.match(name) and p.is_file() and not p.is_symlink() and p.stat().st_size == 0:
             continue
         elif _WRITER.match(name) and claims.read_claim(p) is not None:
@@ -685,7 +683,12 @@ def claim_outputs(folder: str | Path, names: list[str]) -> None:
         f = folder / n
         if not (f.exists() or f.is_symlink()) or n in ours and ours[n] is None:
             continue  # absent, or jaxinit was stopped while writing it
-        if n not in ours or f.is_symlink() or not f.is_file() or _sha256(f.read_bytes()) != ours[n]:
+        if (
+            n not in ours
+            or f.is_symlink()
+            or not f.is_file()
+            or sha256_hex(f.read_bytes()) != ours[n]
+        ):
             raise StoreError(
                 f"{f} exists and was not written by jaxinit (or was changed since): it is left "
                 "as it is. Move it away, or write the report elsewhere (jaxinit report DIR --out "
@@ -701,7 +704,7 @@ def claim_outputs(folder: str | Path, names: list[str]) -> None:
 def record_outputs(folder: str | Path, paths: list[Path]) -> None:
     """Record the SHA-256 of the files jaxinit has just written (:func:`claim_outputs`)."""
     folder = Path(folder)
-    written = {Path(p).name: _sha256(Path(p).read_bytes()) for p in paths}
+    written = {Path(p).name: sha256_hex(Path(p).read_bytes()) for p in paths}
     _write_outputs(folder, _read_outputs(folder) | written)
 
 
@@ -949,7 +952,7 @@ def _read_run_ids(data: bytes) -> np.ndarray:
         return np.lib.format.read_array(f, allow_pickle=False)
 
 
-def _validate(chunk_id: str, file: Path, data: bytes, expect: ChunkExpect | None) -> None:
+def validate_chunk(chunk_id: str, file: Path, data: bytes, expect: ChunkExpect | None) -> None:
     """Raise :class:`CorruptChunkError` unless the chunk's headers (and, with ``expect``, its
     run ids) are what the store writes and the plan expects; decodes no other array data."""
     try:
@@ -996,9 +999,9 @@ def read_chunk(
         raise CorruptChunkError(
             f"chunk {chunk_id} ({file}) is unreadable: {e.strerror or e}"
         ) from None
-    if _sha256(data) != entry["sha256"]:
+    if sha256_hex(data) != entry["sha256"]:
         raise CorruptChunkError(f"chunk {chunk_id} ({file}) is corrupt: checksum mismatch")
-    _validate(chunk_id, file, data, expect)
+    validate_chunk(chunk_id, file, data, expect)
     try:
         return decode_chunk(data)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:

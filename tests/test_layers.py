@@ -106,12 +106,6 @@ PRIVATE_IMPORTS_LEFT = {
     ("lanes", "jaxinit.train._DATA"),  # engine helper
     ("lanes", "jaxinit.train._DROPOUT"),  # engine helper
     ("lanes", "jaxinit.train._batch"),  # engine helper
-    ("probes", "jaxinit._toml"),  # probes helper: import jaxinit.toml_io, then delete _toml.py
-    ("progress", "jaxinit.store._CHUNK_FILE"),  # probes helper
-    ("progress", "jaxinit.store._gone"),  # probes helper
-    ("progress", "jaxinit.store._leftovers"),  # probes helper
-    ("progress", "jaxinit.store._sha256"),  # probes helper
-    ("progress", "jaxinit.store._validate"),  # probes helper
 }
 
 

@@ -237,7 +237,7 @@ def test_object_array_chunk_is_refused_and_never_unpickled(tmp_path):
             m
             | {
                 "chunks": m["chunks"]
-                | {"0000-000001": m["chunks"]["0000-000001"] | {"sha256": store._sha256(data)}}
+                | {"0000-000001": m["chunks"]["0000-000001"] | {"sha256": store.sha256_hex(data)}}
             }
         ),
     )  # a manifest that vouches for it: the checksum is not the only guard
@@ -416,7 +416,7 @@ def _plant(d: Path, cid: str, data: bytes) -> dict:
     """Store ``data`` as chunk ``cid`` with a manifest entry that vouches for it (true SHA-256)."""
     rel = f"chunks/{cid}.npz"
     (d / rel).write_bytes(data)
-    entry = {"file": rel, "sha256": store._sha256(data), "runs": 2}
+    entry = {"file": rel, "sha256": store.sha256_hex(data), "runs": 2}
     _edit_json(d / "manifest.0-of-1.json", lambda m: m | {"chunks": m["chunks"] | {cid: entry}})
     return entry
 
@@ -770,7 +770,7 @@ def test_chunk_of_another_sweep_under_a_vouching_manifest_is_refused(tmp_path):
     with store.SweepDir(dx, SPEC, 2).open(explicit_chunk_size=True) as d:
         done, problems = d.verified_done(store.expect_for(make_plan(SPEC, 2)))
     assert CID not in done and any("another sweep" in p for p in problems), problems
-    assert entry["sha256"] == store._sha256(_chunk(dx).read_bytes())  # the checksum did vouch
+    assert entry["sha256"] == store.sha256_hex(_chunk(dx).read_bytes())  # the checksum did vouch
 
 
 @pytest.mark.parametrize(
