@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from jaxinit import gmm, kmeans
+from jaxinit import gmm, kmeans, outputs
 from jaxinit.spec import Spec
 from jaxinit.tasks import Task
 
@@ -193,18 +193,17 @@ def make_train(spec: Spec, task: Task) -> Callable[[dict, Any, Any], dict]:
             return adjusted_rand(ys, alg.predict(state, xs), task.out_dim, k).astype(x.dtype)
 
         final_metric = metric(x, data.y_train)
-        final = {
-            "final_loss": final_loss,
-            "final_metric": final_metric,
-            "test_loss": alg.loss(state, data.x_test),
-            "test_metric": metric(data.x_test, data.y_test),
-            "final_grad_norm": change,
-            "diverged": div >= 0,
-            "diverged_step": div,
-            "converged_step": conv,
-            "time_to_threshold": hit,
-            "success": (final_metric >= task.success_metric) & (div < 0),
-        }
+        final = outputs.final_record(
+            final_loss=final_loss,
+            final_metric=final_metric,
+            test_loss=alg.loss(state, data.x_test),
+            test_metric=metric(data.x_test, data.y_test),
+            final_grad_norm=change,
+            diverged_step=div,
+            converged_step=conv,
+            time_to_threshold=hit,
+            success_metric=task.success_metric,
+        )
         out = {"curves": {"loss": jnp.concatenate([curve, final_loss[None]])}, "final": final}
         if spec.store.save_params:
             out["params0"], out["params"] = state0, state

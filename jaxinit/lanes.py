@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import optax
 from jax import Array, lax
 
-from jaxinit import metrics
+from jaxinit import metrics, outputs
 from jaxinit.models import ACTIVATIONS, Model, from_spec
 from jaxinit.spec import Spec
 from jaxinit.tasks import Task, loss_value, metric_value
@@ -532,18 +532,17 @@ def finalize(
     per_run = jax.vmap(evaluate, in_axes=(-1, None, None))
     _, train_metric = per_run(state.params, data.x_train, data.y_train)
     test_loss, test_metric = per_run(state.params, data.x_test, data.y_test)
-    final = {
-        "final_loss": final_loss,
-        "final_metric": train_metric,
-        "test_loss": test_loss,
-        "test_metric": test_metric,
-        "final_grad_norm": lanes_norm(grads),
-        "diverged": state.diverged_step >= 0,
-        "diverged_step": state.diverged_step,
-        "converged_step": state.converged_step,
-        "time_to_threshold": hit_step,
-        "success": (train_metric >= task.success_metric) & (state.diverged_step < 0),
-    }
+    final = outputs.final_record(
+        final_loss=final_loss,
+        final_metric=train_metric,
+        test_loss=test_loss,
+        test_metric=test_metric,
+        final_grad_norm=lanes_norm(grads),
+        diverged_step=state.diverged_step,
+        converged_step=state.converged_step,
+        time_to_threshold=hit_step,
+        success_metric=task.success_metric,
+    )
     out = {"curves": curves, "final": final}
     if ctx.static.store.save_params:
         out["params0"], out["params"] = from_lanes(params0), from_lanes(state.params)

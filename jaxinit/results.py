@@ -35,6 +35,7 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
+from jaxinit import outputs
 from jaxinit.plan import Plan, coordinates, make_plan
 from jaxinit.store import (
     expect_for,
@@ -47,48 +48,16 @@ from jaxinit.store import (
 
 _SECTIONS = ("final/", "curves/", "params0/", "params/")
 
-STEP_VARIABLES = ("diverged_step", "converged_step", "time_to_threshold")
+STEP_VARIABLES = tuple(f.name for f in outputs.FINALS if f.kind == "step")
 """Per-run step counts of events that may never happen: float, NaN for never (or not done)."""
 
-FINAL_VARIABLES: dict[str, str] = {
-    "final_loss": "float",
-    "final_metric": "float",
-    "test_loss": "float",
-    "test_metric": "float",
-    "final_grad_norm": "float",
-    "diverged": "bool",
-    "diverged_step": "step",
-    "converged_step": "step",
-    "time_to_threshold": "step",
-    "success": "bool",
-}
-"""The per-run variables every Dataset has (``name -> float | bool | step``), finished or not."""
-
-_NEVER = "NaN if it never happened (or the run is not done)"
+FINAL_VARIABLES: dict[str, str] = outputs.kinds()
+"""The per-run variables every Dataset has (``name -> float | bool | step``), finished or not:
+:data:`jaxinit.outputs.FINALS`."""
 
 VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "done": {"long_name": "run finished", "description": "the run's chunk has been computed"},
-    "final_loss": {"long_name": "final training loss", "units": "1",
-                   "description": "training objective after the last update"},
-    "final_metric": {"long_name": "final training metric", "units": "1",
-                     "description": "accuracy (classification) or R² (regression) on the training set"},
-    "test_loss": {"long_name": "test loss", "units": "1",
-                  "description": "loss on the test set after the last update"},
-    "test_metric": {"long_name": "test metric", "units": "1",
-                    "description": "accuracy or R² on the test set after the last update"},
-    "final_grad_norm": {"long_name": "final gradient norm", "units": "1",
-                        "description": "full-batch training gradient norm at the final parameters "
-                                       "(k-means / EM: the size of the last step's change)"},
-    "diverged": {"long_name": "diverged",
-                 "description": "the loss or the parameters became non-finite"},
-    "diverged_step": {"long_name": "divergence step", "units": "steps",
-                      "description": f"first step with a non-finite loss; {_NEVER}"},
-    "converged_step": {"long_name": "convergence step", "units": "steps",
-                       "description": f"step the gradient norm fell below train.grad_tol; {_NEVER}"},
-    "time_to_threshold": {"long_name": "time to threshold", "units": "steps",
-                          "description": f"first step with training loss below train.threshold; {_NEVER}"},
-    "success": {"long_name": "solved the task",
-                "description": "training metric reached the task's success level without diverging"},
+    **{f.name: outputs.attrs(f) for f in outputs.FINALS},
     "loss": {"long_name": "training loss", "units": "1",
              "description": "training loss at each logged step"},
     "grad_norm": {"long_name": "gradient norm", "units": "1",

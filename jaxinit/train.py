@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 from jax import Array
 
-from jaxinit import metrics
+from jaxinit import metrics, outputs
 from jaxinit.initializers import standard_normal
 from jaxinit.models import Model, from_spec
 from jaxinit.spec import OptimizerSpec, Spec
@@ -343,18 +343,17 @@ def finalize(
     train_loss, train_metric = evaluate(data.x_train, data.y_train)
     test_loss, test_metric = evaluate(data.x_test, data.y_test)
     grad = jax.grad(ctx.loss)(state.params, data.x_train, data.y_train)
-    final = {
-        "final_loss": final_loss if task.objective is not None else train_loss,
-        "final_metric": train_metric,
-        "test_loss": test_loss,
-        "test_metric": test_metric,
-        "final_grad_norm": optax.tree.norm(grad),
-        "diverged": state.diverged_step >= 0,
-        "diverged_step": state.diverged_step,
-        "converged_step": state.converged_step,
-        "time_to_threshold": hit_step,
-        "success": (train_metric >= task.success_metric) & (state.diverged_step < 0),
-    }
+    final = outputs.final_record(
+        final_loss=final_loss if task.objective is not None else train_loss,
+        final_metric=train_metric,
+        test_loss=test_loss,
+        test_metric=test_metric,
+        final_grad_norm=optax.tree.norm(grad),
+        diverged_step=state.diverged_step,
+        converged_step=state.converged_step,
+        time_to_threshold=hit_step,
+        success_metric=task.success_metric,
+    )
     out = {"curves": curves, "final": final}
     if ctx.static.store.save_params:
         out["params0"], out["params"] = params0, state.params
