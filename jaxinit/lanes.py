@@ -49,21 +49,23 @@ import jax.numpy as jnp
 import optax
 from jax import Array, lax
 
-from jaxinit import metrics, outputs
+from jaxinit import metrics
 from jaxinit.models import ACTIVATIONS, Model, from_spec
+from jaxinit.program import (
+    KEY_DATA,
+    KEY_DROPOUT,
+    Layout,
+    Program,
+    RunState,
+    measured,
+    run,
+    run_key,
+    start,
+    tree_where,
+)
 from jaxinit.spec import Spec
 from jaxinit.tasks import Task, loss_value, metric_value
-from jaxinit.train import (
-    _DATA,
-    _DROPOUT,
-    Data,
-    RunState,
-    _batch,
-    advance,
-    build_optimizer,
-    make_init,
-    run_key,
-)
+from jaxinit.train import Data, batch, build_optimizer, make_init, optimizer_step
 
 __all__ = [
     "ELEMENTWISE_OPTIMIZERS",
@@ -79,6 +81,7 @@ __all__ = [
     "spread",
     "to_lanes",
     "from_lanes",
+    "LANES",
 ]
 
 Lanes = Any
@@ -190,11 +193,6 @@ def to_lanes(tree: Any) -> Lanes:
 def from_lanes(tree: Lanes) -> Any:
     """Run axis last → run axis first (vmap layout)."""
     return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), tree)
-
-
-def _where(pred_C: Array, new: Lanes, old: Lanes) -> Lanes:
-    """Per-run choice between two lanes trees; ``pred_C`` broadcasts against the trailing axis."""
-    return jax.tree.map(lambda a, b: jnp.where(pred_C, a, b), new, old)
 
 
 # -- the MLP in the lanes layout ----------------------------------------------------------------
@@ -343,7 +341,7 @@ def _lanes_batch(data: Data, keys_C: Array, t: Array, batch_size: int) -> tuple[
     shared full training set when not minibatching."""
     if batch_size <= 0 or batch_size >= data.x_train.shape[0]:
         return data.x_train, data.y_train
-    x, y = jax.vmap(lambda k: _batch(data, k, t, batch_size))(keys_C)
+    x, y = jax.vmap(lambda k: batch(data, k, t, batch_size))(keys_C)
     return jnp.moveaxis(x, 0, -1), jnp.moveaxis(y, 0, -1)
 
 
@@ -437,8 +435,8 @@ def context(static: Spec, task: Task, values: dict[str, Array], params0: Lanes) 
         mdl,
         _activation(static.model.activation),
         build_optimizer(s.optimizer, trainable),
-        _run_keys(static.seed, values["seed"], _DATA),
-        _run_keys(static.seed, values["seed"], _DROPOUT),
+        _run_keys(static.seed, values["seed"], KEY_DATA),
+        _run_keys(static.seed, values["seed"], KEY_DROPOUT),
         task.threshold if s.train.threshold is None else s.train.threshold,
         static.train.batch_size > 0 or dropping,
         dropping,
@@ -448,12 +446,13 @@ def context(static: Spec, task: Task, values: dict[str, Array], params0: Lanes) 
 
 def init_state(ctx: Context, values: dict[str, Array], params0: Lanes) -> RunState:
     trainable = ctx.model.trainable(params0) if ctx.model.trainable else None
-    minus_one = jnp.full(values["seed"].shape, -1, jnp.int32)
     opt_state = _init_opt_state(ctx.static, values, params0, trainable)
-    return RunState(params0, opt_state, minus_one, minus_one, minus_one)
+    return start(params0, opt_state, values["seed"].shape)
 
 
-def step(ctx: Context, data: Data, state: RunState, t: Array) -> tuple[RunState, Array]:
+def step(
+    ctx: Context, data: Data, state: RunState, t: Array
+) -> tuple[RunState, Array, Array | None]:
     """One optimizer step of every run (:func:`jaxinit.train.step`, run axis last)."""
     x, y = _lanes_batch(data, ctx.key_data, t, ctx.static.train.batch_size)
     drop = None
@@ -462,13 +461,14 @@ def step(ctx: Context, data: Data, state: RunState, t: Array) -> tuple[RunState,
         rate = ctx.spec.model.dropout
         drop = (_dropout_masks(ctx.key_drop, t, rate, shapes), 1.0 - rate)
     grads, loss = jax.grad(ctx.losses, has_aux=True)(state.params, x, y, drop)
-    return advance(ctx, state, t, loss, grads, lanes_norm, _where, books=False), loss
+    state, done = optimizer_step(ctx, state, loss, grads, lanes_norm)
+    return state, loss, done
 
 
 def first_step(hit_TxC: Array, steps_T: Array, before_C: Array) -> Array:
     """``before_C`` where it is set (``>= 0``), else the first of ``steps_T`` whose row of
-    ``hit_TxC`` is true (``-1`` if none): the books :func:`jaxinit.train.advance` keeps step by
-    step, kept once per block of steps (two fewer kernels in the step loop)."""
+    ``hit_TxC`` is true (``-1`` if none): the books :func:`jaxinit.program.run` keeps step by
+    step in the vmap layout, kept once per block of steps (two fewer kernels in the step loop)."""
     never = jnp.iinfo(jnp.int32).max
     first = _halving(jnp.where(hit_TxC, steps_T[:, None], never), 0, jnp.minimum)
     return jnp.where((before_C < 0) & (first < never), first, before_C)
@@ -486,67 +486,59 @@ def probe(
     return loss, _diagnostics(names, ctx.model, params, params0, g, x, y), g
 
 
-def log_block(
-    ctx: Context, data: Data, params0: Lanes, carry: tuple, b: Array
-) -> tuple[tuple, dict[str, Array]]:
-    """``log_every`` steps, then the divergence check (:func:`jaxinit.train.log_block`)."""
-    state, good = carry
-    tr = ctx.static.train
-    loss, diag = None, {}
-    if ctx.stochastic or tr.diagnostics:
-        loss, diag, _ = probe(ctx, data, state.params, params0, bool(tr.diagnostics))
-    steps = b * tr.log_every + jnp.arange(tr.log_every, dtype=jnp.int32)
-    new, losses = lax.scan(functools.partial(step, ctx, data), state, steps)
-    new = new._replace(
-        diverged_step=first_step(~jnp.isfinite(losses), steps, new.diverged_step),
-        hit_step=first_step(losses < ctx.threshold, steps, new.hit_step),
-    )
-    good = _where(jnp.isfinite(losses[0]), (state.params, state.opt_state), good)
-    blown = ~jnp.isfinite(lanes_sq_norm(new.params))
-    diverged = jnp.where((new.diverged_step < 0) & blown, steps[-1] + 1, new.diverged_step)
-    params, opt_state = _where(diverged >= 0, good, (new.params, new.opt_state))
-    state = new._replace(params=params, opt_state=opt_state, diverged_step=diverged)
-    return (state, good), {"loss": losses[0] if loss is None else loss, **diag}
-
-
-def finalize(
-    ctx: Context, data: Data, state: RunState, params0: Lanes, curves: dict[str, Array]
-) -> dict[str, Any]:
-    """The outputs of :func:`jaxinit.train.finalize`, run axis first. Accuracy and test loss
-    come from the per-run ``mlp.apply``, vmapped over the trailing axis (once per run)."""
-    tr, task = ctx.static.train, ctx.task
-    final_loss, final_diag, grads = probe(ctx, data, state.params, params0, True)
-    hit_step = jnp.where(
-        (state.hit_step < 0) & (final_loss < ctx.threshold), jnp.int32(tr.steps), state.hit_step
-    )
-    curves = jax.tree.map(
-        lambda c, f: jnp.moveaxis(jnp.concatenate([c, f[None]]), -1, 0),
-        curves,
-        {"loss": final_loss, **final_diag},
-    )
+def finish(
+    ctx: Context, data: Data, params: Lanes, params0: Lanes
+) -> tuple[Array, dict[str, Array], dict[str, Array]]:
+    """The final curve point and measured finals of every run (:func:`jaxinit.train.finish`,
+    run axis last). Accuracy and test loss come from the per-run ``mlp.apply``, vmapped over
+    the trailing axis (once per run)."""
+    task = ctx.task
+    final_loss, final_diag, grads = probe(ctx, data, params, params0, True)
 
     def evaluate(p: Any, x: Array, y: Array) -> tuple[Array, Array]:
         pred = ctx.model.apply(p, x)
         return loss_value(task.loss, pred, y), metric_value(task.loss, pred, y).astype(pred.dtype)
 
     per_run = jax.vmap(evaluate, in_axes=(-1, None, None))
-    _, train_metric = per_run(state.params, data.x_train, data.y_train)
-    test_loss, test_metric = per_run(state.params, data.x_test, data.y_test)
-    final = outputs.final_record(
-        final_loss=final_loss,
-        final_metric=train_metric,
-        test_loss=test_loss,
-        test_metric=test_metric,
-        final_grad_norm=lanes_norm(grads),
-        diverged_step=state.diverged_step,
-        converged_step=state.converged_step,
-        time_to_threshold=hit_step,
-        success_metric=task.success_metric,
+    _, train_metric = per_run(params, data.x_train, data.y_train)
+    test_loss, test_metric = per_run(params, data.x_test, data.y_test)
+    finals = measured(final_loss, train_metric, test_loss, test_metric, lanes_norm(grads))
+    return final_loss, final_diag, finals
+
+
+def lanes_program(ctx: Context, data: Data, values: dict[str, Array], params0: Lanes) -> Program:
+    """Gradient training of a block of runs, run axis last, as a :class:`jaxinit.program.Program`
+    (run in :data:`LANES`)."""
+    tr = ctx.static.train
+
+    def observe(state: RunState) -> tuple[Array | None, dict[str, Array]]:
+        if not (ctx.stochastic or tr.diagnostics):
+            return None, {}
+        loss, diag, _ = probe(ctx, data, state.params, params0, bool(tr.diagnostics))
+        return loss, diag
+
+    return Program(
+        init=lambda p: init_state(ctx, values, p),
+        step=functools.partial(step, ctx, data),
+        observe=observe,
+        finish=lambda s: finish(ctx, data, s.params, params0),
+        threshold=ctx.threshold,
+        success_metric=ctx.task.success_metric,
+        step_loss=True,
+        freeze_converged=True,
     )
-    out = {"curves": curves, "final": final}
-    if ctx.static.store.save_params:
-        out["params0"], out["params"] = from_lanes(params0), from_lanes(state.params)
-    return out
+
+
+LANES = Layout(
+    "lanes",
+    tree_where,
+    lanes_norm,
+    lambda tree: jnp.isfinite(lanes_sq_norm(tree)),
+    first_step,
+    from_lanes,
+)
+"""The run axis last: a per-run ``where`` broadcasts a ``(C,)`` predicate against it, norms
+sum with :func:`lane_sum`, the step books are kept once per block (:func:`first_step`)."""
 
 
 def _train_block(
@@ -556,13 +548,14 @@ def _train_block(
     ``values: {path: (S,)}``."""
     params0 = to_lanes(params0)
     ctx = context(spec, task, values, params0)
-    state = init_state(ctx, values, params0)
-    (state, _), curves = lax.scan(
-        functools.partial(log_block, ctx, data, params0),
-        (state, (state.params, state.opt_state)),
-        jnp.arange(spec.train.steps // spec.train.log_every, dtype=jnp.int32),
+    return run(
+        lanes_program(ctx, data, values, params0),
+        LANES,
+        params0,
+        steps=spec.train.steps,
+        log_every=spec.train.log_every,
+        save_params=spec.store.save_params,
     )
-    return finalize(ctx, data, state, params0, curves)
 
 
 BLOCK_BYTES = (2**19, 2**21)
