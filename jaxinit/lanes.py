@@ -50,7 +50,8 @@ import optax
 from jax import Array, lax
 
 from jaxinit import metrics
-from jaxinit.models import ACTIVATIONS, Model, from_spec
+from jaxinit.models import Model, from_spec
+from jaxinit.ops import Ops
 from jaxinit.program import (
     KEY_DATA,
     KEY_DROPOUT,
@@ -69,7 +70,6 @@ from jaxinit.train import Data, batch, build_optimizer, make_init, optimizer_ste
 
 __all__ = [
     "ELEMENTWISE_OPTIMIZERS",
-    "LANE_DIAGNOSTICS",
     "supports",
     "prefer_lanes",
     "step_cost",
@@ -195,13 +195,7 @@ def from_lanes(tree: Lanes) -> Any:
     return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), tree)
 
 
-# -- the MLP in the lanes layout ----------------------------------------------------------------
-def _activation(name: str) -> Callable[[Array], Array]:
-    """The elementwise function ``mlp`` applies for ``name`` (a registry entry's ``fn``)."""
-    entry = ACTIVATIONS[name]
-    return getattr(entry, "fn", entry)
-
-
+# -- the layout primitives on the lanes ---------------------------------------------------------
 def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None) -> Array:
     """``z_NxOxC = Σ_i a[n, i] · w[i, o] (+ b[o])`` for every run at once.
 
@@ -218,21 +212,34 @@ def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None) -> Array:
     return z if b_OxC is None else z + spread(b_OxC[None], (n, o, c))
 
 
-def forward(
-    params: Lanes,
-    x: Array,
-    act: Callable[[Array], Array],
-    drop: tuple[list[Array], Array | float] | None = None,
-) -> Array:
-    """The MLP's outputs ``(N, O, C)``; ``drop = (masks, keep)`` applies inverted dropout with
-    per-hidden-layer masks ``(N, H_l, C)`` and keep probability ``keep`` (scalar or ``(C,)``)."""
-    *hidden, last = params["layers"]
-    for l, layer in enumerate(hidden):
-        x = act(dense(x, layer["w"], layer.get("b")))
-        if drop is not None:
-            masks, keep = drop
-            x = jnp.where(masks[l], x / keep, 0.0)
-    return dense(x, last["w"], last.get("b"))
+def _log_softmax(out_NxOxC: Array) -> Array:
+    shifted = out_NxOxC - lane_max(out_NxOxC, 1)[:, None, :]
+    lse = jnp.log(lane_sum(jnp.exp(shifted), 1))
+    return shifted - spread(lse[:, None, :], out_NxOxC.shape)
+
+
+def _pick(logp_NxOxC: Array, y: Array) -> Array:
+    """Each point's log-probability of its label, ``(N, C)``; labels shared ``(N,)`` or per run
+    ``(N, C)``."""
+    o = logp_NxOxC.shape[1]
+    labels = y[:, None, None] if y.ndim == 1 else y[:, None, :]
+    onehot = labels.astype(jnp.int32) == jnp.arange(o, dtype=jnp.int32)[None, :, None]
+    return lane_sum(jnp.where(onehot, logp_NxOxC, 0.0), 1)
+
+
+LANE_OPS = Ops(
+    dense=dense,
+    sum_last=lambda a: lane_sum(a, 1),
+    mean_points=lambda a: lane_sum(a, 0) / a.shape[0],
+    targets=lambda y: y[:, :, None] if y.ndim == 2 else y,
+    log_softmax=_log_softmax,
+    pick=_pick,
+    norm=lanes_norm,
+)
+"""The primitives of :mod:`jaxinit.ops` with the run axis last (``(N, O, C)`` outputs, ``(C,)``
+losses and norms): no XLA reduce over a small axis, broadcasts of differentiated values by
+:func:`spread`. A model's ``forward`` and :func:`jaxinit.tasks.loss_value` run on them as
+written."""
 
 
 def lanes_loss(kind: str, out_NxOxC: Array, y: Array) -> Array:
@@ -241,22 +248,7 @@ def lanes_loss(kind: str, out_NxOxC: Array, y: Array) -> Array:
     ``y`` is shared (``(N, O)``, or ``(N,)`` labels for ``ce``) or per run (``(N, O, C)``,
     ``(N, C)``).
     """
-    n, o, _ = out_NxOxC.shape
-    if kind == "ce":
-        labels = y[:, None, None] if y.ndim == 1 else y[:, None, :]
-        onehot = labels.astype(jnp.int32) == jnp.arange(o, dtype=jnp.int32)[None, :, None]
-        shifted = out_NxOxC - lane_max(out_NxOxC, 1)[:, None, :]
-        lse = jnp.log(lane_sum(jnp.exp(shifted), 1))
-        logp = shifted - spread(lse[:, None, :], out_NxOxC.shape)
-        return -lane_sum(lane_sum(jnp.where(onehot, logp, 0.0), 1), 0) / n
-    y = y[:, :, None] if y.ndim == 2 else y
-    if kind == "mse":
-        per = (out_NxOxC - y) ** 2
-        return lane_sum(lane_sum(per, 1), 0) / n / 2
-    if kind == "bce":
-        per = jnp.logaddexp(0.0, out_NxOxC) - y * out_NxOxC
-        return lane_sum(lane_sum(per, 1), 0) / n
-    raise ValueError(f"unknown loss {kind!r}")
+    return loss_value(kind, out_NxOxC, y, LANE_OPS)
 
 
 # -- static checks ------------------------------------------------------------------------------
@@ -264,15 +256,16 @@ def supports(spec: Spec, model: Model | None, task: Task) -> str | None:
     """``None`` if :func:`make_batched_run` can run this static configuration, else a one-line
     reason why not (the caller then uses the vmapped :func:`jaxinit.train.make_run`)."""
     if model is not None:
-        return "a user model: the lanes layout is written for the built-in mlp only"
-    if spec.model.name != "mlp":
-        return f"model.name = {spec.model.name!r}: only the built-in mlp has a lanes form"
+        return "a user model: the lanes layout runs the built-in models only"
+    if from_spec(spec.model, task.in_dim, task.out_dim).forward is None:
+        return (
+            f"model.name = {spec.model.name!r} has no lanes form (it declares no forward pass "
+            "over the layout primitives, Model.forward)"
+        )
     if task.objective is not None:
         return "the task's objective(params) replaces the sampled loss: per-run code only"
     if task.loss not in ("mse", "bce", "ce"):
         return f"loss {task.loss!r} has no lanes form"
-    if spec.model.activation not in ACTIVATIONS:
-        return f"activation {spec.model.activation!r} is unknown"
     if spec.optimizer.name not in ELEMENTWISE_OPTIMIZERS:
         return (
             f"optimizer {spec.optimizer.name!r} is not elementwise (norms over layers or the "
@@ -345,39 +338,26 @@ def _lanes_batch(data: Data, keys_C: Array, t: Array, batch_size: int) -> tuple[
     return jnp.moveaxis(x, 0, -1), jnp.moveaxis(y, 0, -1)
 
 
-def _dropout_masks(
-    keys_C: Array, t: Array, dropout: Array | float, shapes: list[tuple[int, int]]
-) -> list[Array]:
-    """Every run's dropout masks of step ``t``, ``(B, H_l, C)`` per hidden layer: the masks
-    ``mlp.apply`` draws from ``fold_in(fold_in(k_drop, t), l)``."""
+def dropout(keys_C: Array, t: Array, rate: Array | float) -> Callable[[int, Array], Array]:
+    """``drop(l, a_BxHxC)``: every run's inverted dropout of step ``t`` on hidden layer ``l``
+    (``Model.forward``'s ``drop``), with the masks ``mlp.apply`` draws from
+    ``fold_in(fold_in(k_drop, t), l)``; ``rate`` a scalar or ``(C,)``."""
+    keep = 1.0 - rate
 
-    def one(key: Array, rate: Array | float) -> list[Array]:
-        key = jax.random.fold_in(key, t)
-        return [
-            jax.random.bernoulli(jax.random.fold_in(key, l), 1.0 - rate, shape)
-            for l, shape in enumerate(shapes)
-        ]
+    def drop(l: int, a: Array) -> Array:
+        shape = a.shape[:-1]
 
-    if isinstance(dropout, (int, float)):
-        masks = jax.vmap(lambda k: one(k, dropout))(keys_C)
-    else:
-        masks = jax.vmap(one)(keys_C, dropout)
-    return [jnp.moveaxis(m, 0, -1) for m in masks]
+        def one(key: Array, r: Array | float) -> Array:
+            key = jax.random.fold_in(key, t)
+            return jax.random.bernoulli(jax.random.fold_in(key, l), 1.0 - r, shape)
 
+        if isinstance(rate, (int, float)):
+            mask = jax.vmap(lambda k: one(k, rate))(keys_C)
+        else:
+            mask = jax.vmap(one)(keys_C, rate)
+        return jnp.where(jnp.moveaxis(mask, 0, -1), a / keep, 0.0)
 
-LANE_DIAGNOSTICS: dict[str, Callable[[Lanes, Lanes, Lanes], Array]] = {
-    "grad_norm": lambda params, params0, grads: lanes_norm(grads),
-    "layer_grad_norm": lambda params, params0, grads: jnp.stack(
-        [lanes_norm(g) for g in grads["layers"]]
-    ),
-    "weight_norm": lambda params, params0, grads: lanes_norm(params),
-    "distance_from_init": lambda params, params0, grads: lanes_norm(
-        jax.tree.map(jnp.subtract, params, params0)
-    ),
-}
-"""The diagnostics of :mod:`jaxinit.metrics` that are norms, in the lanes layout: ``fn(params,
-params0, grads) -> (..., C)``. The others (hidden-unit counts, saturation, dead units) call
-:data:`jaxinit.metrics.DIAGNOSTICS` per run, vmapped over the trailing axis (slower, exact)."""
+    return drop
 
 
 def _diagnostics(
@@ -386,8 +366,9 @@ def _diagnostics(
     """:func:`jaxinit.metrics.record` of every run, each value with the run axis last."""
     out: dict[str, Array] = {}
     for name in names:
-        if name in LANE_DIAGNOSTICS:
-            out[name] = LANE_DIAGNOSTICS[name](params, params0, grads)
+        if name in metrics.ANY_LAYOUT:
+            fn = metrics.DIAGNOSTICS[name]
+            out.update(fn(metrics.Probe(mdl, params, params0, grads, x, y, LANE_OPS)))
             continue
         fn = metrics.DIAGNOSTICS[name]
         one = lambda p, p0, g, fn=fn: fn(metrics.Probe(mdl, p, p0, g, x, y))
@@ -406,8 +387,7 @@ class Context(NamedTuple):
     static: Spec
     spec: Spec
     task: Task
-    model: Model  # the static model: hidden units for diagnostics, the trainable mask, apply
-    act: Callable[[Array], Array]
+    model: Model  # the static model: its forward pass, hidden units, trainable mask, apply
     opt: optax.GradientTransformation
     key_data: Array  # (C,) keys
     key_drop: Array  # (C,) keys
@@ -418,7 +398,8 @@ class Context(NamedTuple):
 
     def losses(self, params: Lanes, x: Array, y: Array, drop=None) -> tuple[Array, Array]:
         """``(Σ_r L_r, L_C)``: the sum (whose gradient is every run's own) and each run's loss."""
-        per_run = lanes_loss(self.task.loss, forward(params, x, self.act, drop), y)
+        out = self.model.forward(LANE_OPS, params, x, drop)
+        per_run = loss_value(self.task.loss, out, y, LANE_OPS)
         return jnp.sum(per_run), per_run
 
 
@@ -433,7 +414,6 @@ def context(static: Spec, task: Task, values: dict[str, Array], params0: Lanes) 
         s,
         task,
         mdl,
-        _activation(static.model.activation),
         build_optimizer(s.optimizer, trainable),
         _run_keys(static.seed, values["seed"], KEY_DATA),
         _run_keys(static.seed, values["seed"], KEY_DROPOUT),
@@ -455,11 +435,7 @@ def step(
 ) -> tuple[RunState, Array, Array | None]:
     """One optimizer step of every run (:func:`jaxinit.train.step`, run axis last)."""
     x, y = _lanes_batch(data, ctx.key_data, t, ctx.static.train.batch_size)
-    drop = None
-    if ctx.dropping:
-        shapes = [(x.shape[0], w) for w in ctx.static.model.widths]
-        rate = ctx.spec.model.dropout
-        drop = (_dropout_masks(ctx.key_drop, t, rate, shapes), 1.0 - rate)
+    drop = dropout(ctx.key_drop, t, ctx.spec.model.dropout) if ctx.dropping else None
     grads, loss = jax.grad(ctx.losses, has_aux=True)(state.params, x, y, drop)
     state, done = optimizer_step(ctx, state, loss, grads, lanes_norm)
     return state, loss, done

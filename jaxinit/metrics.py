@@ -15,11 +15,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax import Array
 
 from jaxinit.activations import ACTIVATIONS
 from jaxinit.models import Model
+from jaxinit.ops import PER_RUN, Ops
 
 
 class Probe(NamedTuple):
@@ -31,15 +31,12 @@ class Probe(NamedTuple):
     grads: Any  # full-batch gradient of the training loss at ``params``
     x: Array  # training inputs (B, I)
     y: Array
-
-
-def _leaves_norm(tree: Any) -> Array:
-    return optax.tree.norm(tree)
+    ops: Ops = PER_RUN  # the layout's primitives (jaxinit.ops); its norm is per run
 
 
 def grad_norm(p: Probe) -> dict[str, Array]:
     """Global gradient norm ``‖∇L‖`` (full batch)."""
-    return {"grad_norm": _leaves_norm(p.grads)}
+    return {"grad_norm": p.ops.norm(p.grads)}
 
 
 def _layers(p: Probe, tree: Any) -> list:
@@ -50,17 +47,17 @@ def _layers(p: Probe, tree: Any) -> list:
 
 def layer_grad_norm(p: Probe) -> dict[str, Array]:
     """Gradient norm of each layer's parameters, ``(L,)`` (layers as the model declares them)."""
-    return {"layer_grad_norm": jnp.stack([_leaves_norm(g) for g in _layers(p, p.grads)])}
+    return {"layer_grad_norm": jnp.stack([p.ops.norm(g) for g in _layers(p, p.grads)])}
 
 
 def weight_norm(p: Probe) -> dict[str, Array]:
     """Global parameter norm ``‖θ‖``."""
-    return {"weight_norm": _leaves_norm(p.params)}
+    return {"weight_norm": p.ops.norm(p.params)}
 
 
 def distance_from_init(p: Probe) -> dict[str, Array]:
     """``‖θ − θ₀‖``: how far the run has moved (lazy vs rich training)."""
-    return {"distance_from_init": _leaves_norm(jax.tree.map(jnp.subtract, p.params, p.params0))}
+    return {"distance_from_init": p.ops.norm(jax.tree.map(jnp.subtract, p.params, p.params0))}
 
 
 DISTINCT_RTOL = 1e-2
@@ -173,6 +170,11 @@ DIAGNOSTICS: dict[str, Callable[[Probe], dict[str, Array]]] = {
     "dead_units": dead_units,
 }
 """Registry ``diagnostic name -> fn(probe) -> {curve name: value}``."""
+
+ANY_LAYOUT = frozenset({"grad_norm", "layer_grad_norm", "weight_norm", "distance_from_init"})
+"""The diagnostics written against the layout primitives (``Probe.ops``): they run on a batch
+of runs in any layout (values ``(..., C)`` on the lanes). The others are one run's code, which
+the lanes layout vmaps over its run axis."""
 
 
 def record(names: tuple[str, ...], probe: Probe) -> dict[str, Array]:

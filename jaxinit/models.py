@@ -28,6 +28,7 @@ from jax import Array
 
 from jaxinit.activations import ACTIVATIONS
 from jaxinit.initializers import INITIALIZERS, standard_normal
+from jaxinit.ops import PER_RUN, Ops
 from jaxinit.spec import InitSpec, ModelSpec
 
 Params = Any  # a pytree of arrays
@@ -78,7 +79,8 @@ class Model(NamedTuple):
     ``symmetry`` declares the hidden units and the transformations that leave the function
     unchanged (:class:`Symmetry`). ``model_id`` names a user model in the sweep's identity: a
     directory started with one model is never resumed with another (parameter shapes are
-    compared too, but two models can share shapes).
+    compared too, but two models can share shapes). ``forward`` is the model written once
+    against :class:`jaxinit.ops.Ops`, so that it runs in every layout.
     """
 
     init: Callable[[Array, InitSpec], Params]
@@ -88,6 +90,10 @@ class Model(NamedTuple):
     trainable: Callable[[Params], Any] | None = None
     symmetry: Symmetry | None = None
     model_id: str | None = None
+    # (ops, params, x, drop) -> outputs: the forward pass written against the layout primitives
+    # (jaxinit.ops), ``drop(l, a)`` applying dropout to hidden layer l's activations (or None).
+    # A model that has it runs in the lanes layout too; ``apply`` is it with ops.PER_RUN.
+    forward: Callable[..., Array] | None = None
 
 
 def draw_weight(
@@ -156,9 +162,16 @@ def mlp(
             layers.append(layer)
         return {"layers": layers}
 
-    def layer_out(layer, x):
-        z = x @ layer["w"]
-        return z + layer["b"] if bias else z
+    def layer_out(layer, x, ops: Ops = PER_RUN):
+        return ops.dense(x, layer["w"], layer.get("b"))
+
+    def forward(ops: Ops, params: Params, x: Array, drop: Callable | None = None) -> Array:
+        *hidden_layers, last = params["layers"]
+        for l, layer in enumerate(hidden_layers):
+            x = act(layer_out(layer, x, ops))
+            if drop is not None:
+                x = drop(l, x)
+        return layer_out(last, x, ops)
 
     def hidden(params: Params, x: Array) -> list[Hidden]:
         out = []
@@ -171,14 +184,8 @@ def mlp(
         return out
 
     def apply(params: Params, x: Array, *, key: Array | None = None, train: bool = False) -> Array:
-        *hidden_layers, last = params["layers"]
-        for l, layer in enumerate(hidden_layers):
-            x = act(layer_out(layer, x))
-            if train and key is not None and not _is_zero(dropout):
-                keep = 1.0 - dropout
-                mask = jax.random.bernoulli(jax.random.fold_in(key, l), keep, x.shape)
-                x = jnp.where(mask, x / keep, 0.0)
-        return layer_out(last, x)
+        dropping = train and key is not None and not _is_zero(dropout)
+        return forward(PER_RUN, params, x, dropout_of(key, dropout) if dropping else None)
 
     def trainable(params: Params) -> Any:
         mask = jax.tree.map(lambda _: True, params)
@@ -192,7 +199,20 @@ def mlp(
         activation,
         None if train_output else trainable,
         dense_stack(ACTIVATIONS[activation].symmetry),
+        forward=forward,
     )
+
+
+def dropout_of(key: Array, rate: float | Array) -> Callable[[int, Array], Array]:
+    """``drop(l, a)``: inverted dropout of rate ``rate`` on hidden layer ``l``'s activations of
+    one run, its mask drawn from ``fold_in(key, l)`` (the key already folded with the step)."""
+
+    def drop(l: int, a: Array) -> Array:
+        keep = 1.0 - rate
+        mask = jax.random.bernoulli(jax.random.fold_in(key, l), keep, a.shape)
+        return jnp.where(mask, a / keep, 0.0)
+
+    return drop
 
 
 def _is_zero(x: Any) -> bool:

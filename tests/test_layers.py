@@ -9,7 +9,7 @@ LAYERS = [
     # plots.names: the figure names as plain data, so validation can check `report` lists
     ("schema", {"_toml", "_version", "spec", "stats", "bundled", "plots.names"}),
     # adapters: Flax / Equinox modules as Models (flax, equinox imported only when called)
-    ("blocks", {"activations", "initializers", "tasks", "models", "adapters", "metrics"}),
+    ("blocks", {"ops", "activations", "initializers", "tasks", "models", "adapters", "metrics"}),
     # the one run loop: a Program (pure per-run functions) run in a Layout; the declared outputs
     ("program", {"outputs", "program"}),
     # iterative algorithms beside gradient training: k-means, EM (one run each, vmapped later)
