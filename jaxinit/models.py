@@ -18,6 +18,7 @@ describe their hidden units (``hidden``) get symmetry and saturation diagnostics
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -140,15 +141,20 @@ def mlp(
     bias: bool = True,
     dropout: float | Array = 0.0,
     train_output: bool = True,
+    residual: bool = False,
 ) -> Model:
     """A fully connected net ``in_dim → widths… → out_dim`` with a linear output layer.
 
     ``params = {"layers": [{"w": (fan_in, fan_out), "b": (fan_out,)}, …]}``. Dropout (inverted,
     rate ``dropout``) applies to hidden activations when ``train=True`` and a key is given; the
-    rate may be traced. Layer ``l``'s weights use ``fold_in(key, l)``.
+    rate may be traced. Layer ``l``'s weights use ``fold_in(key, l)``. With ``residual`` (the
+    ``resmlp`` model) every hidden layer after the first whose width equals its input's is a
+    block with a skip connection, ``h ← h + φ(W h + b)``; the skips tie the units of the blocks
+    together, so no per-layer unit symmetry is declared.
     """
     dims = (in_dim, *widths, out_dim)
     act = ACTIVATIONS[activation].fn
+    skip = [residual and 0 < l and dims[l] == dims[l + 1] for l in range(len(widths))]
 
     def init(key: Array, init_spec: InitSpec) -> Params:
         layers = []
@@ -168,19 +174,21 @@ def mlp(
     def forward(ops: Ops, params: Params, x: Array, drop: Callable | None = None) -> Array:
         *hidden_layers, last = params["layers"]
         for l, layer in enumerate(hidden_layers):
-            x = act(layer_out(layer, x, ops))
+            a = act(layer_out(layer, x, ops))
             if drop is not None:
-                x = drop(l, x)
+                a = drop(l, a)
+            x = x + a if skip[l] else a
         return layer_out(last, x, ops)
 
     def hidden(params: Params, x: Array) -> list[Hidden]:
         out = []
-        for layer in params["layers"][:-1]:
+        for l, layer in enumerate(params["layers"][:-1]):
             z = layer_out(layer, x)
-            x = act(z)
+            a = act(z)
             w = layer["w"].T
             incoming = jnp.concatenate([w, layer["b"][:, None]], 1) if bias else w
-            out.append(Hidden(incoming, z, x))
+            out.append(Hidden(incoming, z, a))
+            x = x + a if skip[l] else a
         return out
 
     def apply(params: Params, x: Array, *, key: Array | None = None, train: bool = False) -> Array:
@@ -198,7 +206,7 @@ def mlp(
         hidden,
         activation,
         None if train_output else trainable,
-        dense_stack(ACTIVATIONS[activation].symmetry),
+        None if any(skip) else dense_stack(ACTIVATIONS[activation].symmetry),
         forward=forward,
     )
 
@@ -224,7 +232,7 @@ def from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
     return MODELS[spec.name](spec, in_dim, out_dim)
 
 
-def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
+def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int, residual: bool = False) -> Model:
     return mlp(
         spec.widths,
         in_dim=in_dim,
@@ -233,10 +241,14 @@ def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
         bias=spec.bias,
         dropout=spec.dropout,
         train_output=spec.train_output,
+        residual=residual,
     )
 
 
-MODELS: dict[str, Callable[[ModelSpec, int, int], Model]] = {"mlp": _mlp_from_spec}
+MODELS: dict[str, Callable[[ModelSpec, int, int], Model]] = {
+    "mlp": _mlp_from_spec,
+    "resmlp": functools.partial(_mlp_from_spec, residual=True),
+}
 """Registry ``model name -> factory(model_spec, in_dim, out_dim) -> Model``."""
 
 
