@@ -35,7 +35,7 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from jaxinit import outputs
+from jaxinit import metrics, outputs
 from jaxinit.plan import Plan, coordinates, make_plan
 from jaxinit.store import (
     expect_for,
@@ -60,22 +60,7 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     **{f.name: outputs.attrs(f) for f in outputs.FINALS},
     "loss": {"long_name": "training loss", "units": "1",
              "description": "training loss at each logged step"},
-    "grad_norm": {"long_name": "gradient norm", "units": "1",
-                  "description": "full-batch training gradient norm at each logged step"},
-    "layer_grad_norm": {"long_name": "layer gradient norm", "units": "1",
-                        "description": "gradient norm of each layer's parameters"},
-    "weight_norm": {"long_name": "parameter norm", "units": "1",
-                    "description": "global norm of all parameters"},
-    "distance_from_init": {"long_name": "distance from init", "units": "1",
-                           "description": "norm of the parameters minus the initial parameters"},
-    "distinct_units": {"long_name": "distinct units", "units": "1",
-                       "description": "distinct hidden units per layer (1% tolerance); NaN for the output layer"},
-    "distinct_units_coarse": {"long_name": "distinct units (coarse)", "units": "1",
-                              "description": "distinct hidden units per layer (10% tolerance); NaN for the output layer"},
-    "saturation": {"long_name": "saturated fraction", "units": "1",
-                   "description": "fraction of pre-activations in the activation's flat region, per layer"},
-    "dead_units": {"long_name": "dead ReLU fraction", "units": "1",
-                   "description": "fraction of ReLU units inactive on every data point, per layer"},
+    **{name: outputs.attrs(d.output) for name, d in metrics.REGISTRY.items()},
     "step": {"long_name": "training step", "units": "steps",
              "description": "optimizer steps taken before the logged value"},
     "layer": {"long_name": "layer", "description": "index into the model's layers (0 = first)"},

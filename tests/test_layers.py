@@ -7,11 +7,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jaxinit"
 
 LAYERS = [
     # plots.names: the figure names as plain data, so validation can check `report` lists
-    ("schema", {"_toml", "_version", "spec", "stats", "bundled", "plots.names"}),
+    # outputs: the per-run outputs, declared once (names, kinds, units, descriptions)
+    ("schema", {"_toml", "_version", "spec", "stats", "bundled", "plots.names", "outputs"}),
     # adapters: Flax / Equinox modules as Models (flax, equinox imported only when called)
     ("blocks", {"ops", "activations", "initializers", "tasks", "models", "adapters", "metrics"}),
-    # the one run loop: a Program (pure per-run functions) run in a Layout; the declared outputs
-    ("program", {"outputs", "program"}),
+    # the one run loop: a Program (pure per-run functions) run in a Layout
+    ("program", {"program"}),
     # iterative algorithms beside gradient training: k-means, EM (one run each, vmapped later)
     ("algorithms", {"kmeans", "gmm", "algorithms"}),
     # mean-field theory and random nets at init: pure functions of numbers, below the engine so
