@@ -148,13 +148,12 @@ def algorithm_program(spec: Spec, task: Task, values: dict[str, Array], data: An
         change = alg.changed(state.params, new, x).astype(x.dtype)
         return state._replace(params=new, residual=change), None, change <= a.tol
 
-    def finish(state: RunState) -> tuple[Array, dict, dict[str, Array]]:
+    def finish(state: RunState, final_loss: Array) -> tuple[Array, dict, dict[str, Array]]:
         def metric(xs, ys):
             if not labelled:
                 return jnp.full((), jnp.nan, x.dtype)
             return adjusted_rand(ys, alg.predict(state.params, xs), task.out_dim, k).astype(x.dtype)
 
-        final_loss = alg.loss(state.params, x)
         finals = measured(
             final_loss,
             metric(x, data.y_train),

@@ -343,12 +343,12 @@ def dropout(keys_C: Array, t: Array, rate: Array | float) -> Callable[[int, Arra
     (``Model.forward``'s ``drop``), with the masks ``mlp.apply`` draws from
     ``fold_in(fold_in(k_drop, t), l)``; ``rate`` a scalar or ``(C,)``."""
     keep = 1.0 - rate
+    keys_C = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_C)  # once for every layer
 
     def drop(l: int, a: Array) -> Array:
         shape = a.shape[:-1]
 
         def one(key: Array, r: Array | float) -> Array:
-            key = jax.random.fold_in(key, t)
             return jax.random.bernoulli(jax.random.fold_in(key, l), 1.0 - r, shape)
 
         if isinstance(rate, (int, float)):
@@ -497,7 +497,7 @@ def lanes_program(ctx: Context, data: Data, values: dict[str, Array], params0: L
         init=lambda p: init_state(ctx, values, p),
         step=functools.partial(step, ctx, data),
         observe=observe,
-        finish=lambda s: finish(ctx, data, s.params, params0),
+        finish=lambda s, _: finish(ctx, data, s.params, params0),
         threshold=ctx.threshold,
         success_metric=ctx.task.success_metric,
         step_loss=True,

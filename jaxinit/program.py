@@ -30,7 +30,7 @@ program is written for one run and vmapped); :data:`jaxinit.lanes.LANES` puts th
 ...     init=lambda p: start(p, ()),
 ...     step=lambda s, t: (s._replace(params=s.params / 2), None, s.params < 0.2),
 ...     observe=lambda s: (s.params, {}),
-...     finish=lambda s: (s.params, {}, measured(s.params, s.params, s.params, s.params, s.params)),
+...     finish=lambda s, _: (s.params, {}, measured(s.params, s.params, s.params, s.params, s.params)),
 ...     threshold=0.3, success_metric=1.0, step_loss=False, freeze_converged=False,
 ... )
 >>> out = run(prog, VMAP, jnp.float32(1.0), steps=4, log_every=2)
@@ -114,9 +114,10 @@ class Program(NamedTuple):
     step: Callable[[RunState, Array], tuple[RunState, Array | None, Array | None]]
     # state -> (its full-batch loss, or None to log the block's first step loss; diagnostics)
     observe: Callable[[RunState], tuple[Array | None, dict[str, Array]]]
-    # final state -> (its loss: the curve's last point, the threshold's last test; its
-    # diagnostics; the measured finals, :func:`measured`)
-    finish: Callable[[RunState], tuple[Array, dict[str, Array], dict[str, Array]]]
+    # (final state, its logged loss or None) -> (its loss: the curve's last point, the
+    # threshold's last test; its diagnostics; the measured finals, :func:`measured`). The
+    # logged loss is given where the step reports none (the loop has just computed it).
+    finish: Callable[[RunState, Array | None], tuple[Array, dict[str, Array], dict[str, Array]]]
     threshold: Any  # loss level for time_to_threshold; None: not tracked
     success_metric: Any  # final_metric at or above this (without diverging) is a success
     step_loss: bool  # step reports losses: divergence and the threshold are read every step
@@ -259,9 +260,10 @@ def run(
     (state, good), curves = jax.lax.scan(
         block, (state, good), jnp.arange(n_blocks, dtype=jnp.int32)
     )
+    logged = None
     if not program.step_loss:
-        state, _ = rollback(state, good, jnp.int32(steps), program.observe(state)[0])
-    final_loss, final_diag, finals = program.finish(state)
+        state, logged = rollback(state, good, jnp.int32(steps), program.observe(state)[0])
+    final_loss, final_diag, finals = program.finish(state, logged)
     hit = state.hit_step
     if thr is not None:
         # The loss after the last update is step `steps`'s loss: it can be the first one below.

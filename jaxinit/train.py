@@ -301,7 +301,7 @@ def gradient_program(ctx: Context, data: Data, params0: Any) -> Program:
         observe=(lambda s: probe(ctx, data, s.params, params0))
         if need_probe
         else (lambda s: (None, {})),
-        finish=lambda s: finish(ctx, data, s.params, params0),
+        finish=lambda s, _: finish(ctx, data, s.params, params0),
         threshold=ctx.threshold,
         success_metric=ctx.task.success_metric,
         step_loss=True,

@@ -18,7 +18,7 @@ def _toy(factor, *, threshold=0.3, step_loss=True, tol=None, freeze=True, runs=(
         done = None if tol is None else s.params < tol
         return new, (s.params if step_loss else None), done
 
-    def finish(s):
+    def finish(s, logged):
         x = s.params
         return x, {}, measured(x, -x, x, -x, s.residual)
 
