@@ -47,7 +47,7 @@ import numpy as np
 from jax import Array
 
 from jaxinit import gmm, kmeans
-from jaxinit.program import VMAP, Program, RunState, measured, run, run_key, start
+from jaxinit.program import VMAP, Program, RunState, measured, run_for, run_key, start
 from jaxinit.spec import Spec
 from jaxinit.tasks import Task
 
@@ -179,18 +179,9 @@ def make_train(spec: Spec, task: Task) -> Callable[[dict, Any, Any], dict]:
     """``train(values, state0, data) -> outputs``: the iterations of one run from ``state0``
     (:func:`algorithm_program` run by :func:`jaxinit.program.run`). Reads nothing of
     ``algorithm.init``."""
-    tr = spec.train
 
     def train(values: dict[str, Array], state0: Any, data: Any) -> dict[str, Any]:
-        program = algorithm_program(spec, task, values, data)
-        return run(
-            program,
-            VMAP,
-            state0,
-            steps=tr.steps,
-            log_every=tr.log_every,
-            save_params=spec.store.save_params,
-        )
+        return run_for(spec, algorithm_program(spec, task, values, data), VMAP, state0)
 
     return train
 

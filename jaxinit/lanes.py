@@ -59,7 +59,7 @@ from jaxinit.program import (
     Program,
     RunState,
     measured,
-    run,
+    run_for,
     run_key,
     start,
     tree_where,
@@ -524,14 +524,7 @@ def _train_block(
     ``values: {path: (S,)}``."""
     params0 = to_lanes(params0)
     ctx = context(spec, task, values, params0)
-    return run(
-        lanes_program(ctx, data, values, params0),
-        LANES,
-        params0,
-        steps=spec.train.steps,
-        log_every=spec.train.log_every,
-        save_params=spec.store.save_params,
-    )
+    return run_for(spec, lanes_program(ctx, data, values, params0), LANES, params0)
 
 
 BLOCK_BYTES = (2**19, 2**21)

@@ -49,6 +49,7 @@ import optax
 from jax import Array
 
 from jaxinit import outputs
+from jaxinit.spec import Spec
 
 __all__ = [
     "KEY_INIT",
@@ -60,6 +61,7 @@ __all__ = [
     "VMAP",
     "measured",
     "run",
+    "run_for",
     "run_key",
     "start",
     "tree_where",
@@ -284,3 +286,17 @@ def run(
     if save_params:
         out["params0"], out["params"] = layout.runs_first(params0), layout.runs_first(state.params)
     return out
+
+
+def run_for(spec: Spec, program: Program, layout: Layout, params0: Any) -> dict[str, Any]:
+    """:func:`run` for ``spec.train.steps`` steps, logging every ``spec.train.log_every``, with
+    the parameters in the outputs when ``spec.store.save_params``."""
+    tr = spec.train
+    return run(
+        program,
+        layout,
+        params0,
+        steps=tr.steps,
+        log_every=tr.log_every,
+        save_params=spec.store.save_params,
+    )

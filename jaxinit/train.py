@@ -39,7 +39,7 @@ from jaxinit.program import (
     Program,
     RunState,
     measured,
-    run,
+    run_for,
     run_key,
     start,
 )
@@ -325,18 +325,10 @@ def make_train(
 
     Reads nothing of ``spec.init``, so one compiled program serves every init scheme.
     """
-    tr = spec.train
 
     def train(values: dict[str, Array], params0: Any, data: Data) -> dict[str, Any]:
         ctx = context(spec, task, model, values, params0)
-        return run(
-            gradient_program(ctx, data, params0),
-            VMAP,
-            params0,
-            steps=tr.steps,
-            log_every=tr.log_every,
-            save_params=spec.store.save_params,
-        )
+        return run_for(spec, gradient_program(ctx, data, params0), VMAP, params0)
 
     return train
 
