@@ -24,7 +24,7 @@ curve every ``train.log_every`` steps, and per run
   logged state); ``success``: ``final_metric`` at or above the task's ``success_metric``;
 - ``params0`` / ``params`` (with ``store.save_params``): the initial and final state.
 
-The run's key is ``fold_in(key(spec.seed), seed)``, a training run's key (:func:`jaxinit.train.
+The run's key is ``fold_in(key(spec.seed), seed)``, a training run's key (:func:`jaxinit.program.
 run_key`), so seed ``s`` is the same random start whatever else the sweep varies. A start draws
 all its random numbers in one call (the random bit generator is most of a small program's
 compile time).
@@ -47,6 +47,7 @@ import numpy as np
 from jax import Array
 
 from jaxinit import gmm, kmeans
+from jaxinit.program import VMAP, Program, RunState, measured, run_for, run_key, start
 from jaxinit.spec import Spec
 from jaxinit.tasks import Task
 
@@ -112,15 +113,6 @@ def adjusted_rand(true_N: Array, pred_N: Array, k_true: int, k_pred: int) -> Arr
     return jnp.where(top > 0, (index - expected) / jnp.where(top > 0, top, 1), 1.0)
 
 
-def _where(pred: Array, a: Any, b: Any) -> Any:
-    return jax.tree.map(lambda u, v: jnp.where(pred, u, v), a, b)
-
-
-def run_key(root_seed: int, seed: Array) -> Array:
-    """The key of the run with seed coordinate ``seed`` (as :func:`jaxinit.train.run_key`)."""
-    return jax.random.fold_in(jax.random.key(root_seed), seed)
-
-
 def make_init(spec: Spec, task: Task) -> Callable[[dict, Any], Any]:
     """``init(values, data) -> state0``: one run's start, ``algorithm.init`` from its key."""
     alg, a, k = ALGORITHMS[spec.algorithm.name], spec.algorithm, n_clusters(spec, task)
@@ -143,74 +135,55 @@ def make_run(spec: Spec, task: Task) -> Callable[[dict, Any], dict]:
     return lambda values, data: train(values, init(values, data), data)
 
 
-def make_train(spec: Spec, task: Task) -> Callable[[dict, Any, Any], dict]:
-    """``train(values, state0, data) -> outputs``: the iterations of one run from ``state0``. A
-    ``lax.scan`` over logging blocks of a ``lax.scan`` over steps; nothing returns to the host.
-    Reads nothing of ``algorithm.init``."""
-    alg, a, tr = ALGORITHMS[spec.algorithm.name], spec.algorithm, spec.train
+def algorithm_program(spec: Spec, task: Task, values: dict[str, Array], data: Any) -> Program:
+    """One run of ``spec``'s algorithm as a :class:`jaxinit.program.Program`: the state is the
+    algorithm's, its residual the last step's change; a step computes no loss, so divergence
+    and the threshold are read from the logged losses; a converged run keeps iterating."""
+    alg, a = ALGORITHMS[spec.algorithm.name], spec.algorithm
     k, labelled = n_clusters(spec, task), has_labels(task)
-    n_blocks = tr.steps // tr.log_every
+    x = data.x_train
 
-    def run(values: dict[str, Array], state0: Any, data: Any) -> dict[str, Any]:
-        x = data.x_train
-        threshold = values.get("train.threshold", tr.threshold)
-        minus1 = jnp.array(-1, jnp.int32)
+    def step(state: RunState, t: Array) -> tuple[RunState, None, Array]:
+        new = alg.step(state.params, x, a.reg_covar)
+        change = alg.changed(state.params, new, x).astype(x.dtype)
+        return state._replace(params=new, residual=change), None, change <= a.tol
 
-        def one_step(carry, t):
-            state, conv, frozen, _ = carry
-            new = alg.step(state, x, a.reg_covar)
-            change = jnp.where(frozen, 0, alg.changed(state, new, x)).astype(x.dtype)
-            conv = jnp.where((conv < 0) & (change <= a.tol) & ~frozen, t, conv)
-            return (_where(frozen, state, new), conv, frozen, change), None
-
-        def block(carry, b):
-            """Log the loss; a non-finite one freezes the run at the last logged state."""
-            state, good, good_loss, conv, div, hit, change = carry
-            loss = alg.loss(state, x)
-            div = jnp.where((div < 0) & ~jnp.isfinite(loss), b * tr.log_every, div)
-            state, loss = _where(div >= 0, (good, good_loss), (state, loss))
-            if threshold is not None:
-                hit = jnp.where((hit < 0) & (loss < threshold), b * tr.log_every, hit)
-            steps = b * tr.log_every + jnp.arange(tr.log_every, dtype=jnp.int32)
-            (new, conv, _, change), _ = jax.lax.scan(
-                one_step, (state, conv, div >= 0, change), steps
-            )
-            return (new, state, loss, conv, div, hit, change), loss
-
-        zero = jnp.zeros((), x.dtype)
-        carry = (state0, state0, alg.loss(state0, x), minus1, minus1, minus1, zero)
-        carry, curve = jax.lax.scan(block, carry, jnp.arange(n_blocks, dtype=jnp.int32))
-        state, good, good_loss, conv, div, hit, change = carry
-        final_loss = alg.loss(state, x)
-        div = jnp.where((div < 0) & ~jnp.isfinite(final_loss), tr.steps, div)
-        state, final_loss = _where(div >= 0, (good, good_loss), (state, final_loss))
-        if threshold is not None:
-            hit = jnp.where((hit < 0) & (final_loss < threshold), tr.steps, hit)
-
+    def finish(state: RunState, final_loss: Array) -> tuple[Array, dict, dict[str, Array]]:
         def metric(xs, ys):
             if not labelled:
                 return jnp.full((), jnp.nan, x.dtype)
-            return adjusted_rand(ys, alg.predict(state, xs), task.out_dim, k).astype(x.dtype)
+            return adjusted_rand(ys, alg.predict(state.params, xs), task.out_dim, k).astype(x.dtype)
 
-        final_metric = metric(x, data.y_train)
-        final = {
-            "final_loss": final_loss,
-            "final_metric": final_metric,
-            "test_loss": alg.loss(state, data.x_test),
-            "test_metric": metric(data.x_test, data.y_test),
-            "final_grad_norm": change,
-            "diverged": div >= 0,
-            "diverged_step": div,
-            "converged_step": conv,
-            "time_to_threshold": hit,
-            "success": (final_metric >= task.success_metric) & (div < 0),
-        }
-        out = {"curves": {"loss": jnp.concatenate([curve, final_loss[None]])}, "final": final}
-        if spec.store.save_params:
-            out["params0"], out["params"] = state0, state
-        return out
+        finals = measured(
+            final_loss,
+            metric(x, data.y_train),
+            alg.loss(state.params, data.x_test),
+            metric(data.x_test, data.y_test),
+            state.residual,
+        )
+        return final_loss, {}, finals
 
-    return run
+    return Program(
+        init=lambda state0: start(state0, (), residual=jnp.zeros((), x.dtype)),
+        step=step,
+        observe=lambda state: (alg.loss(state.params, x), {}),
+        finish=finish,
+        threshold=values.get("train.threshold", spec.train.threshold),
+        success_metric=task.success_metric,
+        step_loss=False,
+        freeze_converged=False,
+    )
+
+
+def make_train(spec: Spec, task: Task) -> Callable[[dict, Any, Any], dict]:
+    """``train(values, state0, data) -> outputs``: the iterations of one run from ``state0``
+    (:func:`algorithm_program` run by :func:`jaxinit.program.run`). Reads nothing of
+    ``algorithm.init``."""
+
+    def train(values: dict[str, Array], state0: Any, data: Any) -> dict[str, Any]:
+        return run_for(spec, algorithm_program(spec, task, values, data), VMAP, state0)
+
+    return train
 
 
 def describe(spec: Spec, task: Task) -> dict[str, Any]:

@@ -50,24 +50,26 @@ import optax
 from jax import Array, lax
 
 from jaxinit import metrics
-from jaxinit.models import ACTIVATIONS, Model, from_spec
+from jaxinit.models import Model, from_spec
+from jaxinit.ops import Ops
+from jaxinit.program import (
+    KEY_DATA,
+    KEY_DROPOUT,
+    Layout,
+    Program,
+    RunState,
+    measured,
+    run_for,
+    run_key,
+    start,
+    tree_where,
+)
 from jaxinit.spec import Spec
 from jaxinit.tasks import Task, loss_value, metric_value
-from jaxinit.train import (
-    _DATA,
-    _DROPOUT,
-    Data,
-    RunState,
-    _batch,
-    advance,
-    build_optimizer,
-    make_init,
-    run_key,
-)
+from jaxinit.train import Data, batch, build_optimizer, make_init, optimizer_step
 
 __all__ = [
     "ELEMENTWISE_OPTIMIZERS",
-    "LANE_DIAGNOSTICS",
     "supports",
     "prefer_lanes",
     "step_cost",
@@ -79,6 +81,7 @@ __all__ = [
     "spread",
     "to_lanes",
     "from_lanes",
+    "LANES",
 ]
 
 Lanes = Any
@@ -192,18 +195,7 @@ def from_lanes(tree: Lanes) -> Any:
     return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), tree)
 
 
-def _where(pred_C: Array, new: Lanes, old: Lanes) -> Lanes:
-    """Per-run choice between two lanes trees; ``pred_C`` broadcasts against the trailing axis."""
-    return jax.tree.map(lambda a, b: jnp.where(pred_C, a, b), new, old)
-
-
-# -- the MLP in the lanes layout ----------------------------------------------------------------
-def _activation(name: str) -> Callable[[Array], Array]:
-    """The elementwise function ``mlp`` applies for ``name`` (a registry entry's ``fn``)."""
-    entry = ACTIVATIONS[name]
-    return getattr(entry, "fn", entry)
-
-
+# -- the layout primitives on the lanes ---------------------------------------------------------
 def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None) -> Array:
     """``z_NxOxC = Σ_i a[n, i] · w[i, o] (+ b[o])`` for every run at once.
 
@@ -220,21 +212,34 @@ def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None) -> Array:
     return z if b_OxC is None else z + spread(b_OxC[None], (n, o, c))
 
 
-def forward(
-    params: Lanes,
-    x: Array,
-    act: Callable[[Array], Array],
-    drop: tuple[list[Array], Array | float] | None = None,
-) -> Array:
-    """The MLP's outputs ``(N, O, C)``; ``drop = (masks, keep)`` applies inverted dropout with
-    per-hidden-layer masks ``(N, H_l, C)`` and keep probability ``keep`` (scalar or ``(C,)``)."""
-    *hidden, last = params["layers"]
-    for l, layer in enumerate(hidden):
-        x = act(dense(x, layer["w"], layer.get("b")))
-        if drop is not None:
-            masks, keep = drop
-            x = jnp.where(masks[l], x / keep, 0.0)
-    return dense(x, last["w"], last.get("b"))
+def _log_softmax(out_NxOxC: Array) -> Array:
+    shifted = out_NxOxC - lane_max(out_NxOxC, 1)[:, None, :]
+    lse = jnp.log(lane_sum(jnp.exp(shifted), 1))
+    return shifted - spread(lse[:, None, :], out_NxOxC.shape)
+
+
+def _pick(logp_NxOxC: Array, y: Array) -> Array:
+    """Each point's log-probability of its label, ``(N, C)``; labels shared ``(N,)`` or per run
+    ``(N, C)``."""
+    o = logp_NxOxC.shape[1]
+    labels = y[:, None, None] if y.ndim == 1 else y[:, None, :]
+    onehot = labels.astype(jnp.int32) == jnp.arange(o, dtype=jnp.int32)[None, :, None]
+    return lane_sum(jnp.where(onehot, logp_NxOxC, 0.0), 1)
+
+
+LANE_OPS = Ops(
+    dense=dense,
+    sum_last=lambda a: lane_sum(a, 1),
+    mean_points=lambda a: lane_sum(a, 0) / a.shape[0],
+    targets=lambda y: y[:, :, None] if y.ndim == 2 else y,
+    log_softmax=_log_softmax,
+    pick=_pick,
+    norm=lanes_norm,
+)
+"""The primitives of :mod:`jaxinit.ops` with the run axis last (``(N, O, C)`` outputs, ``(C,)``
+losses and norms): no XLA reduce over a small axis, broadcasts of differentiated values by
+:func:`spread`. A model's ``forward`` and :func:`jaxinit.tasks.loss_value` run on them as
+written."""
 
 
 def lanes_loss(kind: str, out_NxOxC: Array, y: Array) -> Array:
@@ -243,22 +248,7 @@ def lanes_loss(kind: str, out_NxOxC: Array, y: Array) -> Array:
     ``y`` is shared (``(N, O)``, or ``(N,)`` labels for ``ce``) or per run (``(N, O, C)``,
     ``(N, C)``).
     """
-    n, o, _ = out_NxOxC.shape
-    if kind == "ce":
-        labels = y[:, None, None] if y.ndim == 1 else y[:, None, :]
-        onehot = labels.astype(jnp.int32) == jnp.arange(o, dtype=jnp.int32)[None, :, None]
-        shifted = out_NxOxC - lane_max(out_NxOxC, 1)[:, None, :]
-        lse = jnp.log(lane_sum(jnp.exp(shifted), 1))
-        logp = shifted - spread(lse[:, None, :], out_NxOxC.shape)
-        return -lane_sum(lane_sum(jnp.where(onehot, logp, 0.0), 1), 0) / n
-    y = y[:, :, None] if y.ndim == 2 else y
-    if kind == "mse":
-        per = (out_NxOxC - y) ** 2
-        return lane_sum(lane_sum(per, 1), 0) / n / 2
-    if kind == "bce":
-        per = jnp.logaddexp(0.0, out_NxOxC) - y * out_NxOxC
-        return lane_sum(lane_sum(per, 1), 0) / n
-    raise ValueError(f"unknown loss {kind!r}")
+    return loss_value(kind, out_NxOxC, y, LANE_OPS)
 
 
 # -- static checks ------------------------------------------------------------------------------
@@ -266,15 +256,16 @@ def supports(spec: Spec, model: Model | None, task: Task) -> str | None:
     """``None`` if :func:`make_batched_run` can run this static configuration, else a one-line
     reason why not (the caller then uses the vmapped :func:`jaxinit.train.make_run`)."""
     if model is not None:
-        return "a user model: the lanes layout is written for the built-in mlp only"
-    if spec.model.name != "mlp":
-        return f"model.name = {spec.model.name!r}: only the built-in mlp has a lanes form"
+        return "a user model: the lanes layout runs the built-in models only"
+    if from_spec(spec.model, task.in_dim, task.out_dim).forward is None:
+        return (
+            f"model.name = {spec.model.name!r} has no lanes form (it declares no forward pass "
+            "over the layout primitives, Model.forward)"
+        )
     if task.objective is not None:
         return "the task's objective(params) replaces the sampled loss: per-run code only"
     if task.loss not in ("mse", "bce", "ce"):
         return f"loss {task.loss!r} has no lanes form"
-    if spec.model.activation not in ACTIVATIONS:
-        return f"activation {spec.model.activation!r} is unknown"
     if spec.optimizer.name not in ELEMENTWISE_OPTIMIZERS:
         return (
             f"optimizer {spec.optimizer.name!r} is not elementwise (norms over layers or the "
@@ -343,43 +334,30 @@ def _lanes_batch(data: Data, keys_C: Array, t: Array, batch_size: int) -> tuple[
     shared full training set when not minibatching."""
     if batch_size <= 0 or batch_size >= data.x_train.shape[0]:
         return data.x_train, data.y_train
-    x, y = jax.vmap(lambda k: _batch(data, k, t, batch_size))(keys_C)
+    x, y = jax.vmap(lambda k: batch(data, k, t, batch_size))(keys_C)
     return jnp.moveaxis(x, 0, -1), jnp.moveaxis(y, 0, -1)
 
 
-def _dropout_masks(
-    keys_C: Array, t: Array, dropout: Array | float, shapes: list[tuple[int, int]]
-) -> list[Array]:
-    """Every run's dropout masks of step ``t``, ``(B, H_l, C)`` per hidden layer: the masks
-    ``mlp.apply`` draws from ``fold_in(fold_in(k_drop, t), l)``."""
+def dropout(keys_C: Array, t: Array, rate: Array | float) -> Callable[[int, Array], Array]:
+    """``drop(l, a_BxHxC)``: every run's inverted dropout of step ``t`` on hidden layer ``l``
+    (``Model.forward``'s ``drop``), with the masks ``mlp.apply`` draws from
+    ``fold_in(fold_in(k_drop, t), l)``; ``rate`` a scalar or ``(C,)``."""
+    keep = 1.0 - rate
+    keys_C = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_C)  # once for every layer
 
-    def one(key: Array, rate: Array | float) -> list[Array]:
-        key = jax.random.fold_in(key, t)
-        return [
-            jax.random.bernoulli(jax.random.fold_in(key, l), 1.0 - rate, shape)
-            for l, shape in enumerate(shapes)
-        ]
+    def drop(l: int, a: Array) -> Array:
+        shape = a.shape[:-1]
 
-    if isinstance(dropout, (int, float)):
-        masks = jax.vmap(lambda k: one(k, dropout))(keys_C)
-    else:
-        masks = jax.vmap(one)(keys_C, dropout)
-    return [jnp.moveaxis(m, 0, -1) for m in masks]
+        def one(key: Array, r: Array | float) -> Array:
+            return jax.random.bernoulli(jax.random.fold_in(key, l), 1.0 - r, shape)
 
+        if isinstance(rate, (int, float)):
+            mask = jax.vmap(lambda k: one(k, rate))(keys_C)
+        else:
+            mask = jax.vmap(one)(keys_C, rate)
+        return jnp.where(jnp.moveaxis(mask, 0, -1), a / keep, 0.0)
 
-LANE_DIAGNOSTICS: dict[str, Callable[[Lanes, Lanes, Lanes], Array]] = {
-    "grad_norm": lambda params, params0, grads: lanes_norm(grads),
-    "layer_grad_norm": lambda params, params0, grads: jnp.stack(
-        [lanes_norm(g) for g in grads["layers"]]
-    ),
-    "weight_norm": lambda params, params0, grads: lanes_norm(params),
-    "distance_from_init": lambda params, params0, grads: lanes_norm(
-        jax.tree.map(jnp.subtract, params, params0)
-    ),
-}
-"""The diagnostics of :mod:`jaxinit.metrics` that are norms, in the lanes layout: ``fn(params,
-params0, grads) -> (..., C)``. The others (hidden-unit counts, saturation, dead units) call
-:data:`jaxinit.metrics.DIAGNOSTICS` per run, vmapped over the trailing axis (slower, exact)."""
+    return drop
 
 
 def _diagnostics(
@@ -388,8 +366,9 @@ def _diagnostics(
     """:func:`jaxinit.metrics.record` of every run, each value with the run axis last."""
     out: dict[str, Array] = {}
     for name in names:
-        if name in LANE_DIAGNOSTICS:
-            out[name] = LANE_DIAGNOSTICS[name](params, params0, grads)
+        if name in metrics.ANY_LAYOUT:
+            fn = metrics.DIAGNOSTICS[name]
+            out.update(fn(metrics.Probe(mdl, params, params0, grads, x, y, LANE_OPS)))
             continue
         fn = metrics.DIAGNOSTICS[name]
         one = lambda p, p0, g, fn=fn: fn(metrics.Probe(mdl, p, p0, g, x, y))
@@ -408,8 +387,7 @@ class Context(NamedTuple):
     static: Spec
     spec: Spec
     task: Task
-    model: Model  # the static model: hidden units for diagnostics, the trainable mask, apply
-    act: Callable[[Array], Array]
+    model: Model  # the static model: its forward pass, hidden units, trainable mask, apply
     opt: optax.GradientTransformation
     key_data: Array  # (C,) keys
     key_drop: Array  # (C,) keys
@@ -420,7 +398,8 @@ class Context(NamedTuple):
 
     def losses(self, params: Lanes, x: Array, y: Array, drop=None) -> tuple[Array, Array]:
         """``(Σ_r L_r, L_C)``: the sum (whose gradient is every run's own) and each run's loss."""
-        per_run = lanes_loss(self.task.loss, forward(params, x, self.act, drop), y)
+        out = self.model.forward(LANE_OPS, params, x, drop)
+        per_run = loss_value(self.task.loss, out, y, LANE_OPS)
         return jnp.sum(per_run), per_run
 
 
@@ -435,10 +414,9 @@ def context(static: Spec, task: Task, values: dict[str, Array], params0: Lanes) 
         s,
         task,
         mdl,
-        _activation(static.model.activation),
         build_optimizer(s.optimizer, trainable),
-        _run_keys(static.seed, values["seed"], _DATA),
-        _run_keys(static.seed, values["seed"], _DROPOUT),
+        _run_keys(static.seed, values["seed"], KEY_DATA),
+        _run_keys(static.seed, values["seed"], KEY_DROPOUT),
         task.threshold if s.train.threshold is None else s.train.threshold,
         static.train.batch_size > 0 or dropping,
         dropping,
@@ -448,27 +426,25 @@ def context(static: Spec, task: Task, values: dict[str, Array], params0: Lanes) 
 
 def init_state(ctx: Context, values: dict[str, Array], params0: Lanes) -> RunState:
     trainable = ctx.model.trainable(params0) if ctx.model.trainable else None
-    minus_one = jnp.full(values["seed"].shape, -1, jnp.int32)
     opt_state = _init_opt_state(ctx.static, values, params0, trainable)
-    return RunState(params0, opt_state, minus_one, minus_one, minus_one)
+    return start(params0, opt_state, values["seed"].shape)
 
 
-def step(ctx: Context, data: Data, state: RunState, t: Array) -> tuple[RunState, Array]:
+def step(
+    ctx: Context, data: Data, state: RunState, t: Array
+) -> tuple[RunState, Array, Array | None]:
     """One optimizer step of every run (:func:`jaxinit.train.step`, run axis last)."""
     x, y = _lanes_batch(data, ctx.key_data, t, ctx.static.train.batch_size)
-    drop = None
-    if ctx.dropping:
-        shapes = [(x.shape[0], w) for w in ctx.static.model.widths]
-        rate = ctx.spec.model.dropout
-        drop = (_dropout_masks(ctx.key_drop, t, rate, shapes), 1.0 - rate)
+    drop = dropout(ctx.key_drop, t, ctx.spec.model.dropout) if ctx.dropping else None
     grads, loss = jax.grad(ctx.losses, has_aux=True)(state.params, x, y, drop)
-    return advance(ctx, state, t, loss, grads, lanes_norm, _where, books=False), loss
+    state, done = optimizer_step(ctx, state, loss, grads, lanes_norm)
+    return state, loss, done
 
 
 def first_step(hit_TxC: Array, steps_T: Array, before_C: Array) -> Array:
     """``before_C`` where it is set (``>= 0``), else the first of ``steps_T`` whose row of
-    ``hit_TxC`` is true (``-1`` if none): the books :func:`jaxinit.train.advance` keeps step by
-    step, kept once per block of steps (two fewer kernels in the step loop)."""
+    ``hit_TxC`` is true (``-1`` if none): the books :func:`jaxinit.program.run` keeps step by
+    step in the vmap layout, kept once per block of steps (two fewer kernels in the step loop)."""
     never = jnp.iinfo(jnp.int32).max
     first = _halving(jnp.where(hit_TxC, steps_T[:, None], never), 0, jnp.minimum)
     return jnp.where((before_C < 0) & (first < never), first, before_C)
@@ -486,68 +462,59 @@ def probe(
     return loss, _diagnostics(names, ctx.model, params, params0, g, x, y), g
 
 
-def log_block(
-    ctx: Context, data: Data, params0: Lanes, carry: tuple, b: Array
-) -> tuple[tuple, dict[str, Array]]:
-    """``log_every`` steps, then the divergence check (:func:`jaxinit.train.log_block`)."""
-    state, good = carry
-    tr = ctx.static.train
-    loss, diag = None, {}
-    if ctx.stochastic or tr.diagnostics:
-        loss, diag, _ = probe(ctx, data, state.params, params0, bool(tr.diagnostics))
-    steps = b * tr.log_every + jnp.arange(tr.log_every, dtype=jnp.int32)
-    new, losses = lax.scan(functools.partial(step, ctx, data), state, steps)
-    new = new._replace(
-        diverged_step=first_step(~jnp.isfinite(losses), steps, new.diverged_step),
-        hit_step=first_step(losses < ctx.threshold, steps, new.hit_step),
-    )
-    good = _where(jnp.isfinite(losses[0]), (state.params, state.opt_state), good)
-    blown = ~jnp.isfinite(lanes_sq_norm(new.params))
-    diverged = jnp.where((new.diverged_step < 0) & blown, steps[-1] + 1, new.diverged_step)
-    params, opt_state = _where(diverged >= 0, good, (new.params, new.opt_state))
-    state = new._replace(params=params, opt_state=opt_state, diverged_step=diverged)
-    return (state, good), {"loss": losses[0] if loss is None else loss, **diag}
-
-
-def finalize(
-    ctx: Context, data: Data, state: RunState, params0: Lanes, curves: dict[str, Array]
-) -> dict[str, Any]:
-    """The outputs of :func:`jaxinit.train.finalize`, run axis first. Accuracy and test loss
-    come from the per-run ``mlp.apply``, vmapped over the trailing axis (once per run)."""
-    tr, task = ctx.static.train, ctx.task
-    final_loss, final_diag, grads = probe(ctx, data, state.params, params0, True)
-    hit_step = jnp.where(
-        (state.hit_step < 0) & (final_loss < ctx.threshold), jnp.int32(tr.steps), state.hit_step
-    )
-    curves = jax.tree.map(
-        lambda c, f: jnp.moveaxis(jnp.concatenate([c, f[None]]), -1, 0),
-        curves,
-        {"loss": final_loss, **final_diag},
-    )
+def finish(
+    ctx: Context, data: Data, params: Lanes, params0: Lanes
+) -> tuple[Array, dict[str, Array], dict[str, Array]]:
+    """The final curve point and measured finals of every run (:func:`jaxinit.train.finish`,
+    run axis last). Accuracy and test loss come from the per-run ``mlp.apply``, vmapped over
+    the trailing axis (once per run)."""
+    task = ctx.task
+    final_loss, final_diag, grads = probe(ctx, data, params, params0, True)
 
     def evaluate(p: Any, x: Array, y: Array) -> tuple[Array, Array]:
         pred = ctx.model.apply(p, x)
         return loss_value(task.loss, pred, y), metric_value(task.loss, pred, y).astype(pred.dtype)
 
     per_run = jax.vmap(evaluate, in_axes=(-1, None, None))
-    _, train_metric = per_run(state.params, data.x_train, data.y_train)
-    test_loss, test_metric = per_run(state.params, data.x_test, data.y_test)
-    final = {
-        "final_loss": final_loss,
-        "final_metric": train_metric,
-        "test_loss": test_loss,
-        "test_metric": test_metric,
-        "final_grad_norm": lanes_norm(grads),
-        "diverged": state.diverged_step >= 0,
-        "diverged_step": state.diverged_step,
-        "converged_step": state.converged_step,
-        "time_to_threshold": hit_step,
-        "success": (train_metric >= task.success_metric) & (state.diverged_step < 0),
-    }
-    out = {"curves": curves, "final": final}
-    if ctx.static.store.save_params:
-        out["params0"], out["params"] = from_lanes(params0), from_lanes(state.params)
-    return out
+    _, train_metric = per_run(params, data.x_train, data.y_train)
+    test_loss, test_metric = per_run(params, data.x_test, data.y_test)
+    finals = measured(final_loss, train_metric, test_loss, test_metric, lanes_norm(grads))
+    return final_loss, final_diag, finals
+
+
+def lanes_program(ctx: Context, data: Data, values: dict[str, Array], params0: Lanes) -> Program:
+    """Gradient training of a block of runs, run axis last, as a :class:`jaxinit.program.Program`
+    (run in :data:`LANES`)."""
+    tr = ctx.static.train
+
+    def observe(state: RunState) -> tuple[Array | None, dict[str, Array]]:
+        if not (ctx.stochastic or tr.diagnostics):
+            return None, {}
+        loss, diag, _ = probe(ctx, data, state.params, params0, bool(tr.diagnostics))
+        return loss, diag
+
+    return Program(
+        init=lambda p: init_state(ctx, values, p),
+        step=functools.partial(step, ctx, data),
+        observe=observe,
+        finish=lambda s, _: finish(ctx, data, s.params, params0),
+        threshold=ctx.threshold,
+        success_metric=ctx.task.success_metric,
+        step_loss=True,
+        freeze_converged=True,
+    )
+
+
+LANES = Layout(
+    "lanes",
+    tree_where,
+    lanes_norm,
+    lambda tree: jnp.isfinite(lanes_sq_norm(tree)),
+    first_step,
+    from_lanes,
+)
+"""The run axis last: a per-run ``where`` broadcasts a ``(C,)`` predicate against it, norms
+sum with :func:`lane_sum`, the step books are kept once per block (:func:`first_step`)."""
 
 
 def _train_block(
@@ -557,13 +524,7 @@ def _train_block(
     ``values: {path: (S,)}``."""
     params0 = to_lanes(params0)
     ctx = context(spec, task, values, params0)
-    state = init_state(ctx, values, params0)
-    (state, _), curves = lax.scan(
-        functools.partial(log_block, ctx, data, params0),
-        (state, (state.params, state.opt_state)),
-        jnp.arange(spec.train.steps // spec.train.log_every, dtype=jnp.int32),
-    )
-    return finalize(ctx, data, state, params0, curves)
+    return run_for(spec, lanes_program(ctx, data, values, params0), LANES, params0)
 
 
 BLOCK_BYTES = (2**19, 2**21)

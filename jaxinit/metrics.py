@@ -15,11 +15,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax import Array
 
 from jaxinit.activations import ACTIVATIONS
 from jaxinit.models import Model
+from jaxinit.ops import PER_RUN, Ops
+from jaxinit.outputs import Output
 
 
 class Probe(NamedTuple):
@@ -31,15 +32,12 @@ class Probe(NamedTuple):
     grads: Any  # full-batch gradient of the training loss at ``params``
     x: Array  # training inputs (B, I)
     y: Array
-
-
-def _leaves_norm(tree: Any) -> Array:
-    return optax.tree.norm(tree)
+    ops: Ops = PER_RUN  # the layout's primitives (jaxinit.ops); its norm is per run
 
 
 def grad_norm(p: Probe) -> dict[str, Array]:
     """Global gradient norm ``‖∇L‖`` (full batch)."""
-    return {"grad_norm": _leaves_norm(p.grads)}
+    return {"grad_norm": p.ops.norm(p.grads)}
 
 
 def _layers(p: Probe, tree: Any) -> list:
@@ -50,17 +48,17 @@ def _layers(p: Probe, tree: Any) -> list:
 
 def layer_grad_norm(p: Probe) -> dict[str, Array]:
     """Gradient norm of each layer's parameters, ``(L,)`` (layers as the model declares them)."""
-    return {"layer_grad_norm": jnp.stack([_leaves_norm(g) for g in _layers(p, p.grads)])}
+    return {"layer_grad_norm": jnp.stack([p.ops.norm(g) for g in _layers(p, p.grads)])}
 
 
 def weight_norm(p: Probe) -> dict[str, Array]:
     """Global parameter norm ``‖θ‖``."""
-    return {"weight_norm": _leaves_norm(p.params)}
+    return {"weight_norm": p.ops.norm(p.params)}
 
 
 def distance_from_init(p: Probe) -> dict[str, Array]:
     """``‖θ − θ₀‖``: how far the run has moved (lazy vs rich training)."""
-    return {"distance_from_init": _leaves_norm(jax.tree.map(jnp.subtract, p.params, p.params0))}
+    return {"distance_from_init": p.ops.norm(jax.tree.map(jnp.subtract, p.params, p.params0))}
 
 
 DISTINCT_RTOL = 1e-2
@@ -162,17 +160,65 @@ def dead_units(p: Probe) -> dict[str, Array]:
     }
 
 
+def relative_distance_from_init(p: Probe) -> dict[str, Array]:
+    """``‖θ − θ₀‖ / ‖θ₀‖``: the distance travelled in units of the init's own size (small in the
+    lazy / kernel regime, order one when features move)."""
+    moved = p.ops.norm(jax.tree.map(jnp.subtract, p.params, p.params0))
+    return {"relative_distance_from_init": moved / p.ops.norm(p.params0)}
+
+
+class Diagnostic(NamedTuple):
+    """A diagnostic as the registry declares it."""
+
+    fn: Callable[[Probe], dict[str, Array]]  # probe -> {output.name: value}
+    output: Output  # its curve: name, long name, units, description (read by the Dataset)
+    any_layout: bool  # written against ``Probe.ops``: runs on a batch of runs in any layout
+
+
+def _curve(name: str, long_name: str, description: str) -> Output:
+    return Output(name, "float", long_name, "1", description)
+
+
+_PER_LAYER_NAN = "; NaN for the output layer"
+REGISTRY: dict[str, Diagnostic] = {
+    "grad_norm": Diagnostic(grad_norm, _curve(
+        "grad_norm", "gradient norm", "full-batch training gradient norm at each logged step"),
+        True),
+    "layer_grad_norm": Diagnostic(layer_grad_norm, _curve(
+        "layer_grad_norm", "layer gradient norm", "gradient norm of each layer's parameters"),
+        True),
+    "weight_norm": Diagnostic(weight_norm, _curve(
+        "weight_norm", "parameter norm", "global norm of all parameters"), True),
+    "distance_from_init": Diagnostic(distance_from_init, _curve(
+        "distance_from_init", "distance from init",
+        "norm of the parameters minus the initial parameters"), True),
+    "distinct_units": Diagnostic(distinct_units, _curve(
+        "distinct_units", "distinct units",
+        f"distinct hidden units per layer (1% tolerance){_PER_LAYER_NAN}"), False),
+    "distinct_units_coarse": Diagnostic(distinct_units_coarse, _curve(
+        "distinct_units_coarse", "distinct units (coarse)",
+        f"distinct hidden units per layer (10% tolerance){_PER_LAYER_NAN}"), False),
+    "saturation": Diagnostic(saturation, _curve(
+        "saturation", "saturated fraction",
+        "fraction of pre-activations in the activation's flat region, per layer"), False),
+    "dead_units": Diagnostic(dead_units, _curve(
+        "dead_units", "dead ReLU fraction",
+        "fraction of ReLU units inactive on every data point, per layer"), False),
+    "relative_distance_from_init": Diagnostic(relative_distance_from_init, _curve(
+        "relative_distance_from_init", "relative distance from init",
+        "norm of the parameters minus the initial parameters over the initial norm"), True),
+}  # fmt: skip
+"""Registry ``diagnostic name -> Diagnostic``: a new diagnostic is one function and one entry."""
+
 DIAGNOSTICS: dict[str, Callable[[Probe], dict[str, Array]]] = {
-    "grad_norm": grad_norm,
-    "layer_grad_norm": layer_grad_norm,
-    "weight_norm": weight_norm,
-    "distance_from_init": distance_from_init,
-    "distinct_units": distinct_units,
-    "distinct_units_coarse": distinct_units_coarse,
-    "saturation": saturation,
-    "dead_units": dead_units,
+    name: d.fn for name, d in REGISTRY.items()
 }
 """Registry ``diagnostic name -> fn(probe) -> {curve name: value}``."""
+
+ANY_LAYOUT = frozenset(name for name, d in REGISTRY.items() if d.any_layout)
+"""The diagnostics written against the layout primitives (``Probe.ops``): they run on a batch
+of runs in any layout (values ``(..., C)`` on the lanes). The others are one run's code, which
+the lanes layout vmaps over its run axis."""
 
 
 def record(names: tuple[str, ...], probe: Probe) -> dict[str, Array]:

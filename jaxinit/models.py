@@ -28,6 +28,7 @@ from jax import Array
 
 from jaxinit.activations import ACTIVATIONS
 from jaxinit.initializers import INITIALIZERS, standard_normal
+from jaxinit.ops import PER_RUN, Ops
 from jaxinit.spec import InitSpec, ModelSpec
 
 Params = Any  # a pytree of arrays
@@ -78,7 +79,8 @@ class Model(NamedTuple):
     ``symmetry`` declares the hidden units and the transformations that leave the function
     unchanged (:class:`Symmetry`). ``model_id`` names a user model in the sweep's identity: a
     directory started with one model is never resumed with another (parameter shapes are
-    compared too, but two models can share shapes).
+    compared too, but two models can share shapes). ``forward`` is the model written once
+    against :class:`jaxinit.ops.Ops`, so that it runs in every layout.
     """
 
     init: Callable[[Array, InitSpec], Params]
@@ -88,6 +90,10 @@ class Model(NamedTuple):
     trainable: Callable[[Params], Any] | None = None
     symmetry: Symmetry | None = None
     model_id: str | None = None
+    # (ops, params, x, drop) -> outputs: the forward pass written against the layout primitives
+    # (jaxinit.ops), ``drop(l, a)`` applying dropout to hidden layer l's activations (or None).
+    # A model that has it runs in the lanes layout too; ``apply`` is it with ops.PER_RUN.
+    forward: Callable[..., Array] | None = None
 
 
 def draw_weight(
@@ -134,15 +140,20 @@ def mlp(
     bias: bool = True,
     dropout: float | Array = 0.0,
     train_output: bool = True,
+    residual: bool = False,
 ) -> Model:
     """A fully connected net ``in_dim → widths… → out_dim`` with a linear output layer.
 
     ``params = {"layers": [{"w": (fan_in, fan_out), "b": (fan_out,)}, …]}``. Dropout (inverted,
     rate ``dropout``) applies to hidden activations when ``train=True`` and a key is given; the
-    rate may be traced. Layer ``l``'s weights use ``fold_in(key, l)``.
+    rate may be traced. Layer ``l``'s weights use ``fold_in(key, l)``. With ``residual`` (the
+    ``resmlp`` model) every hidden layer after the first whose width equals its input's is a
+    block with a skip connection, ``h ← h + φ(W h + b)``; the skips tie the units of the blocks
+    together, so no per-layer unit symmetry is declared.
     """
     dims = (in_dim, *widths, out_dim)
     act = ACTIVATIONS[activation].fn
+    skip = [residual and 0 < l and dims[l] == dims[l + 1] for l in range(len(widths))]
 
     def init(key: Array, init_spec: InitSpec) -> Params:
         layers = []
@@ -156,29 +167,32 @@ def mlp(
             layers.append(layer)
         return {"layers": layers}
 
-    def layer_out(layer, x):
-        z = x @ layer["w"]
-        return z + layer["b"] if bias else z
+    def layer_out(layer, x, ops: Ops = PER_RUN):
+        return ops.dense(x, layer["w"], layer.get("b"))
+
+    def forward(ops: Ops, params: Params, x: Array, drop: Callable | None = None) -> Array:
+        *hidden_layers, last = params["layers"]
+        for l, layer in enumerate(hidden_layers):
+            a = act(layer_out(layer, x, ops))
+            if drop is not None:
+                a = drop(l, a)
+            x = x + a if skip[l] else a
+        return layer_out(last, x, ops)
 
     def hidden(params: Params, x: Array) -> list[Hidden]:
         out = []
-        for layer in params["layers"][:-1]:
+        for l, layer in enumerate(params["layers"][:-1]):
             z = layer_out(layer, x)
-            x = act(z)
+            a = act(z)
             w = layer["w"].T
             incoming = jnp.concatenate([w, layer["b"][:, None]], 1) if bias else w
-            out.append(Hidden(incoming, z, x))
+            out.append(Hidden(incoming, z, a))
+            x = x + a if skip[l] else a
         return out
 
     def apply(params: Params, x: Array, *, key: Array | None = None, train: bool = False) -> Array:
-        *hidden_layers, last = params["layers"]
-        for l, layer in enumerate(hidden_layers):
-            x = act(layer_out(layer, x))
-            if train and key is not None and not _is_zero(dropout):
-                keep = 1.0 - dropout
-                mask = jax.random.bernoulli(jax.random.fold_in(key, l), keep, x.shape)
-                x = jnp.where(mask, x / keep, 0.0)
-        return layer_out(last, x)
+        dropping = train and key is not None and not _is_zero(dropout)
+        return forward(PER_RUN, params, x, dropout_of(key, dropout) if dropping else None)
 
     def trainable(params: Params) -> Any:
         mask = jax.tree.map(lambda _: True, params)
@@ -191,8 +205,21 @@ def mlp(
         hidden,
         activation,
         None if train_output else trainable,
-        dense_stack(ACTIVATIONS[activation].symmetry),
+        None if any(skip) else dense_stack(ACTIVATIONS[activation].symmetry),
+        forward=forward,
     )
+
+
+def dropout_of(key: Array, rate: float | Array) -> Callable[[int, Array], Array]:
+    """``drop(l, a)``: inverted dropout of rate ``rate`` on hidden layer ``l``'s activations of
+    one run, its mask drawn from ``fold_in(key, l)`` (the key already folded with the step)."""
+
+    def drop(l: int, a: Array) -> Array:
+        keep = 1.0 - rate
+        mask = jax.random.bernoulli(jax.random.fold_in(key, l), keep, a.shape)
+        return jnp.where(mask, a / keep, 0.0)
+
+    return drop
 
 
 def _is_zero(x: Any) -> bool:
@@ -204,7 +231,7 @@ def from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
     return MODELS[spec.name](spec, in_dim, out_dim, **spec.params)
 
 
-def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
+def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int, residual: bool = False) -> Model:
     return mlp(
         spec.widths,
         in_dim=in_dim,
@@ -213,10 +240,18 @@ def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
         bias=spec.bias,
         dropout=spec.dropout,
         train_output=spec.train_output,
+        residual=residual,
     )
 
 
-MODELS: dict[str, Callable[[ModelSpec, int, int], Model]] = {"mlp": _mlp_from_spec}
+def _resmlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
+    return _mlp_from_spec(spec, in_dim, out_dim, residual=True)
+
+
+MODELS: dict[str, Callable[[ModelSpec, int, int], Model]] = {
+    "mlp": _mlp_from_spec,
+    "resmlp": _resmlp_from_spec,
+}
 """Registry ``model name -> factory(model_spec, in_dim, out_dim, *, settings) -> Model``; the
 keyword-only arguments, typed by their defaults, are the model's own settings (``model.params``)."""
 

@@ -35,6 +35,7 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
+from jaxinit import metrics, outputs
 from jaxinit.plan import Plan, coordinates
 from jaxinit.probe_spec import ProbeSpec, plan_for, probe_dataset
 from jaxinit.store import (
@@ -48,66 +49,19 @@ from jaxinit.store import (
 
 _SECTIONS = ("final/", "curves/", "params0/", "params/")
 
-STEP_VARIABLES = ("diverged_step", "converged_step", "time_to_threshold")
+STEP_VARIABLES = tuple(f.name for f in outputs.FINALS if f.kind == "step")
 """Per-run step counts of events that may never happen: float, NaN for never (or not done)."""
 
-FINAL_VARIABLES: dict[str, str] = {
-    "final_loss": "float",
-    "final_metric": "float",
-    "test_loss": "float",
-    "test_metric": "float",
-    "final_grad_norm": "float",
-    "diverged": "bool",
-    "diverged_step": "step",
-    "converged_step": "step",
-    "time_to_threshold": "step",
-    "success": "bool",
-}
-"""The per-run variables every Dataset has (``name -> float | bool | step``), finished or not."""
-
-_NEVER = "NaN if it never happened (or the run is not done)"
+FINAL_VARIABLES: dict[str, str] = outputs.kinds()
+"""The per-run variables every Dataset has (``name -> float | bool | step``), finished or not:
+:data:`jaxinit.outputs.FINALS`."""
 
 VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "done": {"long_name": "run finished", "description": "the run's chunk has been computed"},
-    "final_loss": {"long_name": "final training loss", "units": "1",
-                   "description": "training objective after the last update"},
-    "final_metric": {"long_name": "final training metric", "units": "1",
-                     "description": "accuracy (classification) or R² (regression) on the training set"},
-    "test_loss": {"long_name": "test loss", "units": "1",
-                  "description": "loss on the test set after the last update"},
-    "test_metric": {"long_name": "test metric", "units": "1",
-                    "description": "accuracy or R² on the test set after the last update"},
-    "final_grad_norm": {"long_name": "final gradient norm", "units": "1",
-                        "description": "full-batch training gradient norm at the final parameters "
-                                       "(k-means / EM: the size of the last step's change)"},
-    "diverged": {"long_name": "diverged",
-                 "description": "the loss or the parameters became non-finite"},
-    "diverged_step": {"long_name": "divergence step", "units": "steps",
-                      "description": f"first step with a non-finite loss; {_NEVER}"},
-    "converged_step": {"long_name": "convergence step", "units": "steps",
-                       "description": f"step the gradient norm fell below train.grad_tol; {_NEVER}"},
-    "time_to_threshold": {"long_name": "time to threshold", "units": "steps",
-                          "description": f"first step with training loss below train.threshold; {_NEVER}"},
-    "success": {"long_name": "solved the task",
-                "description": "training metric reached the task's success level without diverging"},
+    **{f.name: outputs.attrs(f) for f in outputs.FINALS},
     "loss": {"long_name": "training loss", "units": "1",
              "description": "training loss at each logged step"},
-    "grad_norm": {"long_name": "gradient norm", "units": "1",
-                  "description": "full-batch training gradient norm at each logged step"},
-    "layer_grad_norm": {"long_name": "layer gradient norm", "units": "1",
-                        "description": "gradient norm of each layer's parameters"},
-    "weight_norm": {"long_name": "parameter norm", "units": "1",
-                    "description": "global norm of all parameters"},
-    "distance_from_init": {"long_name": "distance from init", "units": "1",
-                           "description": "norm of the parameters minus the initial parameters"},
-    "distinct_units": {"long_name": "distinct units", "units": "1",
-                       "description": "distinct hidden units per layer (1% tolerance); NaN for the output layer"},
-    "distinct_units_coarse": {"long_name": "distinct units (coarse)", "units": "1",
-                              "description": "distinct hidden units per layer (10% tolerance); NaN for the output layer"},
-    "saturation": {"long_name": "saturated fraction", "units": "1",
-                   "description": "fraction of pre-activations in the activation's flat region, per layer"},
-    "dead_units": {"long_name": "dead ReLU fraction", "units": "1",
-                   "description": "fraction of ReLU units inactive on every data point, per layer"},
+    **{name: outputs.attrs(d.output) for name, d in metrics.REGISTRY.items()},
     "step": {"long_name": "training step", "units": "steps",
              "description": "optimizer steps taken before the logged value"},
     "layer": {"long_name": "layer", "description": "index into the model's layers (0 = first)"},

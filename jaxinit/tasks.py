@@ -23,6 +23,7 @@ from jax import Array
 
 from jaxinit import user_data
 from jaxinit.activations import get_activation
+from jaxinit.ops import PER_RUN, Ops
 
 
 class Task(NamedTuple):
@@ -55,16 +56,19 @@ class Task(NamedTuple):
         return int(self.y_train.shape[1])
 
 
-def loss_value(kind: str, y_pred: Array, y: Array) -> Array:
-    """Mean loss of predictions ``y_pred_BxO`` against targets ``y`` for a loss named ``kind``."""
+def loss_value(kind: str, y_pred: Array, y: Array, ops: Ops = PER_RUN) -> Array:
+    """Mean loss of predictions ``y_pred_BxO`` against targets ``y`` for a loss named ``kind``.
+
+    Written once against the layout primitives ``ops`` (:mod:`jaxinit.ops`): one run's by
+    default, every run's at once with :data:`jaxinit.lanes.LANE_OPS` (``(C,)`` losses)."""
     if kind == "mse":
-        return jnp.mean(jnp.sum((y_pred - y) ** 2, axis=-1)) / 2
+        return ops.mean_points(ops.sum_last((y_pred - ops.targets(y)) ** 2)) / 2
     if kind == "bce":
         # log(1 + e^z) - y z, written stably for both signs of z.
-        return jnp.mean(jnp.sum(jnp.logaddexp(0.0, y_pred) - y * y_pred, axis=-1))
+        per = jnp.logaddexp(0.0, y_pred) - ops.targets(y) * y_pred
+        return ops.mean_points(ops.sum_last(per))
     if kind == "ce":
-        logp = jax.nn.log_softmax(y_pred, axis=-1)
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=-1))
+        return -ops.mean_points(ops.pick(ops.log_softmax(y_pred), y))
     raise ValueError(f"unknown loss {kind!r}")
 
 

@@ -6,6 +6,8 @@ is a ``lax.scan`` nested in a scan over logging blocks, so nothing returns to th
 run ends. Randomness: the run's key is ``fold_in(key(spec.seed), seed)``, split by purpose
 (init, data order, dropout) with ``fold_in``, and each step folds in its step number.
 
+Training is a :class:`jaxinit.program.Program` (:func:`gradient_program`: ``step``,
+``observe``, ``finish``) run by the one loop, :func:`jaxinit.program.run`, which keeps the books.
 A run whose loss becomes non-finite (or whose parameters do) is recorded in ``diverged_step`` (the
 first step with a non-finite loss) and frozen at its last finite state: the latest logged state
 (a multiple of ``log_every``) whose loss was finite. Checking per logging block rather than per
@@ -29,10 +31,20 @@ from jax import Array
 from jaxinit import metrics
 from jaxinit.initializers import standard_normal
 from jaxinit.models import Model, from_spec
+from jaxinit.program import (
+    KEY_DATA,
+    KEY_DROPOUT,
+    KEY_INIT,
+    VMAP,
+    Program,
+    RunState,
+    measured,
+    run_for,
+    run_key,
+    start,
+)
 from jaxinit.spec import OptimizerSpec, Spec
 from jaxinit.tasks import Task, loss_value, metric_value
-
-_INIT, _DATA, _DROPOUT = 0, 1, 2  # fold_in tags of a run's key, one stream per purpose
 
 
 class Data(NamedTuple):
@@ -51,17 +63,6 @@ class Data(NamedTuple):
         return cls(*(cast(a) for a in task[:4]))
 
 
-class RunState(NamedTuple):
-    params: Any
-    opt_state: Any
-    diverged_step: Array  # shape=(), int32; first step with a non-finite value, -1 if none
-    converged_step: Array  # shape=(), int32; step the gradient norm fell below grad_tol, -1 if not
-    hit_step: Array  # shape=(), int32; first step whose training loss was below threshold, or -1
-    # shape=(n_train,), int32: the current epoch's order of the training points (minibatch SGD;
-    # drawn once per epoch, at its first step); () for full-batch training and the lanes layout
-    order: Any = ()
-
-
 def precision(dtype: str) -> contextlib.AbstractContextManager:
     """The context in which a sweep of ``train.dtype = dtype`` is built and run: JAX's x64 mode
     on for ``float64`` and off for ``float32``, for this thread and only inside the ``with``.
@@ -71,11 +72,6 @@ def precision(dtype: str) -> contextlib.AbstractContextManager:
     process's own ``jax_enable_x64`` is. JAX keys its compiled programs on this mode.
     """
     return jax.enable_x64(dtype == "float64")
-
-
-def run_key(root_seed: int, seed: Array) -> Array:
-    """The key of the run with seed coordinate ``seed``; independent of every other axis."""
-    return jax.random.fold_in(jax.random.key(root_seed), seed)
 
 
 def plane_init(model: Model, root_seed: int, init: Any) -> Any:
@@ -89,7 +85,7 @@ def plane_init(model: Model, root_seed: int, init: Any) -> Any:
     """
 
     def init_of(seed: int) -> Any:
-        return model.init(jax.random.fold_in(run_key(root_seed, seed), _INIT), init)
+        return model.init(jax.random.fold_in(run_key(root_seed, seed), KEY_INIT), init)
 
     base = init_of(init.plane_seed)
     leaves, treedef = jax.tree.flatten(base)
@@ -122,34 +118,30 @@ def build_optimizer(
     return optax.multi_transform({"train": opt, "freeze": optax.set_to_zero()}, labels)
 
 
-def _where_tree(pred: Array, new: Any, old: Any) -> Any:
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
-
-
-def _minibatch(data: Data, batch_size: int) -> bool:
+def is_minibatch(data: Data, batch_size: int) -> bool:
     return 0 < batch_size < data.x_train.shape[0]
 
 
-def _epoch_order(key: Array, epoch: Array, n: int) -> Array:
+def epoch_order(key: Array, epoch: Array, n: int) -> Array:
     """Epoch ``epoch``'s order of the ``n`` training points: a permutation drawn from
     ``fold_in(key, epoch)``, so it depends on the run and the epoch only."""
     return jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
 
 
-def _take(data: Data, order: Array, pos: Array, batch_size: int) -> tuple[Array, Array]:
+def take_batch(data: Data, order: Array, pos: Array, batch_size: int) -> tuple[Array, Array]:
     """The ``pos``-th minibatch of ``batch_size`` points in ``order``."""
     idx = jax.lax.dynamic_slice_in_dim(order, pos * batch_size, batch_size)
     return data.x_train[idx], data.y_train[idx]
 
 
-def _batch(data: Data, key: Array, step: Array, batch_size: int) -> tuple[Array, Array]:
-    """Step ``step``'s minibatch: epoch ``e`` visits :func:`_epoch_order` ``(key, e)``, drawn
+def batch(data: Data, key: Array, step: Array, batch_size: int) -> tuple[Array, Array]:
+    """Step ``step``'s minibatch: epoch ``e`` visits :func:`epoch_order` ``(key, e)``, drawn
     here at every step (the lanes layout; :func:`step` carries it through the epoch instead)."""
-    if not _minibatch(data, batch_size):
+    if not is_minibatch(data, batch_size):
         return data.x_train, data.y_train
     per_epoch = data.x_train.shape[0] // batch_size
-    order = _epoch_order(key, step // per_epoch, data.x_train.shape[0])
-    return _take(data, order, step % per_epoch, batch_size)
+    order = epoch_order(key, step // per_epoch, data.x_train.shape[0])
+    return take_batch(data, order, step % per_epoch, batch_size)
 
 
 class Context(NamedTuple):
@@ -184,7 +176,7 @@ def init_params(spec: Spec, task: Task, model: Model | None, values: dict[str, A
     if s.init.plane_seed >= 0:
         params0 = plane_init(mdl, spec.seed, s.init)
     else:
-        params0 = mdl.init(jax.random.fold_in(run_key(spec.seed, values["seed"]), _INIT), s.init)
+        params0 = mdl.init(jax.random.fold_in(run_key(spec.seed, values["seed"]), KEY_INIT), s.init)
     return jax.tree.map(lambda p: p.astype(spec.train.dtype), params0)
 
 
@@ -195,7 +187,7 @@ def context(
     s = static.replace({k: v for k, v in values.items() if k != "seed"})
     mdl = model if model is not None else from_spec(s.model, task.in_dim, task.out_dim)
     key = run_key(static.seed, values["seed"])
-    k_data, k_drop = (jax.random.fold_in(key, t) for t in (_DATA, _DROPOUT))
+    k_data, k_drop = (jax.random.fold_in(key, t) for t in (KEY_DATA, KEY_DROPOUT))
     opt = build_optimizer(s.optimizer, mdl.trainable(params0) if mdl.trainable else None)
     stochastic = (
         static.train.batch_size > 0 or static.model.dropout != 0 or "model.dropout" in values
@@ -217,76 +209,50 @@ def context(
 def init_state(ctx: Context, params0: Any, data: Data | None = None) -> RunState:
     """The state before step 0 (with ``data`` and minibatches, room for the epoch's order:
     :func:`step` draws it at the epoch's first step)."""
-    zero = jnp.array(-1, jnp.int32)
-    minibatch = data is not None and _minibatch(data, ctx.static.train.batch_size)
+    minibatch = data is not None and is_minibatch(data, ctx.static.train.batch_size)
     order = jnp.zeros(data.x_train.shape[0], jnp.int32) if minibatch else ()
-    return RunState(params0, ctx.opt.init(params0), zero, zero, zero, order)
+    return start(params0, ctx.opt.init(params0), order=order)
 
 
-def step(ctx: Context, data: Data, state: RunState, t: Array) -> tuple[RunState, Array]:
-    """One optimizer step at step number ``t``; returns the new state and the step's loss.
-
-    Convergence (``grad_tol``) is checked every step; divergence only records the first step
-    with a non-finite loss (one scalar) and is resolved per logging block, so the hot loop
-    carries no per-parameter masking.
-    """
+def step(
+    ctx: Context, data: Data, state: RunState, t: Array
+) -> tuple[RunState, Array, Array | None]:
+    """One optimizer step at step number ``t`` (:attr:`jaxinit.program.Program.step`): the new
+    state, the loss it started from and whether the step converged (:func:`optimizer_step`)."""
     batch_size = ctx.static.train.batch_size
-    if _minibatch(data, batch_size):
+    if is_minibatch(data, batch_size):
         # One permutation per epoch, carried (the same numbers as drawing it every step, as
-        # _batch does, without a sort per step). The step counter is shared by every run, so
+        # batch does, without a sort per step). The step counter is shared by every run, so
         # under vmap the predicate is unbatched and this stays a branch, not a select.
         n = data.x_train.shape[0]
         per_epoch, pos = n // batch_size, t % (n // batch_size)
         order = jax.lax.cond(
-            pos == 0, lambda: _epoch_order(ctx.key_data, t // per_epoch, n), lambda: state.order
+            pos == 0, lambda: epoch_order(ctx.key_data, t // per_epoch, n), lambda: state.order
         )
         state = state._replace(order=order)
-        x, y = _take(data, order, pos, batch_size)
+        x, y = take_batch(data, order, pos, batch_size)
     else:
         x, y = data.x_train, data.y_train
     loss, grads = jax.value_and_grad(ctx.loss)(
         state.params, x, y, jax.random.fold_in(ctx.key_drop, t)
     )
-    return advance(ctx, state, t, loss, grads), loss
+    state, done = optimizer_step(ctx, state, loss, grads, VMAP.norm)
+    return state, loss, done
 
 
-def advance(
-    ctx: Any,
-    state: RunState,
-    t: Array,
-    loss: Array,
-    grads: Any,
-    norm: Callable[[Any], Array] = optax.tree.norm,
-    where: Callable[[Array, Any, Any], Any] = _where_tree,
-    books: bool = True,
-) -> RunState:
-    """Apply one optimizer update and keep the step's books, for both layouts (``ctx`` is a
-    :class:`Context` or its lanes twin; ``norm``/``where`` act per run in that layout).
-
-    A run whose gradient norm falls below ``grad_tol`` stops moving and records
-    ``converged_step``; with ``books``, the first non-finite loss records ``diverged_step`` and
-    the first loss under the task's threshold records ``hit_step`` (the lanes layout does both
-    once per logged block, :func:`jaxinit.lanes.first_step`).
-    """
+def optimizer_step(
+    ctx: Any, state: RunState, loss: Array, grads: Any, norm: Callable[[Any], Array]
+) -> tuple[RunState, Array | None]:
+    """Apply one optimizer update, for both layouts (``ctx`` is a :class:`Context` or its lanes
+    twin; ``norm`` acts per run in that layout). Returns the moved state and, with ``grad_tol``
+    on, whether the step converged: a finite loss and a gradient norm under ``grad_tol`` (the
+    run loop, :func:`jaxinit.program.run`, then freezes the run and records the step)."""
     updates, opt_state = ctx.opt.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    converged = state.converged_step
+    done = None
     if ctx.check_grad:
-        done = (converged < 0) & jnp.isfinite(loss) & (norm(grads) < ctx.spec.train.grad_tol)
-        move = (converged < 0) & ~done
-        params = where(move, params, state.params)
-        opt_state = where(move, opt_state, state.opt_state)
-        converged = jnp.where(done, t, converged)
-    if not books:
-        return state._replace(params=params, opt_state=opt_state, converged_step=converged)
-    bad = (state.diverged_step < 0) & ~jnp.isfinite(loss)
-    return state._replace(
-        params=params,
-        opt_state=opt_state,
-        diverged_step=jnp.where(bad, t, state.diverged_step),
-        converged_step=converged,
-        hit_step=jnp.where((state.hit_step < 0) & (loss < ctx.threshold), t, state.hit_step),
-    )
+        done = jnp.isfinite(loss) & (norm(grads) < ctx.spec.train.grad_tol)
+    return state._replace(params=params, opt_state=opt_state), done
 
 
 def probe(ctx: Context, data: Data, params: Any, params0: Any) -> tuple[Array, dict[str, Array]]:
@@ -299,66 +265,48 @@ def probe(ctx: Context, data: Data, params: Any, params0: Any) -> tuple[Array, d
     return loss, metrics.record(names, metrics.Probe(ctx.model, params, params0, grads, x, y))
 
 
-def log_block(
-    ctx: Context, data: Data, params0: Any, step_fn: Callable, carry: tuple, b: Array
-) -> tuple[tuple, dict[str, Array]]:
-    """``log_every`` steps of ``step_fn``, then the divergence check: a run whose loss was
-    non-finite at some step, or whose parameters are non-finite now, goes back to ``good``, the
-    latest block start whose loss was finite, and stays there."""
-    state, good = carry
-    tr = ctx.static.train
-    need_probe = ctx.stochastic or tr.diagnostics
-    loss, diag = probe(ctx, data, state.params, params0) if need_probe else (None, {})
-    steps = b * tr.log_every + jnp.arange(tr.log_every, dtype=jnp.int32)  # int32 under x64 too
-    new, losses = jax.lax.scan(step_fn, state, steps)
-    good = _where_tree(jnp.isfinite(losses[0]), (state.params, state.opt_state), good)
-    blown = ~jnp.isfinite(optax.tree.norm(new.params))
-    # Non-finite parameters after the block's last update: the next step is the first whose
-    # loss would be non-finite, the same convention as for the per-step check.
-    diverged = jnp.where((new.diverged_step < 0) & blown, steps[-1] + 1, new.diverged_step)
-    params, opt_state = _where_tree(diverged >= 0, good, (new.params, new.opt_state))
-    state = new._replace(params=params, opt_state=opt_state, diverged_step=diverged)
-    return (state, good), {"loss": losses[0] if loss is None else loss, **diag}
-
-
-def finalize(
-    ctx: Context, data: Data, state: RunState, params0: Any, curves: dict[str, Array]
-) -> dict[str, Any]:
-    """The run's outputs: curves with the final point appended, per-run finals, parameters."""
-    tr, task = ctx.static.train, ctx.task
-    final_loss, final_diag = probe(ctx, data, state.params, params0)
-    # The loss after the last update is step `steps`'s loss: it can be the first one below.
-    hit_step = jnp.where(
-        (state.hit_step < 0) & (final_loss < ctx.threshold), jnp.int32(tr.steps), state.hit_step
-    )
-    curves = jax.tree.map(
-        lambda c, f: jnp.concatenate([c, f[None]]), curves, {"loss": final_loss, **final_diag}
-    )
+def finish(
+    ctx: Context, data: Data, params: Any, params0: Any
+) -> tuple[Array, dict[str, Array], dict[str, Array]]:
+    """The final curve point (full-batch loss and diagnostics) and the measured finals at the
+    final ``params`` (:attr:`jaxinit.program.Program.finish`)."""
+    task = ctx.task
+    final_loss, final_diag = probe(ctx, data, params, params0)
 
     def evaluate(x, y):
-        pred = ctx.model.apply(state.params, x)
+        pred = ctx.model.apply(params, x)
         # accuracies are means of booleans (default float32): keep every float in tr.dtype
         return loss_value(task.loss, pred, y), metric_value(task.loss, pred, y).astype(pred.dtype)
 
     train_loss, train_metric = evaluate(data.x_train, data.y_train)
     test_loss, test_metric = evaluate(data.x_test, data.y_test)
-    grad = jax.grad(ctx.loss)(state.params, data.x_train, data.y_train)
-    final = {
-        "final_loss": final_loss if task.objective is not None else train_loss,
-        "final_metric": train_metric,
-        "test_loss": test_loss,
-        "test_metric": test_metric,
-        "final_grad_norm": optax.tree.norm(grad),
-        "diverged": state.diverged_step >= 0,
-        "diverged_step": state.diverged_step,
-        "converged_step": state.converged_step,
-        "time_to_threshold": hit_step,
-        "success": (train_metric >= task.success_metric) & (state.diverged_step < 0),
-    }
-    out = {"curves": curves, "final": final}
-    if ctx.static.store.save_params:
-        out["params0"], out["params"] = params0, state.params
-    return out
+    grad = jax.grad(ctx.loss)(params, data.x_train, data.y_train)
+    finals = measured(
+        final_loss if task.objective is not None else train_loss,
+        train_metric,
+        test_loss,
+        test_metric,
+        optax.tree.norm(grad),
+    )
+    return final_loss, final_diag, finals
+
+
+def gradient_program(ctx: Context, data: Data, params0: Any) -> Program:
+    """Gradient training of one run as a :class:`jaxinit.program.Program` (vmap layout)."""
+    tr = ctx.static.train
+    need_probe = ctx.stochastic or tr.diagnostics
+    return Program(
+        init=lambda p: init_state(ctx, p, data),
+        step=functools.partial(step, ctx, data),
+        observe=(lambda s: probe(ctx, data, s.params, params0))
+        if need_probe
+        else (lambda s: (None, {})),
+        finish=lambda s, _: finish(ctx, data, s.params, params0),
+        threshold=ctx.threshold,
+        success_metric=ctx.task.success_metric,
+        step_loss=True,
+        freeze_converged=True,
+    )
 
 
 def make_init(spec: Spec, task: Task, model: Model | None = None) -> Callable[[dict, Data], Any]:
@@ -377,19 +325,10 @@ def make_train(
 
     Reads nothing of ``spec.init``, so one compiled program serves every init scheme.
     """
-    n_blocks = spec.train.steps // spec.train.log_every
 
     def train(values: dict[str, Array], params0: Any, data: Data) -> dict[str, Any]:
         ctx = context(spec, task, model, values, params0)
-        state = init_state(ctx, params0, data)
-        step_fn = functools.partial(step, ctx, data)
-        block_fn = functools.partial(log_block, ctx, data, params0, step_fn)
-        (state, _), curves = jax.lax.scan(
-            block_fn,
-            (state, (state.params, state.opt_state)),
-            jnp.arange(n_blocks, dtype=jnp.int32),
-        )
-        return finalize(ctx, data, state, params0, curves)
+        return run_for(spec, gradient_program(ctx, data, params0), VMAP, params0)
 
     return train
 

@@ -163,11 +163,11 @@ def _one_step_both_ways(activation: str) -> tuple:
 
     axis = 0 if per_run else None
     want = jax.vmap(jax.value_and_grad(one), in_axes=(0, axis, axis, 0))(params, x, y, drop_keys)
-    masks = lanes._dropout_masks(drop_keys, t, rate, [(n, 4), (n, 3)])
+    drop = lanes.dropout(drop_keys, t, rate)
     lanes_x, lanes_y = lanes.to_lanes((x, y)) if per_run else (x, y)
 
     def total(p):
-        out = lanes.forward(p, lanes_x, lanes._activation(activation), (masks, 1.0 - rate))
+        out = mdl.forward(lanes.LANE_OPS, p, lanes_x, drop)
         losses = lanes.lanes_loss(kind, out, lanes_y)
         return jnp.sum(losses), losses
 

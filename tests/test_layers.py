@@ -7,12 +7,24 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jaxinit"
 
 LAYERS = [
     # plots.names: the figure names as plain data, so validation can check `report` lists
-    ("schema", {"toml_io", "_toml", "_version", "spec", "stats", "bundled", "plots.names"}),
+    # outputs: the per-run outputs, declared once (names, kinds, units, descriptions)
+    ("schema", {"toml_io", "_version", "spec", "stats", "bundled", "plots.names", "outputs"}),
     # adapters: Flax / Equinox modules as Models (flax, equinox imported only when called)
     (
         "blocks",
-        {"activations", "initializers", "user_data", "tasks", "models", "adapters", "metrics"},
+        {
+            "ops",
+            "activations",
+            "initializers",
+            "user_data",
+            "tasks",
+            "models",
+            "adapters",
+            "metrics",
+        },
     ),
+    # the one run loop: a Program (pure per-run functions) run in a Layout
+    ("program", {"program"}),
     # iterative algorithms beside gradient training: k-means, EM (one run each, vmapped later)
     ("algorithms", {"kmeans", "gmm", "algorithms"}),
     # mean-field theory and random nets at init: pure functions of numbers, below the engine so
@@ -101,14 +113,6 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     assert _layer_of("cli") > _layer_of("spec")
 
 
-# Offenders in files other helpers own (issue 20): to be emptied once they have cleared them.
-PRIVATE_IMPORTS_LEFT = {
-    ("lanes", "jaxinit.train._DATA"),  # engine helper
-    ("lanes", "jaxinit.train._DROPOUT"),  # engine helper
-    ("lanes", "jaxinit.train._batch"),  # engine helper
-}
-
-
 def _private_imports(path: Path) -> set[str]:
     """Every underscored name a module takes from another jaxinit module, at any depth:
     ``from jaxinit.x import _y`` gives ``jaxinit.x._y``; ``import jaxinit._x`` and
@@ -138,12 +142,10 @@ def test_no_module_imports_another_modules_private_names():
     found = {
         (name, target) for name, path in _modules().items() for target in _private_imports(path)
     }
-    new = sorted(found - PRIVATE_IMPORTS_LEFT)
+    new = sorted(found)
     assert not new, "import of another module's underscored name:\n" + "\n".join(
         f"jaxinit.{name} imports {target}" for name, target in new
     )
-    gone = sorted(PRIVATE_IMPORTS_LEFT - found)
-    assert not gone, f"cleared, remove from PRIVATE_IMPORTS_LEFT: {gone}"
 
 
 def test_the_private_import_check_sees_each_form(tmp_path):

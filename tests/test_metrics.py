@@ -103,3 +103,39 @@ def test_dead_units_fraction():
     p = Probe(net, params, params, params, X, jnp.zeros((4, 1)))
     assert float(DIAGNOSTICS["dead_units"](p)["dead_units"][0]) == pytest.approx(1 / 3)
     assert np.isnan(_diag("dead_units", "tanh")[0])
+
+
+def test_relative_distance_from_init_in_both_layouts():
+    """A diagnostic added in metrics.py alone (written against Probe.ops) runs in the vmap and
+    the lanes layout: ‖θ − θ₀‖ / ‖θ₀‖, equal between them to the README's float32 tolerance."""
+    import jaxinit
+    from jaxinit.executors import build_task, chunk_init, chunk_train
+    from jaxinit.metrics import ANY_LAYOUT
+    from jaxinit.results import VARIABLE_ATTRS
+    from jaxinit.train import Data
+
+    name = "relative_distance_from_init"
+    assert name in ANY_LAYOUT and VARIABLE_ATTRS[name]["units"] == "1"
+    spec = jaxinit.resolve_spec(
+        {
+            "task": {"name": "xor"},
+            "model": {"widths": [3]},
+            "train": {"steps": 20, "log_every": 10, "diagnostics": [name]},
+            "store": {"save_params": True},
+        }
+    )
+    task = build_task(spec)
+    data = Data.from_task(task)
+    values = {"seed": jnp.arange(4, dtype=jnp.int32)}
+    params0 = chunk_init(spec, task, None)(values, data)
+    out = {
+        layout: jax.device_get(chunk_train(layout, spec, task, None)(values, params0, data))
+        for layout in ("vmap", "lanes")
+    }
+    flat = jax.vmap(lambda t: jnp.concatenate([x.ravel() for x in jax.tree.leaves(t)]))
+    p0, p = flat(out["vmap"]["params0"]), flat(out["vmap"]["params"])
+    want = np.linalg.norm(p - p0, axis=1) / np.linalg.norm(p0, axis=1)
+    got = out["vmap"]["curves"][name]
+    assert got.shape == (4, 3) and np.all(got[:, 0] == 0) and np.all(got[:, -1] > 0)
+    np.testing.assert_allclose(got[:, -1], want, rtol=1e-5)
+    np.testing.assert_allclose(out["lanes"]["curves"][name], got, rtol=5e-5, atol=1e-7)

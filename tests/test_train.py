@@ -8,12 +8,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxinit
 from jaxinit.executors import build_task
 from jaxinit.models import Model
-from jaxinit.train import Data, _batch, make_run
+from jaxinit.train import Data, batch, make_run
 
 STEPS = 100
 
@@ -230,13 +231,13 @@ def test_time_to_threshold_never_reached_is_nan(linear_sweep):
 def test_batch_visits_a_permutation_each_epoch():
     data = Data.from_task(jaxinit.TASKS["parity"](n=3))  # 8 distinct inputs
     key = jax.random.key(0)
-    batch = jax.jit(_batch, static_argnums=3)
-    seen = [np.asarray(batch(data, key, jnp.int32(t), 2)[0]) for t in range(8)]
+    batch_fn = jax.jit(batch, static_argnums=3)
+    seen = [np.asarray(batch_fn(data, key, jnp.int32(t), 2)[0]) for t in range(8)]
     codes = [sorted((x @ [1, 2, 4]).astype(int)) for x in seen]
     assert sorted(sum(codes[:4], [])) == list(range(8))
     assert sorted(sum(codes[4:], [])) == list(range(8))
     assert codes[:4] != codes[4:]  # a fresh order in the next epoch
-    full = _batch(data, key, jnp.int32(3), 0)[0]
+    full = batch(data, key, jnp.int32(3), 0)[0]
     np.testing.assert_array_equal(full, data.x_train)
 
 
@@ -328,7 +329,7 @@ def test_random_plane_directions_are_filter_normalized():
 def test_step_carries_each_epochs_order_as_drawing_it_every_step_would():
     """:func:`jaxinit.train.step` draws a minibatch order once per epoch and carries it (issue
     21: a sort per step was the medium workload's first cost). The run must be bit-identical to
-    one that draws the order at every step (:func:`_batch`), over whole epochs and a part one."""
+    one that draws the order at every step (:func:`batch`), over whole epochs and a part one."""
     from jaxinit import train
 
     spec = jaxinit.resolve_spec(
@@ -347,13 +348,13 @@ def test_step_carries_each_epochs_order_as_drawing_it_every_step_would():
 
     def carried(t_steps):
         state = train.init_state(ctx, params0, data)
-        return jax.lax.scan(lambda s, t: train.step(ctx, data, s, t), state, t_steps)
+        return jax.lax.scan(lambda s, t: train.step(ctx, data, s, t)[:2], state, t_steps)
 
     def per_step(t_steps):
         def one(s, t):
-            x, y = _batch(data, ctx.key_data, t, 8)
+            x, y = batch(data, ctx.key_data, t, 8)
             loss, grads = jax.value_and_grad(ctx.loss)(s.params, x, y, None)
-            return train.advance(ctx, s, t, loss, grads), loss
+            return train.optimizer_step(ctx, s, loss, grads, optax.tree.norm)[0], loss
 
         return jax.lax.scan(one, train.init_state(ctx, params0), t_steps)
 
