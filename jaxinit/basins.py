@@ -482,10 +482,8 @@ def restart_stats(
         lv = losses.isel(cell=c).values
         n, k_hit = h.size, int(h.sum())
         p, lo, hi = (float(v) for v in rate_interval(k_hit, n))
-        row = {
-            d: cells.cell.values[c][i] if len(others) > 1 else cells.cell.values[c]
-            for i, d in enumerate(others)
-        }
+        # each axis's own level coordinate: a one-axis stack's cell values are 1-tuples
+        row = {d: cells[d].values[c] for d in others}
         row.update(n=n, p_global=p, p_lo=float(lo), p_hi=float(hi))
         for k in ks:
             row[f"best_of_{k}"] = 1 - (1 - p) ** k

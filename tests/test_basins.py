@@ -211,6 +211,8 @@ def test_restart_statistics():
     np.testing.assert_allclose(stats.emp_2, [0.5, 1.0])  # pairs (T,F),(F,F) / (T,T),(F,T)
     assert (stats.p_lo < stats.p_global).all() and (stats.p_global < stats.p_hi).all()
     assert list(stats.k_needed) == [basins.restarts_needed(0.25), basins.restarts_needed(0.75)]
+    # each row is labelled by the axis value itself (a one-axis stack gave the 1-tuple (0.5,))
+    assert list(stats.init_scale) == [0.5, 1.0]
 
 
 def test_population_loss_matches_monte_carlo():
