@@ -56,11 +56,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxinit
-from jaxinit import lanes
-from jaxinit.devices import use_cpu_cores
-from jaxinit.spec import Spec
-from jaxinit.tasks import TASKS, Task
-from jaxinit.train import Data, make_run
+from jaxinit.blocks.tasks import TASKS, Task
+from jaxinit.config.spec import Spec
+from jaxinit.engine import lanes
+from jaxinit.engine.devices import use_cpu_cores
+from jaxinit.engine.train import Data, make_run
 
 ROOT_SEED = 0
 
@@ -509,7 +509,7 @@ def million(args: argparse.Namespace) -> None:
     Prints each one's wall time and runs·steps/s, their ratio, the directory's size, and the
     process's peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), split into streaming
     (compute and write every chunk) and loading the finished directory back into one Dataset
-    (``jaxinit.run`` returns ``jaxinit.load(out)``; timed by wrapping ``jaxinit.results.load``).
+    (``jaxinit.run`` returns ``jaxinit.load(out)``; timed by wrapping ``jaxinit.engine.results.load``).
     The million runs go first, in a process that has not imported torch. ``--runs``,
     ``--steps``, ``--log-every``, ``--chunk-size`` and ``--out-dir`` (default: a temporary
     directory, deleted afterwards) change it.
@@ -519,18 +519,18 @@ def million(args: argparse.Namespace) -> None:
     import tempfile
     from pathlib import Path
 
-    import jaxinit.results
+    import jaxinit.engine.results
 
     def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
-    real_load, marks = jaxinit.results.load, {}
+    real_load, marks = jaxinit.engine.results.load, {}
 
     def load(path, **kwargs):  # jaxinit.run ends by loading the directory: mark where
         marks.update(t=time.perf_counter(), c=time.process_time(), rss=rss_mb())
         return real_load(path, **kwargs)
 
-    jaxinit.results.load = load
+    jaxinit.engine.results.load = load
 
     w = WORKLOADS["tiny"]
     w = w._replace(
@@ -565,7 +565,7 @@ def million(args: argparse.Namespace) -> None:
             )
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        jaxinit.results.load = real_load
+        jaxinit.engine.results.load = real_load
     (big, wall_b, cpu_b, rss_b, peak_b), (_, wall_s, cpu_s, *_) = rows[0], rows[2]
     rate_b, rate_s = big.runs * big.steps / wall_b, small.runs * small.steps / wall_s
     cpu_ratio = (big.runs / cpu_b) / (small.runs / cpu_s)
@@ -602,7 +602,7 @@ def main(argv: list[str] | None = None) -> None:
         "--cpu-devices",
         type=int,
         help="JAX CPU devices, as `jaxinit run` sets them (default: one per core; "
-        "jaxinit.devices); jaxinit trains one chunk per device, the others use one device",
+        "jaxinit.engine.devices); jaxinit trains one chunk per device, the others use one device",
     )
     p.add_argument(
         "--impl",

@@ -1,7 +1,7 @@
 """Relax every edge of a landscape of >= 100 minima in one vmapped program, against a host loop.
 
 One process: trains the benchmark net (sin(4x), a 1-4-1 tanh MLP, 4096 seeds; about 170 basins),
-picks the edges as ``jaxinit.landscape.graph`` does (MST over straight-line saddle heights plus
+picks the edges as ``jaxinit.analysis.landscape.graph`` does (MST over straight-line saddle heights plus
 k nearest neighbours), then relaxes them
 
 - all at once: ``minimum_energy_paths`` (vmapped over pairs x images, chunks of 256), and
@@ -25,8 +25,8 @@ import jax
 import numpy as np
 
 import jaxinit
-from jaxinit import basins, landscape
-from jaxinit.spec import Spec
+from jaxinit.analysis import basins, landscape
+from jaxinit.config.spec import Spec
 
 
 def main() -> None:

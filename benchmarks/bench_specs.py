@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 import jaxinit
-from jaxinit import bundled, sweep
-from jaxinit.executors import build_task, choose_layout
+from jaxinit.config import bundled
+from jaxinit.engine import sweep
+from jaxinit.engine.executors import build_task, choose_layout
 
 
 def auto_layouts(name: str) -> set[str]:

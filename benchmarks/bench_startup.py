@@ -25,7 +25,7 @@ import time
 _PROBE = """
 import sys, time
 t0 = time.perf_counter()
-import jaxinit.executors as ex
+import jaxinit.engine.executors as ex
 compile_ = ex.Executor.compile
 
 def compile(self, *a, **k):

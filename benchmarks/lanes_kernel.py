@@ -7,7 +7,7 @@ contraction alone, chained 1000 times inside one ``lax.fori_loop`` (so no dispat
 every form we could write it, and prints GFLOP/s; then the same with its backward pass (one
 gradient step on ``a`` and ``w`` per iteration: the three contractions a training step needs):
 
-- ``halving``: :func:`jaxinit.lanes.dense` (the engine's form: products, then halving adds);
+- ``halving``: :func:`jaxinit.engine.lanes.dense` (the engine's form: products, then halving adds);
 - ``tree``: the same pairwise order written as one expression (XLA fuses it into one kernel);
 - ``chain``: one accumulator, ``acc += a[:, i] * w[i]`` (a serial chain of fused multiply-adds);
 - ``w_OxI``: the tree with the weights stored ``(O, I, C)``, so the summed axis is short-strided;
@@ -43,13 +43,13 @@ import jax.numpy as jnp
 from jax import lax
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from jaxinit import lanes  # noqa: E402
+from jaxinit.engine import lanes  # noqa: E402
 
 N, WIDTH, LOOPS = 4, 32, 1000
 
 
 def _tree_sum(terms: list) -> jax.Array:
-    """Pairwise sum in :func:`jaxinit.lanes.lane_sum`'s order (term i with term i + n/2)."""
+    """Pairwise sum in :func:`jaxinit.engine.lanes.lane_sum`'s order (term i with term i + n/2)."""
     while len(terms) > 1:
         h = len(terms) // 2
         nxt = [terms[i] + terms[i + h] for i in range(h)]

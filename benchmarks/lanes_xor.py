@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from bench_engine import ROOT_SEED, WORKLOADS, make_hand
 
-from jaxinit.tasks import TASKS
+from jaxinit.blocks.tasks import TASKS
 
 
 def init_lanes(runs: int):

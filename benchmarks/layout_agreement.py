@@ -1,6 +1,6 @@
 """How closely the lanes and vmap layouts agree, on every bundled spec that both can run.
 
-The two layouts (``train.layout``, :mod:`jaxinit.lanes` vs :mod:`jaxinit.train`) compute the same
+The two layouts (``train.layout``, :mod:`jaxinit.engine.lanes` vs :mod:`jaxinit.engine.train`) compute the same
 runs with a different summation order, so they agree to rounding, not bit for bit. This script
 runs each bundled gradient-training spec whose every static group the lanes layout supports, once
 per layout, at a reduced size (``--seeds`` seeds, at most ``--steps`` steps, axes thinned to at most
@@ -34,12 +34,12 @@ import warnings
 import numpy as np
 
 import jaxinit
-from jaxinit import lanes
-from jaxinit.bundled import bundled_specs
-from jaxinit.executors import build_task
-from jaxinit.plan import make_plan
-from jaxinit.spec import SpecError
-from jaxinit.validation import resolve_spec
+from jaxinit.config.bundled import bundled_specs
+from jaxinit.config.spec import SpecError
+from jaxinit.engine import lanes
+from jaxinit.engine.executors import build_task
+from jaxinit.engine.plan import make_plan
+from jaxinit.engine.validation import resolve_spec
 
 
 def rel_diff(a: np.ndarray, b: np.ndarray, floor: np.ndarray | float = 0.0) -> np.ndarray:
@@ -62,7 +62,7 @@ def reduced(name: str, seeds: int, steps: int, max_runs: int, dtype: str, work: 
 
     At most ``seeds`` seeds and ``steps`` steps; the longest axes thinned (every other value)
     until there are at most ``max_runs`` runs and ``runs · steps · step_cost <= work``
-    (:func:`jaxinit.lanes.step_cost`), with the steps cut (to no fewer than 20) first."""
+    (:func:`jaxinit.engine.lanes.step_cost`), with the steps cut (to no fewer than 20) first."""
     try:
         spec = resolve_spec(name)
     except SpecError as e:  # a probe of random nets, not a training sweep

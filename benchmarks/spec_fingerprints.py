@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 import jaxinit
-from jaxinit.bundled import bundled_specs, find_spec
-from jaxinit.spec import Spec
+from jaxinit.config.bundled import bundled_specs, find_spec
+from jaxinit.config.spec import Spec
 
 STEPS, LOG_EVERY, SEEDS = 200, 50, 2
 PLANE_AXES = ("init.plane_a", "init.plane_b")
@@ -62,7 +62,7 @@ def fingerprints(names: list[str]) -> dict[str, np.ndarray]:
 
 
 def _is_probe(name: str) -> bool:
-    from jaxinit import toml_io
+    from jaxinit.config import toml_io
 
     return "kind" in toml_io.loads(find_spec(name).read_text())
 

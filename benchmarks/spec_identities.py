@@ -5,7 +5,7 @@ be diffed: a directory started by one resumes under the other only where the lin
     python benchmarks/spec_identities.py > after.txt    # on the new one
     diff before.txt after.txt
 
-Each line: the spec's name, a sha256 (16 hex digits) of its run identity (jaxinit.identity:
+Each line: the spec's name, a sha256 (16 hex digits) of its run identity (jaxinit.engine.identity:
 spec fields, the built-in model's parameter shapes, software) and one of its stored JSON. Probe
 specs (nothing trained) are named and skipped.
 """
@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 
-from jaxinit import toml_io
-from jaxinit.bundled import bundled_specs, find_spec
-from jaxinit.identity import describe_model, run_identity
-from jaxinit.spec import Spec
-from jaxinit.tasks import from_spec
+from jaxinit.blocks.tasks import from_spec
+from jaxinit.config import toml_io
+from jaxinit.config.bundled import bundled_specs, find_spec
+from jaxinit.config.spec import Spec
+from jaxinit.engine.identity import describe_model, run_identity
 
 
 def _digest(text: str) -> str:

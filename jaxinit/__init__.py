@@ -6,15 +6,16 @@
 
 __version__ = "0.1.0"
 
-from jaxinit.activations import ACTIVATIONS
-from jaxinit.adapters import from_equinox, from_flax, reinit  # flax/equinox: only when called
-from jaxinit.algorithms import ALGORITHMS, Algorithm
-from jaxinit.devices import use_cpu_cores
-from jaxinit.executors import Executor
-from jaxinit.initializers import INITIALIZERS, expected_std
-from jaxinit.models import MODELS, Model, Symmetry, mlp
-from jaxinit.progress import Status, status
-from jaxinit.spec import (
+from jaxinit.blocks.activations import ACTIVATIONS
+from jaxinit.blocks.adapters import (  # flax/equinox: only when called
+    from_equinox,
+    from_flax,
+    reinit,
+)
+from jaxinit.blocks.initializers import INITIALIZERS, expected_std
+from jaxinit.blocks.models import MODELS, Model, Symmetry, mlp
+from jaxinit.blocks.tasks import TASKS, Task
+from jaxinit.config.spec import (
     AlgorithmSpec,
     InitSpec,
     ModelSpec,
@@ -24,42 +25,60 @@ from jaxinit.spec import (
     TaskSpec,
     TrainSpec,
 )
-from jaxinit.store import CorruptChunkError, StoreError
-from jaxinit.sweep import prepare, run
-from jaxinit.tasks import TASKS, Task
-from jaxinit.validation import resolve_spec, validate
+from jaxinit.engine.algorithms import ALGORITHMS, Algorithm
+from jaxinit.engine.devices import use_cpu_cores
+from jaxinit.engine.executors import Executor
+from jaxinit.engine.progress import Status, status
+from jaxinit.engine.store import CorruptChunkError, StoreError
+from jaxinit.engine.sweep import prepare, run
+from jaxinit.engine.validation import resolve_spec, validate
 
-_LAZY = {"assemble", "load", "load_params", "tidy"}
-"""Names of :mod:`jaxinit.results`, imported on first use: it brings in xarray and pandas
-(~0.4 s), which ``jaxinit run`` needs only after training has started."""
+_LAZY = {
+    "assemble": "jaxinit.engine.results",
+    "load": "jaxinit.engine.results",
+    "load_params": "jaxinit.engine.results",
+    "tidy": "jaxinit.engine.results",
+    "report": "jaxinit.reports",
+}
+"""Verbs imported on first use: :mod:`jaxinit.engine.results` brings in xarray and pandas
+(~0.4 s), which ``jaxinit run`` needs only after training has started; ``report``
+(:func:`jaxinit.reports.report`) brings in matplotlib."""
 
 _SUBMODULES = {
-    "basins",
-    "curvature",
-    "plots",
-    "probes",
-    "report",
-    "restarts",
-    "results",
-    "signal",
-    "stats",
-    "symmetry",
-    "theory",
+    "basins": "jaxinit.analysis.basins",
+    "curvature": "jaxinit.analysis.curvature",
+    "landscape": "jaxinit.analysis.landscape",
+    "restarts": "jaxinit.analysis.restarts",
+    "stats": "jaxinit.analysis.stats",
+    "symmetry": "jaxinit.analysis.symmetry",
+    "theory": "jaxinit.blocks.theory",
+    "signal": "jaxinit.blocks.signal",
+    "probes": "jaxinit.engine.probes",
+    "results": "jaxinit.engine.results",
+    "rebuild": "jaxinit.engine.rebuild",
+    "plots": "jaxinit.plots",
+    "reports": "jaxinit.reports",
+    # the layers, as folders (jaxinit.engine is imported by jaxinit itself)
+    "config": "jaxinit.config",
+    "blocks": "jaxinit.blocks",
+    "analysis": "jaxinit.analysis",
 }
-"""Analysis and figure modules, reachable as ``jaxinit.basins`` etc. right after ``import jaxinit``
-and imported on first use (they bring in SciPy, xarray or matplotlib)."""
+"""Analysis, figure and report modules, reachable as ``jaxinit.basins`` etc. right after
+``import jaxinit`` and imported on first use (they bring in SciPy, xarray or matplotlib)."""
 
 
 def __getattr__(name: str):
+    import importlib
+
     if name in _LAZY:
-        from jaxinit import results
-
-        return getattr(results, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     if name in _SUBMODULES:
-        import importlib
-
-        return importlib.import_module(f"jaxinit.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     raise AttributeError(f"module 'jaxinit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 __all__ = [
@@ -69,6 +88,7 @@ __all__ = [
     "load",
     "load_params",
     "tidy",
+    "report",
     "status",
     "validate",
     "resolve_spec",
@@ -104,4 +124,4 @@ __all__ = [
     "Executor",
 ]
 """What users call (``Executor`` picks the devices a sweep runs on). Engine internals are imported
-from their modules (``jaxinit.train.make_run``, ``jaxinit.plan.make_plan``)."""
+from their modules (``jaxinit.engine.train.make_run``, ``jaxinit.engine.plan.make_plan``)."""

@@ -1,4 +1,4 @@
-"""``jaxinit`` command line: a thin shell over :mod:`jaxinit.sweep` and :mod:`jaxinit.report`.
+"""``jaxinit`` command line: a thin shell over :mod:`jaxinit.engine.sweep` and :mod:`jaxinit.reports`.
 
 Exit codes: 0 ok, 2 bad input (spec, override, directory, a full or unwritable disk),
 1 anything else, 130 interrupted. Figures are drawn with matplotlib's Agg backend (files only);
@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from jaxinit import __version__
-from jaxinit import toml_io as _toml
+from jaxinit.config import toml_io as _toml
 
 _BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -42,7 +42,7 @@ class InputError(Exception):
 
 def parse_set(item: str) -> tuple[str, object]:
     """``field.path=value`` with a TOML value; a bare word (``he_normal``) is taken as a string."""
-    from jaxinit.spec import SpecError
+    from jaxinit.config.spec import SpecError
 
     path, eq, text = item.partition("=")
     if not eq or not path.strip():
@@ -78,14 +78,14 @@ def _use_file_backend() -> None:
 
 
 def _cmd_run(args) -> int:
-    from jaxinit.spec import SpecError
-    from jaxinit.store import parse_shard, preflight
-    from jaxinit.sweep import prepare, run
-    from jaxinit.validation import resolve_spec
+    from jaxinit.config.spec import SpecError
+    from jaxinit.engine.store import parse_shard, preflight
+    from jaxinit.engine.sweep import prepare, run
+    from jaxinit.engine.validation import resolve_spec
 
     # Validate everything before anything compiles or the output directory is created.
     overrides = dict(parse_set(s) for s in args.set)
-    from jaxinit import probes
+    from jaxinit.engine import probes
 
     if probes.is_probe(args.spec):  # random nets measured at init (no training)
         return _cmd_probe(args, probes.resolve(args.spec, overrides))
@@ -101,8 +101,8 @@ def _cmd_run(args) -> int:
     if not args.dry_run:
         preflight(out)  # a file, a broken link, a foreign or corrupt directory: before compiling
     processes = None if args.dry_run else _join_processes(args)  # before any JAX backend starts
-    if processes is None:  # one process: a CPU device per core (jaxinit.devices)
-        from jaxinit.devices import use_cpu_cores
+    if processes is None:  # one process: a CPU device per core (jaxinit.engine.devices)
+        from jaxinit.engine.devices import use_cpu_cores
 
         use_cpu_cores()
     prep = prepare(spec, chunk_size=args.chunk_size)
@@ -115,8 +115,8 @@ def _cmd_run(args) -> int:
             warnings.filterwarnings("ignore", ".*sweep is partial")
         ds = run(prep, out, chunk_size=args.chunk_size, shard=shard, progress=not args.quiet)
     if processes is not None:
-        from jaxinit import distributed
-        from jaxinit.results import load
+        from jaxinit.engine import distributed
+        from jaxinit.engine.results import load
 
         p, n = processes
         print(f"process {p} of {n}: its part is done; waiting for the others", file=sys.stderr)
@@ -125,7 +125,7 @@ def _cmd_run(args) -> int:
             print(f"results: {out} (process {p} of {n}; process 0 prints the summary)")
             return 0
         ds = load(out)
-    from jaxinit.report import summarize  # matplotlib: after training
+    from jaxinit.reports import summarize  # matplotlib: after training
 
     print(summarize(ds))
     return _results(args, ds, out)
@@ -148,7 +148,7 @@ REPORT_FAILED = 3
 def _report(ds, out: Path, prefix: str = "", sep: str = ", ") -> int:
     """Write the report into ``out``: the files written on stdout, one line per figure that
     failed on stderr (its traceback in ``out/errors.log``); exit status 0 or REPORT_FAILED."""
-    from jaxinit.report import draw_report
+    from jaxinit.reports import draw_report
 
     _use_file_backend()
     rep = draw_report(ds, out)
@@ -173,9 +173,9 @@ def _devices() -> str:
 def _cmd_probe(args, spec) -> int:
     """``jaxinit run`` of a probe spec: random nets measured at init, stored as a sweep
     directory (``--shard``, resume, ``status`` and ``load`` as for any sweep)."""
-    from jaxinit import probes
-    from jaxinit.probe_spec import probe_plan
-    from jaxinit.store import parse_shard, preflight
+    from jaxinit.engine import probes
+    from jaxinit.engine.probe_spec import probe_plan
+    from jaxinit.engine.store import parse_shard, preflight
 
     probes.refuse_chunk_size(args.chunk_size)
     if _distributed_asked(args):
@@ -202,7 +202,7 @@ def _distributed_asked(args) -> bool:
 
 def _check_distributed(args) -> None:
     """Refuse out-of-range ``--distributed`` settings before anything starts."""
-    from jaxinit import distributed
+    from jaxinit.engine import distributed
 
     try:
         distributed.check_settings(args.coordinator, args.num_processes, args.process_id,
@@ -217,7 +217,7 @@ def _join_processes(args) -> tuple[int, int] | None:
     given = (args.coordinator, args.num_processes, args.process_id)
     if not _distributed_asked(args):
         return None
-    from jaxinit import distributed
+    from jaxinit.engine import distributed
 
     try:
         p, n = distributed.initialize(*given, heartbeat_timeout_s=args.heartbeat_timeout,
@@ -229,14 +229,14 @@ def _join_processes(args) -> tuple[int, int] | None:
 
 
 def _cmd_status(args) -> int:
-    from jaxinit.progress import status
+    from jaxinit.engine.progress import status
 
     print(status(args.dir, verify=not args.quick))
     return 0
 
 
 def _cmd_report(args) -> int:
-    from jaxinit.results import load
+    from jaxinit.engine.results import load
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -252,7 +252,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from jaxinit.bundled import bundled_specs
+    from jaxinit.config.bundled import bundled_specs
 
     for name, desc in bundled_specs().items():
         print(f"{name:<20} {desc}")
@@ -311,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jaxinit.spec import SpecError
-    from jaxinit.store import StoreError
+    from jaxinit.config.spec import SpecError
+    from jaxinit.engine.store import StoreError
 
     args = build_parser().parse_args(argv)
     try:

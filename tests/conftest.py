@@ -2,7 +2,7 @@
 
 The suite's processes (this one and the CLI subprocesses, which inherit the environment) share
 one persistent compilation cache in a fresh temporary directory, so a test never depends on
-what an earlier session left in the user's cache (:mod:`jaxinit.compile_cache`).
+what an earlier session left in the user's cache (:mod:`jaxinit.engine.compile_cache`).
 """
 
 import atexit

@@ -24,8 +24,8 @@ def die() -> None:
 
 def main(argv: list[str]) -> int:
     fault, n, rest = argv[0], int(argv[1]), argv[3:]
-    import jaxinit.executors as executors
-    import jaxinit.store as store
+    import jaxinit.engine.executors as executors
+    import jaxinit.engine.store as store
     from jaxinit import cli
 
     count = {"n": 0}

@@ -15,12 +15,12 @@ import pytest
 from flax import nnx  # noqa: E402
 
 import jaxinit
-from jaxinit import basins, symmetry
-from jaxinit.activations import ACTIVATIONS
-from jaxinit.adapters import from_equinox, from_flax, reinit
-from jaxinit.initializers import expected_std
-from jaxinit.models import mlp
-from jaxinit.spec import InitSpec
+from jaxinit.analysis import basins, symmetry
+from jaxinit.blocks.activations import ACTIVATIONS
+from jaxinit.blocks.adapters import from_equinox, from_flax, reinit
+from jaxinit.blocks.initializers import expected_std
+from jaxinit.blocks.models import mlp
+from jaxinit.config.spec import InitSpec
 
 X = jnp.asarray(np.random.default_rng(0).normal(size=(16, 2)), jnp.float32)
 _reinit = jax.jit(reinit, static_argnums=2, static_argnames="layout")  # compiled once per shape
@@ -252,7 +252,7 @@ def test_nnx_model_runs_a_scale_sweep():
 
 def test_core_never_imports_flax_or_equinox():
     code = (
-        "import sys, jaxinit, jaxinit.models, jaxinit.adapters, jaxinit.basins;"
+        "import sys, jaxinit, jaxinit.blocks.models, jaxinit.blocks.adapters, jaxinit.analysis.basins;"
         "bad = [m for m in ('flax', 'equinox', 'sklearn') if m in sys.modules];"
         "assert not bad, bad"
     )

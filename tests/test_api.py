@@ -34,3 +34,19 @@ def test_all_lists_user_facing_names_that_exist():
     assert {"run", "load", "status", "tidy", "Spec", "Model", "Symmetry", "SpecError"} <= set(
         jaxinit.__all__
     )
+
+
+def test_report_is_a_verb_and_the_layers_are_folders(tmp_path):
+    """``jaxinit.report(DIR)`` draws what ``jaxinit report DIR`` draws (issue 20: the verb was
+    missing); the layers are subpackages reachable from ``jaxinit``."""
+    out = tmp_path / "sweep"
+    spec = {"task": {"name": "xor"}, "train": {"steps": 20, "log_every": 10}, "axes": {"seed": 2},
+            "report": ["final_loss"]}  # fmt: skip
+    jaxinit.run(spec, out=out, progress=False)
+    rep = jaxinit.report(out)
+    assert [p.name for p in rep.paths if p.suffix == ".png"] == ["final_loss.png"]
+    assert (out / "report" / "final_loss.png").is_file() and not rep.failed
+    with pytest.raises(ValueError, match="out="):
+        jaxinit.report(jaxinit.load(out))
+    for layer in ("config", "blocks", "engine", "analysis", "plots"):
+        assert getattr(jaxinit, layer).__name__ == f"jaxinit.{layer}"

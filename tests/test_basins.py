@@ -9,8 +9,8 @@ import pytest
 import xarray as xr
 
 import jaxinit
-from jaxinit import basins, symmetry
-from jaxinit.curvature import MINIMUM, classify
+from jaxinit.analysis import basins, symmetry
+from jaxinit.analysis.curvature import MINIMUM, classify
 from jaxinit.plots import FIGURES
 
 
@@ -155,7 +155,7 @@ def test_net_at_the_origin_is_a_saddle():
     (the cross term E[y x] couples the layers); exact and Lanczos agree."""
     task = jaxinit.TASKS["linear_regression"](in_dim=3, n_points=64)
     model = jaxinit.mlp((4,), in_dim=3, out_dim=1, activation="tanh", bias=False)
-    from jaxinit.curvature import loss_function
+    from jaxinit.analysis.curvature import loss_function
 
     zero = jax.tree.map(
         lambda a: jnp.zeros((1, *a.shape)), model.init(jax.random.key(0), jaxinit.InitSpec())
@@ -218,7 +218,7 @@ def test_restart_statistics():
 def test_population_loss_matches_monte_carlo():
     """The closed-form arc-cosine population loss equals a Monte-Carlo estimate (any widths,
     output weights), vanishes with zero gradient at the teacher."""
-    from jaxinit.tasks import relu_population_loss
+    from jaxinit.blocks.tasks import relu_population_loss
 
     task = jaxinit.TASKS["teacher_student"](in_dim=5, teacher_widths=[3], population=True)
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import jaxinit
-from jaxinit.devices import MAX_DEFAULT, cores
+from jaxinit.engine.devices import MAX_DEFAULT, cores
 
 TINY_TOML = """
 name = "{name}"
@@ -159,12 +159,12 @@ def test_help_is_plain_text():
 
 
 def test_toml_falls_back_to_tomli():
-    """Python 3.10 has no tomllib: jaxinit.toml_io (used by the spec reader and --set) uses tomli."""
+    """Python 3.10 has no tomllib: jaxinit.config.toml_io (used by the spec reader and --set) uses tomli."""
     code = (
         "import sys; sys.modules['tomllib'] = None; "
         "import tomli; from jaxinit import toml_io; from jaxinit.cli import parse_set; "
         "assert toml_io.loads is tomli.loads and toml_io.TOMLDecodeError is tomli.TOMLDecodeError; "
-        "from jaxinit.spec import Spec; "
+        "from jaxinit.config.spec import Spec; "
         "print(parse_set('train.steps=7'), Spec.from_toml_string('name = \"t\"').name)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -187,7 +187,7 @@ def test_dry_run_of_a_billion_runs_prints_its_size_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
     devices = re.search(r"; (\d+) (\w+) devices?$", r.stderr.splitlines()[0])
     assert devices, r.stderr
-    if devices[2] == "cpu":  # one CPU device per core (jaxinit.devices)
+    if devices[2] == "cpu":  # one CPU device per core (jaxinit.engine.devices)
         assert int(devices[1]) == min(cores(), MAX_DEFAULT)
 
 
@@ -195,7 +195,7 @@ def test_what_run_imports_before_training_leaves_out_the_heavy_libraries():
     """`jaxinit run` starts training sooner without xarray, pandas, SciPy and matplotlib, which
     it needs only afterwards (acceptance 5 of the lanes issue: a warm start under 3 s)."""
     code = (
-        "import sys, jaxinit.cli, jaxinit.sweep, jaxinit.probes, jaxinit.validation; "
+        "import sys, jaxinit.cli, jaxinit.engine.sweep, jaxinit.engine.probes, jaxinit.engine.validation; "
         "print(sorted(m for m in ('xarray', 'pandas', 'scipy', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import jaxinit
-from jaxinit.bundled import find_spec
-from jaxinit.executors import build_task, choose_layout
-from jaxinit.initializers import expected_std
-from jaxinit.models import MODELS, from_spec
-from jaxinit.spec import InitSpec, ModelSpec, Spec, SpecError
-from jaxinit.tasks import TASKS
+from jaxinit.blocks.initializers import expected_std
+from jaxinit.blocks.models import MODELS, from_spec
+from jaxinit.blocks.tasks import TASKS
+from jaxinit.config.bundled import find_spec
+from jaxinit.config.spec import InitSpec, ModelSpec, Spec, SpecError
+from jaxinit.engine.executors import build_task, choose_layout
 
 
 def _reference_cnn(params, x_BxI, side):
@@ -74,7 +74,7 @@ def test_digits_task():
 
 
 def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
-    from jaxinit import tasks
+    from jaxinit.blocks import tasks
 
     monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)

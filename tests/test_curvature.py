@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinit.curvature import (
+from jaxinit.analysis.curvature import (
     DIVERGED,
     ESCAPING,
     KINDS,

@@ -1,4 +1,4 @@
-"""jaxinit.devices: one CPU device per core, never over the user's choice. The device count is
+"""jaxinit.engine.devices: one CPU device per core, never over the user's choice. The device count is
 fixed when JAX starts, so each case runs in a fresh interpreter."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from jaxinit.devices import MAX_DEFAULT, cores
+from jaxinit.engine.devices import MAX_DEFAULT, cores
 
 PROBE = (
-    "import jax, jaxinit.devices as d; n = d.use_cpu_cores({arg}); "
+    "import jax, jaxinit.engine.devices as d; n = d.use_cpu_cores({arg}); "
     "print(n, len(jax.devices('cpu')), d.use_cpu_cores({arg}))"
 )
 
@@ -51,7 +51,7 @@ def test_counts_from_the_environment_and_the_users_flag(env, arg, want):
 
 def test_after_jax_started_it_reports_the_count_in_force():
     code = (
-        "import jax, jaxinit.devices as d; jax.numpy.zeros(1).block_until_ready(); "
+        "import jax, jaxinit.engine.devices as d; jax.numpy.zeros(1).block_until_ready(); "
         "print(d.use_cpu_cores(4))"
     )
     base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXINIT_CPU_DEVICES")}
@@ -64,7 +64,7 @@ def test_after_jax_started_it_reports_the_count_in_force():
 
 
 def test_a_bad_count_is_a_clear_error(monkeypatch):
-    from jaxinit.devices import use_cpu_cores
+    from jaxinit.engine.devices import use_cpu_cores
 
     monkeypatch.setenv("JAXINIT_CPU_DEVICES", "many")
     with pytest.raises(ValueError, match="JAXINIT_CPU_DEVICES='many'"):
@@ -74,7 +74,7 @@ def test_a_bad_count_is_a_clear_error(monkeypatch):
 
 
 def test_the_default_is_one_per_core_up_to_a_cap(monkeypatch):
-    from jaxinit import devices
+    from jaxinit.engine import devices
 
     monkeypatch.delenv("JAXINIT_CPU_DEVICES", raising=False)
     monkeypatch.setattr(devices, "cores", lambda: 64)

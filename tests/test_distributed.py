@@ -22,9 +22,9 @@ import pytest
 from conftest import spec_toml, xor_spec
 
 import jaxinit
-from jaxinit import distributed, store
 from jaxinit.cli import main as cli_main
-from jaxinit.plan import chunk_id, make_plan
+from jaxinit.engine import distributed, store
+from jaxinit.engine.plan import chunk_id, make_plan
 
 pytestmark = pytest.mark.slow
 

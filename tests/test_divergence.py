@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import jaxinit
-from jaxinit import basins
+from jaxinit.analysis import basins
 
 STEPS = 40
 BASE = {

@@ -22,10 +22,10 @@ import pytest
 from conftest import spec_toml, xor_spec
 
 import jaxinit
-from jaxinit import store
 from jaxinit.cli import main as cli_main
-from jaxinit.plan import chunk_id, make_plan
-from jaxinit.spec import Spec
+from jaxinit.config.spec import Spec
+from jaxinit.engine import store
+from jaxinit.engine.plan import chunk_id, make_plan
 
 pytestmark = pytest.mark.slow
 

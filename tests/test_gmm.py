@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import jaxinit
-from jaxinit import algorithms, gmm
-from jaxinit.tasks import TASKS
+from jaxinit.blocks import gmm
+from jaxinit.blocks.tasks import TASKS
+from jaxinit.engine import algorithms
 
 REG = 1e-3
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import jaxinit
-from jaxinit import identity
-from jaxinit.spec import SpecError
-from jaxinit.store import StoreError
+from jaxinit.config.spec import SpecError
+from jaxinit.engine import identity
+from jaxinit.engine.store import StoreError
 
 SPEC = {
     "name": "ident",

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinit.initializers import INITIALIZERS, expected_std
+from jaxinit.blocks.initializers import INITIALIZERS, expected_std
 
 SCHEMES = sorted(INITIALIZERS)
 RANDOM = [s for s in SCHEMES if s not in ("zeros", "constant")]

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 import jaxinit
-from jaxinit import algorithms, kmeans, restarts
-from jaxinit.spec import SpecError
-from jaxinit.stats import wilson
-from jaxinit.store import StoreError
-from jaxinit.tasks import TASKS, Task
+from jaxinit.analysis import restarts
+from jaxinit.analysis.stats import wilson
+from jaxinit.blocks import kmeans
+from jaxinit.blocks.tasks import TASKS, Task
+from jaxinit.config.spec import SpecError
+from jaxinit.engine import algorithms
+from jaxinit.engine.store import StoreError
 
 # Four points at the corners of a wide rectangle (10 × 1), labelled left / right.
 CORNERS = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]], np.float32)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinit import landscape as L
+from jaxinit.analysis import landscape as L
 
 _A = np.array([-200.0, -100.0, -170.0, 15.0])
 _a = np.array([-1.0, -1.0, -6.5, 0.7])
@@ -191,8 +191,8 @@ def test_disconnectivity_merges_at_the_lowest_saddle():
 @pytest.fixture(scope="module")
 def small_sweep():
     import jaxinit
-    from jaxinit.bundled import find_spec
-    from jaxinit.spec import Spec
+    from jaxinit.config.bundled import find_spec
+    from jaxinit.config.spec import Spec
 
     spec = Spec.from_toml(find_spec("sinusoid_landscape"))
     return jaxinit.run(spec.with_overrides({"axes.seed": 24, "train.steps": 2000}), progress=False)

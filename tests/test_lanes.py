@@ -1,4 +1,4 @@
-"""The lanes layout (:mod:`jaxinit.lanes`) against ``jax.vmap(make_run)``: the same outputs (tree,
+"""The lanes layout (:mod:`jaxinit.engine.lanes`) against ``jax.vmap(make_run)``: the same outputs (tree,
 shapes, dtypes) and numbers equal to rounding, for every activation and loss, the stochastic,
 freezing and diverging paths, diagnostics, float64; runs independent of their chunk-mates;
 every accepted optimizer acting run by run; what it refuses.
@@ -21,11 +21,11 @@ import optax
 import pytest
 
 import jaxinit
-from jaxinit import lanes
-from jaxinit.models import ACTIVATIONS, Model, from_spec, mlp
-from jaxinit.spec import Spec
-from jaxinit.tasks import TASKS, loss_value
-from jaxinit.train import Data, make_run
+from jaxinit.blocks.models import ACTIVATIONS, Model, from_spec, mlp
+from jaxinit.blocks.tasks import TASKS, loss_value
+from jaxinit.config.spec import Spec
+from jaxinit.engine import lanes
+from jaxinit.engine.train import Data, make_run
 
 C = 8  # runs per chunk
 
@@ -265,7 +265,7 @@ def _optimizer_both_ways(name: str) -> tuple:
 
 def test_elementwise_optimizers_act_run_by_run():
     """optax's update applied to lanes leaves is the per-run update, run by run, for every
-    optimizer :func:`jaxinit.lanes.supports` accepts (one compiled program for all)."""
+    optimizer :func:`jaxinit.engine.lanes.supports` accepts (one compiled program for all)."""
     names = sorted(n for n in lanes.ELEMENTWISE_OPTIMIZERS if hasattr(optax, n))
     both = _compiled(lambda: {n: _optimizer_both_ways(n) for n in names})()
     for name, (got, want) in both.items():

@@ -1,80 +1,97 @@
 """The package's layers import downward only (one-way data flow: spec → … → CLI)."""
 
 import ast
+import functools
 from pathlib import Path
+from typing import NamedTuple
 
 PACKAGE = Path(__file__).resolve().parent.parent / "jaxinit"
 
+
+class Layer(NamedTuple):
+    name: str
+    folder: str  # where its modules live: jaxinit/<folder>/ ("": the package root)
+    modules: frozenset[str]  # dotted names under jaxinit
+    about: str  # one line for the README's layer list
+
+
+def _layer(name: str, folder: str, modules: str, about: str) -> Layer:
+    return Layer(name, folder, frozenset(modules.split()), about)
+
+
 LAYERS = [
-    # plots.names: the figure names as plain data, so validation can check `report` lists
-    # outputs: the per-run outputs, declared once (names, kinds, units, descriptions)
-    ("schema", {"toml_io", "_version", "spec", "stats", "bundled", "plots.names", "outputs"}),
-    # adapters: Flax / Equinox modules as Models (flax, equinox imported only when called)
-    (
-        "blocks",
-        {
-            "ops",
-            "activations",
-            "initializers",
-            "user_data",
-            "tasks",
-            "models",
-            "adapters",
-            "metrics",
-        },
-    ),
-    # the one run loop: a Program (pure per-run functions) run in a Layout
-    ("program", {"program"}),
-    # iterative algorithms beside gradient training: k-means, EM (one run each, vmapped later)
-    ("algorithms", {"kmeans", "gmm", "algorithms"}),
-    # mean-field theory and random nets at init: pure functions of numbers, below the engine so
-    # that probe sweeps (jaxinit.probes, beside jaxinit.sweep) can measure them
-    ("random nets", {"theory", "signal"}),
-    ("validation", {"validation"}),
-    ("stored sweeps", {"rebuild"}),  # a saved Dataset's spec, task and model (from_dataset)
-    ("claims", {"claims"}),  # who writes a shard of a sweep directory (O_EXCL + heartbeat)
-    (
-        "engine",
-        {
-            "plan",
-            "identity",
-            "train",
-            "lanes",
-            "store",
-            "compile_cache",
-            "devices",
-            "executors",
-            "probe_spec",
-        },  # fmt: skip
-    ),
-    ("processes", {"distributed", "progress"}),  # multi-process jobs; a directory's progress
-    ("results", {"results"}),
-    ("sweep", {"sweep", "probes"}),  # orchestrates the engine and hands back labelled results
-    ("analysis", {"basins", "curvature", "symmetry", "tables", "restarts", "landscape"}),
-    ("plots", {"plots"}),
-    ("report", {"report"}),
-    ("cli", {"cli", "__main__"}),  # __main__: `python -m jaxinit`
-]
-"""Lowest first. A module may import its own layer and the ones before it, never a later one."""
+    _layer("schema", "config", "config.toml_io config.spec config.bundled config.outputs plots.names",
+           "the spec (dataclasses, TOML, overrides; traced fields declared in field metadata), the "
+           "bundled specs, the per-run outputs declared once; `plots.names` is the figure registry "
+           "as plain data, so that validation can check `report` lists without matplotlib"),
+    _layer("building blocks", "blocks",
+           "blocks.ops blocks.activations blocks.initializers blocks.user_data blocks.tasks "
+           "blocks.models blocks.adapters blocks.metrics blocks.kmeans blocks.gmm blocks.theory "
+           "blocks.signal blocks.sharpness",
+           "layout primitives (`ops`), activations (one entry: JAX function, symmetry, saturation, "
+           "host φ and φ′), initializers, tasks and your own data, models, Flax/Equinox adapters, "
+           "diagnostics, k-means and EM steps, mean-field theory and random nets, sharpness"),
+    _layer("program", "engine", "engine.program",
+           "the one run loop: a `Program` of pure per-run functions run in a `Layout`"),
+    _layer("algorithms", "engine", "engine.algorithms", "k-means and EM as programs"),
+    _layer("validation", "engine", "engine.validation",
+           "every name and value, before anything compiles (`resolve_spec`)"),
+    _layer("stored sweeps", "engine", "engine.rebuild",
+           "`from_dataset(ds)`: a saved sweep's spec, task and model"),
+    _layer("claims", "engine", "engine.claims",
+           "who writes a shard of a sweep directory (O_EXCL and a heartbeat)"),
+    _layer("engine", "engine",
+           "engine.plan engine.identity engine.train engine.lanes engine.store "
+           "engine.compile_cache engine.devices engine.executors engine.probe_spec",
+           "lazy plans, run identity, gradient training in the vmap and lanes layouts, the "
+           "store, the one place that lays runs out on devices (`executors`), probe plans"),
+    _layer("processes", "engine", "engine.distributed engine.progress",
+           "multi-process jobs; a directory's progress"),
+    _layer("results", "engine", "engine.results", "labelled Datasets"),
+    _layer("sweep", "engine", "engine.sweep engine.probes",
+           "`prepare`, `run`: orchestrate the engine and hand back labelled results"),
+    _layer("analysis", "analysis",
+           "analysis.stats analysis.symmetry analysis.basins analysis.curvature "
+           "analysis.restarts analysis.landscape analysis.maps",
+           "statistics, symmetry canonicalisation, basins, curvature, restarts, landscapes, maps"),
+    _layer("plots", "plots", "plots", "every figure, registered next to its code"),
+    _layer("report", "", "reports", "a sweep's figures, tables and summary (`jaxinit.report`)"),
+    _layer("cli", "", "cli __main__", "the command line, a thin shell (`python -m jaxinit`)"),
+]  # fmt: skip
+"""Lowest first. A module may import its own layer and the ones before it, never a later one.
+The folders follow the same order, so the tree shows the layers (README: :func:`layer_list`)."""
+
+FOLDERS = ("config", "blocks", "engine", "analysis", "plots", "")
+"""The package's folders, lowest layer first (``""``: modules at the package root)."""
 
 
 def _layer_of(module: str) -> int:
-    for key in (module, module.split(".")[0]):
-        for k, (_, names) in enumerate(LAYERS):
-            if key in names:
-                return k
+    for k, layer in enumerate(LAYERS):
+        if module in layer.modules:
+            return k
+    if module.startswith("plots."):
+        return _layer_of("plots")
+    if module in FOLDERS:  # a layer folder's __init__: a docstring, no imports
+        return 0
     raise AssertionError(f"jaxinit.{module} is in no layer: add it to LAYERS in {__file__}")
 
 
 def _imports(path: Path) -> set[str]:
-    """Every ``jaxinit.X`` a module imports, at any depth (function-level imports included)."""
+    """Every ``jaxinit`` module a module imports, at any depth (function-level imports
+    included): ``from jaxinit.engine import train`` is ``engine.train``."""
+    known = set(_modules()) | set(FOLDERS)
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "jaxinit":
-                out |= {a.name for a in node.names}
-            elif node.module.startswith("jaxinit."):
-                out.add(node.module.removeprefix("jaxinit."))
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] != "jaxinit":
+                continue
+            base = node.module.removeprefix("jaxinit").removeprefix(".")
+            for a in node.names:
+                sub = f"{base}.{a.name}".lstrip(".")
+                if sub in known:
+                    out.add(sub)
+                elif base:
+                    out.add(base)
         elif isinstance(node, ast.Import):
             out |= {
                 a.name.removeprefix("jaxinit.") for a in node.names if a.name.startswith("jaxinit.")
@@ -82,6 +99,7 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     mods = {}
     for path in PACKAGE.rglob("*.py"):
@@ -92,13 +110,48 @@ def _modules() -> dict[str, Path]:
     return mods
 
 
+def layer_list() -> str:
+    """The README's layer list, generated from :data:`LAYERS`."""
+    lines = []
+    for k, layer in enumerate(LAYERS, 1):
+        names = ", ".join(
+            f"`{m.removeprefix(layer.folder + '.') if layer.folder else m}`"
+            for m in sorted(layer.modules, key=lambda m: (not m.startswith(layer.folder), m))
+        )
+        lines.append(f"{k}. {layer.name} (`jaxinit/{layer.folder + '/' if layer.folder else ''}`): "
+                     f"{names}: {layer.about}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def test_folders_show_the_layers():
+    """Every module lives in its layer's folder (``plots.names``, plain data read by validation,
+    is the one exception), and the folders come in layer order."""
+    misplaced = []
+    for name in _modules():
+        if name in FOLDERS or name == "plots.names":
+            continue
+        folder = "plots" if name.startswith("plots") else name.rpartition(".")[0]
+        if LAYERS[_layer_of(name)].folder != folder:
+            misplaced.append(f"jaxinit.{name} is in {folder or 'the root'}, its layer in "
+                             f"{LAYERS[_layer_of(name)].folder or 'the root'}")  # fmt: skip
+    assert not misplaced, "\n".join(misplaced)
+    order = [FOLDERS.index(layer.folder) for layer in LAYERS]
+    assert order == sorted(order)
+
+
+def test_the_readme_layer_list_is_generated_from_layers():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    start, end = "<!-- layers: generated from tests/test_layers.py -->\n", "\n<!-- /layers -->"
+    assert start in readme and end in readme
+    shown = readme[readme.index(start) + len(start) : readme.index(end)]
+    assert shown == layer_list(), "paste this into the README:\n" + layer_list()
+
+
 def test_every_import_points_down():
     bad = []
     for name, path in _modules().items():
         mine = _layer_of(name)
         for target in _imports(path):
-            if target == "__version__":
-                continue
             if _layer_of(target) > mine:
                 bad.append(f"jaxinit.{name} ({LAYERS[mine][0]}) imports jaxinit.{target} "
                            f"({LAYERS[_layer_of(target)][0]})")  # fmt: skip
@@ -108,9 +161,11 @@ def test_every_import_points_down():
 def test_the_checker_sees_an_upward_import(tmp_path):
     """The test itself can fail: a schema module importing the CLI is caught."""
     f = tmp_path / "spec.py"
-    f.write_text("def f():\n    from jaxinit.cli import main\n")
-    assert {_layer_of(t) for t in _imports(f)} == {_layer_of("cli")}
-    assert _layer_of("cli") > _layer_of("spec")
+    f.write_text(
+        "def f():\n    from jaxinit.cli import main\n    from jaxinit.engine import train\n"
+    )
+    assert _imports(f) == {"cli", "engine.train"}
+    assert _layer_of("cli") > _layer_of("config.spec")
 
 
 def _private_imports(path: Path) -> set[str]:
@@ -175,9 +230,9 @@ def _reads_stored_spec(path: Path) -> bool:
 
 
 def test_only_from_dataset_parses_a_stored_spec():
-    """One way back from a Dataset to its spec, task and model: jaxinit.rebuild.from_dataset
+    """One way back from a Dataset to its spec, task and model: jaxinit.engine.rebuild.from_dataset
     (on 426ca25, 11 sites in 8 modules parsed ``ds.attrs["spec"]`` themselves)."""
-    left = {"rebuild", "probes"}  # probes: the probes helper's file (issue 20)
+    left = {"engine.rebuild"}
     readers = sorted(n for n, p in _modules().items() if _reads_stored_spec(p) and n not in left)
     assert not readers, readers
 
@@ -270,8 +325,8 @@ def test_the_clashing_names_mean_one_thing():
         for name in ("Activation", "haar_orthogonal", "Group", "spec_of")
     }
     assert where == {
-        "Activation": ["activations"],
-        "haar_orthogonal": ["signal"],
-        "Group": ["plan"],
+        "Activation": ["blocks.activations"],
+        "haar_orthogonal": ["blocks.signal"],
+        "Group": ["engine.plan"],
         "spec_of": [],
     }

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinit import metrics
-from jaxinit.metrics import DIAGNOSTICS, Probe, count_distinct
-from jaxinit.models import mlp
-from jaxinit.spec import InitSpec
+from jaxinit.blocks import metrics
+from jaxinit.blocks.metrics import DIAGNOSTICS, Probe, count_distinct
+from jaxinit.blocks.models import mlp
+from jaxinit.config.spec import InitSpec
 
 count = jax.jit(count_distinct, static_argnames="rtol")
 X = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
@@ -109,10 +109,10 @@ def test_relative_distance_from_init_in_both_layouts():
     """A diagnostic added in metrics.py alone (written against Probe.ops) runs in the vmap and
     the lanes layout: ‖θ − θ₀‖ / ‖θ₀‖, equal between them to the README's float32 tolerance."""
     import jaxinit
-    from jaxinit.executors import build_task, chunk_init, chunk_train
-    from jaxinit.metrics import ANY_LAYOUT
-    from jaxinit.results import VARIABLE_ATTRS
-    from jaxinit.train import Data
+    from jaxinit.blocks.metrics import ANY_LAYOUT
+    from jaxinit.engine.executors import build_task, chunk_init, chunk_train
+    from jaxinit.engine.results import VARIABLE_ATTRS
+    from jaxinit.engine.train import Data
 
     name = "relative_distance_from_init"
     assert name in ANY_LAYOUT and VARIABLE_ATTRS[name]["units"] == "1"

@@ -7,9 +7,9 @@ import pytest
 from conftest import TINY
 
 import jaxinit
-from jaxinit.initializers import INITIALIZERS, expected_std
-from jaxinit.models import ACTIVATIONS, Model, draw_weight, mlp
-from jaxinit.spec import InitSpec
+from jaxinit.blocks.initializers import INITIALIZERS, expected_std
+from jaxinit.blocks.models import ACTIVATIONS, Model, draw_weight, mlp
+from jaxinit.config.spec import InitSpec
 
 X = jax.random.normal(jax.random.key(0), (5, 3))
 

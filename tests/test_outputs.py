@@ -1,14 +1,14 @@
-"""The per-run outputs are declared once (jaxinit.outputs) and every run program returns them."""
+"""The per-run outputs are declared once (jaxinit.config.outputs) and every run program returns them."""
 
 import jax
 import jax.numpy as jnp
 import pytest
 
 import jaxinit
-from jaxinit import outputs
-from jaxinit.executors import build_task, chunk_init, chunk_train
-from jaxinit.results import FINAL_VARIABLES, STEP_VARIABLES, VARIABLE_ATTRS
-from jaxinit.train import Data
+from jaxinit.config import outputs
+from jaxinit.engine.executors import build_task, chunk_init, chunk_train
+from jaxinit.engine.results import FINAL_VARIABLES, STEP_VARIABLES, VARIABLE_ATTRS
+from jaxinit.engine.train import Data
 
 
 def test_results_read_the_declaration():

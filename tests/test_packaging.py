@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import jaxinit
-from jaxinit.bundled import bundled_specs, find_spec, sweeps_dir
+from jaxinit.config.bundled import bundled_specs, find_spec, sweeps_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 

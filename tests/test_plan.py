@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from jaxinit.plan import CHUNK_BYTES, chunk_id, coordinates, make_plan
-from jaxinit.spec import Spec, SpecError
+from jaxinit.config.spec import Spec, SpecError
+from jaxinit.engine.plan import CHUNK_BYTES, chunk_id, coordinates, make_plan
 
 AXES = {
     "init.scheme": ["zeros", "he_normal", "orthogonal"],
@@ -103,7 +103,7 @@ def test_chunks_and_padding(plan):
     ]
     p6 = make_plan(plan.spec, chunk_size=6)
     assert p6.n_chunks == 6 * 4  # ceil(20 / 6)
-    from jaxinit.executors import chunk_values
+    from jaxinit.engine.executors import chunk_values
 
     g = p6.groups[1]
     values, ids = chunk_values(g, 3, "float32")

@@ -12,15 +12,15 @@ import pytest
 import xarray as xr
 from conftest import TINY
 
-from jaxinit.plan import make_plan
+from jaxinit.config.spec import Spec
+from jaxinit.engine.plan import make_plan
+from jaxinit.engine.results import assemble
+from jaxinit.engine.validation import resolve_spec
 from jaxinit.plots import DEFAULT_FIGURES, FIGURES, sweep_dims, time_to_threshold_table, wilson
 from jaxinit.plots.basin_figures import _basin_colors, _text_color, cell_edges
 from jaxinit.plots.core import distinct_colors, study_dim
 from jaxinit.plots.names import FIGURE_NAMES
-from jaxinit.report import full_summary, summarize, write_report
-from jaxinit.results import assemble
-from jaxinit.spec import Spec
-from jaxinit.validation import resolve_spec
+from jaxinit.reports import full_summary, summarize, write_report
 
 # Figures that need only a plain sweep (named explicitly: figures that need special datasets,
 # added elsewhere, have their own tests).
@@ -131,8 +131,8 @@ def test_importing_and_validating_leave_the_users_backend_alone():
     """A notebook's inline backend survives ``import jaxinit.plots`` and specs with figures."""
     out = _python(
         "import matplotlib; matplotlib.use('svg'); import jaxinit, jaxinit.plots; "
-        "from jaxinit.spec import Spec; Spec.from_dict({'report': ['final_loss']}); "
-        "from jaxinit.validation import resolve_spec; "
+        "from jaxinit.config.spec import Spec; Spec.from_dict({'report': ['final_loss']}); "
+        "from jaxinit.engine.validation import resolve_spec; "
         "resolve_spec({'report': ['final_loss', 'basin_map']}); "
         "jaxinit.plots.FIGURES; print(matplotlib.get_backend())"
     )
@@ -143,7 +143,7 @@ def test_importing_and_validating_leave_the_users_backend_alone():
 def test_figure_names_and_validation_do_not_import_pyplot():
     out = _python(
         "import sys; import jaxinit, jaxinit.plots; from jaxinit.plots.names import FIGURE_NAMES; "
-        "from jaxinit.validation import resolve_spec; resolve_spec({'report': ['final_loss']}); "
+        "from jaxinit.engine.validation import resolve_spec; resolve_spec({'report': ['final_loss']}); "
         "print('matplotlib.pyplot' in sys.modules)"
     )
     assert out == "False"

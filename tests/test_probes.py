@@ -1,4 +1,4 @@
-"""Probe sweeps (random nets at init, jaxinit.probes), their bundled specs, and the depth figures
+"""Probe sweeps (random nets at init, jaxinit.engine.probes), their bundled specs, and the depth figures
 and tables (magic numbers, phase diagram). Tiny nets only."""
 
 import json
@@ -13,11 +13,13 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
 import jaxinit  # noqa: E402
-from jaxinit import plots, probes, theory  # noqa: E402
-from jaxinit.bundled import bundled_specs  # noqa: E402
-from jaxinit.report import write_report  # noqa: E402
-from jaxinit.spec import SpecError  # noqa: E402
-from jaxinit.validation import resolve_spec  # noqa: E402
+from jaxinit import plots
+from jaxinit.blocks import theory  # noqa: E402
+from jaxinit.config.bundled import bundled_specs  # noqa: E402
+from jaxinit.config.spec import SpecError  # noqa: E402
+from jaxinit.engine import probes
+from jaxinit.engine.validation import resolve_spec  # noqa: E402
+from jaxinit.reports import write_report  # noqa: E402
 
 SIGNAL = {
     "name": "tiny_signal",
@@ -222,7 +224,7 @@ def _jacobian_toml(tmp_path, seeds: int = 2) -> str:
 
 def test_probe_flags_status_and_load_are_those_of_a_sweep(tmp_path, capsys):
     """Was: --shard refused ("measured in one call"), status printed a one-line special case,
-    jaxinit.load refused a probe directory ("load it with jaxinit.probes.load")."""
+    jaxinit.load refused a probe directory ("load it with jaxinit.engine.probes.load")."""
     from jaxinit.cli import main
 
     spec, out = _jacobian_toml(tmp_path), tmp_path / "o"
@@ -310,7 +312,7 @@ def test_a_probe_spec_without_report_gets_its_kinds_figures_and_overrides_are_sh
         "signal_propagation",
         "signal_phase",
     )
-    # one --set implementation for both kinds of spec (jaxinit.spec.apply_overrides)
+    # one --set implementation for both kinds of spec (jaxinit.config.spec.apply_overrides)
     with pytest.raises(SpecError, match=r"cannot set 'train.steps'.*\('probe',\)"):
         probes.resolve(SIGNAL, {"train.steps": 3})
     assert probes.resolve(SIGNAL, {"axes.seed": 5, "name": "n"}).name == "n"

@@ -1,12 +1,13 @@
-"""The one run loop (jaxinit.program.run) on toy programs: books, freezing, rollback."""
+"""The one run loop (jaxinit.engine.program.run) on toy programs: books, freezing, rollback."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinit import lanes, outputs
-from jaxinit.program import VMAP, Layout, Program, measured, run, start
+from jaxinit.config import outputs
+from jaxinit.engine import lanes
+from jaxinit.engine.program import VMAP, Layout, Program, measured, run, start
 
 
 def _toy(factor, *, threshold=0.3, step_loss=True, tol=None, freeze=True, runs=()):

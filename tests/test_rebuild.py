@@ -6,9 +6,9 @@ import jax
 import pytest
 import xarray as xr
 
-from jaxinit.models import mlp
-from jaxinit.rebuild import from_dataset
-from jaxinit.spec import Spec
+from jaxinit.blocks.models import mlp
+from jaxinit.config.spec import Spec
+from jaxinit.engine.rebuild import from_dataset
 
 SPEC = {
     "task": {"name": "xor"},

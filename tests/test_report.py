@@ -19,9 +19,9 @@ from hypothesis import strategies as st  # noqa: E402
 
 import jaxinit  # noqa: E402
 from jaxinit import cli  # noqa: E402
-from jaxinit.bundled import bundled_specs  # noqa: E402
+from jaxinit.config.bundled import bundled_specs  # noqa: E402
 from jaxinit.plots import FIGURES, TABLES  # noqa: E402
-from jaxinit.report import ERRORS_LOG, draw_report, write_report  # noqa: E402
+from jaxinit.reports import ERRORS_LOG, draw_report, write_report  # noqa: E402
 
 # -- tiny versions of every bundled spec ----------------------------------------------------------
 # Each keeps the axes its figures are about (a map stays a map, a depth sweep keeps two depths),
@@ -109,7 +109,7 @@ sizes run the same compiled programs (the second size compiles nothing new)."""
 
 def bundled_sweep(name: str, n: int, root) -> xr.Dataset:
     """The tiny bundled sweep ``name`` at size ``n``, run in-process into ``root``."""
-    from jaxinit.probes import is_probe
+    from jaxinit.engine.probes import is_probe
 
     kw = bundled_overrides(name, n)
     chunks = None if is_probe(name) else CHUNK  # a probe sweep's spec fixes its chunks
@@ -344,7 +344,7 @@ def test_a_clean_report_removes_a_stale_error_log(tiny_sweep, tmp_path, monkeypa
 
 
 def test_an_errors_log_the_report_did_not_write_is_left_alone(tiny_sweep, tmp_path):
-    from jaxinit.store import StoreError
+    from jaxinit.engine.store import StoreError
 
     (tmp_path / ERRORS_LOG).write_text("mine")
     with pytest.raises(StoreError, match="was not written by jaxinit"):
@@ -404,7 +404,7 @@ def sigmoid_xor():
 def test_the_0693_basin_of_sigmoid_xor_is_a_saddle_in_table_legend_and_bars(sigmoid_xor):
     """Before: basin_sizes called the 0.693 endpoints "basin 2: loss 0.693", coloured like a
     minimum, and the basins table had no kind."""
-    from jaxinit.basins import find_basins
+    from jaxinit.analysis.basins import find_basins
     from jaxinit.plots.basin_figures import KIND_HATCH, basin_sizes
 
     table = find_basins(sigmoid_xor, kinds=True).table
@@ -427,7 +427,7 @@ def test_the_0693_basin_of_sigmoid_xor_is_a_saddle_in_table_legend_and_bars(sigm
 
 
 def test_basins_table_in_the_summary_has_the_kind(sigmoid_xor):
-    from jaxinit.report import analysis_tables
+    from jaxinit.reports import analysis_tables
 
     title, table = analysis_tables(sigmoid_xor, ["basin_sizes"])[0]
     assert title.startswith("Basins") and {"kind", "kind_votes"} <= set(table.columns)
@@ -435,8 +435,8 @@ def test_basins_table_in_the_summary_has_the_kind(sigmoid_xor):
 
 
 def test_kind_of_tallies_and_breaks_ties_by_the_lowest_loss_run():
-    from jaxinit.basins import kind_of
-    from jaxinit.curvature import ESCAPING, MINIMUM, SADDLE
+    from jaxinit.analysis.basins import kind_of
+    from jaxinit.analysis.curvature import ESCAPING, MINIMUM, SADDLE
 
     assert kind_of([SADDLE, SADDLE, SADDLE]) == ("saddle", "saddle 3/3")
     assert kind_of([ESCAPING, MINIMUM]) == ("escaping", "escaping 1/2, minimum 1/2")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import jaxinit
-from jaxinit.executors import build_task, choose_layout, chunk_init, chunk_train
-from jaxinit.models import from_spec
-from jaxinit.train import Data
+from jaxinit.blocks.models import from_spec
+from jaxinit.engine.executors import build_task, choose_layout, chunk_init, chunk_train
+from jaxinit.engine.train import Data
 
 
 def _spec(**train):

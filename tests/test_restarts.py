@@ -10,8 +10,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import jaxinit  # noqa: E402
-from jaxinit import plots, restarts  # noqa: E402
-from jaxinit.bundled import find_spec  # noqa: E402
+from jaxinit import plots
+from jaxinit.analysis import restarts  # noqa: E402
+from jaxinit.config.bundled import find_spec  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 from conftest import TINY
 
 import jaxinit
-from jaxinit.plan import make_plan
-from jaxinit.results import FINAL_VARIABLES, STEP_VARIABLES, VARIABLE_ATTRS, assemble, tidy
-from jaxinit.spec import Spec
+from jaxinit.config.spec import Spec
+from jaxinit.engine.plan import make_plan
+from jaxinit.engine.results import FINAL_VARIABLES, STEP_VARIABLES, VARIABLE_ATTRS, assemble, tidy
 
 T = TINY["train"]["steps"] // TINY["train"]["log_every"] + 1
 
@@ -134,7 +134,7 @@ def test_load_a_directory_with_no_finished_chunk(tmp_path):
 
 def test_a_big_sweep_with_no_finished_chunk_loads_its_loss_lazily(tmp_path, monkeypatch):
     """Curves over LAZY_BYTES and nothing done yet: the all-NaN loss is not built in memory."""
-    from jaxinit import results
+    from jaxinit.engine import results
 
     spec = {**TINY, "axes": {"seed": 2}, "store": {}}
     with pytest.warns(UserWarning, match="partial"):
@@ -173,7 +173,7 @@ def test_every_variable_has_attrs_and_layer_has_a_coordinate(plan):
 
 
 def test_attrs_table_covers_every_diagnostic_and_final():
-    from jaxinit.metrics import DIAGNOSTICS
+    from jaxinit.blocks.metrics import DIAGNOSTICS
 
     assert set(FINAL_VARIABLES) | set(DIAGNOSTICS) | {"done", "loss", "step", "layer"} <= set(
         VARIABLE_ATTRS
@@ -189,7 +189,7 @@ def test_lazy_curves_equal_eager_and_read_only_the_chunks_they_need(tmp_path, mo
     """``load(lazy=True)`` (the default for curves over LAZY_BYTES, e.g. a million runs) gives
     the eager Dataset's values under every kind of selection, NaN for runs not done and NaN
     padding for narrower groups, and a one-run selection opens one chunk file."""
-    from jaxinit import results, store
+    from jaxinit.engine import results, store
 
     spec = {
         "name": "lazy",

@@ -1,4 +1,4 @@
-"""Empirical signal propagation and Jacobian spectra (jaxinit.signal) against mean-field theory."""
+"""Empirical signal propagation and Jacobian spectra (jaxinit.blocks.signal) against mean-field theory."""
 
 import math
 from functools import partial
@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinit import signal as S
-from jaxinit import theory as T
+from jaxinit.blocks import signal as S
+from jaxinit.blocks import theory as T
 
 
 def _two_inputs(n0: int, corr: float) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Rates and their intervals (jaxinit.stats): the bounds hold the rate exactly, so no error bar
+"""Rates and their intervals (jaxinit.analysis.stats): the bounds hold the rate exactly, so no error bar
 is ever negative (issue 24: ``jaxinit run xor_minima --set axes.seed=128 --report`` crashed in
 success_rate with "'yerr' must not contain negative values")."""
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxinit.stats import error_bars, rate_interval, wilson
+from jaxinit.analysis.stats import error_bars, rate_interval, wilson
 
 
 def test_wilson_bounds_hold_the_rate_at_zero_and_one_for_every_n():

@@ -20,8 +20,8 @@ import pytest
 from conftest import spec_toml, xor_spec
 
 import jaxinit
-from jaxinit import claims, store
 from jaxinit.cli import main as cli_main
+from jaxinit.engine import claims, store
 
 HERE = Path(__file__).parent
 SPEC = xor_spec("stat", 5)
@@ -162,7 +162,7 @@ def test_status_of_a_directory_that_is_not_a_sweep(tmp_path, capsys):
 # -- issue 25: shards of several counts, user files, copies; O(chunks) ---------------------------
 def _write(out: Path, shard: tuple[int, int], ks) -> None:
     """Chunks ``ks`` (plan order) of SPEC written as shard ``i/n`` (fake values, no JAX)."""
-    from jaxinit.plan import chunk_id, make_plan
+    from jaxinit.engine.plan import chunk_id, make_plan
 
     plan = make_plan(jaxinit.Spec.from_dict(SPEC), CHUNK)
     chunks = list(plan.chunks())

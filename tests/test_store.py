@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 import jaxinit
-import jaxinit.executors as executors
-from jaxinit import store
-from jaxinit.plan import chunk_id, make_plan
-from jaxinit.spec import FORMAT_VERSION, Spec
+import jaxinit.engine.executors as executors
+from jaxinit.config.spec import FORMAT_VERSION, Spec
+from jaxinit.engine import store
+from jaxinit.engine.plan import chunk_id, make_plan
 
 SPEC = Spec.from_dict(
     {"name": "st", "train": {"steps": 10, "log_every": 5}, "axes": {"seed": 6}}
@@ -616,7 +616,7 @@ def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from jaxinit import claims
+    from jaxinit.engine import claims
 
     _no_flock(monkeypatch)
     d = tmp_path / "d"
@@ -653,7 +653,7 @@ def test_a_writer_whose_claim_was_taken_over_stops_before_its_manifest(tmp_path,
 def test_heartbeat_keeps_the_claim_fresh(tmp_path, monkeypatch):
     import os
 
-    from jaxinit import claims
+    from jaxinit.engine import claims
 
     monkeypatch.setattr(claims, "HEARTBEAT_S", 0.05)
     d = tmp_path / "d"
@@ -668,7 +668,7 @@ def test_heartbeat_keeps_the_claim_fresh(tmp_path, monkeypatch):
 def test_temp_files_of_other_machines_are_kept_until_stale(tmp_path):
     import os
 
-    from jaxinit import claims
+    from jaxinit.engine import claims
 
     d = _fake_dir(tmp_path / "d")
     fresh = d / "chunks" / f".0000-000001.npz.tmp{os.getpid()}-{'a' * 12}"  # live elsewhere
@@ -704,7 +704,7 @@ def test_new_out_dir_with_user_files_where_the_store_writes_is_refused_untouched
 
 
 def test_report_never_writes_over_a_file_it_did_not_write(tiny_sweep, tmp_path):
-    from jaxinit.report import write_report
+    from jaxinit.reports import write_report
 
     out = tmp_path / "report"
     first = write_report(tiny_sweep, out)  # a fresh folder: written, and indexed

@@ -190,7 +190,7 @@ def test_two_devices_and_shards_match_one_process(tmp_path, reference):
 ONE_CHUNK_ON_TWO_DEVICES = """
 import json, sys
 import jaxinit
-from jaxinit import executors
+from jaxinit.engine import executors
 ds = jaxinit.run(json.loads(sys.argv[1]), progress=False, chunk_size=48)
 spread = [k for k in executors._PROGRAMS if k[0] == "on devices"]
 print(json.dumps({"spread": len(spread), "final_loss": ds.final_loss.values.tolist()}))
@@ -244,7 +244,7 @@ def test_unstorable_sweep_is_refused_before_compiling(tmp_path, monkeypatch):
     anything compiles or is written (it crashed in planning with a 22 GiB allocation)."""
     import shutil
 
-    import jaxinit.executors as executors
+    import jaxinit.engine.executors as executors
 
     monkeypatch.setattr(executors.Executor, "compile", lambda *a, **k: pytest.fail("compiled"))
     real = shutil.disk_usage
@@ -309,8 +309,8 @@ def test_float64_identity_names_its_init_rule():
     """float64 sweeps now draw their inits in float32: their identity says so
     (``software.f64_init_rule``), so a float64 directory begun before is refused, not resumed
     with other initial weights; a float32 identity is unchanged (no such field)."""
-    from jaxinit.identity import F64_INIT_RULE, differences, record
-    from jaxinit.spec import Spec
+    from jaxinit.config.spec import Spec
+    from jaxinit.engine.identity import F64_INIT_RULE, differences, record
 
     r32 = record(Spec.from_dict(SPEC))["identity"]
     r64 = record(Spec.from_dict({**SPEC, "train": {**SPEC["train"], "dtype": "float64"}}))
@@ -329,7 +329,7 @@ def test_a_model_non_finite_from_the_start_is_warned_about_as_such():
 
     import jax.numpy as jnp
 
-    from jaxinit.models import Model
+    from jaxinit.blocks.models import Model
 
     def init(key, init_spec):
         return {"w": jax.random.normal(key, (2, 1)) * init_spec.scale}
@@ -350,9 +350,9 @@ def test_a_model_non_finite_from_the_start_is_warned_about_as_such():
 
 def test_compiled_programs_are_cached_per_x64_mode():
     """A program built with x64 off is never handed out with it on (nor the other way): the
-    executors' cache key carries the mode (:func:`jaxinit.train.precision`)."""
-    from jaxinit.executors import build_task, chunk_init, chunk_train
-    from jaxinit.spec import Spec
+    executors' cache key carries the mode (:func:`jaxinit.engine.train.precision`)."""
+    from jaxinit.config.spec import Spec
+    from jaxinit.engine.executors import build_task, chunk_init, chunk_train
 
     spec = Spec.from_dict(SPEC).first_run()
     task = build_task(spec)

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinit import user_data
-from jaxinit.tasks import (
+from jaxinit.blocks import user_data
+from jaxinit.blocks.tasks import (
     TASKS,
     loss_value,
     metric_value,
@@ -212,7 +212,7 @@ def test_rotated_teacher():
     """teacher_rotation_seed draws a Haar-random orthonormal teacher: its rows are orthonormal,
     not axis-aligned, the same for the same seed; labels follow it; the landscape is the
     axis-aligned one rotated (L(Q w; Q e) = L(w; e))."""
-    from jaxinit.tasks import haar_orthogonal_np
+    from jaxinit.blocks.tasks import haar_orthogonal_np
 
     q = haar_orthogonal_np(6, 3)
     np.testing.assert_allclose(q.T @ q, np.eye(6), atol=1e-12)

@@ -1,4 +1,4 @@
-"""Mean-field theory (jaxinit.theory): closed forms, quadrature against closed-form kernels, and
+"""Mean-field theory (jaxinit.blocks.theory): closed forms, quadrature against closed-form kernels, and
 q* / χ₁ against a large seeded Monte Carlo."""
 
 import math
@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from jaxinit import theory as T
-from jaxinit.activations import ACTIVATIONS
-from jaxinit.tasks import TASKS
+from jaxinit.blocks import theory as T
+from jaxinit.blocks.activations import ACTIVATIONS
+from jaxinit.blocks.tasks import TASKS
 
 # -- closed forms ------------------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ def test_q_star_and_chi1_agree_with_monte_carlo(activation, sigma_w2, sigma_b2):
 
 def test_depth_specs_bracket_the_critical_line():
     import jaxinit
-    from jaxinit.bundled import find_spec
+    from jaxinit.config.bundled import find_spec
 
     dp = jaxinit.Spec.from_toml(find_spec("depth_phase"))
     axes = dict(dp.axes)

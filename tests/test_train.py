@@ -12,9 +12,9 @@ import optax
 import pytest
 
 import jaxinit
-from jaxinit.executors import build_task
-from jaxinit.models import Model
-from jaxinit.train import Data, batch, make_run
+from jaxinit.blocks.models import Model
+from jaxinit.engine.executors import build_task
+from jaxinit.engine.train import Data, batch, make_run
 
 STEPS = 100
 
@@ -327,10 +327,10 @@ def test_random_plane_directions_are_filter_normalized():
 
 
 def test_step_carries_each_epochs_order_as_drawing_it_every_step_would():
-    """:func:`jaxinit.train.step` draws a minibatch order once per epoch and carries it (issue
+    """:func:`jaxinit.engine.train.step` draws a minibatch order once per epoch and carries it (issue
     21: a sort per step was the medium workload's first cost). The run must be bit-identical to
     one that draws the order at every step (:func:`batch`), over whole epochs and a part one."""
-    from jaxinit import train
+    from jaxinit.engine import train
 
     spec = jaxinit.resolve_spec(
         {

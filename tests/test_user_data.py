@@ -1,4 +1,4 @@
-"""A user's own data (task ``arrays``, jaxinit.user_data): arrays, .npz and .csv sweeps, every
+"""A user's own data (task ``arrays``, jaxinit.blocks.user_data): arrays, .npz and .csv sweeps, every
 check with its message, the data's hash in the run identity, resume, and a report."""
 
 import json
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import jaxinit
-from jaxinit import user_data
-from jaxinit.identity import spec_identity
-from jaxinit.spec import Spec, SpecError
-from jaxinit.store import StoreError, read_spec
-from jaxinit.tasks import TASKS
+from jaxinit.blocks import user_data
+from jaxinit.blocks.tasks import TASKS
+from jaxinit.config.spec import Spec, SpecError
+from jaxinit.engine.identity import spec_identity
+from jaxinit.engine.store import StoreError, read_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,7 +170,7 @@ def test_report_and_basins_on_a_directory_whose_data_and_folder_moved(tmp_path):
     loaded, _ = read_spec(tmp_path / "moved")
     assert loaded.task.params["path"] == str((tmp_path / "moved" / "data.npz").resolve())
     code = (
-        "import sys, jaxinit; from jaxinit.report import draw_report; from jaxinit import basins\n"
+        "import sys, jaxinit; from jaxinit.reports import draw_report; from jaxinit import basins\n"
         "ds = jaxinit.load(sys.argv[1]); rep = draw_report(ds, sys.argv[1] + '/report')\n"
         "assert not rep.failed, [(f.name, f.cause) for f in rep.failed]\n"
         "g = basins.groups(ds)[0]; print(g.task.x_train.shape, sorted(p.name for p in rep.paths))\n"

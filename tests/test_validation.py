@@ -21,14 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jaxinit
-from jaxinit.activations import ACTIVATIONS
+from jaxinit.blocks.activations import ACTIVATIONS
+from jaxinit.blocks.initializers import INITIALIZERS
+from jaxinit.blocks.tasks import TASKS
+from jaxinit.blocks.user_data import register
 from jaxinit.cli import main as cli_main
 from jaxinit.cli import parse_set
-from jaxinit.initializers import INITIALIZERS
-from jaxinit.spec import Spec, SpecError
-from jaxinit.tasks import TASKS
-from jaxinit.user_data import register
-from jaxinit.validation import OPTIMIZERS, resolve_spec
+from jaxinit.config.spec import Spec, SpecError
+from jaxinit.engine.validation import OPTIMIZERS, resolve_spec
 
 BASE = {
     "name": "v",
@@ -159,7 +159,7 @@ def test_bad_optimizer_arguments(opt, parts):
 
 def test_every_bad_case_is_refused_by_run_before_any_jax_work(monkeypatch):
     """``jaxinit.run`` raises the same SpecError; nothing is compiled (no program is built)."""
-    import jaxinit.executors as executors
+    import jaxinit.engine.executors as executors
 
     for builder in ("chunk_init", "chunk_train"):
         monkeypatch.setattr(executors, builder, lambda *a, **k: pytest.fail("compiled bad input"))
@@ -531,7 +531,7 @@ def test_numbers_must_fit_the_sweeps_dtype(path, value):
 # -- a model declares its own settings (issue 20) -----------------------------------------------
 def _gained_mlp(spec, in_dim: int, out_dim: int, *, gain: float = 1.0, skip: bool = False):
     """A test model with settings of its own: the MLP's output times ``gain`` (> 0)."""
-    from jaxinit.models import mlp
+    from jaxinit.blocks.models import mlp
 
     if gain <= 0:
         raise ValueError(f"model.gain must be > 0, got {gain}")
@@ -542,7 +542,7 @@ def _gained_mlp(spec, in_dim: int, out_dim: int, *, gain: float = 1.0, skip: boo
 @pytest.fixture
 def gained(monkeypatch):
     """``gained_mlp`` registered the way a built-in model is: one line, MODELS[name] = factory."""
-    from jaxinit.models import MODELS
+    from jaxinit.blocks.models import MODELS
 
     monkeypatch.setitem(MODELS, "gained_mlp", _gained_mlp)
     return {**BASE, "model": {"name": "gained_mlp", "widths": [3], "gain": 2.5}}
@@ -551,9 +551,9 @@ def gained(monkeypatch):
 def test_a_new_models_settings_need_no_change_to_spec_or_validation(gained):
     """Its settings parse, validate, reach the factory, are swept like any field and enter the
     sweep's identity (on 426ca25 ``[model] gain`` was an unknown field)."""
-    from jaxinit.identity import spec_identity
-    from jaxinit.models import from_spec
-    from jaxinit.validation import model_settings
+    from jaxinit.blocks.models import from_spec
+    from jaxinit.engine.identity import spec_identity
+    from jaxinit.engine.validation import model_settings
 
     spec = resolve_spec(gained)
     assert spec.model.params == {"gain": 2.5} and spec.get("model.gain") == 2.5

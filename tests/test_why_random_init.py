@@ -10,8 +10,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import jaxinit  # noqa: E402
-from jaxinit import plots, theory  # noqa: E402
-from jaxinit.tasks import TASKS  # noqa: E402
+from jaxinit import plots
+from jaxinit.blocks import theory  # noqa: E402
+from jaxinit.blocks.tasks import TASKS  # noqa: E402
 
 XOR = {"task": {"name": "xor"}, "optimizer": {"name": "sgd", "learning_rate": 0.5}}
 
@@ -250,7 +251,7 @@ def test_new_figures_draw(name, tiny):
     "name", ["symmetry", "dropout", "init_scale", "convex_control", "implicit_bias"]
 )
 def test_bundled_specs_have_256_seeds_per_cell_and_known_figures(name):
-    from jaxinit.bundled import find_spec
+    from jaxinit.config.bundled import find_spec
 
     spec = jaxinit.Spec.from_toml(find_spec(name))
     assert len(dict(spec.axes)["seed"]) >= 256

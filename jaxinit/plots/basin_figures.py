@@ -1,6 +1,6 @@
 """Basin figures: sizes, loss histograms, barriers, restarts, basin and outcome maps.
 
-Computed from a Dataset with saved parameters through :mod:`jaxinit.basins` (imported lazily).
+Computed from a Dataset with saved parameters through :mod:`jaxinit.analysis.basins` (imported lazily).
 Every basin of a group keeps one colour across figures (global basins in greens, the others never
 repeating); maps draw each run as a cell centred on its grid values, mark the inits a plane goes
 through, and their keys list only the outcomes that occur.
@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
+from jaxinit.analysis.stats import error_bars
+from jaxinit.engine.rebuild import from_dataset
 from jaxinit.plots.core import (
     NothingToDraw,
     axis_label,
@@ -28,8 +30,6 @@ from jaxinit.plots.core import (
     threshold_of,
 )
 from jaxinit.plots.names import figure
-from jaxinit.rebuild import from_dataset
-from jaxinit.stats import error_bars
 
 
 def _basin_colors(table) -> dict[int, tuple]:
@@ -72,7 +72,7 @@ def _shown_basins(table, n: int = 9) -> tuple[list, list]:
 
 
 KIND_HATCH = {"saddle": "xx", "plateau": "..", "escaping": "/", "not_converged": "\\"}
-"""Hatch of a basin whose endpoints are not minima, by kind (:data:`jaxinit.curvature.KINDS`);
+"""Hatch of a basin whose endpoints are not minima, by kind (:data:`jaxinit.analysis.curvature.KINDS`);
 minima (and kinds not known) are plain."""
 NOT_MINIMUM_NOTE = (
     "hatched: not a minimum (xx saddle, .. plateau, / escaping: a minimum at infinity, "
@@ -107,7 +107,7 @@ def _group_runs(b, gi: int) -> np.ndarray:
 def basin_sizes(ds: xr.Dataset) -> plt.Figure:
     """Fraction of runs per basin (stacked bars), per value of the first traced axis, one panel
     per static group; global basins green, the nine largest named, the rest pooled in grey."""
-    from jaxinit.basins import DIVERGED, UNCLUSTERED, UNCONVERGED, find_basins
+    from jaxinit.analysis.basins import DIVERGED, UNCLUSTERED, UNCONVERGED, find_basins
 
     b = find_basins(ds, kinds=True)
     x_dim = _x_dim(ds)
@@ -152,7 +152,7 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     axes[-1, 0].set_xlabel(axis_label(ds, x_dim) if x_dim else "")
     fig.suptitle(f"{ds.attrs['name']}: which basin each run reached\n{NOT_MINIMUM_NOTE},\n"
-                 "by jaxinit.curvature on each basin's lowest-loss runs", fontsize=9)  # fmt: skip
+                 "by jaxinit.analysis.curvature on each basin's lowest-loss runs", fontsize=9)  # fmt: skip
     return fig
 
 
@@ -160,7 +160,7 @@ def basin_sizes(ds: xr.Dataset) -> plt.Figure:
 def basin_loss_hist(ds: xr.Dataset) -> plt.Figure:
     """Histogram of log10 final loss, stacked and coloured by basin (nine largest; the rest
     grey), one panel per group."""
-    from jaxinit.basins import find_basins, flat_runs
+    from jaxinit.analysis.basins import find_basins, flat_runs
 
     b = find_basins(ds, kinds=True)
     groups = _group_rows(b)
@@ -224,8 +224,8 @@ def barrier_matrix(ds: xr.Dataset) -> plt.Figure:
     """Loss barrier between the largest basins (median over representative pairs, aligned by
     weight matching), one panel per group (at most four); each cell carries its value, the
     diagonal (two runs of one basin) is boxed and explained under the panels."""
-    from jaxinit.basins import barrier_matrix as barriers
-    from jaxinit.basins import find_basins
+    from jaxinit.analysis.basins import barrier_matrix as barriers
+    from jaxinit.analysis.basins import find_basins
 
     b = find_basins(ds)
     groups = _group_rows(b, 4)
@@ -267,7 +267,7 @@ def restarts(ds: xr.Dataset) -> plt.Figure:
     """Random restarts, per value of the first traced axis (one line per other-axes cell):
     P(one run reaches a global basin) with its 95% interval, and the restarts needed for 99%
     success, ``ceil(log 0.01 / log(1 - p))``, with the interval that ``p``'s interval implies."""
-    from jaxinit.basins import find_basins, restart_stats
+    from jaxinit.analysis.basins import find_basins, restart_stats
 
     stats = restart_stats(ds, find_basins(ds), (1,))
     x_dim = _x_dim(ds)
@@ -392,7 +392,7 @@ def basin_map(ds: xr.Dataset) -> plt.Figure:
     coloured by the basin it reached (when params are saved; a colour key names each basin and
     only the outcomes that occur), its log10 final loss and the step its loss first fell below
     the threshold. θ₀, the init the plane goes through, is marked with a star."""
-    from jaxinit.basins import DIVERGED, UNCLUSTERED, UNCONVERGED
+    from jaxinit.analysis.basins import DIVERGED, UNCLUSTERED, UNCONVERGED
 
     x, y = _map_dims(ds)
     sl = _first(ds, [x, y])
@@ -404,7 +404,7 @@ def basin_map(ds: xr.Dataset) -> plt.Figure:
     axes = list(axes[0])
     if with_basins:
         ax = axes.pop(0)
-        from jaxinit.basins import find_basins
+        from jaxinit.analysis.basins import find_basins
 
         b = find_basins(ds, kinds=True)
         lab = b.label.isel({d: 0 for d in b.label.dims if d not in (x, y)})
@@ -520,7 +520,7 @@ def outcome_map(ds: xr.Dataset) -> plt.Figure:
 def spurious_rate(ds: xr.Dataset) -> plt.Figure:
     """Fraction of runs converging to a spurious critical point (loss above 1e-3 at a small
     gradient) per value of the first axis, with 95% Wilson intervals."""
-    from jaxinit.basins import spurious_rates
+    from jaxinit.analysis.basins import spurious_rates
 
     tab = spurious_rates(ds)
     col = tab.columns[0]

@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
+from jaxinit.analysis.stats import error_bars, rate_interval, wilson
+from jaxinit.engine.rebuild import from_dataset
 from jaxinit.plots.names import FIGURES, figure
-from jaxinit.rebuild import from_dataset
-from jaxinit.stats import error_bars, rate_interval, wilson
 
 
 class NothingToDraw(ValueError):

@@ -1,6 +1,6 @@
 """Depth-and-scale figures: the magic numbers (measured best init scale vs the critical σ_w), the
 trainability phase diagram over (σ_w², depth), and the probe sweeps of random nets at init
-(signal propagation, Jacobian spectra), each beside mean-field theory (:mod:`jaxinit.theory`).
+(signal propagation, Jacobian spectra), each beside mean-field theory (:mod:`jaxinit.blocks.theory`).
 
 Tables (:data:`TABLES`, name -> ``fn(ds) -> DataFrame``) hold the numbers of a figure;
 ``jaxinit report`` writes them as ``<name>.csv`` and ``<name>.txt`` next to the PNG.
@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from jaxinit import theory
+from jaxinit.blocks import theory
+from jaxinit.engine.rebuild import from_dataset
 from jaxinit.plots.core import axes_of, distinct_colors
 from jaxinit.plots.names import TABLES, figure
-from jaxinit.rebuild import from_dataset
 
 TRAINED = 0.9
 """A cell "trains" when the median final train metric (accuracy, or R²) over seeds is at least
@@ -68,7 +68,7 @@ _MAGIC_COLUMNS = ("activation", "sigma_b", "depth", "critical_sigma_w", "best_sc
 
 def magic_numbers_table(ds: xr.Dataset, wide: bool = True) -> pd.DataFrame:
     """Per activation × σ_b (× depth): the critical σ_w of mean-field theory
-    (:func:`jaxinit.theory.critical_scale`) and the **measured** best ``init.scale``.
+    (:func:`jaxinit.blocks.theory.critical_scale`) and the **measured** best ``init.scale``.
 
     Best scale: the lowest median final training loss among the scales whose median final train
     metric (accuracy, or R²) reaches :data:`TRAINED`; ``trains_lo``–``trains_hi``: the smallest

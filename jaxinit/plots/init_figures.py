@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from jaxinit.engine.rebuild import from_dataset
 from jaxinit.plots.core import (
     MARKERS,
     NothingToDraw,
@@ -24,7 +25,6 @@ from jaxinit.plots.core import (
     value_text,
 )
 from jaxinit.plots.names import figure
-from jaxinit.rebuild import from_dataset
 
 
 def _cells(ds: xr.Dataset, dims: list[str]):
@@ -341,7 +341,7 @@ def diag_linear_beta(ds: xr.Dataset) -> np.ndarray:
 def implicit_bias(ds: xr.Dataset) -> plt.Figure:
     """Relative distance of the learned β to the min-ℓ1 and min-ℓ2 interpolants vs α (median
     and 10–90% band over seeds), with the gradient-flow prediction drawn as thin lines."""
-    from jaxinit import theory
+    from jaxinit.blocks import theory
 
     task = from_dataset(ds).task
     x, y = task.x_train, task.y_train

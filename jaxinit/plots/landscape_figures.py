@@ -1,4 +1,4 @@
-"""Landscape figures: the disconnectivity graph of a sweep's minima (:mod:`jaxinit.landscape`).
+"""Landscape figures: the disconnectivity graph of a sweep's minima (:mod:`jaxinit.analysis.landscape`).
 
 A **disconnectivity graph** (Becker & Karplus 1997; Wales's PATHSAMPLE) draws each minimum as a
 vertical line from its loss up to the loss of the lowest saddle that joins it to another group
@@ -22,8 +22,8 @@ _CACHE: dict = {}  # id(ds) -> (weakref to ds, Landscape): the figure and its ta
 
 
 def landscape_of(ds: xr.Dataset):
-    """:func:`jaxinit.landscape.graph` of the first group, computed once per Dataset object."""
-    from jaxinit.landscape import TooFewMinima, graph
+    """:func:`jaxinit.analysis.landscape.graph` of the first group, computed once per Dataset object."""
+    from jaxinit.analysis.landscape import TooFewMinima, graph
 
     hit = _CACHE.get(id(ds))
     if hit is not None and hit[0]() is ds:
@@ -74,7 +74,7 @@ def disconnectivity(ds: xr.Dataset) -> plt.Figure:
 
 
 def draw_disconnectivity(g, name: str = "") -> plt.Figure:
-    """The :func:`disconnectivity` figure of a :class:`jaxinit.landscape.Landscape` already built
+    """The :func:`disconnectivity` figure of a :class:`jaxinit.analysis.landscape.Landscape` already built
     (e.g. ``graph(ds, max_nodes=…)``)."""
     loss = g.nodes.loss.to_numpy()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [2.2, 1]})
@@ -119,7 +119,7 @@ def draw_disconnectivity(g, name: str = "") -> plt.Figure:
 
 
 def disconnectivity_table(ds: xr.Dataset) -> pd.DataFrame:
-    """The relaxed paths behind the figure, one row per edge (:func:`jaxinit.landscape.graph`)."""
+    """The relaxed paths behind the figure, one row per edge (:func:`jaxinit.analysis.landscape.graph`)."""
     return landscape_of(ds).edges
 
 

@@ -36,7 +36,7 @@ ANALYSES = {
     "barriers": "loss barriers between the basins",
     "restarts": "random restarts: P(global basin), best of k",
     "spurious": "spurious-minimum rates",
-    "endpoint_kinds": "what the runs end at: minima, saddles, plateaus (jaxinit.curvature)",
+    "endpoint_kinds": "what the runs end at: minima, saddles, plateaus (jaxinit.analysis.curvature)",
     "time_to_threshold": "time to threshold and the best init-scale bands",
 }
 """The analysis tables a figure can add to ``summary.txt`` (``jaxinit report``)."""

@@ -1,7 +1,7 @@
-"""Figures of k-means / EM restart sweeps (:mod:`jaxinit.restarts`): P(global) vs k per init,
+"""Figures of k-means / EM restart sweeps (:mod:`jaxinit.analysis.restarts`): P(global) vs k per init,
 best-of-k restart curves, distinct optima, and the inits' losses side by side.
 
-Every figure reads the same analysis (:func:`jaxinit.restarts.find_optima`, computed once per
+Every figure reads the same analysis (:func:`jaxinit.analysis.restarts.find_optima`, computed once per
 Dataset). Lines are per ``algorithm.init`` when that is an axis; the x axis is the number of
 clusters (``task.k`` or ``algorithm.k``) when it is one; any further axis (e.g.
 ``task.separation``) gets a row of panels. Rates carry 95% Wilson intervals. A categorical x
@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from jaxinit.analysis.stats import error_bars
+from jaxinit.engine.rebuild import from_dataset
 from jaxinit.plots.core import axis_label, distinct_colors
 from jaxinit.plots.names import figure
-from jaxinit.rebuild import from_dataset
-from jaxinit.stats import error_bars
 
 
 def _optima(ds: xr.Dataset):
-    from jaxinit import restarts
+    from jaxinit.analysis import restarts
 
     return restarts.find_optima(ds)  # computed once per Dataset, shared by every figure
 
@@ -180,7 +180,7 @@ def p_global(ds: xr.Dataset) -> plt.Figure:
 def best_of_k(ds: xr.Dataset) -> plt.Figure:
     """P(the best of r restarts is global) against r: measured on disjoint blocks of seeds
     (points, Wilson intervals) and ``1 - (1 - p)^r`` from the one-run rate (lines, bands)."""
-    from jaxinit import restarts
+    from jaxinit.analysis import restarts
 
     opt = _optima(ds)
     table = restarts.best_of_k(ds, opt)

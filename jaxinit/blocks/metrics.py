@@ -1,0 +1,229 @@
+"""Diagnostics the training loop records every ``log_every`` steps (and at the end).
+
+Each diagnostic is a pure function ``fn(probe: Probe) -> dict[str, Array]`` of one run's state,
+returning scalars or per-hidden-layer vectors ``(L,)``. They are chosen by name in
+``train.diagnostics`` and cost nothing when not chosen.
+
+>>> sorted(DIAGNOSTICS)[:3]
+['dead_units', 'distance_from_init', 'distinct_units']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from jaxinit.blocks.activations import ACTIVATIONS
+from jaxinit.blocks.models import Model
+from jaxinit.blocks.ops import PER_RUN, Ops
+from jaxinit.config.outputs import Output
+
+
+class Probe(NamedTuple):
+    """What a diagnostic may look at: one run's current state and its data."""
+
+    model: Model
+    params: Any
+    params0: Any  # parameters at step 0
+    grads: Any  # full-batch gradient of the training loss at ``params``
+    x: Array  # training inputs (B, I)
+    y: Array
+    ops: Ops = PER_RUN  # the layout's primitives (jaxinit.blocks.ops); its norm is per run
+
+
+def grad_norm(p: Probe) -> dict[str, Array]:
+    """Global gradient norm ``‖∇L‖`` (full batch)."""
+    return {"grad_norm": p.ops.norm(p.grads)}
+
+
+def _layers(p: Probe, tree: Any) -> list:
+    if p.model.symmetry is None:
+        raise ValueError("this diagnostic needs a model that declares its layers (Model.symmetry)")
+    return p.model.symmetry.layers(tree)
+
+
+def layer_grad_norm(p: Probe) -> dict[str, Array]:
+    """Gradient norm of each layer's parameters, ``(L,)`` (layers as the model declares them)."""
+    return {"layer_grad_norm": jnp.stack([p.ops.norm(g) for g in _layers(p, p.grads)])}
+
+
+def weight_norm(p: Probe) -> dict[str, Array]:
+    """Global parameter norm ``‖θ‖``."""
+    return {"weight_norm": p.ops.norm(p.params)}
+
+
+def distance_from_init(p: Probe) -> dict[str, Array]:
+    """``‖θ − θ₀‖``: how far the run has moved (lazy vs rich training)."""
+    return {"distance_from_init": p.ops.norm(jax.tree.map(jnp.subtract, p.params, p.params0))}
+
+
+DISTINCT_RTOL = 1e-2
+"""Two units count as the same when both their incoming weights and their activations on the data
+differ by at most ``DISTINCT_RTOL`` times the layer's typical size (see :func:`count_distinct`)."""
+
+COARSE_RTOL = 1e-1
+"""The tolerance of ``distinct_units_coarse``: near-copies of a unit count as the same unit."""
+
+
+def _pairwise_dist(rows_UxD: Array) -> Array:
+    """Euclidean distances ``(U, U)`` between rows, computed from differences (exact zeros stay 0)."""
+    diff = rows_UxD[:, None, :] - rows_UxD[None, :, :]
+    return jnp.sqrt(jnp.sum(diff * diff, axis=-1))
+
+
+def _typical_norm(rows_UxD: Array) -> Array:
+    """RMS row norm of a layer; an absolute floor keeps an all-zero layer well defined."""
+    return jnp.sqrt(jnp.mean(jnp.sum(rows_UxD * rows_UxD, axis=-1))) + 1e-6
+
+
+def count_distinct(incoming_UxI: Array, act_BxU: Array, rtol: float = DISTINCT_RTOL) -> Array:
+    """Number of distinct units in one layer (a float scalar, for uniform curve dtypes).
+
+    Units ``i`` and ``j`` are *the same* when ``‖w_i − w_j‖ ≤ rtol · rms_k ‖w_k‖`` **and**
+    ``‖a_i − a_j‖ ≤ rtol · rms_k ‖a_k‖`` (incoming weights incl. bias; activations over the
+    data). A unit is counted when no earlier unit ``j < i`` is the same as it: for an exact
+    equivalence (the symmetric inits) this is the number of groups, and it is a fixed-size,
+    jit/vmap-friendly ``O(U²)`` computation with no data-dependent loops.
+    """
+    acts = act_BxU.T
+    same_w = _pairwise_dist(incoming_UxI) <= rtol * _typical_norm(incoming_UxI)
+    same_a = _pairwise_dist(acts) <= rtol * _typical_norm(acts)
+    n = incoming_UxI.shape[0]
+    earlier = jnp.tril(jnp.ones((n, n), bool), k=-1)  # earlier[i, j] = j < i
+    has_twin = jnp.any(same_w & same_a & earlier, axis=1)
+    return jnp.sum(~has_twin).astype(act_BxU.dtype)
+
+
+def _per_layer(p: Probe, values: list[Array]) -> Array:
+    """Stack per-hidden-layer values, NaN-padded to the number of layers when the model declares
+    them, so that every per-layer curve shares one ``layer`` dim indexed like the parameters
+    (the output layer has no hidden units)."""
+    out = jnp.stack(values) if values else jnp.zeros((0,))
+    if p.model.symmetry is not None:
+        pad = len(p.model.symmetry.layers(p.params)) - out.shape[0]
+        out = jnp.concatenate([out, jnp.full((pad,), jnp.nan, out.dtype)])
+    return out
+
+
+def _hidden(p: Probe) -> list:
+    if p.model.hidden is None:
+        raise ValueError("this diagnostic needs a model with hidden(params, x)")
+    return p.model.hidden(p.params, p.x)
+
+
+def distinct_units(p: Probe) -> dict[str, Array]:
+    """Distinct hidden units per layer ``(L,)`` at tolerance :data:`DISTINCT_RTOL` (1%): units
+    count as one only when they are (numerically) the same unit."""
+    return {
+        "distinct_units": _per_layer(
+            p, [count_distinct(h.incoming_UxI, h.act_BxU) for h in _hidden(p)]
+        )
+    }
+
+
+def distinct_units_coarse(p: Probe) -> dict[str, Array]:
+    """Distinct hidden units per layer ``(L,)`` at tolerance :data:`COARSE_RTOL` (10%): units that
+    differ only slightly (e.g. split apart by dropout noise but still near-copies) count as one."""
+    return {
+        "distinct_units_coarse": _per_layer(
+            p, [count_distinct(h.incoming_UxI, h.act_BxU, COARSE_RTOL) for h in _hidden(p)]
+        )
+    }
+
+
+def saturation(p: Probe) -> dict[str, Array]:
+    """Fraction of pre-activations on the data with ``|z|`` beyond the activation's
+    saturation threshold (:mod:`jaxinit.blocks.activations`), per layer ``(L,)``; NaN for activations
+    that do not saturate."""
+    act = ACTIVATIONS.get(p.model.activation or "")
+    thr = act.saturation if act else None
+    hs = _hidden(p)
+    if thr is None:
+        return {"saturation": _per_layer(p, [jnp.full((), jnp.nan, p.x.dtype) for _ in hs])}
+    return {"saturation": _per_layer(p, [jnp.mean(jnp.abs(h.preact_BxU) > thr) for h in hs])}
+
+
+def dead_units(p: Probe) -> dict[str, Array]:
+    """Fraction of ReLU units with ``z ≤ 0`` on every data point (zero gradient, they never come
+    back under full-batch descent), per layer ``(L,)``; NaN for other activations."""
+    hs = _hidden(p)
+    if p.model.activation != "relu":
+        return {"dead_units": _per_layer(p, [jnp.full((), jnp.nan, p.x.dtype) for _ in hs])}
+    return {
+        "dead_units": _per_layer(
+            p, [jnp.mean(jnp.all(h.preact_BxU <= 0, axis=0)).astype(p.x.dtype) for h in hs]
+        )
+    }
+
+
+def relative_distance_from_init(p: Probe) -> dict[str, Array]:
+    """``‖θ − θ₀‖ / ‖θ₀‖``: the distance travelled in units of the init's own size (small in the
+    lazy / kernel regime, order one when features move)."""
+    moved = p.ops.norm(jax.tree.map(jnp.subtract, p.params, p.params0))
+    return {"relative_distance_from_init": moved / p.ops.norm(p.params0)}
+
+
+class Diagnostic(NamedTuple):
+    """A diagnostic as the registry declares it."""
+
+    fn: Callable[[Probe], dict[str, Array]]  # probe -> {output.name: value}
+    output: Output  # its curve: name, long name, units, description (read by the Dataset)
+    any_layout: bool  # written against ``Probe.ops``: runs on a batch of runs in any layout
+
+
+def _curve(name: str, long_name: str, description: str) -> Output:
+    return Output(name, "float", long_name, "1", description)
+
+
+_PER_LAYER_NAN = "; NaN for the output layer"
+REGISTRY: dict[str, Diagnostic] = {
+    "grad_norm": Diagnostic(grad_norm, _curve(
+        "grad_norm", "gradient norm", "full-batch training gradient norm at each logged step"),
+        True),
+    "layer_grad_norm": Diagnostic(layer_grad_norm, _curve(
+        "layer_grad_norm", "layer gradient norm", "gradient norm of each layer's parameters"),
+        True),
+    "weight_norm": Diagnostic(weight_norm, _curve(
+        "weight_norm", "parameter norm", "global norm of all parameters"), True),
+    "distance_from_init": Diagnostic(distance_from_init, _curve(
+        "distance_from_init", "distance from init",
+        "norm of the parameters minus the initial parameters"), True),
+    "distinct_units": Diagnostic(distinct_units, _curve(
+        "distinct_units", "distinct units",
+        f"distinct hidden units per layer (1% tolerance){_PER_LAYER_NAN}"), False),
+    "distinct_units_coarse": Diagnostic(distinct_units_coarse, _curve(
+        "distinct_units_coarse", "distinct units (coarse)",
+        f"distinct hidden units per layer (10% tolerance){_PER_LAYER_NAN}"), False),
+    "saturation": Diagnostic(saturation, _curve(
+        "saturation", "saturated fraction",
+        "fraction of pre-activations in the activation's flat region, per layer"), False),
+    "dead_units": Diagnostic(dead_units, _curve(
+        "dead_units", "dead ReLU fraction",
+        "fraction of ReLU units inactive on every data point, per layer"), False),
+    "relative_distance_from_init": Diagnostic(relative_distance_from_init, _curve(
+        "relative_distance_from_init", "relative distance from init",
+        "norm of the parameters minus the initial parameters over the initial norm"), True),
+}  # fmt: skip
+"""Registry ``diagnostic name -> Diagnostic``: a new diagnostic is one function and one entry."""
+
+DIAGNOSTICS: dict[str, Callable[[Probe], dict[str, Array]]] = {
+    name: d.fn for name, d in REGISTRY.items()
+}
+"""Registry ``diagnostic name -> fn(probe) -> {curve name: value}``."""
+
+ANY_LAYOUT = frozenset(name for name, d in REGISTRY.items() if d.any_layout)
+"""The diagnostics written against the layout primitives (``Probe.ops``): they run on a batch
+of runs in any layout (values ``(..., C)`` on the lanes). The others are one run's code, which
+the lanes layout vmaps over its run axis."""
+
+
+def record(names: tuple[str, ...], probe: Probe) -> dict[str, Array]:
+    """Evaluate the named diagnostics and merge their outputs."""
+    out: dict[str, Array] = {}
+    for name in names:
+        out.update(DIAGNOSTICS[name](probe))
+    return out

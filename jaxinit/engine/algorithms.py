@@ -1,0 +1,223 @@
+"""Iterative algorithms from random starts, beside gradient training: k-means and EM.
+
+An :class:`Algorithm` is a handful of pure functions for one run — ``init(key, x, k, how, reg)
+-> state``, ``step(state, x, reg) -> state``, ``loss(state, x)`` — plus what analysis needs to
+compare two solutions modulo relabelling (``components(state) -> (K, F)``, one row per cluster,
+compared by optimal matching in :mod:`jaxinit.analysis.restarts`). Gradient training of a model with optax
+(:mod:`jaxinit.engine.train`) is the algorithm ``"gradient"``, the default of ``[algorithm] name``;
+:data:`ALGORITHMS` holds the others, ``kmeans`` (:mod:`jaxinit.blocks.kmeans`) and ``gmm_em``
+(:mod:`jaxinit.blocks.gmm`).
+
+:func:`make_run` turns one into the engine's run function, ``run(values, data) -> outputs``, with
+the same outputs as a training run, so that plans, the store, resume, identity and
+:func:`jaxinit.load` treat both alike (the executor compiles it like training): the ``loss``
+curve every ``train.log_every`` steps, and per run
+
+- ``final_loss`` / ``test_loss``: the algorithm's loss on the training / test inputs;
+- ``final_metric`` / ``test_metric``: adjusted Rand index of the clusters against the task's
+  labels (1: the generating partition; NaN for a task without classes);
+- ``converged_step``: the first step whose change (``Algorithm.changed``: points reassigned
+  by k-means, the largest parameter change of EM) was at most ``algorithm.tol``; with ``tol =
+  0``, k-means' exact fixed point. ``final_grad_norm`` holds the last step's change (a
+  fixed-point residual: there is no gradient);
+- ``diverged`` / ``diverged_step``: a non-finite loss (the run is frozen at its last finite
+  logged state); ``success``: ``final_metric`` at or above the task's ``success_metric``;
+- ``params0`` / ``params`` (with ``store.save_params``): the initial and final state.
+
+The run's key is ``fold_in(key(spec.seed), seed)``, a training run's key (:func:`jaxinit.engine.program.
+run_key`), so seed ``s`` is the same random start whatever else the sweep varies. A start draws
+all its random numbers in one call (the random bit generator is most of a small program's
+compile time).
+
+>>> from jaxinit.config.spec import Spec
+>>> from jaxinit.blocks.tasks import TASKS
+>>> spec = Spec.from_dict({"algorithm": {"name": "kmeans", "init": "forgy"}})
+>>> describe(spec, TASKS["blobs"](k=3))["params"]
+{'centres': [[3, 2], 'float32']}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from jaxinit.blocks import gmm, kmeans
+from jaxinit.blocks.tasks import Task
+from jaxinit.config.spec import Spec
+from jaxinit.engine.program import VMAP, Program, RunState, measured, run_for, run_key, start
+
+GRADIENT = "gradient"
+"""The name of gradient training (:mod:`jaxinit.engine.train`), the default algorithm."""
+
+
+class Algorithm(NamedTuple):
+    """An iterative algorithm for one run; every function is pure and traceable."""
+
+    name: str
+    inits: tuple[str, ...]  # the values of algorithm.init it accepts
+    init: Callable[..., Any]  # (key, x_NxD, k, how, reg_covar) -> state
+    step: Callable[..., Any]  # (state, x_NxD, reg_covar) -> state
+    changed: Callable[..., Array]  # (old, new, x_NxD) -> how much a step changed; 0: fixed point
+    loss: Callable[[Any, Array], Array]  # (state, x_NxD) -> scalar, never increased by step
+    predict: Callable[[Any, Array], Array]  # (state, x_NxD) -> cluster of each point (N,)
+    components: Callable[[Any], Array]  # state -> (K, F): rows swap under relabelling
+    from_labels: Callable[..., Any]  # (x_NxD, labels_N, k, reg_covar) -> state of a partition
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "kmeans": Algorithm(
+        "kmeans", kmeans.INITS, kmeans.init, kmeans.step, kmeans.changed, kmeans.loss, kmeans.predict,
+        kmeans.components, kmeans.from_labels,
+    ),
+    "gmm_em": Algorithm(
+        "gmm_em", gmm.INITS, gmm.init, gmm.step, gmm.changed, gmm.loss, gmm.predict, gmm.components,
+        gmm.from_labels,
+    ),
+}  # fmt: skip
+"""Registry ``name -> Algorithm`` of the algorithms other than ``"gradient"``."""
+
+
+def is_algorithm(spec: Spec) -> bool:
+    """Whether ``spec`` runs one of :data:`ALGORITHMS` rather than gradient training."""
+    return spec.algorithm.name != GRADIENT
+
+
+def n_clusters(spec: Spec, task: Task) -> int:
+    """``algorithm.k``, or the task's number of classes when it is 0."""
+    return spec.algorithm.k or task.out_dim
+
+
+def has_labels(task: Task) -> bool:
+    return task.loss == "ce"
+
+
+def adjusted_rand(true_N: Array, pred_N: Array, k_true: int, k_pred: int) -> Array:
+    """Adjusted Rand index (Hubert & Arabie 1985) from the ``(k_true, k_pred)`` contingency
+    table: 1 for the same partition up to relabelling, about 0 for independent ones."""
+    dtype = jnp.result_type(float)
+    table = jax.nn.one_hot(true_N, k_true, dtype=dtype).T @ jax.nn.one_hot(
+        pred_N, k_pred, dtype=dtype
+    )
+
+    def pairs(n):
+        return jnp.sum(n * (n - 1) / 2)
+
+    index, a, b = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    expected = a * b / jnp.maximum(pairs(jnp.asarray(true_N.shape[0], dtype)), 1)
+    top = (a + b) / 2 - expected
+    return jnp.where(top > 0, (index - expected) / jnp.where(top > 0, top, 1), 1.0)
+
+
+def make_init(spec: Spec, task: Task) -> Callable[[dict, Any], Any]:
+    """``init(values, data) -> state0``: one run's start, ``algorithm.init`` from its key."""
+    alg, a, k = ALGORITHMS[spec.algorithm.name], spec.algorithm, n_clusters(spec, task)
+
+    def init(values: dict[str, Array], data: Any) -> Any:
+        return alg.init(run_key(spec.seed, values["seed"]), data.x_train, k, a.init, a.reg_covar)
+
+    return init
+
+
+def make_run(spec: Spec, task: Task) -> Callable[[dict, Any], dict]:
+    """The program of one run of ``spec``'s algorithm: ``run(values, data) -> outputs``.
+
+    ``values`` holds ``"seed"`` (and any traced field, unused here); ``data`` is a
+    :class:`jaxinit.engine.train.Data` (``x_train``, ``y_train``, ``x_test``, ``y_test``).
+    :func:`make_train` from :func:`make_init`'s start (the executor compiles them apart, so
+    the inits of a sweep share one iteration program).
+    """
+    init, train = make_init(spec, task), make_train(spec, task)
+    return lambda values, data: train(values, init(values, data), data)
+
+
+def algorithm_program(spec: Spec, task: Task, values: dict[str, Array], data: Any) -> Program:
+    """One run of ``spec``'s algorithm as a :class:`jaxinit.engine.program.Program`: the state is the
+    algorithm's, its residual the last step's change; a step computes no loss, so divergence
+    and the threshold are read from the logged losses; a converged run keeps iterating."""
+    alg, a = ALGORITHMS[spec.algorithm.name], spec.algorithm
+    k, labelled = n_clusters(spec, task), has_labels(task)
+    x = data.x_train
+
+    def step(state: RunState, t: Array) -> tuple[RunState, None, Array]:
+        new = alg.step(state.params, x, a.reg_covar)
+        change = alg.changed(state.params, new, x).astype(x.dtype)
+        return state._replace(params=new, residual=change), None, change <= a.tol
+
+    def finish(state: RunState, final_loss: Array) -> tuple[Array, dict, dict[str, Array]]:
+        def metric(xs, ys):
+            if not labelled:
+                return jnp.full((), jnp.nan, x.dtype)
+            return adjusted_rand(ys, alg.predict(state.params, xs), task.out_dim, k).astype(x.dtype)
+
+        finals = measured(
+            final_loss,
+            metric(x, data.y_train),
+            alg.loss(state.params, data.x_test),
+            metric(data.x_test, data.y_test),
+            state.residual,
+        )
+        return final_loss, {}, finals
+
+    return Program(
+        init=lambda state0: start(state0, (), residual=jnp.zeros((), x.dtype)),
+        step=step,
+        observe=lambda state: (alg.loss(state.params, x), {}),
+        finish=finish,
+        threshold=values.get("train.threshold", spec.train.threshold),
+        success_metric=task.success_metric,
+        step_loss=False,
+        freeze_converged=False,
+    )
+
+
+def make_train(spec: Spec, task: Task) -> Callable[[dict, Any, Any], dict]:
+    """``train(values, state0, data) -> outputs``: the iterations of one run from ``state0``
+    (:func:`algorithm_program` run by :func:`jaxinit.engine.program.run`). Reads nothing of
+    ``algorithm.init``."""
+
+    def train(values: dict[str, Array], state0: Any, data: Any) -> dict[str, Any]:
+        return run_for(spec, algorithm_program(spec, task, values, data), VMAP, state0)
+
+    return train
+
+
+def describe(spec: Spec, task: Task) -> dict[str, Any]:
+    """What the identity records of an algorithm in place of a model: its name and the shapes
+    and dtypes of its state (``{"name", "model_id": None, "params": {path: [shape, dtype]}}``)."""
+    first = spec.first_run()
+    alg, a = ALGORITHMS[first.algorithm.name], first.algorithm
+    x = jax.ShapeDtypeStruct(task.x_train.shape, np.dtype(first.train.dtype))
+    k = n_clusters(first, task)
+    shapes = jax.eval_shape(
+        lambda key, x: alg.init(key, x, k, a.init, a.reg_covar), jax.random.key(0), x
+    )
+    leaves = jax.tree_util.tree_flatten_with_path(shapes)[0]
+    params = {
+        jax.tree_util.keystr(p, simple=True, separator="/"): [list(s.shape), str(s.dtype)]
+        for p, s in leaves
+    }
+    return {"name": first.algorithm.name, "model_id": None, "params": params}
+
+
+def from_partition(spec: Spec, task: Task, labels_N: np.ndarray | None = None) -> tuple[Any, float]:
+    """``(state, loss)`` after at most ``train.steps`` iterations started from a given partition
+    of the training inputs (default: the task's labels, the generating partition), stopping
+    once a step changes no more than ``algorithm.tol``: the reference optimum of a sweep. Run
+    eagerly on the host (op by op: nothing to compile per cell), outside any sweep."""
+    alg, a = ALGORITHMS[spec.algorithm.name], spec.algorithm
+    k = n_clusters(spec, task)
+    x = jnp.asarray(task.x_train, spec.train.dtype)
+    labels = jnp.asarray(task.y_train if labels_N is None else labels_N, jnp.int32)
+    state = alg.from_labels(x, labels, k, a.reg_covar)
+    for _ in range(spec.train.steps):
+        new = alg.step(state, x, a.reg_covar)
+        done = float(alg.changed(state, new, x)) <= a.tol
+        state = new
+        if done:
+            break
+    return jax.device_get(state), float(alg.loss(state, x))

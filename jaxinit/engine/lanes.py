@@ -1,0 +1,630 @@
+"""Runs on the SIMD lanes: the built-in MLP trained with the run axis *last*.
+
+``jax.vmap(make_run)`` puts the run axis first, so a 2-2-1 net becomes thousands of batched 2×2
+dots, and on CPU XLA compiles those (and the reductions over the tiny data and unit axes) into
+scalar loops. Here every parameter is an array whose **trailing** axis is the run (``w_IxOxC``
+for ``C`` runs), every op of the hot step loop is elementwise over that axis, and the loss is
+**summed** over runs, so one ``jax.grad`` gives each run its own gradient (runs never interact).
+On the tiny benchmark (XOR 2-2-1, 65,536 runs × 2000 steps, 2-core CPU) this is ~5.6× the
+hand-written ``jit(vmap(scan))`` loop; :func:`prefer_lanes` says where it stops paying.
+
+Three rules keep the step loop fast:
+
+* no XLA ``reduce`` over a non-run axis: sums over data points, inputs and units are written
+  as pairwise (halving) adds of slices, :func:`lane_sum`, each an elementwise op over the runs
+  (on CPU an XLA reduce over the leading axis of a ``(4, 65536)`` array was ~20× slower);
+* no implicit broadcast of a differentiated value: its transpose would be such a reduce.
+  :func:`spread` broadcasts with a :func:`lane_sum` transpose, and :func:`lane_sum` transposes
+  to a plain broadcast;
+* runs train in blocks of :func:`lanes_per_block` lanes, one block after the other, so that a
+  step's arrays stay in cache.
+
+Only the hot step loop uses this form. The initialization, the optimizer's initial state (each
+run its own step count), the random streams (minibatch order, dropout masks), the hidden-unit
+diagnostics and the final evaluation reuse the per-run code of :mod:`jaxinit.engine.train` and
+:mod:`jaxinit.blocks.models`, vmapped over the trailing axis, so the semantics are those of
+:func:`jaxinit.engine.train.make_run`. The numbers agree with ``jax.vmap(make_run(spec, task), in_axes=(0,
+None))`` to rounding (summation order), not bit for bit: over the bundled specs (100 steps,
+``benchmarks/layout_agreement.py``) stable runs agree to within 5e-5 relative in float32 (most
+~3e-7; saturated tanh nets and a 32-layer linear net amplify their rounding) and 1e-12 in
+float64, and runs made chaotic by a learning rate past the stability edge do not agree at all. A
+run's numbers depend only on its own inputs and its slot in the chunk.
+
+>>> from jaxinit.config.spec import Spec
+>>> from jaxinit.blocks.tasks import TASKS
+>>> spec = Spec.from_dict({"task": {"name": "xor"}, "train": {"steps": 20}})
+>>> supports(spec, None, TASKS["xor"]()) is None
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import Array, lax
+
+from jaxinit.blocks import metrics
+from jaxinit.blocks.models import Model, from_spec
+from jaxinit.blocks.ops import Ops
+from jaxinit.blocks.tasks import Task, loss_value, metric_value
+from jaxinit.config.spec import Spec
+from jaxinit.engine.program import (
+    KEY_DATA,
+    KEY_DROPOUT,
+    Layout,
+    Program,
+    RunState,
+    measured,
+    run_for,
+    run_key,
+    start,
+    tree_where,
+)
+from jaxinit.engine.train import Data, batch, build_optimizer, make_init, optimizer_step
+
+__all__ = [
+    "ELEMENTWISE_OPTIMIZERS",
+    "supports",
+    "prefer_lanes",
+    "step_cost",
+    "lanes_per_block",
+    "chunk_runs",
+    "make_batched_run",
+    "make_batched_train",
+    "lane_sum",
+    "spread",
+    "to_lanes",
+    "from_lanes",
+    "LANES",
+]
+
+Lanes = Any
+"""A pytree whose every leaf has the run axis last (``(..., C)``)."""
+
+ELEMENTWISE_OPTIMIZERS = frozenset(
+    {
+        "sgd",
+        "adam",
+        "adamw",
+        "adamax",
+        "amsgrad",
+        "nadam",
+        "radam",
+        "rmsprop",
+        "adagrad",
+        "adabelief",
+        "lion",
+        "yogi",
+        "sign_sgd",
+    }
+)
+"""optax optimizers whose update of a parameter depends only on that parameter's own gradient,
+state and hyperparameters, so they act on ``(..., C)`` leaves (and on per-run ``(C,)`` learning
+rates and step counts) run by run. Each is checked against the per-run update in
+``tests/test_lanes.py``. The others (lamb, lars, fromage, novograd: per-layer or global norms)
+would mix runs."""
+
+
+# -- sums and broadcasts that stay on the lanes -------------------------------------------------
+def _halving(x: Array, axis: int, op: Callable[[Array, Array], Array]) -> Array:
+    """Reduce ``axis`` of ``x`` by pairwise ``op`` of its two halves until one slice is left.
+
+    Every step is elementwise over the other axes (the run axis among them), so XLA vectorizes
+    it; the order of the adds depends only on the shape, never on the other runs' values.
+    """
+    n = x.shape[axis]
+    while n > 1:
+        h = n // 2
+        y = op(lax.slice_in_dim(x, 0, h, axis=axis), lax.slice_in_dim(x, h, 2 * h, axis=axis))
+        if n % 2:
+            y = lax.concatenate([y, lax.slice_in_dim(x, 2 * h, n, axis=axis)], axis)
+        x, n = y, y.shape[axis]
+    return lax.squeeze(x, (axis,))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def lane_sum(x: Array, axis: int) -> Array:
+    """``x.sum(axis)`` for a non-run axis, as halving adds; its transpose is a broadcast."""
+    return _halving(x, axis, jnp.add)
+
+
+def _lane_sum_fwd(x: Array, axis: int) -> tuple[Array, tuple[int, ...]]:
+    return lane_sum(x, axis), x.shape
+
+
+def _lane_sum_bwd(axis: int, shape: tuple[int, ...], g: Array) -> tuple[Array]:
+    return (jnp.broadcast_to(jnp.expand_dims(g, axis), shape),)
+
+
+lane_sum.defvjp(_lane_sum_fwd, _lane_sum_bwd)
+
+
+def lane_max(x: Array, axis: int) -> Array:
+    """``x.max(axis)`` for a non-run axis, as halving maxima (no gradient: used as a shift)."""
+    return _halving(lax.stop_gradient(x), axis, jnp.maximum)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def spread(x: Array, shape: tuple[int, ...]) -> Array:
+    """``broadcast_to(x, shape)`` (``x`` has size-1 axes where it spreads) with a
+    :func:`lane_sum` transpose, for differentiated values."""
+    return jnp.broadcast_to(x, shape)
+
+
+def _spread_fwd(x: Array, shape: tuple[int, ...]) -> tuple[Array, tuple[int, ...]]:
+    return spread(x, shape), x.shape
+
+
+def _spread_bwd(shape: tuple[int, ...], x_shape: tuple[int, ...], g: Array) -> tuple[Array]:
+    for axis, (a, b) in enumerate(zip(x_shape, shape)):
+        if a == 1 and b != 1:
+            g = jnp.expand_dims(lane_sum(g, axis), axis)
+    return (g,)
+
+
+spread.defvjp(_spread_fwd, _spread_bwd)
+
+
+def lanes_sq_norm(tree: Lanes) -> Array:
+    """``‖θ_r‖²`` of every run, ``(C,)``: squares summed over all but the trailing axis."""
+    total = 0.0
+    for leaf in jax.tree.leaves(tree):
+        sq = (leaf * leaf).reshape(-1, leaf.shape[-1])
+        total = total + lane_sum(sq, 0)
+    return total
+
+
+def lanes_norm(tree: Lanes) -> Array:
+    """``optax.tree.norm`` of every run, ``(C,)``."""
+    return jnp.sqrt(lanes_sq_norm(tree))
+
+
+def to_lanes(tree: Any) -> Lanes:
+    """Run axis first (vmap layout) → run axis last."""
+    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), tree)
+
+
+def from_lanes(tree: Lanes) -> Any:
+    """Run axis last → run axis first (vmap layout)."""
+    return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), tree)
+
+
+# -- the layout primitives on the lanes ---------------------------------------------------------
+def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None) -> Array:
+    """``z_NxOxC = Σ_i a[n, i] · w[i, o] (+ b[o])`` for every run at once.
+
+    ``a`` is the shared data ``x_NxI`` or per-run activations ``a_NxIxC``. The product
+    ``(N, I, O, C)`` is elementwise over runs and summed over ``I`` with :func:`lane_sum`
+    (XLA fuses the product into the first halving step).
+    """
+    n = a.shape[0]
+    i, o, c = w_IxOxC.shape
+    full = (n, i, o, c)
+    w = spread(w_IxOxC[None], full)
+    a = a[:, :, None, None] if a.ndim == 2 else spread(a[:, :, None, :], full)
+    z = lane_sum(a * w, 1)
+    return z if b_OxC is None else z + spread(b_OxC[None], (n, o, c))
+
+
+def _log_softmax(out_NxOxC: Array) -> Array:
+    shifted = out_NxOxC - lane_max(out_NxOxC, 1)[:, None, :]
+    lse = jnp.log(lane_sum(jnp.exp(shifted), 1))
+    return shifted - spread(lse[:, None, :], out_NxOxC.shape)
+
+
+def _pick(logp_NxOxC: Array, y: Array) -> Array:
+    """Each point's log-probability of its label, ``(N, C)``; labels shared ``(N,)`` or per run
+    ``(N, C)``."""
+    o = logp_NxOxC.shape[1]
+    labels = y[:, None, None] if y.ndim == 1 else y[:, None, :]
+    onehot = labels.astype(jnp.int32) == jnp.arange(o, dtype=jnp.int32)[None, :, None]
+    return lane_sum(jnp.where(onehot, logp_NxOxC, 0.0), 1)
+
+
+LANE_OPS = Ops(
+    dense=dense,
+    sum_last=lambda a: lane_sum(a, 1),
+    mean_points=lambda a: lane_sum(a, 0) / a.shape[0],
+    targets=lambda y: y[:, :, None] if y.ndim == 2 else y,
+    log_softmax=_log_softmax,
+    pick=_pick,
+    norm=lanes_norm,
+)
+"""The primitives of :mod:`jaxinit.blocks.ops` with the run axis last (``(N, O, C)`` outputs, ``(C,)``
+losses and norms): no XLA reduce over a small axis, broadcasts of differentiated values by
+:func:`spread`. A model's ``forward`` and :func:`jaxinit.blocks.tasks.loss_value` run on them as
+written."""
+
+
+def lanes_loss(kind: str, out_NxOxC: Array, y: Array) -> Array:
+    """:func:`jaxinit.blocks.tasks.loss_value` of every run, ``(C,)``.
+
+    ``y`` is shared (``(N, O)``, or ``(N,)`` labels for ``ce``) or per run (``(N, O, C)``,
+    ``(N, C)``).
+    """
+    return loss_value(kind, out_NxOxC, y, LANE_OPS)
+
+
+# -- static checks ------------------------------------------------------------------------------
+def supports(spec: Spec, model: Model | None, task: Task) -> str | None:
+    """``None`` if :func:`make_batched_run` can run this static configuration, else a one-line
+    reason why not (the caller then uses the vmapped :func:`jaxinit.engine.train.make_run`)."""
+    if model is not None:
+        return "a user model: the lanes layout runs the built-in models only"
+    if from_spec(spec.model, task.in_dim, task.out_dim).forward is None:
+        return (
+            f"model.name = {spec.model.name!r} has no lanes form (it declares no forward pass "
+            "over the layout primitives, Model.forward)"
+        )
+    if task.objective is not None:
+        return "the task's objective(params) replaces the sampled loss: per-run code only"
+    if task.loss not in ("mse", "bce", "ce"):
+        return f"loss {task.loss!r} has no lanes form"
+    if spec.optimizer.name not in ELEMENTWISE_OPTIMIZERS:
+        return (
+            f"optimizer {spec.optimizer.name!r} is not elementwise (norms over layers or the "
+            "whole tree would couple the runs sharing an array)"
+        )
+    unknown = [d for d in spec.train.diagnostics if d not in metrics.DIAGNOSTICS]
+    if unknown:
+        return f"unknown diagnostic {unknown[0]!r}"
+    return None
+
+
+LANES_BUDGET = 5000
+"""Largest :func:`step_cost` at which :func:`prefer_lanes` picks the lanes layout.
+
+Measured with ``python benchmarks/bench_engine.py --crossover`` (2-core shared CPU; throughput
+of ``lanes.make_batched_run`` over the hand-written ``jit(vmap(scan))`` loop, CPU seconds, full
+table in benchmarks/README.md): step_cost 24 (2-2-1 on XOR) 5.4×, 48 (2-4-1) 4.5×, 96 (2-8-1)
+2.5×, 192 (2-16-1) 3.0×, 4480 (2-32-32-1) 1.5-2.0×; 17152 (2-64-64-1) 0.28×, 17408 (16-32-1,
+minibatch 32) 0.66×, 82944 (16-64-64-1, minibatch 16) 0.22×, 1.3M (minibatch 256) 0.04×. The
+crossover lies between 4480 and 17152."""
+
+
+def step_cost(spec: Spec, task: Task) -> int:
+    """Multiply-adds of one forward pass of one run on one (mini)batch: ``B · Σ_l I_l · O_l``."""
+    n = len(task.x_train)
+    b = spec.train.batch_size if 0 < spec.train.batch_size < n else n
+    dims = (task.in_dim, *spec.model.widths, task.out_dim)
+    return b * sum(i * o for i, o in zip(dims[:-1], dims[1:]))
+
+
+def prefer_lanes(spec: Spec, task: Task) -> bool:
+    """Whether the lanes layout is expected to be faster than ``vmap(make_run)``.
+
+    On CPU: when it can run the configuration and :func:`step_cost` is at most
+    :data:`LANES_BUDGET` (measured; see there and benchmarks/README.md). Never on other
+    backends, where it has not been measured.
+    """
+    if supports(spec, None, task) is not None:
+        return False
+    if jax.default_backend() != "cpu":
+        return False
+    return step_cost(spec, task) <= LANES_BUDGET
+
+
+# -- per-run pieces, vmapped over the runs --------------------------------------------------------
+def _traced(values: dict[str, Array]) -> dict[str, Array]:
+    return {k: v for k, v in values.items() if k != "seed"}
+
+
+def _run_keys(root_seed: int, seeds_C: Array, tag: int) -> Array:
+    """The ``tag`` stream key of every run, ``(C,)`` (as in :func:`jaxinit.engine.train.make_run`)."""
+    return jax.vmap(lambda s: jax.random.fold_in(run_key(root_seed, s), tag))(seeds_C)
+
+
+def _init_opt_state(spec: Spec, values: dict[str, Array], params: Lanes, trainable: Any) -> Lanes:
+    """Every run's initial optimizer state (its own step count too), run axis last."""
+
+    def one(v: dict[str, Array], p: Any) -> Any:
+        return build_optimizer(spec.replace(v).optimizer, trainable).init(p)
+
+    return jax.vmap(one, in_axes=(0, -1), out_axes=-1)(_traced(values), params)
+
+
+def _lanes_batch(data: Data, keys_C: Array, t: Array, batch_size: int) -> tuple[Array, Array]:
+    """Step ``t``'s minibatch of every run, ``x_BxIxC`` and ``y`` with the run axis last; the
+    shared full training set when not minibatching."""
+    if batch_size <= 0 or batch_size >= data.x_train.shape[0]:
+        return data.x_train, data.y_train
+    x, y = jax.vmap(lambda k: batch(data, k, t, batch_size))(keys_C)
+    return jnp.moveaxis(x, 0, -1), jnp.moveaxis(y, 0, -1)
+
+
+def dropout(keys_C: Array, t: Array, rate: Array | float) -> Callable[[int, Array], Array]:
+    """``drop(l, a_BxHxC)``: every run's inverted dropout of step ``t`` on hidden layer ``l``
+    (``Model.forward``'s ``drop``), with the masks ``mlp.apply`` draws from
+    ``fold_in(fold_in(k_drop, t), l)``; ``rate`` a scalar or ``(C,)``."""
+    keep = 1.0 - rate
+    keys_C = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_C)  # once for every layer
+
+    def drop(l: int, a: Array) -> Array:
+        shape = a.shape[:-1]
+
+        def one(key: Array, r: Array | float) -> Array:
+            return jax.random.bernoulli(jax.random.fold_in(key, l), 1.0 - r, shape)
+
+        if isinstance(rate, (int, float)):
+            mask = jax.vmap(lambda k: one(k, rate))(keys_C)
+        else:
+            mask = jax.vmap(one)(keys_C, rate)
+        return jnp.where(jnp.moveaxis(mask, 0, -1), a / keep, 0.0)
+
+    return drop
+
+
+def _diagnostics(
+    names: tuple[str, ...], mdl: Model, params: Lanes, params0: Lanes, grads: Lanes, x, y
+) -> dict[str, Array]:
+    """:func:`jaxinit.blocks.metrics.record` of every run, each value with the run axis last."""
+    out: dict[str, Array] = {}
+    for name in names:
+        if name in metrics.ANY_LAYOUT:
+            fn = metrics.DIAGNOSTICS[name]
+            out.update(fn(metrics.Probe(mdl, params, params0, grads, x, y, LANE_OPS)))
+            continue
+        fn = metrics.DIAGNOSTICS[name]
+        one = lambda p, p0, g, fn=fn: fn(metrics.Probe(mdl, p, p0, g, x, y))
+        out.update(jax.vmap(one, in_axes=-1, out_axes=-1)(params, params0, grads))
+    return out
+
+
+# -- the batched program ------------------------------------------------------------------------
+class Context(NamedTuple):
+    """What the pieces of one lane block share (the lanes twin of :class:`jaxinit.engine.train.Context`).
+
+    ``spec`` is ``static`` with the traced values filled in as ``(C,)`` vectors, which broadcast
+    against the trailing run axis wherever they are used (learning rates, dropout, grad_tol …).
+    """
+
+    static: Spec
+    spec: Spec
+    task: Task
+    model: Model  # the static model: its forward pass, hidden units, trainable mask, apply
+    opt: optax.GradientTransformation
+    key_data: Array  # (C,) keys
+    key_drop: Array  # (C,) keys
+    threshold: Any  # scalar or (C,)
+    stochastic: bool  # minibatches or dropout: log a separate full-batch loss
+    dropping: bool  # dropout is on (or its rate traced)
+    check_grad: bool  # grad_tol is on (or traced)
+
+    def losses(self, params: Lanes, x: Array, y: Array, drop=None) -> tuple[Array, Array]:
+        """``(Σ_r L_r, L_C)``: the sum (whose gradient is every run's own) and each run's loss."""
+        out = self.model.forward(LANE_OPS, params, x, drop)
+        per_run = loss_value(self.task.loss, out, y, LANE_OPS)
+        return jnp.sum(per_run), per_run
+
+
+def context(static: Spec, task: Task, values: dict[str, Array], params0: Lanes) -> Context:
+    """The :class:`Context` of a block training from ``params0`` ``(…, C)``."""
+    s = static.replace(_traced(values))
+    mdl = from_spec(static.model, task.in_dim, task.out_dim)
+    trainable = mdl.trainable(params0) if mdl.trainable else None
+    dropping = static.model.dropout != 0 or "model.dropout" in values
+    return Context(
+        static,
+        s,
+        task,
+        mdl,
+        build_optimizer(s.optimizer, trainable),
+        _run_keys(static.seed, values["seed"], KEY_DATA),
+        _run_keys(static.seed, values["seed"], KEY_DROPOUT),
+        task.threshold if s.train.threshold is None else s.train.threshold,
+        static.train.batch_size > 0 or dropping,
+        dropping,
+        "train.grad_tol" in values or static.train.grad_tol > 0,
+    )
+
+
+def init_state(ctx: Context, values: dict[str, Array], params0: Lanes) -> RunState:
+    trainable = ctx.model.trainable(params0) if ctx.model.trainable else None
+    opt_state = _init_opt_state(ctx.static, values, params0, trainable)
+    return start(params0, opt_state, values["seed"].shape)
+
+
+def step(
+    ctx: Context, data: Data, state: RunState, t: Array
+) -> tuple[RunState, Array, Array | None]:
+    """One optimizer step of every run (:func:`jaxinit.engine.train.step`, run axis last)."""
+    x, y = _lanes_batch(data, ctx.key_data, t, ctx.static.train.batch_size)
+    drop = dropout(ctx.key_drop, t, ctx.spec.model.dropout) if ctx.dropping else None
+    grads, loss = jax.grad(ctx.losses, has_aux=True)(state.params, x, y, drop)
+    state, done = optimizer_step(ctx, state, loss, grads, lanes_norm)
+    return state, loss, done
+
+
+def first_step(hit_TxC: Array, steps_T: Array, before_C: Array) -> Array:
+    """``before_C`` where it is set (``>= 0``), else the first of ``steps_T`` whose row of
+    ``hit_TxC`` is true (``-1`` if none): the books :func:`jaxinit.engine.program.run` keeps step by
+    step in the vmap layout, kept once per block of steps (two fewer kernels in the step loop)."""
+    never = jnp.iinfo(jnp.int32).max
+    first = _halving(jnp.where(hit_TxC, steps_T[:, None], never), 0, jnp.minimum)
+    return jnp.where((before_C < 0) & (first < never), first, before_C)
+
+
+def probe(
+    ctx: Context, data: Data, params: Lanes, params0: Lanes, grads: bool
+) -> tuple[Array, dict[str, Array], Lanes | None]:
+    """Full-batch, dropout-free loss ``(C,)``, diagnostics and (with ``grads``) gradients."""
+    x, y = data.x_train, data.y_train
+    if not grads:
+        return ctx.losses(params, x, y)[1], {}, None
+    g, loss = jax.grad(ctx.losses, has_aux=True)(params, x, y)
+    names = ctx.static.train.diagnostics
+    return loss, _diagnostics(names, ctx.model, params, params0, g, x, y), g
+
+
+def finish(
+    ctx: Context, data: Data, params: Lanes, params0: Lanes
+) -> tuple[Array, dict[str, Array], dict[str, Array]]:
+    """The final curve point and measured finals of every run (:func:`jaxinit.engine.train.finish`,
+    run axis last). Accuracy and test loss come from the per-run ``mlp.apply``, vmapped over
+    the trailing axis (once per run)."""
+    task = ctx.task
+    final_loss, final_diag, grads = probe(ctx, data, params, params0, True)
+
+    def evaluate(p: Any, x: Array, y: Array) -> tuple[Array, Array]:
+        pred = ctx.model.apply(p, x)
+        return loss_value(task.loss, pred, y), metric_value(task.loss, pred, y).astype(pred.dtype)
+
+    per_run = jax.vmap(evaluate, in_axes=(-1, None, None))
+    _, train_metric = per_run(params, data.x_train, data.y_train)
+    test_loss, test_metric = per_run(params, data.x_test, data.y_test)
+    finals = measured(final_loss, train_metric, test_loss, test_metric, lanes_norm(grads))
+    return final_loss, final_diag, finals
+
+
+def lanes_program(ctx: Context, data: Data, values: dict[str, Array], params0: Lanes) -> Program:
+    """Gradient training of a block of runs, run axis last, as a :class:`jaxinit.engine.program.Program`
+    (run in :data:`LANES`)."""
+    tr = ctx.static.train
+
+    def observe(state: RunState) -> tuple[Array | None, dict[str, Array]]:
+        if not (ctx.stochastic or tr.diagnostics):
+            return None, {}
+        loss, diag, _ = probe(ctx, data, state.params, params0, bool(tr.diagnostics))
+        return loss, diag
+
+    return Program(
+        init=lambda p: init_state(ctx, values, p),
+        step=functools.partial(step, ctx, data),
+        observe=observe,
+        finish=lambda s, _: finish(ctx, data, s.params, params0),
+        threshold=ctx.threshold,
+        success_metric=ctx.task.success_metric,
+        step_loss=True,
+        freeze_converged=True,
+    )
+
+
+LANES = Layout(
+    "lanes",
+    tree_where,
+    lanes_norm,
+    lambda tree: jnp.isfinite(lanes_sq_norm(tree)),
+    first_step,
+    from_lanes,
+)
+"""The run axis last: a per-run ``where`` broadcasts a ``(C,)`` predicate against it, norms
+sum with :func:`lane_sum`, the step books are kept once per block (:func:`first_step`)."""
+
+
+def _train_block(
+    spec: Spec, task: Task, values: dict[str, Array], params0: Any, data: Data
+) -> dict[str, Any]:
+    """The whole training of one lane block of runs from ``params0`` (run axis first),
+    ``values: {path: (S,)}``."""
+    params0 = to_lanes(params0)
+    ctx = context(spec, task, values, params0)
+    return run_for(spec, lanes_program(ctx, data, values, params0), LANES, params0)
+
+
+BLOCK_BYTES = (2**19, 2**21)
+"""Target bytes per block of :func:`step_cost` products (see :func:`lanes_per_block`): the
+first for the smallest nets (step cost up to :data:`SMALL_COST`), the second above."""
+SMALL_COST = 64
+
+
+def lanes_per_block(spec: Spec, task: Task) -> int:
+    """How many runs train together as one block of lanes.
+
+    A chunk of ``C`` runs is cut into blocks of at most this many, trained one after the other
+    (``lax.map``), so that a step's arrays stay in cache: the ``(B, I, O, S)`` products of
+    :func:`dense` over all layers, :func:`step_cost` numbers per run, come to about
+    :data:`BLOCK_BYTES`. A power of two in 8..4096 (8: one AVX2 register of float32).
+
+    Measured on the 2-core CPU (``make_batched_train``, XOR, 500 steps, wall / CPU seconds):
+    the smallest nets are fastest in blocks small enough for XLA to run them on one thread
+    (2-2-1, 65,536 runs: 4096 lanes 1.0 / 1.0 s, 8192 lanes 1.2 / 1.8 s; 2-4-1, 16,384 runs:
+    2048 lanes 0.36 / 0.36 s, 4096 lanes 0.47 / 0.7 s), wider ones in larger blocks that it
+    spreads over the cores (2-8-1: 1024 lanes 0.8 / 1.3 s, 4096 lanes 0.5 / 1.0 s; 2-16-1: 512
+    lanes 1.3 / 2.2 s, 2048 lanes 1.0 / 1.9 s; 2-32-32-1: 32 lanes 24 / 45 s, 128 lanes 22 /
+    41 s). Hence two budgets, split at :data:`SMALL_COST`.
+    """
+    itemsize = 8 if spec.train.dtype == "float64" else 4
+    cost = step_cost(spec, task)
+    budget = BLOCK_BYTES[0] if cost <= SMALL_COST else BLOCK_BYTES[1]
+    ideal = budget / (cost * itemsize)
+    return int(min(4096, max(8, 2 ** round(math.log2(ideal)))))
+
+
+CHUNK_RUNS = 1024
+"""Fewest runs in a default lanes chunk (see :func:`chunk_runs`)."""
+
+
+def chunk_runs(spec: Spec, task: Task) -> int:
+    """Default runs per chunk in the lanes layout: one lane block (:func:`lanes_per_block`), or
+    :data:`CHUNK_RUNS` runs of smaller blocks.
+
+    A chunk is the unit the executor hands to a device, so a big sweep in small chunks keeps
+    every CPU device busy (:mod:`jaxinit.engine.devices`), while each chunk still trains its blocks at
+    full speed: with two CPU devices, 16,384 2-8-1 runs took 1.96 s wall in chunks of 4,096 and
+    2.48 s in chunks of 8,192 (one device: 2.83 s in one chunk). It depends only on the spec and
+    the task, never on the machine, so every machine, shard and resume plans the same chunks.
+    """
+    return max(lanes_per_block(spec, task), CHUNK_RUNS)
+
+
+def _blocks(n_runs: int, per_block: int) -> tuple[int, int]:
+    """``(blocks, runs per block)`` covering ``n_runs`` with blocks as even as possible; sizes
+    are rounded up to whole vector registers (8 runs) when ``per_block`` is a multiple of 8."""
+    n = -(-n_runs // per_block)
+    size = -(-n_runs // n)
+    if n > 1 and per_block % 8 == 0:
+        size = -(-size // 8) * 8
+    return n, size
+
+
+def make_batched_train(
+    spec: Spec, task: Task, *, per_block: int | None = None
+) -> Callable[[dict, Any, Data], dict]:
+    """The training program of ``C`` runs of a static configuration, in the lanes layout.
+
+    Same contract as ``jax.vmap(train.make_train(spec, task), in_axes=(0, 0, None))``:
+    ``values`` maps ``"seed"`` to ``(C,)`` int32 and every other traced path to ``(C,)``
+    floats, ``params0`` is every run's initial parameters (run axis first, from
+    :func:`jaxinit.engine.train.make_init`); the outputs have the same pytree, shapes (run axis first)
+    and dtypes, with equal numbers up to rounding. Runs train in blocks of ``per_block`` lanes
+    (default :func:`lanes_per_block`); the last block is padded with copies of the last run.
+    Raises ``ValueError`` where :func:`supports` gives a reason.
+    """
+    reason = supports(spec, None, task)
+    if reason is not None:
+        raise ValueError(f"the lanes layout cannot run this spec: {reason}")
+    per_block = per_block or lanes_per_block(spec, task)
+
+    def train(values: dict[str, Array], params0: Any, data: Data) -> dict[str, Any]:
+        c = values["seed"].shape[0]
+        n, size = _blocks(c, per_block)
+        if n == 1:
+            return _train_block(spec, task, values, params0, data)
+        pad = n * size - c
+
+        def cut(v: Array) -> Array:
+            v = jnp.concatenate([v, jnp.repeat(v[-1:], pad, axis=0)])
+            return v.reshape(n, size, *v.shape[1:])
+
+        out = lax.map(
+            lambda vp: _train_block(spec, task, *vp, data), jax.tree.map(cut, (values, params0))
+        )
+        return jax.tree.map(lambda a: a.reshape(n * size, *a.shape[2:])[:c], out)
+
+    return train
+
+
+def make_batched_run(
+    spec: Spec, task: Task, *, per_block: int | None = None
+) -> Callable[[dict, Data], dict]:
+    """:func:`make_batched_train` from every run's :func:`jaxinit.engine.train.make_init` parameters:
+    the contract of ``jax.vmap(make_run(spec, task), in_axes=(0, None))``."""
+    train = make_batched_train(spec, task, per_block=per_block)
+    init = jax.vmap(make_init(spec, task), in_axes=(0, None))
+    return lambda values, data: train(values, init(values, data), data)
