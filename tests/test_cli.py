@@ -162,7 +162,7 @@ def test_toml_falls_back_to_tomli():
     """Python 3.10 has no tomllib: jaxinit.config.toml_io (used by the spec reader and --set) uses tomli."""
     code = (
         "import sys; sys.modules['tomllib'] = None; "
-        "import tomli; from jaxinit import toml_io; from jaxinit.cli import parse_set; "
+        "import tomli; from jaxinit.config import toml_io; from jaxinit.cli import parse_set; "
         "assert toml_io.loads is tomli.loads and toml_io.TOMLDecodeError is tomli.TOMLDecodeError; "
         "from jaxinit.config.spec import Spec; "
         "print(parse_set('train.steps=7'), Spec.from_toml_string('name = \"t\"').name)"

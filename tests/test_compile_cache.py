@@ -38,7 +38,7 @@ def test_second_process_loads_what_the_first_compiled(tmp_path):
 
 
 def test_switched_off_and_the_users_own_jax_cache_respected(tmp_path):
-    probe = "from jaxinit import compile_cache; print(compile_cache.enable())"
+    probe = "from jaxinit.engine import compile_cache; print(compile_cache.enable())"
     off = _python(probe, JAXINIT_COMPILATION_CACHE="0", JAXINIT_CACHE_DIR=str(tmp_path / "a"))
     assert off.stdout.strip() == "None" and not (tmp_path / "a").exists()
     mine = str(tmp_path / "mine")
