@@ -10,6 +10,7 @@ LAYERS = [
     ("schema", {"_toml", "_version", "spec", "stats", "bundled", "plots.names"}),
     # adapters: Flax / Equinox modules as Models (flax, equinox imported only when called)
     ("blocks", {"activations", "initializers", "tasks", "models", "adapters", "metrics"}),
+    ("numerics", {"sharpness", "maps"}),  # sharpness, phases, box counting (no jaxinit imports)
     # iterative algorithms beside gradient training: k-means, EM (one run each, vmapped later)
     ("algorithms", {"kmeans", "gmm", "algorithms"}),
     # mean-field theory and random nets at init: pure functions of numbers, below the engine so
