@@ -51,7 +51,8 @@ def grid(hi: float, fine: tuple[float, ...]) -> np.ndarray:
 
 
 def train_phases(apply_fn, params_S, x, y, c_C, steps):
-    """``(phase_SxC, peak_SxC, edge_SxC, lam0_S)`` for every seed x every ``c``."""
+    """``(phase, peak, edge, final, lam0_S)``: phase, peak loss ratio, final η·λ and final loss
+    ratio, each ``(S, C)`` for every seed x every ``c``, and each seed's ``λ₀``."""
 
     def loss_fn(p):
         return 0.5 * jnp.mean(jnp.sum((apply_fn(p, x) - y) ** 2, axis=-1))
@@ -69,32 +70,35 @@ def train_phases(apply_fn, params_S, x, y, c_C, steps):
         (p, bad, _), loss_T = jax.lax.scan(step, init, None, steps)
         sharp = top_hessian_eigenvalue(loss_fn, p, random_direction(jax.random.key(1), p))
         peak = jnp.max(jnp.where(jnp.isfinite(loss_T), loss_T, jnp.inf)) / loss_T[0]
-        return phase(loss_T, sharp.value[None], lr, bad), peak, lr * sharp.value
+        final = loss_T[-1] / loss_T[0]
+        return phase(loss_T, sharp.value[None], lr, bad), peak, lr * sharp.value, final
 
     def seed(p):
         lam0 = ntk_top_eigenvalue(apply_fn, p, x).value
-        ph, peak, edge = jax.vmap(run, (None, 0))(p, c_C / lam0)
-        return ph, peak, edge, lam0
+        return (*jax.vmap(run, (None, 0))(p, c_C / lam0), lam0)
 
     return jax.jit(jax.vmap(seed))(params_S)
 
 
-def report(name, c_C, ph, peak, edge, lam0, seconds, runs_steps):
-    ph, peak, edge = map(np.asarray, (ph, peak, edge))
+def report(name, c_C, ph, peak, edge, final, lam0, seconds, runs_steps):
+    ph, peak, edge, final = map(np.asarray, (ph, peak, edge, final))
     lam0 = np.asarray(lam0)
     print(f"\n## {name}: {ph.shape[0]} seeds x {len(c_C)} values of c = eta*lambda0")
     print(f"lambda0 over seeds: mean {lam0.mean():.4f}, min {lam0.min():.4f}, max {lam0.max():.4f}")
     print(f"one jit, {runs_steps:,} run*steps: {seconds:.1f} s (compile included)")
     print(
         f"{'c':>6} {'lazy':>5} {'cata':>5} {'div':>5}  {'catapult peak ratio min/median':>30}"
-        f"  {'catapult max eta*lam_final':>26}"
+        f"  {'catapult max eta*lam_final':>26}  {'median final/initial loss':>25}"
     )
     for j, c in enumerate(c_C):
         frac = [np.mean(ph[:, j] == k) for k in (LAZY, CATAPULT, DIVERGENT)]
         cat = ph[:, j] == CATAPULT
         pk = f"{peak[cat, j].min():10.3g} / {np.median(peak[cat, j]):<10.3g}" if cat.any() else "-"
         ed = f"{edge[cat, j].max():.3f}" if cat.any() else "-"
-        print(f"{c:6.2f} {frac[0]:5.2f} {frac[1]:5.2f} {frac[2]:5.2f}  {pk:>30}  {ed:>26}")
+        fin = np.median(final[:, j])
+        print(
+            f"{c:6.2f} {frac[0]:5.2f} {frac[1]:5.2f} {frac[2]:5.2f}  {pk:>30}  {ed:>26}  {fin:25.3g}"
+        )
     for label, k in (("lazy -> catapult", CATAPULT), ("-> divergent", DIVERGENT)):
         at = np.mean(ph >= k, axis=0) >= 0.5 if k == CATAPULT else np.mean(ph == k, axis=0) >= 0.5
         first = np.argmax(at) if at.any() else None
@@ -105,11 +109,12 @@ def report(name, c_C, ph, peak, edge, lam0, seconds, runs_steps):
             print(f"boundary {label}: between c = {below:.2f} and {c_C[first]:.2f}")
     cat = ph == CATAPULT
     if cat.any():
-        strong = cat & (c_C[None, :] >= 2.5)
+        low = [j for j in range(len(c_C)) if (cat[:, j] & (peak[:, j] <= 10)).any()]
+        above = c_C[max(low) + 1] if low and max(low) + 1 < len(c_C) else c_C[0]
         print(
             f"catapult runs: {cat.sum()}, max final eta*lambda {edge[cat].max():.3f}; "
-            f"peak loss ratio min {peak[cat].min():.3g} over all, "
-            f"{peak[strong].min() if strong.any() else float('nan'):.3g} over c >= 2.5"
+            f"peak loss ratio min {peak[cat].min():.3g}; every catapult run has a peak loss "
+            f"ratio > 10 from c = {above:.2f} on"
         )
 
 
