@@ -126,11 +126,18 @@ def main() -> None:
     ap.add_argument("--relu-points", type=int, default=4)
     ap.add_argument("--relu-dim", type=int, default=8)
     ap.add_argument("--skip-relu", action="store_true")
+    ap.add_argument("--skip-uv", action="store_true")
     args = ap.parse_args()
     n, keys = args.width, jax.random.split(jax.random.key(0), args.seeds)
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, width {n}, steps {args.steps}")
 
-    # uv model
+    if not args.skip_uv:
+        uv_model(n, keys, args)
+    if not args.skip_relu:
+        relu_model(n, keys, args)
+
+
+def uv_model(n, keys, args):
     c_uv = grid(16.0, (2.0, 4.0))
     params = jax.vmap(lambda k: dict(zip("uv", jax.random.normal(k, (2, n)))))(keys)
     uv = lambda p, x: (p["v"] @ p["u"]) * x / jnp.sqrt(n)  # noqa: E731
@@ -145,15 +152,14 @@ def main() -> None:
         time.perf_counter() - t,
         args.seeds * len(c_uv) * args.steps,
     )
-    lam0 = np.asarray(out[3])
+    lam0 = np.asarray(out[-1])
     theory = np.asarray((params["u"] ** 2).sum(1) + (params["v"] ** 2).sum(1)) / n
     print(
         f"lambda0 vs (|u|^2+|v|^2)/n: max relative difference {np.max(np.abs(lam0 / theory - 1)):.2e}"
     )
-    if args.skip_relu:
-        return
 
-    # two-layer ReLU net
+
+def relu_model(n, keys, args):
     d, npts = args.relu_dim, args.relu_points
     kx, ky = jax.random.split(jax.random.key(1))
     x = jax.random.normal(kx, (npts, d))
