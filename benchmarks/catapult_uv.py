@@ -51,13 +51,18 @@ def grid(hi: float, fine: tuple[float, ...]) -> np.ndarray:
 
 
 def train_phases(apply_fn, params_S, x, y, c_C, steps):
-    """``(phase, peak, edge, final, lam0_S)``: phase, peak loss ratio, final η·λ and final loss
-    ratio, each ``(S, C)`` for every seed x every ``c``, and each seed's ``λ₀``."""
+    """``(phase, loss_phase, peak, edge, final, lam0_S)``: the phase from the loss and the
+    sharpness at init and at the end, the phase from the loss and the final sharpness only,
+    the peak loss ratio, the final η·λ and the final loss ratio, each ``(S, C)`` for every
+    seed x every ``c``; and each seed's ``λ₀``."""
 
     def loss_fn(p):
         return 0.5 * jnp.mean(jnp.sum((apply_fn(p, x) - y) ** 2, axis=-1))
 
-    def run(p, lr):
+    def sharpness(p):
+        return top_hessian_eigenvalue(loss_fn, p, random_direction(jax.random.key(1), p)).value
+
+    def run(p, lr, sharp0):
         def step(carry, _):
             p, bad, first = carry
             value, g = jax.value_and_grad(loss_fn)(p)
@@ -68,20 +73,34 @@ def train_phases(apply_fn, params_S, x, y, c_C, steps):
 
         init = (p, jnp.bool_(False), jnp.array(jnp.nan, x.dtype))
         (p, bad, _), loss_T = jax.lax.scan(step, init, None, steps)
-        sharp = top_hessian_eigenvalue(loss_fn, p, random_direction(jax.random.key(1), p))
+        sharp = sharpness(p)
         peak = jnp.max(jnp.where(jnp.isfinite(loss_T), loss_T, jnp.inf)) / loss_T[0]
-        final = loss_T[-1] / loss_T[0]
-        return phase(loss_T, sharp.value[None], lr, bad), peak, lr * sharp.value, final
+        both = phase(loss_T, jnp.stack([sharp0, sharp]), lr, bad)
+        loss_only = phase(loss_T, sharp[None], lr, bad)
+        return both, loss_only, peak, lr * sharp, loss_T[-1] / loss_T[0]
 
     def seed(p):
         lam0 = ntk_top_eigenvalue(apply_fn, p, x).value
-        return (*jax.vmap(run, (None, 0))(p, c_C / lam0), lam0)
+        return (*jax.vmap(run, (None, 0, None))(p, c_C / lam0, sharpness(p)), lam0)
 
     return jax.jit(jax.vmap(seed))(params_S)
 
 
-def report(name, c_C, ph, peak, edge, final, lam0, seconds, runs_steps):
-    ph, peak, edge, final = map(np.asarray, (ph, peak, edge, final))
+def boundaries(c_C, ph, label):
+    for name, at in (
+        ("lazy -> catapult", np.mean(ph >= CATAPULT, axis=0) >= 0.5),
+        ("-> divergent", np.mean(ph == DIVERGENT, axis=0) >= 0.5),
+    ):
+        if not at.any():
+            print(f"boundary {name} ({label}): not reached up to c = {c_C[-1]}")
+            continue
+        first = int(np.argmax(at))
+        below = c_C[first - 1] if first > 0 else float("nan")
+        print(f"boundary {name} ({label}): between c = {below:.2f} and {c_C[first]:.2f}")
+
+
+def report(name, c_C, ph, ph_loss, peak, edge, final, lam0, seconds, runs_steps):
+    ph, ph_loss, peak, edge, final = map(np.asarray, (ph, ph_loss, peak, edge, final))
     lam0 = np.asarray(lam0)
     print(f"\n## {name}: {ph.shape[0]} seeds x {len(c_C)} values of c = eta*lambda0")
     print(f"lambda0 over seeds: mean {lam0.mean():.4f}, min {lam0.min():.4f}, max {lam0.max():.4f}")
@@ -99,14 +118,8 @@ def report(name, c_C, ph, peak, edge, final, lam0, seconds, runs_steps):
         print(
             f"{c:6.2f} {frac[0]:5.2f} {frac[1]:5.2f} {frac[2]:5.2f}  {pk:>30}  {ed:>26}  {fin:25.3g}"
         )
-    for label, k in (("lazy -> catapult", CATAPULT), ("-> divergent", DIVERGENT)):
-        at = np.mean(ph >= k, axis=0) >= 0.5 if k == CATAPULT else np.mean(ph == k, axis=0) >= 0.5
-        first = np.argmax(at) if at.any() else None
-        if first is None:
-            print(f"boundary {label}: not reached up to c = {c_C[-1]}")
-        else:
-            below = c_C[first - 1] if first > 0 else float("nan")
-            print(f"boundary {label}: between c = {below:.2f} and {c_C[first]:.2f}")
+    boundaries(c_C, ph, "loss and sharpness")
+    boundaries(c_C, ph_loss, "loss and final sharpness only")
     cat = ph == CATAPULT
     if cat.any():
         low = [j for j in range(len(c_C)) if (cat[:, j] & (peak[:, j] <= 10)).any()]

@@ -296,14 +296,19 @@ def phase(
       run has not come back to its initial loss (``loss_T[-1] > loss_T[0]``), or its final
       sharpness is beyond the edge, ``η·sharpness_T[-1] > 2·(1 + edge_slack)``;
     - otherwise ``catapult`` (1) if the peak loss ratio ``max(loss_T) / loss_T[0]`` exceeds
-      ``peak_ratio``, else ``lazy`` (0).
+      ``peak_ratio``, or if the sharpness fell through the edge: ``η·sharpness_T[0] > 2`` and
+      ``η·sharpness_T[-1] < 2`` (with several examples the other modes' decay can hide the
+      unstable mode's rise in the total loss: a two-layer ReLU net on 4 points just above
+      ``η·λ₀ = 2`` never exceeds its initial loss, yet its curvature falls below ``2/η``);
+    - else ``lazy`` (0).
 
     ``loss_T``: the loss at the logged steps, the first being the initial loss; ``sharpness_T``:
-    the top Hessian eigenvalue at logged steps, the last being the final one (NaN there: not
-    measured, the edge test is skipped). With ``λ₀`` the NTK's top eigenvalue at init, the wide
+    the top Hessian eigenvalue at logged steps, the first at init and the last the final one
+    (NaN: not measured, that test is skipped; a single entry is the final one, and only the
+    loss can then show a catapult). With ``λ₀`` the NTK's top eigenvalue at init, the wide
     two-layer linear model is lazy for ``η·λ₀ < 2``, catapults for ``2 < η·λ₀ < 4`` and
     diverges above 4; ReLU nets diverged above ``η·λ₀ ≈ 12`` in the paper. The classification
-    reads only the run, not ``λ₀``, so the boundaries it finds are measurements.
+    reads only the run (its loss and measured sharpness), not ``λ₀``.
     Pure and vmappable (map every argument over runs).
 
     >>> import jax.numpy as jnp
@@ -313,8 +318,14 @@ def phase(
     """
     loss_T = jnp.asarray(loss_T)
     first, last = loss_T[0], loss_T[-1]
-    final_edge = jnp.asarray(lr) * jnp.asarray(sharpness_T)[-1] / 2.0
-    beyond_edge = jnp.where(jnp.isnan(final_edge), False, final_edge > 1.0 + edge_slack)
+    sharpness_T = jnp.asarray(sharpness_T)
+    edge_first, edge_last = (
+        jnp.asarray(lr) * sharpness_T[0] / 2.0,
+        jnp.asarray(lr) * sharpness_T[-1] / 2.0,
+    )
+    beyond_edge = jnp.where(jnp.isnan(edge_last), False, edge_last > 1.0 + edge_slack)
     bad = jnp.asarray(diverged) | ~jnp.isfinite(last) | ~(last <= first) | beyond_edge
     peak = jnp.max(jnp.where(jnp.isnan(loss_T), jnp.inf, loss_T)) / first
-    return jnp.where(bad, DIVERGENT, jnp.where(peak > peak_ratio, CATAPULT, LAZY)).astype(jnp.int32)
+    fell = (edge_first > 1.0) & (edge_last < 1.0)  # False if either is NaN
+    catapult = (peak > peak_ratio) | fell
+    return jnp.where(bad, DIVERGENT, jnp.where(catapult, CATAPULT, LAZY)).astype(jnp.int32)

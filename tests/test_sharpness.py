@@ -214,6 +214,10 @@ def test_phase_of_hand_made_curves():
     assert int(phase(jnp.array([1.0, 50.0, 0.5]), jnp.array([2.1]), 1.0, False)) == CATAPULT
     # sharpness not measured (NaN): the edge test is skipped
     assert int(phase(jnp.array([1.0, 50.0, 0.5]), jnp.array([jnp.nan]), 1.0, False)) == CATAPULT
+    # no rise in the loss, but the sharpness fell through the edge 2/η: a catapult
+    fell = jnp.array([2.5, 1.5])
+    assert int(phase(jnp.array([1.0, 0.8, 0.01]), fell, 1.0, False)) == CATAPULT
+    assert int(phase(jnp.array([1.0, 0.8, 0.01]), jnp.array([1.9, 1.5]), 1.0, False)) == LAZY
     # a constant loss (η = 0) is lazy, not "failed to come back"
     assert int(phase(jnp.array([1.0, 1.0, 1.0]), one, 0.0, False)) == LAZY
 
