@@ -272,8 +272,10 @@ CATAPULT_PEAK_RATIO = 2.0
 """A run whose loss rises above this multiple of its initial loss (and comes back) is a
 catapult. Below ``η·λ₀ = 2`` gradient descent contracts every mode, so the loss never rises
 (ratio 1); just above it the unstable mode grows by ``(ηλ − 1)²`` per step until the curvature
-has fallen below ``2/η``, by orders of magnitude on the wide uv model (Lewkowycz et al. 2020,
-fig. 1). 2 leaves room for the small rises of a nonlinear model in its lazy phase."""
+has fallen below ``2/η`` (Lewkowycz et al. 2020), by a factor that grows with the width and
+with ``η·λ₀ − 2`` (uv model, width 512: a median of 100 and more from ``η·λ₀ = 2.5`` on,
+benchmarks/catapult_uv.py). 2 leaves room for the small rises of a nonlinear model in its
+lazy phase; the sharpness test of :func:`phase` catches catapults with a smaller rise."""
 
 EDGE_SLACK = 0.1
 """A converged run must end with ``η·λ_final ≤ 2·(1 + EDGE_SLACK)``: at or below the stability
