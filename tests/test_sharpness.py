@@ -132,8 +132,8 @@ def test_float64_is_tighter():
 def test_vmapped_equals_one_at_a_time():
     """Runs that stop at different steps inside one vmapped while_loop keep their own answer."""
     keys = jax.random.split(jax.random.key(3), 4)
-    params_R = jax.vmap(_mlp)(keys)
-    v0_R = jax.vmap(random_direction, (0, 0))(jax.random.split(jax.random.key(4), 4), params_R)
+    params_R = jax.jit(jax.vmap(_mlp))(keys)
+    v0_R = jax.jit(jax.vmap(random_direction))(jax.random.split(jax.random.key(4), 4), params_R)
     batched = jax.jit(
         jax.vmap(lambda p, v: top_hessian_eigenvalue(LOSS, p, v, iters=40, tol=1e-4))
     )(params_R, v0_R)
@@ -187,7 +187,8 @@ def test_ntk_matches_the_explicit_kernel():
     x = jax.random.normal(jax.random.key(5), (10, 3))
     params = _mlp(jax.random.key(6), out=2)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
-    jac = np.asarray(jax.jacobian(lambda t: _mlp_apply(unravel(t), x).ravel())(flat), np.float64)
+    jac = jax.jit(jax.jacobian(lambda t: _mlp_apply(unravel(t), x).ravel()))(flat)
+    jac = np.asarray(jac, np.float64)
     expected = np.linalg.eigvalsh(jac @ jac.T / 10)[-1]
     got = jax.jit(lambda p: ntk_top_eigenvalue(_mlp_apply, p, x, iters=60))(params)
     assert abs(float(got.value) - expected) / expected < 1e-4
@@ -239,7 +240,6 @@ def test_phases_of_the_uv_model():
     loss = lambda p: 0.5 * jnp.sum(apply(p, x) ** 2)  # noqa: E731
     keys = jax.random.split(jax.random.key(0), seeds)
     params = jax.vmap(lambda k: dict(zip("uv", jax.random.normal(k, (2, n)))))(keys)
-    lam0 = jax.vmap(lambda p: ntk_top_eigenvalue(apply, p, x).value)(params)
     c = jnp.array([1.0, 3.0, 6.0])
 
     def run(p, lr):
@@ -253,6 +253,8 @@ def test_phases_of_the_uv_model():
         sharp = top_hessian_eigenvalue(loss, p, random_direction(jax.random.key(1), p), iters=8)
         return phase(loss_T, sharp.value[None], lr, bad)
 
-    lr = c[None, :] / lam0[:, None]
-    got = jax.jit(jax.vmap(jax.vmap(run, (None, 0))))(params, lr)
+    def seed(p):
+        return jax.vmap(run, (None, 0))(p, c / ntk_top_eigenvalue(apply, p, x).value)
+
+    got = jax.jit(jax.vmap(seed))(params)
     assert np.all(np.asarray(got) == np.array([LAZY, CATAPULT, DIVERGENT])[None, :])
