@@ -407,3 +407,32 @@ def test_sharpness_settings_are_in_the_identity_only_with_the_diagnostic():
     a = spec_identity(Spec.from_dict(on))
     b = spec_identity(Spec.from_dict({"train": {**on["train"], "sharpness_iters": 5}}))
     assert a["train.sharpness_iters"] == 20 and b["train.sharpness_iters"] == 5
+
+
+def test_edge_of_stability_smoke():
+    """Full-batch GD on a small tanh MLP with MSE (sinusoid, 32 points, 16-16 units): the
+    logged sharpness rises from well below ``2/η`` to it (progressive sharpening) and then
+    hovers there, at two learning rates (Cohen et al. 2021). Measured (4 seeds, 2000 steps):
+    the median of ``η·λ/2`` after it first reaches 1 is 0.95-1.14 at η = 0.2, 1.01-1.02 at
+    η = 0.1, 0.99-1.02 at η = 0.05."""
+    import jaxinit
+
+    lrs = (0.1, 0.2)
+    ds = jaxinit.run(
+        {
+            "task": {"name": "sinusoid", "n_points": 32, "frequency": 3.0},
+            "model": {"widths": [16, 16], "activation": "tanh"},
+            "train": {"steps": 1000, "log_every": 20, "diagnostics": ["sharpness"]},
+            "axes": {"seed": 2, "optimizer.learning_rate": list(lrs)},
+        },
+        progress=False,
+    )
+    assert not ds.diverged.any()
+    assert float(ds.sharpness_residual.max()) <= 2e-4
+    edge = ds.sharpness.values * np.asarray(lrs)[None, :, None] / 2  # η·λ/2: 1 at the edge
+    assert edge[0, 0, 0] < 0.5 and edge[1, 0, 0] < 0.6  # η = 0.1 starts well below the edge
+    for r in range(2):
+        for i in range(len(lrs)):
+            reached = np.flatnonzero(edge[r, i] >= 1.0)
+            assert reached.size, (r, lrs[i], edge[r, i])
+            assert 0.9 <= np.median(edge[r, i, reached[0] :]) <= 1.2, (r, lrs[i], edge[r, i])
