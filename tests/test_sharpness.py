@@ -301,7 +301,7 @@ def _exact_run_tops(spec, task, params_R, trainable_only=False):
     with jax.enable_x64(True):
         x, y = jnp.asarray(task.x_train, jnp.float64), jnp.asarray(task.y_train, jnp.float64)
         for r in range(jax.tree.leaves(params_R)[0].shape[0]):
-            p = jax.tree.map(lambda a: jnp.asarray(a[r], jnp.float64), params_R)
+            p = jax.tree.map(lambda a, r=r: jnp.asarray(a[r], jnp.float64), params_R)
             leaves, treedef = jax.tree.flatten(p)
             keep = list(range(len(leaves)))
             if trainable_only:
