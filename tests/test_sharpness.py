@@ -291,31 +291,32 @@ def _engine_runs(model, layouts=("vmap", "lanes"), seeds=3, **train):
 
 
 def _exact_run_tops(spec, task, params_R, trainable_only=False):
-    """Top eigenvalue of each run's full-batch loss Hessian from ``jax.hessian`` + ``eigh`` in
-    float64 (over the trainable leaves only, with ``trainable_only``)."""
+    """Top eigenvalue of each run's full-batch loss Hessian from ``jax.hessian`` (float64,
+    vmapped over runs) and ``numpy.linalg.eigh`` (over the trainable leaves only, with
+    ``trainable_only``: all but the output layer's)."""
     from jaxinit.blocks.models import from_spec
     from jaxinit.blocks.tasks import loss_value
 
     mdl = from_spec(spec.model, task.in_dim, task.out_dim)
-    tops = []
     with jax.enable_x64(True):
         x, y = jnp.asarray(task.x_train, jnp.float64), jnp.asarray(task.y_train, jnp.float64)
-        for r in range(jax.tree.leaves(params_R)[0].shape[0]):
-            p = jax.tree.map(lambda a, r=r: jnp.asarray(a[r], jnp.float64), params_R)
+
+        def hessian(p):
             leaves, treedef = jax.tree.flatten(p)
-            keep = list(range(len(leaves)))
-            if trainable_only:
-                keep = keep[:-2]  # the output layer's w and b are frozen
+            keep = list(range(len(leaves)))[: -2 if trainable_only else None]
             flat, unravel = jax.flatten_util.ravel_pytree([leaves[i] for i in keep])
 
-            def loss(t, leaves=leaves, keep=keep, treedef=treedef, unravel=unravel):
+            def loss(t):
                 full = list(leaves)
                 for i, leaf in zip(keep, unravel(t)):
                     full[i] = leaf
                 return loss_value(task.loss, mdl.apply(treedef.unflatten(full), x), y)
 
-            tops.append(np.linalg.eigh(np.asarray(jax.hessian(loss)(flat)))[0][-1])
-    return np.array(tops)
+            return jax.hessian(loss)(flat)
+
+        p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params_R)
+        h_R = np.asarray(jax.jit(jax.vmap(hessian))(p64))
+    return np.array([np.linalg.eigh(h)[0][-1] for h in h_R])
 
 
 def test_sharpness_diagnostic_matches_the_full_hessian_in_both_layouts():
