@@ -97,11 +97,10 @@ def _top_tridiagonal(diag: Array, off: Array, filled: Array) -> tuple[Array, Arr
     (:func:`jax.scipy.linalg.eigh_tridiagonal`), ``y`` by two steps of inverse iteration with
     the shift ``θ + δ`` just above it (``δ = 100·eps·‖T‖``, above the bisection's error), where
     ``δ·I + θ·I − T`` is positive definite: two ``O(k)`` solves instead of an ``O(k³)`` dense
-    ``eigh``, which batched over runs dominated the cost (tiny nets: ~30×)."""
+    ``eigh``, which batched over runs dominated the cost (1024 runs, k = 20: 30 ms against 1 ms)."""
     k = diag.shape[0]
-    theta = eigh_tridiagonal(diag, off, eigvals_only=True, select="i", select_range=(k - 1, k - 1))[
-        0
-    ]
+    top = (k - 1, k - 1)  # the largest eigenvalue only
+    theta = eigh_tridiagonal(diag, off, eigvals_only=True, select="i", select_range=top)[0]
     size = jnp.max(jnp.abs(jnp.where(filled, diag, 0.0))) + 2 * jnp.max(jnp.abs(off), initial=0)
     delta = 100 * jnp.finfo(diag.dtype).eps * jnp.where(size > 0, size, 1.0)
     shifted = theta + delta - diag  # the diagonal of (θ + δ)·I − T
