@@ -258,3 +258,182 @@ def test_phases_of_the_uv_model():
 
     got = jax.jit(jax.vmap(seed))(params)
     assert np.all(np.asarray(got) == np.array([LAZY, CATAPULT, DIVERGENT])[None, :])
+
+
+# ---- the `sharpness` diagnostic in the engine (jaxinit.blocks.metrics) --------------------------
+
+
+def _engine_runs(model, layouts=("vmap", "lanes"), seeds=3, **train):
+    """``(spec, task, {layout: outputs})`` of ``seeds`` runs of a tiny XOR net with the
+    ``sharpness`` diagnostic, trained 20 steps from the same ``params0`` in each layout."""
+    import jaxinit
+    from jaxinit.engine.executors import build_task, chunk_init, chunk_train
+    from jaxinit.engine.train import Data
+
+    spec = jaxinit.resolve_spec(
+        {
+            "task": {"name": "xor"},
+            "model": model,
+            "optimizer": {"learning_rate": 0.5},
+            "train": {"steps": 20, "log_every": 10, "diagnostics": ["sharpness"], **train},
+            "store": {"save_params": True},
+        }
+    )
+    task = build_task(spec)
+    data = Data.from_task(task)
+    values = {"seed": jnp.arange(seeds, dtype=jnp.int32)}
+    params0 = chunk_init(spec, task, None)(values, data)
+    out = {
+        layout: jax.device_get(chunk_train(layout, spec, task, None)(values, params0, data))
+        for layout in layouts
+    }
+    return spec, task, out
+
+
+def _exact_run_tops(spec, task, params_R, trainable_only=False):
+    """Top eigenvalue of each run's full-batch loss Hessian from ``jax.hessian`` (float64,
+    vmapped over runs) and ``numpy.linalg.eigh`` (over the trainable leaves only, with
+    ``trainable_only``: all but the output layer's)."""
+    from jaxinit.blocks.models import from_spec
+    from jaxinit.blocks.tasks import loss_value
+
+    mdl = from_spec(spec.model, task.in_dim, task.out_dim)
+    with jax.enable_x64(True):
+        x, y = jnp.asarray(task.x_train, jnp.float64), jnp.asarray(task.y_train, jnp.float64)
+
+        def hessian(p):
+            leaves, treedef = jax.tree.flatten(p)
+            keep = list(range(len(leaves)))[: -2 if trainable_only else None]
+            flat, unravel = jax.flatten_util.ravel_pytree([leaves[i] for i in keep])
+
+            def loss(t):
+                full = list(leaves)
+                for i, leaf in zip(keep, unravel(t)):
+                    full[i] = leaf
+                return loss_value(task.loss, mdl.apply(treedef.unflatten(full), x), y)
+
+            return jax.hessian(loss)(flat)
+
+        p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params_R)
+        h_R = np.asarray(jax.jit(jax.vmap(hessian))(p64))
+    return np.array([np.linalg.eigh(h)[0][-1] for h in h_R])
+
+
+def test_sharpness_diagnostic_matches_the_full_hessian_in_both_layouts():
+    """The logged `sharpness` at the final point equals the top eigenvalue of the full-batch
+    loss Hessian (``jax.hessian`` + ``eigh``, float64) at the saved final parameters within
+    1e-4 relative, its residual is below the tolerance it stopped at, and the lanes layout
+    agrees with the vmap layout within the README's float32 tolerance (5e-5)."""
+    spec, task, out = _engine_runs({"widths": [3]})
+    sharp = out["vmap"]["curves"]["sharpness"]
+    resid = out["vmap"]["curves"]["sharpness_residual"]
+    assert sharp.shape == resid.shape == (3, 3)
+    want = _exact_run_tops(spec, task, out["vmap"]["params"])
+    np.testing.assert_allclose(sharp[:, -1], want, rtol=1e-4)
+    assert np.all(resid <= 2 * spec.train.sharpness_tol), resid
+    lanes = out["lanes"]["curves"]
+    np.testing.assert_allclose(lanes["sharpness"], sharp, rtol=5e-5)
+    # a converged residual (~1e-5) is a difference at the rounding level of ‖Hv‖: the two
+    # layouts' agree to that level (seen: 3e-8), not relative to their own size
+    np.testing.assert_allclose(lanes["sharpness_residual"], resid, rtol=0, atol=1e-6)
+
+
+def test_sharpness_is_over_the_trainable_parameters():
+    """With the output layer frozen (``model.train_output = false``) the sharpness is that of
+    the Hessian over the parameters training moves, not over all of them."""
+    spec, task, out = _engine_runs({"widths": [3], "train_output": False}, ("vmap",), seeds=2)
+    got = out["vmap"]["curves"]["sharpness"][:, -1]
+    want = _exact_run_tops(spec, task, out["vmap"]["params"], trainable_only=True)
+    every = _exact_run_tops(spec, task, out["vmap"]["params"])
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    assert np.all(np.abs(every - want) > 1e-2 * np.abs(want))  # the test can tell them apart
+
+
+def test_too_few_sharpness_iterations_show_in_the_logged_residual():
+    """``train.sharpness_iters`` reaches the solver: 2 products leave a residual far above the
+    tolerance (and a value at or below the converged one: Lanczos gives a lower bound)."""
+    _, _, few = _engine_runs({"widths": [3]}, ("vmap",), sharpness_iters=2)
+    _, _, full = _engine_runs({"widths": [3]}, ("vmap",))
+    assert np.all(few["vmap"]["curves"]["sharpness_residual"] > 1e-2)
+    assert np.all(few["vmap"]["curves"]["sharpness"] <= full["vmap"]["curves"]["sharpness"] + 1e-6)
+
+
+def test_sharpness_through_jaxinit_run_has_both_curves_with_attrs():
+    import jaxinit
+
+    ds = jaxinit.run(
+        {
+            "task": {"name": "xor"},
+            "model": {"widths": [2]},
+            "train": {"steps": 10, "log_every": 5, "diagnostics": ["sharpness"]},
+            "axes": {"seed": 2},
+        },
+        progress=False,
+    )
+    for name in ("sharpness", "sharpness_residual"):
+        assert ds[name].dims == ("seed", "step") and ds[name].shape == (2, 3)
+        assert np.all(np.isfinite(ds[name].values))
+        assert set(ds[name].attrs) == {"long_name", "units", "description"}
+    assert "Hessian" in ds.sharpness.attrs["description"]
+    assert "sharpness_tol" in ds.sharpness_residual.attrs["description"]
+    assert np.all(ds.sharpness.values > 0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("sharpness_iters", 0, "train.sharpness_iters must be an integer >= 1"),
+        ("sharpness_iters", 2.5, "train.sharpness_iters"),
+        ("sharpness_tol", -1e-3, "train.sharpness_tol must be >= 0"),
+    ],
+)
+def test_bad_sharpness_settings_are_refused(field, value, message):
+    from jaxinit.config.spec import SpecError
+    from jaxinit.engine.validation import resolve_spec
+
+    with pytest.raises(SpecError, match=message):
+        resolve_spec({"train": {"diagnostics": ["sharpness"], field: value}})
+
+
+def test_sharpness_settings_are_in_the_identity_only_with_the_diagnostic():
+    """Directories begun before the settings existed keep their identity; with the diagnostic
+    on, changing the iteration count changes the numbers, so the identity too."""
+    from jaxinit.config.spec import Spec
+    from jaxinit.engine.identity import spec_identity
+
+    plain = spec_identity(Spec.from_dict({}))
+    assert not any("sharpness" in k for k in plain)
+    assert spec_identity(Spec.from_dict({"train": {"sharpness_iters": 5}})) == plain
+    on = {"train": {"diagnostics": ["sharpness"]}}
+    a = spec_identity(Spec.from_dict(on))
+    b = spec_identity(Spec.from_dict({"train": {**on["train"], "sharpness_iters": 5}}))
+    assert a["train.sharpness_iters"] == 20 and b["train.sharpness_iters"] == 5
+
+
+def test_edge_of_stability_smoke():
+    """Full-batch GD on a small tanh MLP with MSE (sinusoid, 32 points, 16-16 units): the
+    logged sharpness rises from well below ``2/η`` to it (progressive sharpening) and then
+    hovers there, at two learning rates (Cohen et al. 2021). Measured (4 seeds, 2000 steps):
+    the median of ``η·λ/2`` after it first reaches 1 is 0.95-1.14 at η = 0.2, 1.01-1.02 at
+    η = 0.1, 0.99-1.02 at η = 0.05."""
+    import jaxinit
+
+    lrs = (0.1, 0.2)
+    ds = jaxinit.run(
+        {
+            "task": {"name": "sinusoid", "n_points": 32, "frequency": 3.0},
+            "model": {"widths": [16, 16], "activation": "tanh"},
+            "train": {"steps": 1000, "log_every": 20, "diagnostics": ["sharpness"]},
+            "axes": {"seed": 2, "optimizer.learning_rate": list(lrs)},
+        },
+        progress=False,
+    )
+    assert not ds.diverged.any()
+    assert float(ds.sharpness_residual.max()) <= 2e-4
+    edge = ds.sharpness.values * np.asarray(lrs)[None, :, None] / 2  # η·λ/2: 1 at the edge
+    assert edge[0, 0, 0] < 0.5 and edge[1, 0, 0] < 0.6  # η = 0.1 starts well below the edge
+    for r in range(2):
+        for i in range(len(lrs)):
+            reached = np.flatnonzero(edge[r, i] >= 1.0)
+            assert reached.size, (r, lrs[i], edge[r, i])
+            assert 0.9 <= np.median(edge[r, i, reached[0] :]) <= 1.2, (r, lrs[i], edge[r, i])

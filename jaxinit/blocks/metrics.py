@@ -17,10 +17,12 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxinit.blocks import sharpness as sharp
 from jaxinit.blocks.activations import ACTIVATIONS
 from jaxinit.blocks.models import Model
 from jaxinit.blocks.ops import PER_RUN, Ops
 from jaxinit.config.outputs import Output
+from jaxinit.config.spec import TrainSpec
 
 
 class Probe(NamedTuple):
@@ -33,6 +35,10 @@ class Probe(NamedTuple):
     x: Array  # training inputs (B, I)
     y: Array
     ops: Ops = PER_RUN  # the layout's primitives (jaxinit.blocks.ops); its norm is per run
+    # params -> the full-batch, dropout-free training loss (per run in ``ops``' layout: a scalar
+    # for one run); None where the engine gives none (diagnostics that need it then raise)
+    loss: Callable[[Any], Array] | None = None
+    train: TrainSpec = TrainSpec()  # the run's static training settings (sharpness_iters, ...)
 
 
 def grad_norm(p: Probe) -> dict[str, Array]:
@@ -167,12 +173,55 @@ def relative_distance_from_init(p: Probe) -> dict[str, Array]:
     return {"relative_distance_from_init": moved / p.ops.norm(p.params0)}
 
 
+SHARPNESS_KEY = 0
+"""The key of :func:`sharpness`'s start vector, ``random_direction(key(SHARPNESS_KEY), θ)``: the
+same direction at every logged step of every run (reproducible, independent of batching)."""
+
+
+def _trainable(p: Probe) -> tuple[Callable[[Any], Array], list]:
+    """``(loss over the trainable leaves, those leaves)``: frozen ones (``Model.trainable``) are
+    closed over, so the Hessian is that of the parameters training moves."""
+    leaves, treedef = jax.tree.flatten(p.params)
+    if p.model.trainable is None:
+        return (lambda q: p.loss(treedef.unflatten(q))), leaves
+    mask = p.model.trainable(p.params)  # a prefix tree of Python bools
+    flags = treedef.flatten_up_to(
+        jax.tree.map(lambda m, x: jax.tree.map(lambda _: bool(m), x), mask, p.params)
+    )
+    moved = [i for i, f in enumerate(flags) if f]
+
+    def loss(q: list) -> Array:
+        full = list(leaves)
+        for i, leaf in zip(moved, q):
+            full[i] = leaf
+        return p.loss(treedef.unflatten(full))
+
+    return loss, [leaves[i] for i in moved]
+
+
+def sharpness(p: Probe) -> dict[str, Array]:
+    """The top eigenvalue ``λ_max`` of the full-batch training-loss Hessian (over the trainable
+    parameters) and its residual ``‖Hv − λv‖ / ‖λv‖``: Lanczos on Hessian-vector products
+    (:func:`jaxinit.blocks.sharpness.top_hessian_eigenvalue`), at most ``train.sharpness_iters``
+    products, stopping at ``train.sharpness_tol``, from the fixed start :data:`SHARPNESS_KEY`.
+    A residual above the tolerance means the value is a lower bound (not converged)."""
+    if p.loss is None:
+        raise ValueError("the sharpness diagnostic needs the run's loss (Probe.loss)")
+    loss, params = _trainable(p)
+    v0 = sharp.random_direction(jax.random.key(SHARPNESS_KEY), params)
+    top = sharp.top_hessian_eigenvalue(
+        loss, params, v0, iters=p.train.sharpness_iters, tol=p.train.sharpness_tol
+    )
+    return {"sharpness": top.value, "sharpness_residual": top.residual}
+
+
 class Diagnostic(NamedTuple):
     """A diagnostic as the registry declares it."""
 
     fn: Callable[[Probe], dict[str, Array]]  # probe -> {output.name: value}
     output: Output  # its curve: name, long name, units, description (read by the Dataset)
     any_layout: bool  # written against ``Probe.ops``: runs on a batch of runs in any layout
+    more: tuple[Output, ...] = ()  # further curves ``fn`` writes (e.g. a residual)
 
 
 def _curve(name: str, long_name: str, description: str) -> Output:
@@ -207,6 +256,14 @@ REGISTRY: dict[str, Diagnostic] = {
     "relative_distance_from_init": Diagnostic(relative_distance_from_init, _curve(
         "relative_distance_from_init", "relative distance from init",
         "norm of the parameters minus the initial parameters over the initial norm"), True),
+    "sharpness": Diagnostic(sharpness, _curve(
+        "sharpness", "sharpness (top Hessian eigenvalue)",
+        "largest eigenvalue of the full-batch training-loss Hessian over the trainable "
+        "parameters (Lanczos, at most train.sharpness_iters Hessian-vector products); gradient "
+        "descent at learning rate η is stable near a minimum while η·sharpness < 2"), False,
+        (_curve("sharpness_residual", "sharpness residual",
+                "‖Hv − λv‖ / ‖λv‖ of the sharpness estimate (λ, v); above train.sharpness_tol "
+                "the estimate has not converged and is a lower bound"),)),
 }  # fmt: skip
 """Registry ``diagnostic name -> Diagnostic``: a new diagnostic is one function and one entry."""
 
@@ -214,6 +271,9 @@ DIAGNOSTICS: dict[str, Callable[[Probe], dict[str, Array]]] = {
     name: d.fn for name, d in REGISTRY.items()
 }
 """Registry ``diagnostic name -> fn(probe) -> {curve name: value}``."""
+
+CURVES: dict[str, Output] = {o.name: o for d in REGISTRY.values() for o in (d.output, *d.more)}
+"""Every curve a diagnostic writes, ``curve name -> Output`` (the Dataset's attrs read this)."""
 
 ANY_LAYOUT = frozenset(name for name, d in REGISTRY.items() if d.any_layout)
 """The diagnostics written against the layout primitives (``Probe.ops``): they run on a batch

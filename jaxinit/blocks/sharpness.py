@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.flatten_util import ravel_pytree
+from jax.scipy.linalg import eigh_tridiagonal
 
 METHODS = ("lanczos", "power")
 """Solvers of :func:`top_eigenpair`."""
@@ -71,6 +72,43 @@ class Eigen(NamedTuple):
 
 
 # ---- solvers on flat vectors -------------------------------------------------------------------
+
+
+def _solve_tridiagonal(diag: Array, off: Array, rhs: Array) -> Array:
+    """``x`` with ``A x = rhs`` for the symmetric tridiagonal ``A`` (``diag (k,)``, ``off (k-1,)``)
+    by the Thomas algorithm: no pivoting, stable for a definite ``A``. Elementwise ops only,
+    unrolled over ``k`` (small: the Lanczos steps), so it batches well under ``vmap``."""
+    k = diag.shape[0]
+    c, g = [], []
+    for i in range(k):
+        sub = off[i - 1] if i > 0 else 0.0
+        m = diag[i] - (sub * c[-1] if i > 0 else 0.0)
+        c.append(off[i] / m if i < k - 1 else 0.0)
+        g.append((rhs[i] - (sub * g[-1] if i > 0 else 0.0)) / m)
+    x = [g[-1]]
+    for i in range(k - 2, -1, -1):
+        x.append(g[i] - c[i] * x[-1])
+    return jnp.stack(x[::-1])
+
+
+def _top_tridiagonal(diag: Array, off: Array, filled: Array) -> tuple[Array, Array]:
+    """Top eigenpair ``(θ, y)`` of a symmetric tridiagonal matrix whose rows outside ``filled``
+    are decoupled and below the rest (the unfilled Lanczos steps). ``θ`` by bisection
+    (:func:`jax.scipy.linalg.eigh_tridiagonal`), ``y`` by two steps of inverse iteration with
+    the shift ``θ + δ`` just above it (``δ = 100·eps·‖T‖``, above the bisection's error), where
+    ``δ·I + θ·I − T`` is positive definite: two ``O(k)`` solves instead of an ``O(k³)`` dense
+    ``eigh``, which batched over runs dominated the cost (1024 runs, k = 20: 30 ms against 1 ms)."""
+    k = diag.shape[0]
+    top = (k - 1, k - 1)  # the largest eigenvalue only
+    theta = eigh_tridiagonal(diag, off, eigvals_only=True, select="i", select_range=top)[0]
+    size = jnp.max(jnp.abs(jnp.where(filled, diag, 0.0))) + 2 * jnp.max(jnp.abs(off), initial=0)
+    delta = 100 * jnp.finfo(diag.dtype).eps * jnp.where(size > 0, size, 1.0)
+    shifted = theta + delta - diag  # the diagonal of (θ + δ)·I − T
+    y = filled.astype(diag.dtype)
+    for _ in range(2):
+        y = jnp.where(filled, _solve_tridiagonal(shifted, -off, y), 0.0)
+        y = y / jnp.linalg.norm(y)
+    return theta, y
 
 
 def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float):
@@ -92,8 +130,7 @@ def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float
         floor = jnp.min(jnp.where(filled, alpha - radius, jnp.inf))  # Gershgorin
         pad = floor - 1.0 - jnp.abs(floor)  # below every eigenvalue of the filled block
         diag = jnp.where(filled, alpha, pad)
-        vals, vecs = jnp.linalg.eigh(jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1))
-        return vals[-1], jnp.where(filled, vecs[:, -1], 0.0)
+        return _top_tridiagonal(diag, off, filled)
 
     def cond(c):
         j, _, _, _, done, _, _ = c

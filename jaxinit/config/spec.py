@@ -118,6 +118,11 @@ class TrainSpec:
     dtype: str = "float32"
     diagnostics: tuple[str, ...] = ("grad_norm",)
     layout: str = "auto"  # how runs are laid out on the hardware: "auto", "vmap" or "lanes"
+    # the ``sharpness`` diagnostic (jaxinit.blocks.sharpness): at most this many Hessian-vector
+    # products per logged step, stopping early at this relative residual ‖Hv − λv‖ / ‖λv‖; in
+    # the run identity only when ``sharpness`` is in ``diagnostics``
+    sharpness_iters: int = 20
+    sharpness_tol: float = 1e-4
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ def spec_identity(spec: Spec) -> dict[str, Any]:
     # k-means and EM ignore the model, its init and the optimizer
     unused = ("algorithm",) if spec.algorithm.name == "gradient" else ("model", "init", "optimizer")
     data = {k: v for k, v in data.items() if k not in unused}
+    if "sharpness" not in spec.train.diagnostics:  # its settings change nothing without it
+        data["train"] = {k: v for k, v in data["train"].items() if not k.startswith("sharpness_")}
     if spec.task.name == "arrays":  # the content hash stands for where the data came from
         data["task"] = {k: v for k, v in data["task"].items() if k not in SOURCE_FIELDS}
     out: dict[str, Any] = {}

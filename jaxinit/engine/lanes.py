@@ -361,17 +361,20 @@ def dropout(keys_C: Array, t: Array, rate: Array | float) -> Callable[[int, Arra
 
 
 def _diagnostics(
-    names: tuple[str, ...], mdl: Model, params: Lanes, params0: Lanes, grads: Lanes, x, y
+    ctx: Context, params: Lanes, params0: Lanes, grads: Lanes, x, y
 ) -> dict[str, Array]:
     """:func:`jaxinit.blocks.metrics.record` of every run, each value with the run axis last."""
     out: dict[str, Array] = {}
-    for name in names:
+    mdl, tr = ctx.model, ctx.static.train
+    losses = lambda q: ctx.losses(q, x, y)[1]  # noqa: E731  (C,): every run's loss
+    loss = lambda q: loss_value(ctx.task.loss, mdl.apply(q, x), y)  # noqa: E731  one run's
+    for name in tr.diagnostics:
         if name in metrics.ANY_LAYOUT:
             fn = metrics.DIAGNOSTICS[name]
-            out.update(fn(metrics.Probe(mdl, params, params0, grads, x, y, LANE_OPS)))
+            out.update(fn(metrics.Probe(mdl, params, params0, grads, x, y, LANE_OPS, losses, tr)))
             continue
         fn = metrics.DIAGNOSTICS[name]
-        one = lambda p, p0, g, fn=fn: fn(metrics.Probe(mdl, p, p0, g, x, y))
+        one = lambda p, p0, g, fn=fn: fn(metrics.Probe(mdl, p, p0, g, x, y, loss=loss, train=tr))
         out.update(jax.vmap(one, in_axes=-1, out_axes=-1)(params, params0, grads))
     return out
 
@@ -458,8 +461,7 @@ def probe(
     if not grads:
         return ctx.losses(params, x, y)[1], {}, None
     g, loss = jax.grad(ctx.losses, has_aux=True)(params, x, y)
-    names = ctx.static.train.diagnostics
-    return loss, _diagnostics(names, ctx.model, params, params0, g, x, y), g
+    return loss, _diagnostics(ctx, params, params0, g, x, y), g
 
 
 def finish(

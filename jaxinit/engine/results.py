@@ -62,7 +62,7 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     **{f.name: outputs.attrs(f) for f in outputs.FINALS},
     "loss": {"long_name": "training loss", "units": "1",
              "description": "training loss at each logged step"},
-    **{name: outputs.attrs(d.output) for name, d in metrics.REGISTRY.items()},
+    **{name: outputs.attrs(o) for name, o in metrics.CURVES.items()},
     "step": {"long_name": "training step", "units": "steps",
              "description": "optimizer steps taken before the logged value"},
     "layer": {"long_name": "layer", "description": "index into the model's layers (0 = first)"},

@@ -262,7 +262,11 @@ def probe(ctx: Context, data: Data, params: Any, params0: Any) -> tuple[Array, d
     if not names:
         return ctx.loss(params, x, y), {}
     loss, grads = jax.value_and_grad(ctx.loss)(params, x, y)
-    return loss, metrics.record(names, metrics.Probe(ctx.model, params, params0, grads, x, y))
+    full_batch = lambda q: ctx.loss(q, x, y)  # noqa: E731
+    probe = metrics.Probe(
+        ctx.model, params, params0, grads, x, y, loss=full_batch, train=ctx.static.train
+    )
+    return loss, metrics.record(names, probe)
 
 
 def finish(

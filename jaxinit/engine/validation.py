@@ -348,6 +348,11 @@ def _validate_one(spec: Spec) -> None:
         _finite("train.threshold", tr.threshold)
     _one_of("train.dtype", tr.dtype, DTYPES)
     _one_of("train.layout", tr.layout, LAYOUTS)
+    if not isinstance(tr.sharpness_iters, int) or tr.sharpness_iters < 1:
+        raise SpecError(
+            f"train.sharpness_iters must be an integer >= 1, got {tr.sharpness_iters!r}"
+        )
+    _finite("train.sharpness_tol", tr.sharpness_tol, nonneg=True)
     _check_fits_dtype(spec)
     b = spec.basins
     _finite("basins.f_tol", b.f_tol, positive=True)
