@@ -1,4 +1,5 @@
-"""``jaxinit report``: a sweep's figures as PNG files and a short text summary.
+"""``jaxinit report``: a sweep's figures as PNG files, a text summary, and ``index.html``, one
+self-contained page with all of it (:mod:`jaxinit.report_html`).
 
 A report writes every figure and table it can: one that fails (an edge case of the data that a
 figure does not handle) is recorded as a :class:`Failure`, its traceback goes to
@@ -72,7 +73,7 @@ class Failure(NamedTuple):
 class Report(NamedTuple):
     """What :func:`draw_report` wrote, and what it could not."""
 
-    paths: list[Path]  # the files written: PNGs, table CSV/TXT, summary.txt
+    paths: list[Path]  # the files written: PNGs, table CSV/TXT, summary.txt, index.html
     failed: list[Failure]  # empty when everything was drawn
     log: Path | None  # errors.log with the failures' tracebacks (None: nothing failed)
 
@@ -110,17 +111,22 @@ def report(source: xr.Dataset | str | Path, out: str | Path | None = None) -> Re
         return draw_report(source, out)
     from jaxinit.engine.results import load
 
-    return draw_report(load(source), Path(source) / "report" if out is None else out)
+    out = Path(source) / "report" if out is None else out
+    return draw_report(load(source), out, sweep_dir=source)
 
 
-def draw_report(ds: xr.Dataset, out: str | Path) -> Report:
+def draw_report(ds: xr.Dataset, out: str | Path, sweep_dir: str | Path | None = None) -> Report:
     """Draw the spec's ``report`` figures (or the defaults) into ``out``, each figure's table as
-    CSV and text, and ``summary.txt``. A figure or table that raises is left out and recorded
-    (:attr:`Report.failed`, tracebacks in ``out/errors.log``); everything else is written."""
+    CSV and text, ``summary.txt``, and ``index.html`` with all of it on one page
+    (:mod:`jaxinit.report_html`; its run facts say when the chunks were written when the sweep
+    directory is known: ``sweep_dir``, or ``out``'s parent when that holds this sweep). A figure
+    or table that raises is left out and recorded (:attr:`Report.failed`, tracebacks in
+    ``out/errors.log``) and the page says so; everything else is written."""
     import matplotlib.pyplot as plt
 
-    from jaxinit.engine.store import claim_outputs, record_outputs
+    from jaxinit.engine.store import atomic_write, claim_outputs, record_outputs
     from jaxinit.plots import TABLES, NothingToDraw, note_figure
+    from jaxinit.report_html import HTML_FILE
 
     out = Path(out)
     names = from_dataset(ds).data.get("report") or list(DEFAULT_FIGURES)
@@ -128,7 +134,7 @@ def draw_report(ds: xr.Dataset, out: str | Path) -> Report:
         f"{n}.{x}" for n in names if n in TABLES for x in ("csv", "txt")
     ]
     # Never over a file jaxinit did not write; errors.log, when claimed, is ours to replace.
-    claim_outputs(out, [*files, "summary.txt", ERRORS_LOG])
+    claim_outputs(out, [*files, "summary.txt", ERRORS_LOG, HTML_FILE])
     (out / ERRORS_LOG).unlink(missing_ok=True)  # a log of an earlier report is stale
     paths: list[Path] = []
     failed: list[Failure] = []
@@ -155,21 +161,53 @@ def draw_report(ds: xr.Dataset, out: str | Path) -> Report:
         (out / f"{name}.txt").write_text(tab.to_string(index=False) + "\n")
         return [out / f"{name}.csv", out / f"{name}.txt"]
 
+    drawn: dict[str, Path] = {}
     for name in names:
         path = _attempt(name, lambda name=name: draw(name), failed)
         paths += [path] if path else []
+        drawn.update({name: path} if path else {})
     for name in names:  # a figure's numbers, as CSV and as a text table (e.g. magic_numbers)
         if name in TABLES:
             paths += _attempt(f"table {name}", lambda name=name: table(name), failed) or []
-    summary = full_summary(ds, names, failed)
-    (out / "summary.txt").write_text(summary + "\n")
+    head, tables = _summary_parts(ds, names, failed)
+    page = _attempt(
+        HTML_FILE, lambda: _page(ds, out, names, drawn, head, tables, failed, sweep_dir), failed
+    )
+    (out / "summary.txt").write_text(_summary_text(head, tables, failed) + "\n")
     paths.append(out / "summary.txt")
+    if page is not None:  # written whole or not at all: a browser never sees half a page
+        atomic_write(out / HTML_FILE, page.encode("utf-8"))
+        paths.append(out / HTML_FILE)
+    else:  # an earlier report's page (ours: claimed above) would show other results
+        (out / HTML_FILE).unlink(missing_ok=True)
     log = None
     if failed:
         log = out / ERRORS_LOG
         log.write_text("".join(f"== {f.name}: {f.cause}\n{f.trace}\n" for f in failed))
     record_outputs(out, [*paths, *([log] if log else [])])
     return Report(paths, failed, log)
+
+
+def _page(
+    ds: xr.Dataset,
+    out: Path,
+    names: list[str],
+    drawn: dict[str, Path],
+    summary: str,
+    tables: list[tuple[str, pd.DataFrame]],
+    failed: list[Failure],
+    sweep_dir: str | Path | None,
+) -> str:
+    """The text of ``index.html`` (:func:`jaxinit.report_html.render_page`) for what
+    :func:`draw_report` drew: the PNGs in ``drawn``, a note for each figure that failed."""
+    from jaxinit.report_html import Missing, render_page, run_facts
+
+    if sweep_dir is None and (out.parent / "spec.json").is_file():
+        sweep_dir = out.parent  # DIR/report: its chunk times, if DIR holds this sweep
+    pngs = {n: p.read_bytes() for n, p in drawn.items() if p.is_file()}
+    missing = [Missing(f.name, f.cause) for f in failed]
+    spec = json.dumps(from_dataset(ds).data, indent=2, ensure_ascii=False)
+    return render_page(ds, names, pngs, summary, tables, missing, run_facts(ds, sweep_dir), spec)
 
 
 def write_report(ds: xr.Dataset, out: str | Path) -> list[Path]:
@@ -342,9 +380,24 @@ def full_summary(
     ``summary.txt`` holds. With a ``failed`` list, a part that raises is recorded there and
     named at the end of the text (with any failures already in it); the rest is still
     written."""
+    return _summary_text(*_summary_parts(ds, names, failed), failed)
+
+
+def _summary_parts(
+    ds: xr.Dataset, names: list[str] | None, failed: list[Failure] | None
+) -> tuple[str, list[tuple[str, pd.DataFrame]]]:
+    """:func:`summarize`'s text and :func:`analysis_tables`, each computed once (summary.txt
+    and index.html show the same)."""
     head = _attempt("summary", lambda: summarize(ds), failed)
-    parts = [head if head is not None else f"{ds.attrs.get('name', 'sweep')}: (no summary)"]
-    for title, table in analysis_tables(ds, names, failed):
+    head = head if head is not None else f"{ds.attrs.get('name', 'sweep')}: (no summary)"
+    return head, analysis_tables(ds, names, failed)
+
+
+def _summary_text(
+    head: str, tables: list[tuple[str, pd.DataFrame]], failed: list[Failure] | None
+) -> str:
+    parts = [head]
+    for title, table in tables:
         parts.append(f"{title}\n{_text_table(table)}")
     if failed:  # the figures that failed before, too
         parts.append("Not written (tracebacks in errors.log):\n" + "\n".join(

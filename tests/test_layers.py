@@ -55,7 +55,7 @@ LAYERS = [
            "analysis.restarts analysis.landscape analysis.maps",
            "statistics, symmetry canonicalisation, basins, curvature, restarts, landscapes, maps"),
     _layer("plots", "plots", "plots", "every figure, registered next to its code"),
-    _layer("report", "", "reports", "a sweep's figures, tables and summary (`jaxinit.report`)"),
+    _layer("report", "", "reports report_html", "a sweep's figures, tables and summary (`jaxinit.report`)"),
     _layer("cli", "", "cli __main__", "the command line, a thin shell (`python -m jaxinit`)"),
 ]  # fmt: skip
 """Lowest first. A module may import its own layer and the ones before it, never a later one.
