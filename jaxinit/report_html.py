@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import datetime
 import html
+import json
 import math
 import re
 import struct
@@ -60,6 +61,8 @@ def _when(t: float) -> str:
 
 
 def _span(s: float) -> str:
+    if s < 1:
+        return "under a second"
     if s < 120:
         return f"{s:.0f} s"
     return f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
@@ -132,9 +135,20 @@ def _anchor(name: str) -> str:
 
 
 def _cell(v: object) -> str:
+    """A table cell: numbers right-aligned (floats to 4 significant digits), text left."""
     if isinstance(v, (float, np.floating)):
-        return "NaN" if math.isnan(v) else f"{v:.4g}"
-    return str(v)
+        return f"<td>{'NaN' if math.isnan(v) else f'{v:.4g}'}</td>"
+    if isinstance(v, (int, np.integer, bool, np.bool_)):
+        return f"<td>{v}</td>"
+    return f'<td class="text">{html.escape(str(v))}</td>'
+
+
+def spec_text(data: Mapping) -> str:
+    """The stored spec as JSON, one line per top-level key (a section's fields on its line)."""
+    items = [
+        f"  {json.dumps(str(k))}: {json.dumps(v, ensure_ascii=False)}" for k, v in data.items()
+    ]
+    return "{\n" + ",\n".join(items) + "\n}"
 
 
 def table_html(df: pd.DataFrame, max_rows: int = MAX_ROWS) -> str:
@@ -143,7 +157,7 @@ def table_html(df: pd.DataFrame, max_rows: int = MAX_ROWS) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     rows = []
     for rec in df.head(max_rows).itertuples(index=False):
-        rows.append("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in rec) + "</tr>")
+        rows.append("<tr>" + "".join(_cell(v) for v in rec) + "</tr>")
     more = len(df) - max_rows
     if more > 0:
         rows.append(f'<tr class="more"><td colspan="{max(len(df.columns), 1)}">… {more:,} more '
@@ -183,10 +197,10 @@ body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:
 background:#fafafa}
 main{max-width:1100px;margin:0 auto;padding:1.2em 1.5em 3em}
 h1{font-size:1.6em;margin:.2em 0}h2{margin-top:2em;border-bottom:1px solid #ddd}
-h3{margin:1.2em 0 .2em}code{font:13px ui-monospace,Menlo,Consolas,monospace;background:#eef;
+h3{margin:1.2em 0 .2em}h3 code{font-size:1em}h3.table{font-size:1em}code{font:13px ui-monospace,Menlo,Consolas,monospace;background:#eef;
 padding:0 .2em;border-radius:3px}
 pre{font:12px/1.35 ui-monospace,Menlo,Consolas,monospace;background:#fff;border:1px solid #ddd;
-padding:.6em;overflow-x:auto}
+padding:.6em;overflow-x:auto}pre.spec{white-space:pre-wrap}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.15em 1em;margin:.8em 0}
 dl.facts dt{font-weight:600}dl.facts dd{margin:0}
 nav a{margin-right:.8em;white-space:nowrap}
@@ -197,7 +211,7 @@ img{max-width:100%;height:auto;display:block}
 .missing,.failed{background:#fff3f0;border-left:4px solid #d33;padding:.5em .8em}
 .scroll{overflow-x:auto}table{border-collapse:collapse;font-size:13px;margin:.4em 0 1.2em}
 th,td{border:1px solid #ddd;padding:.15em .5em;text-align:right;white-space:nowrap}
-th{background:#f0f0f4}tr.more td{text-align:left;font-style:italic;color:#555}
+td.text{text-align:left}th{background:#f0f0f4}tr.more td{text-align:left;font-style:italic;color:#555}
 """
 """The page's own style sheet (inline; nothing is loaded)."""
 
@@ -210,7 +224,7 @@ def render_page(
     tables: Sequence[tuple[str, pd.DataFrame]],
     missing: Sequence[Missing] = (),
     facts: Sequence[Fact] = (),
-    spec: str = "",
+    spec: Mapping | None = None,
 ) -> str:
     """The whole page.
 
@@ -223,7 +237,7 @@ def render_page(
       tables: ``(title, table)`` of ``summary.txt``, each an HTML table.
       missing: the parts of the report that failed (figures and tables), listed at the top.
       facts: :func:`run_facts`.
-      spec: the spec as text (the report gives the stored one as indented JSON).
+      spec: the stored spec (``from_dataset(ds).data``), shown as JSON (:func:`spec_text`).
     """
     name = str(ds.attrs.get("name", "sweep"))
     causes = {m.name: m.cause for m in missing}
@@ -247,10 +261,10 @@ def render_page(
     body.append("<h3>Runs per cell</h3>")
     body.append(f"<pre>{html.escape(summary)}</pre>")
     for title, df in tables:
-        body.append(f"<h3>{html.escape(title)}</h3>")
+        body.append(f'<h3 class="table">{html.escape(title)}</h3>')
         body.append(table_html(df))
     body.append('<h2 id="spec">Spec</h2>')
-    body.append(f"<pre>{html.escape(spec)}</pre>")
+    body.append(f'<pre class="spec">{html.escape(spec_text(spec or {}))}</pre>')
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -272,5 +286,6 @@ __all__ = [
     "png_size",
     "render_page",
     "run_facts",
+    "spec_text",
     "table_html",
 ]

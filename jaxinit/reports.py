@@ -206,8 +206,8 @@ def _page(
         sweep_dir = out.parent  # DIR/report: its chunk times, if DIR holds this sweep
     pngs = {n: p.read_bytes() for n, p in drawn.items() if p.is_file()}
     missing = [Missing(f.name, f.cause) for f in failed]
-    spec = json.dumps(from_dataset(ds).data, indent=2, ensure_ascii=False)
-    return render_page(ds, names, pngs, summary, tables, missing, run_facts(ds, sweep_dir), spec)
+    facts = run_facts(ds, sweep_dir)
+    return render_page(ds, names, pngs, summary, tables, missing, facts, from_dataset(ds).data)
 
 
 def write_report(ds: xr.Dataset, out: str | Path) -> list[Path]:

@@ -268,7 +268,8 @@ def _full_report(ds: xr.Dataset, out) -> None:
     rep = draw_report(ds, out)
     assert rep.failed == [], [(f.name, f.cause) for f in rep.failed]
     names = json.loads(ds.attrs["spec"]).get("report") or ["final_loss"]
-    assert {f"{n}.png" for n in names} <= {p.name for p in rep.paths}
+    assert {f"{n}.png" for n in names} | {"index.html"} <= {p.name for p in rep.paths}
+    assert (out / "index.html").read_text().count("<img ") == len(names)  # one per figure
     assert all(p.stat().st_size > 0 for p in rep.paths)
     assert set(plt.get_fignums()) <= before  # the report leaves no figure of its own open
 
@@ -320,7 +321,8 @@ def test_a_failing_figure_leaves_the_others_written_and_logs_its_traceback(
     ds = _with_report(tiny_sweep, ["final_loss", "loss_curves", "success_rate"])
     before = set(plt.get_fignums())  # figures other tests in this worker left open
     rep = draw_report(ds, tmp_path)
-    assert [p.name for p in rep.paths] == ["loss_curves.png", "success_rate.png", "summary.txt"]
+    assert [p.name for p in rep.paths] == [
+        "loss_curves.png", "success_rate.png", "summary.txt", "index.html"]  # fmt: skip
     assert [(f.name, f.cause) for f in rep.failed] == [
         ("final_loss", "RuntimeError: boom: a figure bug")
     ]
@@ -331,7 +333,8 @@ def test_a_failing_figure_leaves_the_others_written_and_logs_its_traceback(
     assert set(plt.get_fignums()) <= before  # nothing of its own left open
     with pytest.warns(UserWarning, match="final_loss was not drawn: RuntimeError: boom"):
         paths = write_report(ds, tmp_path / "again")
-    assert [p.name for p in paths] == ["loss_curves.png", "success_rate.png", "summary.txt"]
+    assert [p.name for p in paths] == [
+        "loss_curves.png", "success_rate.png", "summary.txt", "index.html"]  # fmt: skip
 
 
 def test_a_clean_report_removes_a_stale_error_log(tiny_sweep, tmp_path, monkeypatch):
@@ -357,7 +360,8 @@ def test_a_figure_with_nothing_to_draw_is_a_note_not_a_failure(tiny_sweep, tmp_p
     ds = mutate(tiny_sweep, ["nothing_done"], np.random.default_rng(0))
     rep = draw_report(_with_report(ds, ["final_loss", "success_rate"]), tmp_path)
     assert rep.failed == []
-    assert {p.name for p in rep.paths} == {"final_loss.png", "success_rate.png", "summary.txt"}
+    assert {p.name for p in rep.paths} == {
+        "final_loss.png", "success_rate.png", "summary.txt", "index.html"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
