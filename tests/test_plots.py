@@ -74,7 +74,7 @@ def test_figure_draws_partial_and_one_axis(partial_sweep, tiny_sweep, name):
 def test_write_report(tiny_sweep, tmp_path):
     paths = write_report(tiny_sweep, tmp_path / "report")
     names = sorted(p.name for p in paths)
-    assert names == sorted([f"{n}.png" for n in PLAIN] + ["summary.txt"])
+    assert names == sorted([f"{n}.png" for n in PLAIN] + ["summary.txt", "index.html"])
     for p in paths:
         assert p.exists() and p.stat().st_size > 0
         if p.suffix == ".png":
@@ -90,7 +90,7 @@ def test_write_report_uses_spec_report_list(tiny_sweep, tmp_path):
     spec["report"] = ["loss_curves"]
     ds.attrs["spec"] = json.dumps(spec)
     paths = write_report(ds, tmp_path)
-    assert [p.name for p in paths] == ["loss_curves.png", "summary.txt"]
+    assert [p.name for p in paths] == ["loss_curves.png", "summary.txt", "index.html"]
     assert not (tmp_path / "final_loss.png").exists()
 
 
