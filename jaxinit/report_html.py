@@ -208,7 +208,7 @@ nav a{margin-right:.8em;white-space:nowrap}
 margin:1em 0}
 .question{font-style:italic;margin:.2em 0}.about{margin:.3em 0 .8em;color:#333}
 img{max-width:100%;height:auto;display:block}
-.missing,.failed{background:#fff3f0;border-left:4px solid #d33;padding:.5em .8em}
+.missing,.failed{background:#fff3f0;border-left:4px solid #d33;padding:.5em .8em;margin:.8em 0}
 .scroll{overflow-x:auto}table{border-collapse:collapse;font-size:13px;margin:.4em 0 1.2em}
 th,td{border:1px solid #ddd;padding:.15em .5em;text-align:right;white-space:nowrap}
 td.text{text-align:left}th{background:#f0f0f4}tr.more td{text-align:left;font-style:italic;color:#555}
@@ -258,7 +258,7 @@ def render_page(
     for n in names:
         body.append(_figure_html(n, pngs.get(n), causes.get(n)))
     body.append('<h2 id="tables">Tables</h2>')
-    body.append("<h3>Runs per cell</h3>")
+    body.append("<h3>Summary (as <code>jaxinit run</code> prints it)</h3>")
     body.append(f"<pre>{html.escape(summary)}</pre>")
     for title, df in tables:
         body.append(f'<h3 class="table">{html.escape(title)}</h3>')
