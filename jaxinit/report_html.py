@@ -68,18 +68,20 @@ def _span(s: float) -> str:
     return f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
-def chunk_times(sweep_dir: str | Path, fingerprint: str | None) -> list[float]:
+def chunk_times(sweep_dir: str | Path, ds: xr.Dataset) -> list[float]:
     """When each chunk of the sweep directory was written (its writer's clock, as the manifests
     record it; chunks of versions that recorded no time are left out), sorted. Empty when the
-    directory holds another sweep (``fingerprint`` differs) or cannot be read."""
+    directory holds another sweep than ``ds`` (another spec or identity fingerprint) or cannot
+    be read."""
     from jaxinit.engine.store import StoreError, read_manifests, read_spec, stamp_of
 
     try:
-        _, meta = read_spec(sweep_dir)
-        if fingerprint is None or meta.get("fingerprint") != fingerprint:
+        spec, meta = read_spec(sweep_dir)
+        same = json.loads(json.dumps(spec.to_dict())) == from_dataset(ds).data
+        if not same or meta.get("fingerprint") != ds.attrs.get("fingerprint"):
             return []
         entries = read_manifests(Path(sweep_dir), stamp=stamp_of(meta)).values()
-    except (StoreError, OSError, KeyError):
+    except (StoreError, OSError, KeyError, ValueError):
         return []
     times = [e.get("written") for e in entries]
     return sorted(
@@ -111,7 +113,7 @@ def run_facts(ds: xr.Dataset, sweep_dir: str | Path | None = None) -> list[Fact]
     sizes = [f"{path} × {ds.sizes[d]}" for d, path in axes.items() if d in ds.sizes]
     if sizes:
         facts.append(Fact("axes", ", ".join(sizes)))
-    times = chunk_times(sweep_dir, a.get("fingerprint")) if sweep_dir is not None else []
+    times = chunk_times(sweep_dir, ds) if sweep_dir is not None else []
     if len(times) == 1:
         facts.append(Fact("computed", f"one chunk, written at {_when(times[0])}"))
     elif times:

@@ -96,6 +96,13 @@ def test_the_browser_check_sees_a_broken_image_and_a_request_outside(tmp_path):
         assert_renders(page, ["a", "b"])
 
 
+def test_without_chromium_the_browser_tests_fail_naming_the_install(monkeypatch, tmp_path):
+    """Never a skip: a machine without Chromium fails them, saying what to install."""
+    monkeypatch.setitem(globals(), "CHROMIUM", str(tmp_path / "no-chromium"))
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install -y chromium"):
+        open_in_chromium(tmp_path / "page.html")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["symmetry", "basin_map"])
 def test_bundled_report_page_renders_in_chromium(name, tmp_path):
@@ -237,11 +244,10 @@ def test_a_report_elsewhere_has_no_chunk_times_of_another_directory(tiny_dir, tm
     a folder above that holds another sweep is not read as this one's either."""
     assert cli.main(["report", str(tiny_dir), "--out", str(tmp_path / "r")]) == 0
     assert "<dt>computed</dt>" not in (tmp_path / "r" / HTML_FILE).read_text()
-    other = tmp_path / "other"
-    jaxinit.run(
-        {"name": "other", "task": {"name": "xor"}, "model": {"widths": [2]},
-         "train": {"steps": 5, "log_every": 5}, "axes": {"seed": 2}}, other, progress=False
-    )  # fmt: skip
+    from conftest import TINY
+
+    other = tmp_path / "other"  # another sweep (its name differs), compiled like tiny_dir's
+    jaxinit.run({**TINY, "name": "other"}, other, progress=False)
     assert cli.main(["report", str(tiny_dir), "--out", str(other / "report")]) == 0
     assert "<dt>computed</dt>" not in (other / "report" / HTML_FILE).read_text()
 
