@@ -137,7 +137,7 @@ def _doc(obj: object) -> str:
 
 def _settings_table(params: dict[str, inspect.Parameter]) -> str:
     if not params:
-        return "no settings"
+        return "–"
     return ", ".join(
         f"`{k} = {p.default!r}`" if p.default is not inspect.Parameter.empty else f"`{k}`"
         for k, p in params.items()
@@ -195,11 +195,7 @@ def spec_reference() -> str:
         "### Init schemes (`init.scheme`, `init.bias_scheme`)",
         ", ".join(f"`{a}`" for a in INITIALIZERS),
         "### Algorithms (`algorithm.name`)",
-        "`gradient` (the default: trains `[model]` with `[optimizer]`), "
-        + ", ".join(
-            f"`{a.name}` (`algorithm.init`: {', '.join(f'`{i}`' for i in a.inits)})"
-            for a in ALGORITHMS.values()
-        ),  # fmt: skip
+        _algorithms(ALGORITHMS),
         "### Diagnostics (`train.diagnostics`)",
         "\n".join(diagnostics),
     ]
@@ -217,6 +213,23 @@ def spec_reference() -> str:
         fields_table(probe_spec.ProbeSettings),
     ]
     return "\n\n".join(p for p in parts if p)
+
+
+def _algorithms(registry: dict) -> str:
+    """``gradient`` and each registered algorithm with the settings it declares (a table of
+    ``Setting(name, type, default, check, doc)``), or the starts it accepts (``inits``)."""
+    parts = ["`gradient` (the default): trains `[model]` with `[optimizer]`."]
+    for a in registry.values():
+        settings = getattr(a, "settings", ())
+        if settings:
+            rows = ["| setting | type | default | meaning |", "|---|---|---|---|"]
+            rows += [f"| `{s.name}` | `{s.type.__name__}` | `{s.default!r}` | {_cell(_md(s.doc))} |"
+                     for s in settings]  # fmt: skip
+            parts.append(f"`{a.name}`, its settings in `[algorithm]`:\n\n" + "\n".join(rows))
+        else:
+            inits = ", ".join(f"`{i}`" for i in getattr(a, "inits", ()))
+            parts.append(f"`{a.name}` (`algorithm.init`: {inits})")
+    return "\n\n".join(parts)
 
 
 # -- the API reference -----------------------------------------------------------------------------
