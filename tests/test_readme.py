@@ -176,3 +176,19 @@ def test_the_api_page_has_every_public_name():
         assert f"## `jaxinit.{name}`\n" in text, name
     assert "::: jaxinit.engine.sweep.run\n" in text
     assert "::: jaxinit.blocks.tasks.TASKS\n" in text  # a registry, at the module defining it
+
+
+def test_every_toml_block_is_a_valid_spec():
+    """The TOML examples parse as specs (structure and types); the spec reference's example is
+    also validated as a whole (names and values), as ``jaxinit run --dry-run`` would."""
+    from jaxinit.config.spec import Spec
+    from jaxinit.engine.validation import validate
+
+    texts = [README, *(p.read_text() for p in PAGES)]
+    blocks = [b for t in texts for b in re.findall(r"^```toml\n(.*?)^```", t, flags=re.S | re.M)]
+    assert len(blocks) >= 2
+    for block in blocks:
+        Spec.from_toml_string(block)
+    (example,) = re.findall(r"^```toml\n(.*?)^```", (ROOT / "docs" / "spec.md").read_text(),
+                            flags=re.S | re.M)  # fmt: skip
+    validate(Spec.from_toml_string(example))
