@@ -152,17 +152,17 @@ def spec_reference() -> str:
     from jaxinit.blocks.models import MODELS
     from jaxinit.blocks.tasks import TASKS
     from jaxinit.config import spec as S
-    from jaxinit.engine import probe_spec
     from jaxinit.engine.algorithms import ALGORITHMS
     from jaxinit.engine.validation import model_settings
     from jaxinit.plots.names import DEFAULT_FIGURES, FIGURE_NAMES
 
+    probe, kinds = probe_schema()
     sections = {f.name: f.type for f in dataclasses.fields(S.Spec) if f.name in S.SECTIONS}
     classes = {name: getattr(S, t) if isinstance(t, str) else t for name, t in sections.items()}
     parts = [
         "## Top level",
         f"{_doc(S.Spec)}\n",
-        fields_table(S.Spec, skip=S.SECTIONS),
+        fields_table(S.Spec, skip=(*S.SECTIONS, "probe")),
     ]
     for name in S.SECTIONS:
         cls = classes[name]
@@ -205,14 +205,26 @@ def spec_reference() -> str:
         + ", ".join(f"`{n}`" for n in FIGURE_NAMES)
         + " (see the [figure guide](figures.md)).",
         "## Probe specs (`kind = ...`)",
-        f"{_doc(probe_spec.ProbeSpec)} `kind` is one of "
-        + ", ".join(f"`{k}`" for k in probe_spec.KINDS)
-        + "; the top-level fields are as above.",
+        f"A probe spec measures random nets at init and trains nothing: `kind` is one of "
+        f"{', '.join(f'`{k}`' for k in kinds)}; a `[probe]` section and the kind's axes replace "
+        "the training sections; `name`, `description`, `seed` and `report` are as above.",
         "### `[probe]`",
-        _doc(probe_spec.ProbeSettings),
-        fields_table(probe_spec.ProbeSettings),
+        _doc(probe),
+        fields_table(probe),
     ]
     return "\n\n".join(p for p in parts if p)
+
+
+def probe_schema() -> tuple[type, tuple[str, ...]]:
+    """The ``[probe]`` dataclass and the probe kinds, wherever the schema keeps them (the spec
+    module, or the probe module of the engine before probes joined the spec)."""
+    from jaxinit.config import spec as S
+
+    if hasattr(S, "ProbeSettings"):
+        return S.ProbeSettings, tuple(S.PROBE_KINDS)
+    from jaxinit.engine import probe_spec
+
+    return probe_spec.ProbeSettings, tuple(probe_spec.KINDS)
 
 
 def _algorithms(registry: dict) -> str:

@@ -132,9 +132,9 @@ def test_the_spec_reference_covers_every_field_and_name():
     from jaxinit.blocks.metrics import REGISTRY
     from jaxinit.blocks.tasks import TASKS
     from jaxinit.config import spec as S
-    from jaxinit.engine.probe_spec import ProbeSettings
 
     hooks = _hooks()
+    ProbeSettings, kinds = hooks.probe_schema()
     text = hooks.spec_reference()
     assert hooks.SPEC_MARKER in (ROOT / "docs" / "spec.md").read_text()
     for name in S.SECTIONS:
@@ -145,7 +145,7 @@ def test_the_spec_reference_covers_every_field_and_name():
         for f in dataclasses.fields(cls):
             if f.name not in S.SECTIONS:
                 assert f"| `{f.name}` |" in text, f"{cls.__name__}.{f.name}"
-    for registry in (TASKS, ACTIVATIONS, INITIALIZERS, REGISTRY):
+    for registry in (TASKS, ACTIVATIONS, INITIALIZERS, REGISTRY, kinds):
         for name in registry:
             assert f"`{name}`" in text, name
     # a traced field is marked, and the comment beside a field is its meaning
