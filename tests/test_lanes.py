@@ -326,16 +326,16 @@ def test_lanes_sweeps_come_in_chunks_of_one_block():
 
 
 def test_the_readme_float32_bound_holds_where_it_is_tightest():
-    """The README states how closely the layouts agree, as measured by
+    """The docs (docs/speed.md) state how closely the layouts agree, as measured by
     ``benchmarks/layout_agreement.py`` over the bundled specs. Its tightest stable case,
     ``init_scale``'s tanh 8-8-8 net at init scale 10 (saturated units; 2 seeds, 100 steps),
     run in both layouts, is within the stated float32 bound, and beyond the ~1e-6 the README
     promised before (the amplified rounding is real, not a layout defect to hide)."""
     import re
 
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (Path(__file__).resolve().parent.parent / "docs" / "speed.md").read_text()
     found = re.search(r"agree to within ([0-9.e+-]+) relative in float32", text)
-    assert found, "README states no float32 bound for lanes vs vmap"
+    assert found, "docs/speed.md states no float32 bound for lanes vs vmap"
     bound = float(found.group(1))
     over = {"axes__model.activation": ["tanh"], "axes__model.widths": [[8, 8, 8]],
             "axes__init.scale": [10.0], "axes__seed": 2, "train__steps": 100,

@@ -12,7 +12,7 @@ class Layer(NamedTuple):
     name: str
     folder: str  # where its modules live: jaxinit/<folder>/ ("": the package root)
     modules: frozenset[str]  # dotted names under jaxinit
-    about: str  # one line for the README's layer list
+    about: str  # one line for the layer list of docs/development.md
 
 
 def _layer(name: str, folder: str, modules: str, about: str) -> Layer:
@@ -59,7 +59,7 @@ LAYERS = [
     _layer("cli", "", "cli __main__", "the command line, a thin shell (`python -m jaxinit`)"),
 ]  # fmt: skip
 """Lowest first. A module may import its own layer and the ones before it, never a later one.
-The folders follow the same order, so the tree shows the layers (README: :func:`layer_list`)."""
+The folders follow the same order, so the tree shows the layers (docs/development.md: :func:`layer_list`)."""
 
 FOLDERS = ("config", "blocks", "engine", "analysis", "plots", "")
 """The package's folders, lowest layer first (``""``: modules at the package root)."""
@@ -99,6 +99,10 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
+LAYER_PAGE = "docs/development.md"
+"""The docs page that shows the layer list (between the ``<!-- layers: ... -->`` markers)."""
+
+
 @functools.cache
 def _modules() -> dict[str, Path]:
     mods = {}
@@ -111,7 +115,7 @@ def _modules() -> dict[str, Path]:
 
 
 def layer_list() -> str:
-    """The README's layer list, generated from :data:`LAYERS`."""
+    """The layer list of :data:`LAYER_PAGE`, generated from :data:`LAYERS`."""
     lines = []
     for k, layer in enumerate(LAYERS, 1):
         names = ", ".join(
@@ -139,12 +143,12 @@ def test_folders_show_the_layers():
     assert order == sorted(order)
 
 
-def test_the_readme_layer_list_is_generated_from_layers():
-    readme = (PACKAGE.parent / "README.md").read_text()
+def test_the_docs_layer_list_is_generated_from_layers():
+    page = (PACKAGE.parent / LAYER_PAGE).read_text()
     start, end = "<!-- layers: generated from tests/test_layers.py -->\n", "\n<!-- /layers -->"
-    assert start in readme and end in readme
-    shown = readme[readme.index(start) + len(start) : readme.index(end)]
-    assert shown == layer_list(), "paste this into the README:\n" + layer_list()
+    assert start in page and end in page
+    shown = page[page.index(start) + len(start) : page.index(end)]
+    assert shown == layer_list(), f"paste this into {LAYER_PAGE}:\n" + layer_list()
 
 
 def test_every_import_points_down():
