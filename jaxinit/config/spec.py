@@ -17,15 +17,16 @@ metadata (:func:`traced`); every other field is static (one compilation per valu
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
 import math
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jaxinit.config import toml_io
 
@@ -125,19 +126,73 @@ class TrainSpec:
     sharpness_tol: float = 1e-4
 
 
+class Setting(NamedTuple):
+    """One setting a registered piece declares (an algorithm's ``[algorithm] <name>``): its
+    type and default, and its own check of a value. Validation reads the declaration
+    (:func:`jaxinit.engine.validation.validate`); the piece receives every declared setting,
+    defaults filled in, as one NamedTuple (:func:`settings_type`)."""
+
+    name: str
+    type: type  # str, int, float or bool; an int is accepted where a float is declared
+    default: Any
+    check: Callable[[Any], str | None] | None = None  # value -> what is wrong, or None
+    doc: str = ""
+
+    def coerce(self, where: str, value: Any) -> Any:
+        """``value`` of this setting's type (an int where a float is declared becomes one), or a
+        :class:`SpecError` naming ``where``."""
+        return _typed(where, value, self.type)
+
+
+def one_of(*allowed: str) -> Callable[[Any], str | None]:
+    """A :attr:`Setting.check`: the value is one of ``allowed``."""
+    return lambda v: (
+        None if v in allowed else f"= {v!r} is not known; allowed: {', '.join(allowed)}"
+    )
+
+
+def at_least(lo: float, *, strict: bool = False) -> Callable[[Any], str | None]:
+    """A :attr:`Setting.check`: the value is ``>= lo`` (``> lo`` with ``strict``)."""
+    op = ">" if strict else ">="
+    return lambda v: None if (v > lo if strict else v >= lo) else f"must be {op} {lo}, got {v!r}"
+
+
+@functools.cache
+def settings_type(owner: str, settings: tuple[Setting, ...]) -> type:
+    """The NamedTuple of ``settings`` (fields in declaration order, their defaults), named
+    after their ``owner``: what a piece's functions receive."""
+    return collections.namedtuple(
+        f"{owner.title().replace('_', '')}Settings",
+        [s.name for s in settings],
+        defaults=[s.default for s in settings],
+    )
+
+
+RECORDED_ALGORITHM_SETTINGS: dict[str, Any] = {
+    "init": "kmeans++",
+    "k": 0,
+    "tol": 0.0,
+    "reg_covar": 1e-6,
+}
+"""The settings ``[algorithm]`` had as fields before each algorithm declared its own. They are
+always written (:meth:`Spec.to_dict`, these defaults where a spec leaves them out) and typed
+when read, so that specs and sweep directories from before keep their run identity. An
+algorithm that declares one of these names declares it with this type and default (a test
+checks every registered algorithm), so a value equal to it is the same as leaving it out."""
+
+
 @dataclass(frozen=True)
 class AlgorithmSpec:
     """What iterates from each random start. ``"gradient"`` (the default) trains ``[model]``
     with ``[optimizer]``; the others (:data:`jaxinit.engine.algorithms.ALGORITHMS`: ``"kmeans"``,
     Lloyd's algorithm, and ``"gmm_em"``, EM for a Gaussian mixture) run ``train.steps``
     iterations on the task's training inputs and ignore ``[model]``, ``[init]`` and
-    ``[optimizer]``."""
+    ``[optimizer]``. ``params`` holds the algorithm's own settings, which each algorithm
+    declares (:class:`Setting`; e.g. ``init``, ``k``, ``tol``, ``reg_covar``); in TOML they
+    sit directly in ``[algorithm]``, checked by :func:`jaxinit.engine.validation.validate`."""
 
     name: str = "gradient"
-    init: str = "kmeans++"  # how a run starts (per algorithm, e.g. forgy, random_partition)
-    k: int = 0  # clusters (mixture components); 0: the task's number of classes
-    tol: float = 0.0  # converged at the first step that moves no state entry by more than this
-    reg_covar: float = 1e-6  # gmm_em: added to each covariance's diagonal (keeps it invertible)
+    params: Mapping[str, Any] = field(default_factory=dict)  # the algorithm's own settings
 
 
 @dataclass(frozen=True)
@@ -241,6 +296,8 @@ class Spec:
         for name in SECTIONS:
             sec = dataclasses.asdict(getattr(self, name))
             extra = sec.pop("params", None) or {}
+            if name == "algorithm":
+                sec = {**sec, **RECORDED_ALGORITHM_SETTINGS}
             out[name] = {**sec, **extra}
         out["axes"] = {path: _axis_json(values) for path, values in self.axes}
         out["report"] = list(self.report)
@@ -406,9 +463,25 @@ def _section(name: str, data: Any) -> Any:
         _check_keys(name, data, own)
     kwargs = {k: coerce(f"{name}.{k}", cls, k, v) for k, v in data.items() if k in own}
     rest = {k: v for k, v in data.items() if k not in own}
+    if cls is AlgorithmSpec:
+        rest = _algorithm_settings(rest)
     if rest:
         kwargs["params"] = rest
     return cls(**kwargs)
+
+
+def _algorithm_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """An algorithm's settings as read: the recorded ones (:data:`RECORDED_ALGORITHM_SETTINGS`)
+    typed as they always were, and left out where they equal their recorded default."""
+    out = {}
+    for k, v in data.items():
+        if k in RECORDED_ALGORITHM_SETTINGS:
+            default = RECORDED_ALGORITHM_SETTINGS[k]
+            v = _typed(f"algorithm.{k}", v, type(default))
+            if v == default and type(v) is type(default):
+                continue
+        out[k] = v
+    return out
 
 
 def coerce(where: str, cls: type, name: str, value: Any) -> Any:

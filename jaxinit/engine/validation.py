@@ -35,7 +35,7 @@ from jaxinit.config.spec import (
     field_names,
     is_traced,
 )
-from jaxinit.engine.algorithms import ALGORITHMS, GRADIENT
+from jaxinit.engine.algorithms import ALGORITHMS, GRADIENT, declared
 
 __all__ = ["validate", "resolve_spec", "model_settings", "OPTIMIZERS", "DTYPES", "LAYOUTS"]
 
@@ -390,7 +390,7 @@ def _check_fits_dtype(spec: Spec) -> None:
         sec = getattr(spec, section)
         for name in field_names(type(sec)):
             check(f"{section}.{name}", getattr(sec, name))
-    for section in ("model", "optimizer"):
+    for section in ("model", "optimizer", "algorithm"):
         for k, v in getattr(spec, section).params.items():
             check(f"{section}.{k}", v)
     t = spec.task
@@ -404,25 +404,36 @@ def _check_fits_dtype(spec: Spec) -> None:
 
 
 def _check_algorithm(spec: Spec) -> None:
-    """``[algorithm]``: a known name, an init it accepts, and a k the task's data can hold."""
+    """``[algorithm]``: a known name, the settings the algorithm declares (known names, each
+    value of its declared type and passing its declared check), and a k the task can hold."""
     a = spec.algorithm
     _one_of("algorithm.name", a.name, (GRADIENT, *ALGORITHMS))
-    _finite("algorithm.tol", a.tol, nonneg=True)
-    _finite("algorithm.reg_covar", a.reg_covar, nonneg=True)
+    by_name = {s.name: s for s in (ALGORITHMS[a.name].settings if a.name != GRADIENT else ())}
+    for k, v in a.params.items():
+        if k not in by_name:
+            allowed = ", ".join(by_name) or "(none: it takes no settings)"
+            raise SpecError(
+                f"algorithm {a.name!r} has no setting {k!r} (algorithm.{k}); allowed: {allowed}"
+            )
+        setting, where = by_name[k], f"algorithm.{k} (for {a.name})"
+        v = setting.coerce(where, v)
+        if setting.type is float:
+            _finite(where, v)
+        problem = setting.check(v) if setting.check else None
+        if problem:
+            raise SpecError(f"{where} {problem}")
     if a.name == GRADIENT:
         return
-    _one_of(f"algorithm.init (for {a.name})", a.init, ALGORITHMS[a.name].inits)
     task = TASKS[spec.task.name](**spec.task.params)
-    if a.k == 0 and task.loss != "ce":
+    k = declared(a)["k"]
+    if k == 0 and task.loss != "ce":
         raise SpecError(
             f"algorithm.k = 0 takes k from the task's classes, but task {spec.task.name!r} has "
             "none: set algorithm.k"
         )
-    k, n = a.k or task.out_dim, task.x_train.shape[0]
+    k, n = k or task.out_dim, task.x_train.shape[0]
     if not 1 <= k <= n:
-        raise SpecError(f"algorithm.k must be in 1..{n} (the task's training points), got {a.k}")
-    if a.name == "gmm_em" and a.reg_covar <= 0:
-        raise SpecError("algorithm.reg_covar must be > 0 for gmm_em (a covariance can collapse)")
+        raise SpecError(f"algorithm.k must be in 1..{n} (the task's training points), got {k}")
 
 
 def _check_algorithm_axes(spec: Spec) -> None:
