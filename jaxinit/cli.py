@@ -186,7 +186,7 @@ def _cmd_probe(args, spec) -> int:
         )
     shard = parse_shard(args.shard, probe_plan(spec).n_chunks)
     out = Path(args.out) if args.out else default_out(spec.name)
-    print(f"{spec.name}: {spec.describe()}", file=sys.stderr, flush=True)
+    print(f"{spec.name}: {probes.describe(spec)}", file=sys.stderr, flush=True)
     if args.dry_run:
         return 0
     preflight(out)  # a file, a broken link, a foreign or corrupt directory: before measuring

@@ -61,9 +61,24 @@ def test_bundled_probe_specs_are_listed_and_sized_as_the_issue_asks():
     assert not probes.is_probe("symmetry") and not probes.is_probe("no_such_spec")
 
 
-def test_probe_specs_are_refused_as_training_specs_and_bad_fields_named():
-    with pytest.raises(SpecError, match="probe of random nets"):
-        resolve_spec("signal_propagation")
+def test_probe_specs_are_specs_of_one_class_and_bad_fields_named():
+    """Issue 20: one spec class, one resolve_spec, one with_overrides, one load (was: a
+    separate ProbeSpec, and resolve_spec refused probe specs)."""
+    spec = resolve_spec("signal_propagation", {"probe.width": 64})
+    assert isinstance(spec, jaxinit.Spec) and spec.is_probe and spec.probe.width == 64
+    assert spec == probes.resolve("signal_propagation", {"probe.width": 64})
+    assert jaxinit.Spec.from_json(json.dumps(spec.to_dict())) == spec
+    assert (
+        not resolve_spec("symmetry").is_probe and "kind" not in resolve_spec("symmetry").to_dict()
+    )
+    with pytest.raises(SpecError, match="is not a probe spec"):
+        probes.resolve("symmetry")
+    with pytest.raises(SpecError, match="kind must be one of train, signal_propagation"):
+        resolve_spec({**SIGNAL, "kind": "signal"})
+    with pytest.raises(SpecError, match="probe.width must be >= 2"):
+        resolve_spec(SIGNAL, {"probe.width": 1})
+    with pytest.raises(SpecError, match="report = 'no_such_figure' is not known"):
+        resolve_spec(SIGNAL, {"report": ["no_such_figure"]})
     with pytest.raises(SpecError, match="axes.depth"):
         probes.resolve({**SIGNAL, "axes": {"depth": [3]}})
     with pytest.raises(SpecError, match="axes.activation value 'swish'"):

@@ -46,14 +46,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinit.blocks import signal
-from jaxinit.config.spec import SpecError
+from jaxinit.config.spec import Spec, SpecError
 from jaxinit.engine.plan import Group, chunk_id
 from jaxinit.engine.probe_spec import (
     KINDS,
     SEEDS_PER_CHUNK,
     ProbePlan,
-    ProbeSettings,
-    ProbeSpec,
+    describe,
     is_probe,
     probe_dataset,
     probe_members,
@@ -68,8 +67,7 @@ from jaxinit.engine.store import SweepDir, parse_shard
 if TYPE_CHECKING:  # xarray and SciPy (jaxinit.blocks.theory) load when a probe runs, not at import
     import xarray as xr
 
-__all__ = ["KINDS", "ProbeSpec", "ProbeSettings", "is_probe", "measure", "resolve", "run",
-           "summarize"]  # fmt: skip
+__all__ = ["KINDS", "describe", "is_probe", "measure", "resolve", "run", "summarize"]
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -140,7 +138,7 @@ def _per_net(arrays: dict[str, Any], kept: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _signal_chunk(spec: ProbeSpec, act: str, weights: str, first: int, kept: int) -> dict:
+def _signal_chunk(spec: Spec, act: str, weights: str, first: int, kept: int) -> dict:
     p, ax = spec.probe, dict(spec.axes)
     k_in, k_net = jax.random.split(jax.random.key(spec.seed))
     x = _inputs(k_in, p.in_dim, p.correlation)
@@ -161,7 +159,7 @@ def _signal_chunk(spec: ProbeSpec, act: str, weights: str, first: int, kept: int
     return _per_net(out, kept)
 
 
-def _jacobian_chunk(spec: ProbeSpec, act: str, weights: str, first: int, kept: int) -> dict:
+def _jacobian_chunk(spec: Spec, act: str, weights: str, first: int, kept: int) -> dict:
     from jaxinit.blocks import theory
 
     p = spec.probe
@@ -202,7 +200,8 @@ def run(spec: Any, out: str | os.PathLike | None = None, *, progress: bool = Tru
     """Measure a probe sweep, or resume it in ``out`` (chunks already there are kept).
 
     Args:
-      spec: a :class:`ProbeSpec`, a dict in the TOML layout, a TOML path or a bundled name.
+      spec: a probe :class:`~jaxinit.config.spec.Spec`, a dict in the TOML layout, a TOML path
+        or a bundled name.
       out: sweep directory (:mod:`jaxinit.engine.store`); ``None`` keeps the result in memory. A
         directory holding another sweep is refused with the fields that differ.
       progress: print the sweep's size on stderr.
@@ -217,7 +216,7 @@ def run(spec: Any, out: str | os.PathLike | None = None, *, progress: bool = Tru
     plan = probe_plan(spec)
     i, n = parse_shard(shard, plan.n_chunks)
     if progress:
-        print(f"{spec.name}: {spec.describe()}", file=sys.stderr, flush=True)
+        print(f"{spec.name}: {describe(spec)}", file=sys.stderr, flush=True)
     if out is None:
         t = time.time()
         ds = probe_dataset(plan, (a for _, a in measure(plan, list(plan.chunks()))))
@@ -235,8 +234,8 @@ def run(spec: Any, out: str | os.PathLike | None = None, *, progress: bool = Tru
 def summarize(ds: xr.Dataset, *, title: bool = True) -> str:
     """A short text table of a probe sweep (what ``jaxinit run`` prints); ``title``: first the
     sweep's name and size (``jaxinit run`` has printed them already)."""
-    spec = ProbeSpec.from_dict(from_dataset(ds).data)
-    rows = [f"{spec.name}: {spec.describe()}"] if title else []
+    spec = from_dataset(ds).spec
+    rows = [f"{spec.name}: {describe(spec)}"] if title else []
     if ds.attrs.get("partial"):
         rows.append(f"partial: {ds.attrs['n_done']:,}/{ds.attrs['n_runs']:,} nets measured (the "
                     "rest are NaN); resume with the same jaxinit run command")  # fmt: skip

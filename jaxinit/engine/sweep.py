@@ -225,7 +225,7 @@ def run(
     """
     from jaxinit import probes  # random nets measured at init (imports SciPy: only when used)
 
-    if not isinstance(spec, (Prepared, Spec)) and probes.is_probe(spec):
+    if not isinstance(spec, Prepared) and probes.is_probe(spec):
         if data is not None:
             raise SpecError("data= is for training sweeps; a probe measures random nets at init")
         # random nets, no training: the same store, shards and resume (jaxinit.engine.probe_spec)

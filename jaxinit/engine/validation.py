@@ -91,6 +91,9 @@ def resolve_spec(
 def validate(spec: Spec) -> None:
     """Raise :class:`SpecError` naming the field if any field, or any axis value, is invalid."""
     _seed("seed", spec.seed)
+    if spec.is_probe:
+        _validate_probe(spec)
+        return
     for path, values in spec.axes:
         _check_axis(spec, path, values)
     first = spec.first_run()
@@ -117,6 +120,43 @@ def validate(spec: Spec) -> None:
 
         for name in spec.report:
             _one_of("report", name, figure_names())
+
+
+def _validate_probe(spec: Spec) -> None:
+    """A probe spec (:mod:`jaxinit.engine.probes`): the nets' shape, the inputs, the ``σ``
+    values, known activations and weight laws, and its figures."""
+    from jaxinit.blocks.signal import WEIGHTS
+    from jaxinit.plots.names import figure_names
+
+    p = spec.probe
+    for k in ("depth", "width", "in_dim"):
+        lo = 1 if k == "depth" else 2
+        if getattr(p, k) < lo:
+            raise SpecError(f"probe.{k} must be >= {lo}, got {getattr(p, k)}")
+    depths = list(p.depths)
+    if not depths or depths[0] < 1 or depths != sorted(set(depths)):
+        raise SpecError(f"probe.depths must be increasing depths >= 1, got {depths}")
+    if not -1.0 < p.correlation < 1.0:
+        raise SpecError(f"probe.correlation must be in (-1, 1), got {p.correlation}")
+    if isinstance(p.sigma_w, str) and p.sigma_w != "critical":
+        raise SpecError(f'probe.sigma_w must be > 0 or "critical", got {p.sigma_w!r}')
+    if not isinstance(p.sigma_w, str) and p.sigma_w <= 0:
+        raise SpecError(f'probe.sigma_w must be > 0 or "critical", got {p.sigma_w}')
+    if p.sigma_b < 0:
+        raise SpecError(f"probe.sigma_b must be >= 0, got {p.sigma_b}")
+    for name, values in spec.axes:
+        if name in ("activation", "weights"):
+            known = tuple(ACTIVATIONS) if name == "activation" else tuple(WEIGHTS)
+            for v in values:
+                if v not in known:
+                    raise SpecError(f"axes.{name} value {v!r}: allowed: {', '.join(known)}")
+        elif name != "seed" and (min(values) < 0 or (name == "sigma_w" and min(values) <= 0)):
+            raise SpecError(
+                f"axes.{name} values must be {'> 0' if name == 'sigma_w' else '>= 0'}: "
+                f"{list(values)}"
+            )
+    for name in spec.report:
+        _one_of("report", name, figure_names())
 
 
 def _check_axis(spec: Spec, path: str, values: Sequence) -> None:
