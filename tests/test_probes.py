@@ -345,3 +345,19 @@ def test_another_spec_or_a_training_sweep_is_refused_in_a_probe_directory(tmp_pa
         )
     assert sorted(p.name for p in out.rglob("*")) == before
     assert jaxinit.run(spec, out, progress=False, name="renamed").attrs["name"] == "renamed"
+
+
+def test_a_probe_runs_through_prepare_and_the_sweep_path(sig, tmp_path):
+    """Issue 20: one run path (prepare -> store -> chunks); was a separate probes.run, and
+    jaxinit.prepare refused probe specs."""
+    prep = jaxinit.prepare(SIGNAL)
+    assert prep.spec.is_probe and prep.plan.n_runs == prep.spec.n_runs == 2 * 2 * 3
+    assert prep.record["identity"]["kind"] == "signal_propagation"
+    assert "random nets" in prep.describe() and prep.members["probe/q"] == ((6, 2), "float32")
+    stored = jaxinit.run(prep, tmp_path / "o", progress=False)
+    for name in sig.data_vars:  # in memory and stored: the same numbers
+        np.testing.assert_array_equal(stored[name].values, sig[name].values, err_msg=name)
+    with pytest.raises(SpecError, match="chunks are fixed by its spec"):
+        jaxinit.prepare(SIGNAL, chunk_size=4)
+    with pytest.raises(SpecError, match="model= is for training sweeps"):
+        jaxinit.run(SIGNAL, model=jaxinit.mlp((2,), in_dim=2, out_dim=1), progress=False)

@@ -106,6 +106,15 @@ SEEDS_PER_CHUNK = 16
 chunk per activation × weights, computed in the compiled shape earlier versions used."""
 
 
+CHUNK_SIZE_REFUSED = (
+    "--chunk-size: a probe sweep's chunks are fixed by its spec (one activation × weights × a "
+    f"block of at most {SEEDS_PER_CHUNK} seeds, every σ inside), so that a net's numbers never "
+    "depend on the chunking; drop it"
+)
+"""Why ``chunk_size`` is refused for a probe sweep (another size would change the compiled
+shape)."""
+
+
 def seeds_per_chunk(spec: Spec) -> int:
     """Seeds per chunk of ``spec``: fixed by the spec (part of its identity), never by the
     machine, shard or resume, so that every chunk has one compiled shape."""
