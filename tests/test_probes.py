@@ -361,3 +361,29 @@ def test_a_probe_runs_through_prepare_and_the_sweep_path(sig, tmp_path):
         jaxinit.prepare(SIGNAL, chunk_size=4)
     with pytest.raises(SpecError, match="model= is for training sweeps"):
         jaxinit.run(SIGNAL, model=jaxinit.mlp((2,), in_dim=2, out_dim=1), progress=False)
+
+
+STORED_BEFORE = {
+    "name": "jacobian_spectrum", "description": "d", "kind": "jacobian_spectrum", "seed": 0,
+    "report": ["jacobian_spectrum"],
+    "probe": {"depth": 50, "width": 16, "in_dim": 64, "correlation": 0.6, "gradients": True,
+              "depths": [2, 4], "sigma_w": "critical", "sigma_b": 0.2236},
+    "axes": {"activation": ["linear", "tanh", "relu"], "weights": ["gaussian", "orthogonal"],
+             "seed": 3},
+}  # fmt: skip
+"""The ``spec`` of a probe directory's spec.json as ProbeSpec wrote it (before issue 20)."""
+
+
+def test_a_stored_probe_spec_reads_back_to_the_same_layout_and_identity():
+    """Probe specs became Specs: a directory written before keeps its spec.json layout and run
+    identity (so it loads and resumes, not refused as another sweep)."""
+    from jaxinit.engine.probe_spec import probe_identity
+
+    spec = jaxinit.Spec.from_json(json.dumps(STORED_BEFORE))
+    assert json.dumps(spec.to_dict()) == json.dumps(STORED_BEFORE)  # key order too
+    ident = probe_identity(spec)
+    assert {k for k in ident if not k.startswith("software.")} == {
+        "kind", "seed", "chunk.seeds", "axes.activation", "axes.weights", "axes.seed",
+        "axes.order", *(f"probe.{k}" for k in STORED_BEFORE["probe"]),
+    }  # fmt: skip
+    assert ident["probe.depths"] == [2, 4] and ident["chunk.seeds"] == 3
