@@ -21,6 +21,8 @@ Shapes are fixed (``K`` and ``D`` static), so ``init`` and ``step`` run inside `
 >>> s = step({"centres": jnp.array([[0.0, 0.5], [1.0, 0.5]])}, x)
 >>> s["centres"].tolist()
 [[0.0, 0.5], [10.0, 0.5]]
+>>> init(jax.random.key(0), x, Settings(init="forgy", k=2))["centres"].shape
+(2, 2)
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxinit.config.spec import Setting, at_least, one_of
+from jaxinit.config.spec import Setting, at_least, one_of, settings_type
 
 State = dict  # {"centres": (K, D)}
 
@@ -45,6 +47,8 @@ SETTINGS = (
 )  # fmt: skip
 """The settings of ``[algorithm] name = "kmeans"``; its functions receive them as one
 NamedTuple (``settings.init`` …, ``k`` resolved to the number of clusters)."""
+
+Settings = settings_type("kmeans", SETTINGS)
 
 
 def sq_dists(x_NxD: Array, c_KxD: Array) -> Array:
