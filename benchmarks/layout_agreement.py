@@ -35,7 +35,6 @@ import numpy as np
 
 import jaxinit
 from jaxinit.config.bundled import bundled_specs
-from jaxinit.config.spec import SpecError
 from jaxinit.engine import lanes
 from jaxinit.engine.executors import build_task
 from jaxinit.engine.plan import make_plan
@@ -63,10 +62,9 @@ def reduced(name: str, seeds: int, steps: int, max_runs: int, dtype: str, work: 
     At most ``seeds`` seeds and ``steps`` steps; the longest axes thinned (every other value)
     until there are at most ``max_runs`` runs and ``runs · steps · step_cost <= work``
     (:func:`jaxinit.engine.lanes.step_cost`), with the steps cut (to no fewer than 20) first."""
-    try:
-        spec = resolve_spec(name)
-    except SpecError as e:  # a probe of random nets, not a training sweep
-        return None, str(e).split(":")[0]
+    spec = resolve_spec(name)
+    if spec.is_probe:  # random nets measured at init: nothing trained, no layout
+        return None, f"a probe of random nets ({spec.kind}), not a training sweep"
     if spec.algorithm.name != "gradient":
         return None, f"algorithm {spec.algorithm.name}: vmap only"
     groups = make_plan(spec, None).groups

@@ -27,13 +27,13 @@ from jaxinit.config.spec import (
 )
 from jaxinit.engine.algorithms import ALGORITHMS, Algorithm
 from jaxinit.engine.devices import use_cpu_cores
-from jaxinit.engine.executors import Executor
 from jaxinit.engine.progress import Status, status
 from jaxinit.engine.store import CorruptChunkError, StoreError
 from jaxinit.engine.sweep import prepare, run
 from jaxinit.engine.validation import resolve_spec, validate
 
 _LAZY = {
+    "Executor": "jaxinit.engine.executors",
     "assemble": "jaxinit.engine.results",
     "load": "jaxinit.engine.results",
     "load_params": "jaxinit.engine.results",
@@ -42,7 +42,10 @@ _LAZY = {
 }
 """Verbs imported on first use: :mod:`jaxinit.engine.results` brings in xarray and pandas
 (~0.4 s), which ``jaxinit run`` needs only after training has started; ``report``
-(:func:`jaxinit.reports.report`) brings in matplotlib."""
+(:func:`jaxinit.reports.report`) brings in matplotlib. ``Executor``
+(:class:`jaxinit.engine.executors.Executor`, the devices a sweep runs on: ``jaxinit.run(...,
+executor=jaxinit.Executor(devices))``) is an engine internal, reachable here for that call but
+not in ``__all__``."""
 
 _SUBMODULES = {
     "basins": "jaxinit.analysis.basins",
@@ -121,7 +124,7 @@ __all__ = [
     "from_flax",
     "reinit",
     "use_cpu_cores",
-    "Executor",
 ]
-"""What users call (``Executor`` picks the devices a sweep runs on). Engine internals are imported
-from their modules (``jaxinit.engine.train.make_run``, ``jaxinit.engine.plan.make_plan``)."""
+"""What users call. Engine internals are imported from their modules
+(``jaxinit.engine.train.make_run``, ``jaxinit.engine.plan.make_plan``,
+``jaxinit.engine.executors.Executor``; ``jaxinit.Executor`` still works, lazily)."""

@@ -174,23 +174,23 @@ def _cmd_probe(args, spec) -> int:
     """``jaxinit run`` of a probe spec: random nets measured at init, stored as a sweep
     directory (``--shard``, resume, ``status`` and ``load`` as for any sweep)."""
     from jaxinit.engine import probes
-    from jaxinit.engine.probe_spec import probe_plan
     from jaxinit.engine.store import parse_shard, preflight
+    from jaxinit.engine.sweep import prepare, run
 
-    probes.refuse_chunk_size(args.chunk_size)
+    prep = prepare(spec, chunk_size=args.chunk_size)  # a probe's chunks are fixed: refused
     if _distributed_asked(args):
         raise InputError(
             "--distributed: a probe sweep runs in one process; split it across processes or "
             "machines with --shard i/n instead (and drop --coordinator, --num-processes, "
             "--process-id)"
         )
-    shard = parse_shard(args.shard, probe_plan(spec).n_chunks)
+    shard = parse_shard(args.shard, prep.plan.n_chunks)
     out = Path(args.out) if args.out else default_out(spec.name)
-    print(f"{spec.name}: {spec.describe()}", file=sys.stderr, flush=True)
+    print(f"{spec.name}: {prep.describe()}", file=sys.stderr, flush=True)
     if args.dry_run:
         return 0
     preflight(out)  # a file, a broken link, a foreign or corrupt directory: before measuring
-    ds = probes.run(spec, out, shard=shard, progress=False)
+    ds = run(prep, out, shard=shard, progress=False)
     print(probes.summarize(ds, title=False))  # the size line is on stderr already
     return _results(args, ds, out)
 

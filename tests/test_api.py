@@ -7,7 +7,7 @@ import pytest
 
 import jaxinit
 
-INTERNALS = {"make_run", "make_plan", "Plan", "dense_stack", "assemble"}
+INTERNALS = {"make_run", "make_plan", "Plan", "dense_stack", "assemble", "Executor"}
 
 
 @pytest.mark.slow
@@ -34,6 +34,15 @@ def test_all_lists_user_facing_names_that_exist():
     assert {"run", "load", "status", "tidy", "Spec", "Model", "Symmetry", "SpecError"} <= set(
         jaxinit.__all__
     )
+
+
+def test_executor_is_reachable_but_not_listed():
+    """Issue 20: ``Executor`` (an engine internal) was in ``__all__``; the README's
+    ``jaxinit.Executor(...)`` keeps working as a lazy attribute."""
+    from jaxinit.engine.executors import Executor
+
+    assert "Executor" not in jaxinit.__all__ and jaxinit.Executor is Executor
+    assert "Executor" in dir(jaxinit)
 
 
 def test_report_is_a_verb_and_the_layers_are_folders(tmp_path):

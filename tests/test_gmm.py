@@ -16,6 +16,10 @@ from jaxinit.engine import algorithms
 REG = 1e-3
 
 
+def _settings(k: int, how: str):
+    return gmm.Settings(init=how, k=k, reg_covar=REG)
+
+
 def _x(k=3, separation=8.0, n=40):
     return jnp.asarray(TASKS["blobs"](k=k, n_per_cluster=n, separation=separation).x_train)
 
@@ -24,7 +28,8 @@ def test_one_component_is_the_gaussian_fit_in_closed_form():
     """K = 1: one EM step gives the data's mean and (ML) covariance + reg, and the loss is the
     Gaussian NLL at the ML estimate, ½(D log 2π + log det Σ + tr(Σ⁻¹ S)), S the data covariance."""
     x = _x()
-    s = gmm.step(gmm.init(jax.random.key(0), x, 1, "random_means", REG), x, REG)
+    one = _settings(1, "random_means")
+    s = gmm.step(gmm.init(jax.random.key(0), x, one), x, one)
     xn = np.asarray(x, np.float64)
     mu, cov = xn.mean(0), np.cov(xn.T, bias=True)
     assert np.allclose(s["means"][0], mu, atol=1e-4)
@@ -41,10 +46,10 @@ def test_em_never_decreases_the_likelihood(how):
     keys = jax.random.split(jax.random.key(1), 16)
 
     def curve(key):
-        s0 = gmm.init(key, x, 5, how, REG)
+        s0 = gmm.init(key, x, _settings(5, how))
 
         def body(s, _):
-            s = gmm.step(s, x, REG)
+            s = gmm.step(s, x, _settings(5, how))
             return s, gmm.loss(s, x)
 
         return jnp.concatenate([gmm.loss(s0, x)[None], jax.lax.scan(body, s0, None, length=40)[1]])
@@ -56,11 +61,14 @@ def test_em_never_decreases_the_likelihood(how):
 
 def test_relabelling_changes_nothing_but_the_order():
     x = _x(k=4)
-    s = gmm.init(jax.random.key(2), x, 4, "kmeans++", REG)
+    four = _settings(4, "kmeans++")
+    s = gmm.init(jax.random.key(2), x, four)
     perm = jnp.array([2, 0, 3, 1])
     t = jax.tree.map(lambda a: a[perm], s)
     assert float(gmm.loss(t, x)) == pytest.approx(float(gmm.loss(s, x)), rel=1e-6)
-    assert np.allclose(gmm.step(t, x, REG)["means"], gmm.step(s, x, REG)["means"][perm], atol=1e-4)
+    assert np.allclose(
+        gmm.step(t, x, four)["means"], gmm.step(s, x, four)["means"][perm], atol=1e-4
+    )
     ari = algorithms.adjusted_rand(gmm.predict(s, x), gmm.predict(t, x), 4, 4)
     assert float(ari) == pytest.approx(1.0)
 

@@ -61,9 +61,24 @@ def test_bundled_probe_specs_are_listed_and_sized_as_the_issue_asks():
     assert not probes.is_probe("symmetry") and not probes.is_probe("no_such_spec")
 
 
-def test_probe_specs_are_refused_as_training_specs_and_bad_fields_named():
-    with pytest.raises(SpecError, match="probe of random nets"):
-        resolve_spec("signal_propagation")
+def test_probe_specs_are_specs_of_one_class_and_bad_fields_named():
+    """Issue 20: one spec class, one resolve_spec, one with_overrides, one load (was: a
+    separate ProbeSpec, and resolve_spec refused probe specs)."""
+    spec = resolve_spec("signal_propagation", {"probe.width": 64})
+    assert isinstance(spec, jaxinit.Spec) and spec.is_probe and spec.probe.width == 64
+    assert spec == probes.resolve("signal_propagation", {"probe.width": 64})
+    assert jaxinit.Spec.from_json(json.dumps(spec.to_dict())) == spec
+    assert (
+        not resolve_spec("symmetry").is_probe and "kind" not in resolve_spec("symmetry").to_dict()
+    )
+    with pytest.raises(SpecError, match="is not a probe spec"):
+        probes.resolve("symmetry")
+    with pytest.raises(SpecError, match="kind must be one of train, signal_propagation"):
+        resolve_spec({**SIGNAL, "kind": "signal"})
+    with pytest.raises(SpecError, match="probe.width must be >= 2"):
+        resolve_spec(SIGNAL, {"probe.width": 1})
+    with pytest.raises(SpecError, match="report = 'no_such_figure' is not known"):
+        resolve_spec(SIGNAL, {"report": ["no_such_figure"]})
     with pytest.raises(SpecError, match="axes.depth"):
         probes.resolve({**SIGNAL, "axes": {"depth": [3]}})
     with pytest.raises(SpecError, match="axes.activation value 'swish'"):
@@ -330,3 +345,45 @@ def test_another_spec_or_a_training_sweep_is_refused_in_a_probe_directory(tmp_pa
         )
     assert sorted(p.name for p in out.rglob("*")) == before
     assert jaxinit.run(spec, out, progress=False, name="renamed").attrs["name"] == "renamed"
+
+
+def test_a_probe_runs_through_prepare_and_the_sweep_path(sig, tmp_path):
+    """Issue 20: one run path (prepare -> store -> chunks); was a separate probes.run, and
+    jaxinit.prepare refused probe specs."""
+    prep = jaxinit.prepare(SIGNAL)
+    assert prep.spec.is_probe and prep.plan.n_runs == prep.spec.n_runs == 2 * 2 * 3
+    assert prep.record["identity"]["kind"] == "signal_propagation"
+    assert "random nets" in prep.describe() and prep.members["probe/q"] == ((6, 2), "float32")
+    stored = jaxinit.run(prep, tmp_path / "o", progress=False)
+    for name in sig.data_vars:  # in memory and stored: the same numbers
+        np.testing.assert_array_equal(stored[name].values, sig[name].values, err_msg=name)
+    with pytest.raises(SpecError, match="chunks are fixed by its spec"):
+        jaxinit.prepare(SIGNAL, chunk_size=4)
+    with pytest.raises(SpecError, match="model= is for training sweeps"):
+        jaxinit.run(SIGNAL, model=jaxinit.mlp((2,), in_dim=2, out_dim=1), progress=False)
+
+
+STORED_BEFORE = {
+    "name": "jacobian_spectrum", "description": "d", "kind": "jacobian_spectrum", "seed": 0,
+    "report": ["jacobian_spectrum"],
+    "probe": {"depth": 50, "width": 16, "in_dim": 64, "correlation": 0.6, "gradients": True,
+              "depths": [2, 4], "sigma_w": "critical", "sigma_b": 0.2236},
+    "axes": {"activation": ["linear", "tanh", "relu"], "weights": ["gaussian", "orthogonal"],
+             "seed": 3},
+}  # fmt: skip
+"""The ``spec`` of a probe directory's spec.json as ProbeSpec wrote it (before issue 20)."""
+
+
+def test_a_stored_probe_spec_reads_back_to_the_same_layout_and_identity():
+    """Probe specs became Specs: a directory written before keeps its spec.json layout and run
+    identity (so it loads and resumes, not refused as another sweep)."""
+    from jaxinit.engine.probe_spec import probe_identity
+
+    spec = jaxinit.Spec.from_json(json.dumps(STORED_BEFORE))
+    assert json.dumps(spec.to_dict()) == json.dumps(STORED_BEFORE)  # key order too
+    ident = probe_identity(spec)
+    assert {k for k in ident if not k.startswith("software.")} == {
+        "kind", "seed", "chunk.seeds", "axes.activation", "axes.weights", "axes.seed",
+        "axes.order", *(f"probe.{k}" for k in STORED_BEFORE["probe"]),
+    }  # fmt: skip
+    assert ident["probe.depths"] == [2, 4] and ident["chunk.seeds"] == 3

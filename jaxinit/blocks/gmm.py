@@ -18,24 +18,41 @@ NaN. Shapes are fixed (``K``, ``D`` static).
 
 >>> import jax, jax.numpy as jnp
 >>> x = jax.random.normal(jax.random.key(0), (200, 2))
->>> s = init(jax.random.key(1), x, 2, "kmeans++", 1e-6)
->>> bool(loss(step(s, x, 1e-6), x) <= loss(s, x))
+>>> settings = Settings(init="kmeans++", k=2)
+>>> s = init(jax.random.key(1), x, settings)
+>>> bool(loss(step(s, x, settings), x) <= loss(s, x))
 True
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 
 from jaxinit.blocks import kmeans
+from jaxinit.config.spec import Setting, at_least, one_of, settings_type
 
 State = dict  # {"means": (K, D), "covs": (K, D, D), "weights": (K,)}
 
 INITS = ("random_resp", "random_means", "kmeans++")
+
+SETTINGS = (
+    Setting("init", str, "kmeans++", one_of(*INITS), "how a run starts"),
+    Setting("k", int, 0, at_least(0), "mixture components; 0: the task's number of classes"),
+    Setting("tol", float, 0.0, at_least(0.0),
+            "converged at the first step that moves no mean, covariance entry or weight by "
+            "more than this"),
+    Setting("reg_covar", float, 1e-6, at_least(0.0, strict=True),
+            "added to each covariance's diagonal (keeps it invertible)"),
+)  # fmt: skip
+"""The settings of ``[algorithm] name = "gmm_em"``; its functions receive them as one
+NamedTuple (``settings.reg_covar`` …, ``k`` resolved to the number of components)."""
+
+Settings = settings_type("gmm_em", SETTINGS)
 
 
 def log_joint(state: State, x_NxD: Array) -> Array:
@@ -71,10 +88,10 @@ def m_step(x_NxD: Array, resp_NxK: Array, reg_covar: float) -> State:
     return {"means": means_KxD, "covs": covs, "weights": nk_K / nk_K.sum()}
 
 
-def step(state: State, x_NxD: Array, reg_covar: float) -> State:
+def step(state: State, x_NxD: Array, settings: Any) -> State:
     """One EM iteration."""
     resp_NxK = jax.nn.softmax(log_joint(state, x_NxD), axis=1)
-    return m_step(x_NxD, resp_NxK, reg_covar)
+    return m_step(x_NxD, resp_NxK, settings.reg_covar)
 
 
 def changed(old: State, new: State, x_NxD: Array) -> Array:
@@ -91,8 +108,10 @@ def _with_means(x_NxD: Array, means_KxD: Array, reg_covar: float) -> State:
     return m_step(x_NxD, jax.nn.one_hot(labels, k, dtype=x_NxD.dtype), reg_covar)
 
 
-def init(key: Array, x_NxD: Array, k: int, how: str, reg_covar: float) -> State:
-    """The starting parameters of one run, by ``how`` (one of :data:`INITS`)."""
+def init(key: Array, x_NxD: Array, settings: Any) -> State:
+    """The starting parameters of one run: ``settings.k`` components by ``settings.init``
+    (one of :data:`INITS`)."""
+    k, how, reg_covar = settings.k, settings.init, settings.reg_covar
     if how == "random_resp":
         r_NxK = jax.random.uniform(key, (x_NxD.shape[0], k), x_NxD.dtype, minval=0.01)
         return m_step(x_NxD, r_NxK / r_NxK.sum(1, keepdims=True), reg_covar)
@@ -103,9 +122,10 @@ def init(key: Array, x_NxD: Array, k: int, how: str, reg_covar: float) -> State:
     raise ValueError(f"unknown GMM init {how!r}; allowed: {', '.join(INITS)}")
 
 
-def from_labels(x_NxD: Array, labels_N: Array, k: int, reg_covar: float) -> State:
+def from_labels(x_NxD: Array, labels_N: Array, settings: Any) -> State:
     """The M-step of a hard partition (e.g. the generating one)."""
-    return m_step(x_NxD, jax.nn.one_hot(labels_N, k, dtype=x_NxD.dtype), reg_covar)
+    one_hot = jax.nn.one_hot(labels_N, settings.k, dtype=x_NxD.dtype)
+    return m_step(x_NxD, one_hot, settings.reg_covar)
 
 
 def predict(state: State, x_NxD: Array) -> Array:

@@ -21,17 +21,34 @@ Shapes are fixed (``K`` and ``D`` static), so ``init`` and ``step`` run inside `
 >>> s = step({"centres": jnp.array([[0.0, 0.5], [1.0, 0.5]])}, x)
 >>> s["centres"].tolist()
 [[0.0, 0.5], [10.0, 0.5]]
+>>> init(jax.random.key(0), x, Settings(init="forgy", k=2))["centres"].shape
+(2, 2)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxinit.config.spec import Setting, at_least, one_of, settings_type
+
 State = dict  # {"centres": (K, D)}
 
 INITS = ("forgy", "random_partition", "kmeans++")
+
+SETTINGS = (
+    Setting("init", str, "kmeans++", one_of(*INITS), "how a run starts"),
+    Setting("k", int, 0, at_least(0), "clusters; 0: the task's number of classes"),
+    Setting("tol", float, 0.0, at_least(0.0),
+            "converged at the first step that reassigns at most this many points"),
+)  # fmt: skip
+"""The settings of ``[algorithm] name = "kmeans"``; its functions receive them as one
+NamedTuple (``settings.init`` …, ``k`` resolved to the number of clusters)."""
+
+Settings = settings_type("kmeans", SETTINGS)
 
 
 def sq_dists(x_NxD: Array, c_KxD: Array) -> Array:
@@ -64,9 +81,9 @@ def loss(state: State, x_NxD: Array) -> Array:
     return jnp.mean(jnp.min(sq_dists(x_NxD, state["centres"]), axis=1))
 
 
-def step(state: State, x_NxD: Array, reg_covar: float = 0.0) -> State:
-    """One Lloyd iteration: assign, then move every non-empty cluster's centre to its mean."""
-    del reg_covar
+def step(state: State, x_NxD: Array, settings: Any = None) -> State:
+    """One Lloyd iteration: assign, then move every non-empty cluster's centre to its mean
+    (reads no setting)."""
     c = state["centres"]
     return {"centres": means(x_NxD, assign(x_NxD, c), c.shape[0], c)}
 
@@ -123,14 +140,14 @@ def init_centres(key: Array, x_NxD: Array, k: int, how: str) -> Array:
     raise ValueError(f"unknown k-means init {how!r}; allowed: {', '.join(INITS)}")
 
 
-def init(key: Array, x_NxD: Array, k: int, how: str, reg_covar: float = 0.0) -> State:
-    del reg_covar  # the GMM's setting; the same signature for every algorithm
-    return {"centres": init_centres(key, x_NxD, k, how)}
+def init(key: Array, x_NxD: Array, settings: Any) -> State:
+    """The start of one run: ``settings.k`` centres by ``settings.init``."""
+    return {"centres": init_centres(key, x_NxD, settings.k, settings.init)}
 
 
-def from_labels(x_NxD: Array, labels_N: Array, k: int, reg_covar: float = 0.0) -> State:
+def from_labels(x_NxD: Array, labels_N: Array, settings: Any) -> State:
     """The state whose centres are the means of a given partition (e.g. the generating one)."""
-    del reg_covar
+    k = settings.k
     return {"centres": means(x_NxD, labels_N, k, jnp.zeros((k, x_NxD.shape[1]), x_NxD.dtype))}
 
 

@@ -17,15 +17,16 @@ metadata (:func:`traced`); every other field is static (one compilation per valu
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
 import math
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jaxinit.config import toml_io
 
@@ -125,19 +126,73 @@ class TrainSpec:
     sharpness_tol: float = 1e-4
 
 
+class Setting(NamedTuple):
+    """One setting a registered piece declares (an algorithm's ``[algorithm] <name>``): its
+    type and default, and its own check of a value. Validation reads the declaration
+    (:func:`jaxinit.engine.validation.validate`); the piece receives every declared setting,
+    defaults filled in, as one NamedTuple (:func:`settings_type`)."""
+
+    name: str
+    type: type  # str, int, float or bool; an int is accepted where a float is declared
+    default: Any
+    check: Callable[[Any], str | None] | None = None  # value -> what is wrong, or None
+    doc: str = ""
+
+    def coerce(self, where: str, value: Any) -> Any:
+        """``value`` of this setting's type (an int where a float is declared becomes one), or a
+        :class:`SpecError` naming ``where``."""
+        return _typed(where, value, self.type)
+
+
+def one_of(*allowed: str) -> Callable[[Any], str | None]:
+    """A :attr:`Setting.check`: the value is one of ``allowed``."""
+    return lambda v: (
+        None if v in allowed else f"= {v!r} is not known; allowed: {', '.join(allowed)}"
+    )
+
+
+def at_least(lo: float, *, strict: bool = False) -> Callable[[Any], str | None]:
+    """A :attr:`Setting.check`: the value is ``>= lo`` (``> lo`` with ``strict``)."""
+    op = ">" if strict else ">="
+    return lambda v: None if (v > lo if strict else v >= lo) else f"must be {op} {lo}, got {v!r}"
+
+
+@functools.cache
+def settings_type(owner: str, settings: tuple[Setting, ...]) -> type:
+    """The NamedTuple of ``settings`` (fields in declaration order, their defaults), named
+    after their ``owner``: what a piece's functions receive."""
+    return collections.namedtuple(
+        f"{owner.title().replace('_', '')}Settings",
+        [s.name for s in settings],
+        defaults=[s.default for s in settings],
+    )
+
+
+RECORDED_ALGORITHM_SETTINGS: dict[str, Any] = {
+    "init": "kmeans++",
+    "k": 0,
+    "tol": 0.0,
+    "reg_covar": 1e-6,
+}
+"""The settings ``[algorithm]`` had as fields before each algorithm declared its own. They are
+always written (:meth:`Spec.to_dict`, these defaults where a spec leaves them out) and typed
+when read, so that specs and sweep directories from before keep their run identity. An
+algorithm that declares one of these names declares it with this type and default (a test
+checks every registered algorithm), so a value equal to it is the same as leaving it out."""
+
+
 @dataclass(frozen=True)
 class AlgorithmSpec:
     """What iterates from each random start. ``"gradient"`` (the default) trains ``[model]``
     with ``[optimizer]``; the others (:data:`jaxinit.engine.algorithms.ALGORITHMS`: ``"kmeans"``,
     Lloyd's algorithm, and ``"gmm_em"``, EM for a Gaussian mixture) run ``train.steps``
     iterations on the task's training inputs and ignore ``[model]``, ``[init]`` and
-    ``[optimizer]``."""
+    ``[optimizer]``. ``params`` holds the algorithm's own settings, which each algorithm
+    declares (:class:`Setting`; e.g. ``init``, ``k``, ``tol``, ``reg_covar``); in TOML they
+    sit directly in ``[algorithm]``, checked by :func:`jaxinit.engine.validation.validate`."""
 
     name: str = "gradient"
-    init: str = "kmeans++"  # how a run starts (per algorithm, e.g. forgy, random_partition)
-    k: int = 0  # clusters (mixture components); 0: the task's number of classes
-    tol: float = 0.0  # converged at the first step that moves no state entry by more than this
-    reg_covar: float = 1e-6  # gmm_em: added to each covariance's diagonal (keeps it invertible)
+    params: Mapping[str, Any] = field(default_factory=dict)  # the algorithm's own settings
 
 
 @dataclass(frozen=True)
@@ -156,6 +211,43 @@ class BasinSpec:
     n_probe: int = 256
     converged_only: bool = True  # count basins over converged runs; others are reported apart
     grad_tol: float = 1e-3  # a run is converged when its final gradient norm is below this
+
+
+TRAIN = "train"
+"""The kind of a spec that runs from each random start (gradient training or an algorithm)."""
+
+PROBE_KINDS = ("signal_propagation", "jacobian_spectrum")
+"""The kinds of a probe spec: random nets measured at init, nothing trained
+(:mod:`jaxinit.engine.probes`); its ``[probe]`` section and axes replace the training sections."""
+
+PROBE_AXES = {
+    "signal_propagation": ("activation", "weights", "sigma_w", "sigma_b", "seed"),
+    "jacobian_spectrum": ("activation", "weights", "seed"),
+}
+"""The axes of each probe kind, in the Dataset's order (every one is always there)."""
+
+_PROBE_AXIS_DEFAULTS = {"activation": ["tanh"], "weights": ["gaussian"], "sigma_w": [1.0],
+                        "sigma_b": [0.0], "seed": 1}  # fmt: skip
+_PROBE_TOP = ("name", "description", "kind", "seed", "report", "probe", "axes")
+
+PROBE_REPORT = {"signal_propagation": ("signal_propagation", "signal_phase"),
+                "jacobian_spectrum": ("jacobian_spectrum",)}  # fmt: skip
+"""The figures of a probe spec without ``report`` (the training sweeps' defaults need a loss)."""
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The ``[probe]`` section of a probe spec: the shape of the random nets and what is sent
+    through them (ranges checked by :func:`jaxinit.engine.validation.validate`)."""
+
+    depth: int = 50  # signal_propagation: layers
+    width: int = 256  # units per layer (jacobian_spectrum: also the input dimension)
+    in_dim: int = 64  # signal_propagation: input dimension
+    correlation: float = 0.6  # signal_propagation: cosine of the two inputs
+    gradients: bool = True  # signal_propagation: also send a gradient backwards
+    depths: tuple[int, ...] = (4, 8, 16, 32, 64)  # jacobian_spectrum: depths measured
+    sigma_w: float | str = "critical"  # jacobian_spectrum: σ_w, or "critical" per activation
+    sigma_b: float = 0.0  # jacobian_spectrum: bias std
 
 
 Axes = tuple[tuple[str, Sequence], ...]
@@ -179,6 +271,15 @@ class Spec:
     algorithm: AlgorithmSpec = field(default_factory=AlgorithmSpec)
     axes: Axes = (("seed", range(1)),)
     report: tuple[str, ...] = ()  # figure names for ``jaxinit report``; empty: the defaults
+    # TRAIN, or one of PROBE_KINDS: random nets measured at init, described by ``probe`` and
+    # the kind's axes (PROBE_AXES) instead of the training sections, which it leaves at defaults
+    kind: str = TRAIN
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
+
+    @property
+    def is_probe(self) -> bool:
+        """Whether this is a probe spec (random nets measured at init, nothing trained)."""
+        return self.kind != TRAIN
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -211,12 +312,10 @@ class Spec:
         """Build a spec from nested dicts (the TOML layout), checking structure and types."""
         if isinstance(data, Spec):
             return data
+        if isinstance(data, Mapping) and data.get("kind", TRAIN) != TRAIN:
+            return _probe_from_dict(data)
         if isinstance(data, Mapping) and "kind" in data:
-            raise SpecError(
-                f"spec {data.get('name', '')!r} is a probe of random nets (kind = "
-                f"{data['kind']!r}), not a training sweep: run it with `jaxinit run` or "
-                "jaxinit.run (jaxinit.engine.probes)"
-            )
+            data = {k: v for k, v in data.items() if k != "kind"}
         _check_keys("spec", data, _TOP_LEVEL)
         sections = {name: _section(name, data.get(name, {})) for name in SECTIONS}
         return cls(
@@ -235,12 +334,17 @@ class Spec:
         return _from_json(text)
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved spec as plain JSON-able dicts (the layout :meth:`from_dict` reads)."""
+        """The resolved spec as plain JSON-able dicts (the layout :meth:`from_dict` reads). A
+        training spec has no ``kind`` and a probe spec no training sections."""
+        if self.is_probe:
+            return _probe_to_dict(self)
         out: dict[str, Any] = {"name": self.name, "description": self.description}
         out["seed"] = self.seed
         for name in SECTIONS:
             sec = dataclasses.asdict(getattr(self, name))
             extra = sec.pop("params", None) or {}
+            if name == "algorithm":
+                sec = {**sec, **RECORDED_ALGORITHM_SETTINGS}
             out[name] = {**sec, **extra}
         out["axes"] = {path: _axis_json(values) for path, values in self.axes}
         out["report"] = list(self.report)
@@ -279,7 +383,8 @@ class Spec:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Spec:
         """Apply ``--set``-style overrides (``"init.scale": 0.5``, ``"axes.seed": 16``)."""
-        return Spec.from_dict(apply_overrides(self.to_dict(), overrides, SECTIONS))
+        sections = ("probe",) if self.is_probe else SECTIONS
+        return Spec.from_dict(apply_overrides(self.to_dict(), overrides, sections))
 
     @property
     def axis_names(self) -> tuple[str, ...]:
@@ -290,7 +395,10 @@ class Spec:
         return math.prod(len(v) for _, v in self.axes)
 
     def first_run(self) -> Spec:
-        """The spec with every axis at its first value: the first run's configuration."""
+        """The spec with every axis at its first value: the first run's configuration (a
+        probe spec's axes are not fields: itself)."""
+        if self.is_probe:
+            return self
         return self.replace({p: v[0] for p, v in self.axes})
 
 
@@ -406,9 +514,25 @@ def _section(name: str, data: Any) -> Any:
         _check_keys(name, data, own)
     kwargs = {k: coerce(f"{name}.{k}", cls, k, v) for k, v in data.items() if k in own}
     rest = {k: v for k, v in data.items() if k not in own}
+    if cls is AlgorithmSpec:
+        rest = _algorithm_settings(rest)
     if rest:
         kwargs["params"] = rest
     return cls(**kwargs)
+
+
+def _algorithm_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """An algorithm's settings as read: the recorded ones (:data:`RECORDED_ALGORITHM_SETTINGS`)
+    typed as they always were, and left out where they equal their recorded default."""
+    out = {}
+    for k, v in data.items():
+        if k in RECORDED_ALGORITHM_SETTINGS:
+            default = RECORDED_ALGORITHM_SETTINGS[k]
+            v = _typed(f"algorithm.{k}", v, type(default))
+            if v == default and type(v) is type(default):
+                continue
+        out[k] = v
+    return out
 
 
 def coerce(where: str, cls: type, name: str, value: Any) -> Any:
@@ -419,6 +543,8 @@ def coerce(where: str, cls: type, name: str, value: Any) -> Any:
         return tuple(_typed(where, v, item) for v in _typed(where, value, list))
     if kind == (float | None):
         return None if value is None else _typed(where, value, float)
+    if kind == (float | str):
+        return value if isinstance(value, str) else _typed(where, value, float)
     return _typed(where, value, kind)
 
 
@@ -463,3 +589,57 @@ def _parse_axes(data: Any) -> Axes:
     if "seed" not in [p for p, _ in axes]:
         axes.append(("seed", range(1)))
     return tuple(axes)
+
+
+# -- probe specs ----------------------------------------------------------------------------------
+def _probe_from_dict(data: Mapping[str, Any]) -> Spec:
+    """A probe spec (``kind`` one of :data:`PROBE_KINDS`): structure and types; what the values
+    mean (ranges, known activations) is checked by :func:`jaxinit.engine.validation.validate`."""
+    _check_keys("spec", data, _PROBE_TOP)
+    kind = data["kind"]
+    if kind not in PROBE_KINDS:
+        raise SpecError(f"kind must be one of {', '.join((TRAIN, *PROBE_KINDS))}; got {kind!r}")
+    section = data.get("probe", {})
+    _check_keys("probe", section, field_names(ProbeSettings))
+    probe = ProbeSettings(**{
+        k: coerce(f"probe.{k}", ProbeSettings, k, list(v) if isinstance(v, tuple) else v)
+        for k, v in section.items()
+    })  # fmt: skip
+    axes_in = data.get("axes", {})
+    _check_keys("axes", axes_in, PROBE_AXES[kind])
+    axes = tuple(
+        (a, _probe_axis(a, axes_in.get(a, _PROBE_AXIS_DEFAULTS[a]))) for a in PROBE_AXES[kind]
+    )
+    report = tuple(_typed("report", data.get("report", []), list)) or PROBE_REPORT[kind]
+    return Spec(
+        name=_typed("name", data.get("name", kind), str),
+        description=_typed("description", data.get("description", ""), str),
+        seed=_typed("seed", data.get("seed", 0), int),
+        axes=axes,
+        report=report,
+        kind=kind,
+        probe=probe,
+    )
+
+
+def _probe_axis(name: str, values: Any) -> Sequence:
+    """A probe axis: ``seed`` a count, the others non-empty lists without repeats (names for
+    ``activation`` and ``weights``, numbers for the ``σ`` axes)."""
+    if name == "seed":
+        if isinstance(values, bool) or not isinstance(values, int) or not 1 <= values <= MAX_SEED:
+            raise SpecError(f"axes.seed must be a positive count, got {values!r}")
+        return range(values)
+    if not isinstance(values, list) or not values:
+        raise SpecError(f"axes.{name} must be a non-empty list, got {values!r}")
+    if len(set(map(repr, values))) != len(values):
+        raise SpecError(f"axes.{name} repeats a value: {values}")
+    kind = str if name in ("activation", "weights") else float
+    return tuple(_typed(f"axes.{name}", v, kind) for v in values)
+
+
+def _probe_to_dict(spec: Spec) -> dict[str, Any]:
+    axes = {a: len(v) if a == "seed" else list(v) for a, v in spec.axes}
+    probe = {k: list(v) if isinstance(v, tuple) else v
+             for k, v in dataclasses.asdict(spec.probe).items()}  # fmt: skip
+    return {"name": spec.name, "description": spec.description, "kind": spec.kind,
+            "seed": spec.seed, "report": list(spec.report), "probe": probe, "axes": axes}  # fmt: skip

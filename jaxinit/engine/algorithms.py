@@ -1,9 +1,13 @@
 """Iterative algorithms from random starts, beside gradient training: k-means and EM.
 
-An :class:`Algorithm` is a handful of pure functions for one run — ``init(key, x, k, how, reg)
--> state``, ``step(state, x, reg) -> state``, ``loss(state, x)`` — plus what analysis needs to
-compare two solutions modulo relabelling (``components(state) -> (K, F)``, one row per cluster,
-compared by optimal matching in :mod:`jaxinit.analysis.restarts`). Gradient training of a model with optax
+An :class:`Algorithm` is a handful of pure functions for one run — ``init(key, x, settings)
+-> state``, ``step(state, x, settings) -> state``, ``loss(state, x)`` — plus what analysis needs
+to compare two solutions modulo relabelling (``components(state) -> (K, F)``, one row per
+cluster, compared by optimal matching in :mod:`jaxinit.analysis.restarts`), and the settings it
+declares (:class:`jaxinit.config.spec.Setting`: name, type, default, check), which
+:func:`jaxinit.engine.validation.validate` reads and its functions receive as one NamedTuple
+(:func:`settings`). Every algorithm declares ``k`` (clusters; 0: the task's classes) and ``tol``
+(the change at which a step counts as converged), which the engine reads too. Gradient training of a model with optax
 (:mod:`jaxinit.engine.train`) is the algorithm ``"gradient"``, the default of ``[algorithm] name``;
 :data:`ALGORITHMS` holds the others, ``kmeans`` (:mod:`jaxinit.blocks.kmeans`) and ``gmm_em``
 (:mod:`jaxinit.blocks.gmm`).
@@ -48,7 +52,7 @@ from jax import Array
 
 from jaxinit.blocks import gmm, kmeans
 from jaxinit.blocks.tasks import Task
-from jaxinit.config.spec import Spec
+from jaxinit.config.spec import AlgorithmSpec, Setting, Spec, settings_type
 from jaxinit.engine.program import VMAP, Program, RunState, measured, run_for, run_key, start
 
 GRADIENT = "gradient"
@@ -56,29 +60,31 @@ GRADIENT = "gradient"
 
 
 class Algorithm(NamedTuple):
-    """An iterative algorithm for one run; every function is pure and traceable."""
+    """An iterative algorithm for one run; every function is pure and traceable. ``settings``
+    below is the NamedTuple of the algorithm's declared settings (:func:`settings`)."""
 
     name: str
-    inits: tuple[str, ...]  # the values of algorithm.init it accepts
-    init: Callable[..., Any]  # (key, x_NxD, k, how, reg_covar) -> state
-    step: Callable[..., Any]  # (state, x_NxD, reg_covar) -> state
+    settings: tuple[Setting, ...]  # what it reads from [algorithm]: name, type, default, check
+    init: Callable[..., Any]  # (key, x_NxD, settings) -> state
+    step: Callable[..., Any]  # (state, x_NxD, settings) -> state
     changed: Callable[..., Array]  # (old, new, x_NxD) -> how much a step changed; 0: fixed point
     loss: Callable[[Any, Array], Array]  # (state, x_NxD) -> scalar, never increased by step
     predict: Callable[[Any, Array], Array]  # (state, x_NxD) -> cluster of each point (N,)
     components: Callable[[Any], Array]  # state -> (K, F): rows swap under relabelling
-    from_labels: Callable[..., Any]  # (x_NxD, labels_N, k, reg_covar) -> state of a partition
+    from_labels: Callable[..., Any]  # (x_NxD, labels_N, settings) -> state of a partition
+
+
+def _from_module(name: str, module: Any) -> Algorithm:
+    """The :class:`Algorithm` a module defines with the functions' names (``SETTINGS``,
+    ``init``, ``step``, ``changed``, ``loss``, ``predict``, ``components``, ``from_labels``)."""
+    fields = Algorithm._fields[2:]
+    return Algorithm(name, module.SETTINGS, *(getattr(module, f) for f in fields))
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "kmeans": Algorithm(
-        "kmeans", kmeans.INITS, kmeans.init, kmeans.step, kmeans.changed, kmeans.loss, kmeans.predict,
-        kmeans.components, kmeans.from_labels,
-    ),
-    "gmm_em": Algorithm(
-        "gmm_em", gmm.INITS, gmm.init, gmm.step, gmm.changed, gmm.loss, gmm.predict, gmm.components,
-        gmm.from_labels,
-    ),
-}  # fmt: skip
+    "kmeans": _from_module("kmeans", kmeans),
+    "gmm_em": _from_module("gmm_em", gmm),
+}
 """Registry ``name -> Algorithm`` of the algorithms other than ``"gradient"``."""
 
 
@@ -87,9 +93,24 @@ def is_algorithm(spec: Spec) -> bool:
     return spec.algorithm.name != GRADIENT
 
 
+def declared(section: AlgorithmSpec) -> dict[str, Any]:
+    """``name -> value`` of every setting ``section``'s algorithm declares: the spec's value,
+    else the declared default (unchecked: :func:`jaxinit.engine.validation.validate` checks)."""
+    alg = ALGORITHMS[section.name]
+    return {s.name: section.params.get(s.name, s.default) for s in alg.settings}
+
+
+def settings(spec: Spec, task: Task | None = None) -> Any:
+    """The NamedTuple of the settings of ``spec``'s algorithm, as its functions receive them:
+    defaults filled in, and with a ``task``, ``k`` resolved (:func:`n_clusters`)."""
+    alg = ALGORITHMS[spec.algorithm.name]
+    out = settings_type(alg.name, alg.settings)(**declared(spec.algorithm))
+    return out if task is None else out._replace(k=out.k or task.out_dim)
+
+
 def n_clusters(spec: Spec, task: Task) -> int:
     """``algorithm.k``, or the task's number of classes when it is 0."""
-    return spec.algorithm.k or task.out_dim
+    return settings(spec, task).k
 
 
 def has_labels(task: Task) -> bool:
@@ -115,10 +136,10 @@ def adjusted_rand(true_N: Array, pred_N: Array, k_true: int, k_pred: int) -> Arr
 
 def make_init(spec: Spec, task: Task) -> Callable[[dict, Any], Any]:
     """``init(values, data) -> state0``: one run's start, ``algorithm.init`` from its key."""
-    alg, a, k = ALGORITHMS[spec.algorithm.name], spec.algorithm, n_clusters(spec, task)
+    alg, s = ALGORITHMS[spec.algorithm.name], settings(spec, task)
 
     def init(values: dict[str, Array], data: Any) -> Any:
-        return alg.init(run_key(spec.seed, values["seed"]), data.x_train, k, a.init, a.reg_covar)
+        return alg.init(run_key(spec.seed, values["seed"]), data.x_train, s)
 
     return init
 
@@ -139,14 +160,14 @@ def algorithm_program(spec: Spec, task: Task, values: dict[str, Array], data: An
     """One run of ``spec``'s algorithm as a :class:`jaxinit.engine.program.Program`: the state is the
     algorithm's, its residual the last step's change; a step computes no loss, so divergence
     and the threshold are read from the logged losses; a converged run keeps iterating."""
-    alg, a = ALGORITHMS[spec.algorithm.name], spec.algorithm
-    k, labelled = n_clusters(spec, task), has_labels(task)
+    alg, s = ALGORITHMS[spec.algorithm.name], settings(spec, task)
+    k, labelled = s.k, has_labels(task)
     x = data.x_train
 
     def step(state: RunState, t: Array) -> tuple[RunState, None, Array]:
-        new = alg.step(state.params, x, a.reg_covar)
+        new = alg.step(state.params, x, s)
         change = alg.changed(state.params, new, x).astype(x.dtype)
-        return state._replace(params=new, residual=change), None, change <= a.tol
+        return state._replace(params=new, residual=change), None, change <= s.tol
 
     def finish(state: RunState, final_loss: Array) -> tuple[Array, dict, dict[str, Array]]:
         def metric(xs, ys):
@@ -190,12 +211,9 @@ def describe(spec: Spec, task: Task) -> dict[str, Any]:
     """What the identity records of an algorithm in place of a model: its name and the shapes
     and dtypes of its state (``{"name", "model_id": None, "params": {path: [shape, dtype]}}``)."""
     first = spec.first_run()
-    alg, a = ALGORITHMS[first.algorithm.name], first.algorithm
+    alg, s = ALGORITHMS[first.algorithm.name], settings(first, task)
     x = jax.ShapeDtypeStruct(task.x_train.shape, np.dtype(first.train.dtype))
-    k = n_clusters(first, task)
-    shapes = jax.eval_shape(
-        lambda key, x: alg.init(key, x, k, a.init, a.reg_covar), jax.random.key(0), x
-    )
+    shapes = jax.eval_shape(lambda key, x: alg.init(key, x, s), jax.random.key(0), x)
     leaves = jax.tree_util.tree_flatten_with_path(shapes)[0]
     params = {
         jax.tree_util.keystr(p, simple=True, separator="/"): [list(s.shape), str(s.dtype)]
@@ -209,14 +227,13 @@ def from_partition(spec: Spec, task: Task, labels_N: np.ndarray | None = None) -
     of the training inputs (default: the task's labels, the generating partition), stopping
     once a step changes no more than ``algorithm.tol``: the reference optimum of a sweep. Run
     eagerly on the host (op by op: nothing to compile per cell), outside any sweep."""
-    alg, a = ALGORITHMS[spec.algorithm.name], spec.algorithm
-    k = n_clusters(spec, task)
+    alg, s = ALGORITHMS[spec.algorithm.name], settings(spec, task)
     x = jnp.asarray(task.x_train, spec.train.dtype)
     labels = jnp.asarray(task.y_train if labels_N is None else labels_N, jnp.int32)
-    state = alg.from_labels(x, labels, k, a.reg_covar)
+    state = alg.from_labels(x, labels, s)
     for _ in range(spec.train.steps):
-        new = alg.step(state, x, a.reg_covar)
-        done = float(alg.changed(state, new, x)) <= a.tol
+        new = alg.step(state, x, s)
+        done = float(alg.changed(state, new, x)) <= s.tol
         state = new
         if done:
             break

@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxinit.blocks.models import Model
 from jaxinit.blocks.tasks import TASKS, Task
-from jaxinit.config.spec import AlgorithmSpec, InitSpec, Spec
+from jaxinit.config.spec import InitSpec, Spec
 from jaxinit.engine import compile_cache
 from jaxinit.engine.plan import Group, Plan, chunk_id
 from jaxinit.engine.train import Data, make_init, make_train
@@ -77,7 +77,8 @@ def program_spec(spec: Spec, *, init: bool = False) -> Spec:
     if init:
         return spec
     if spec.algorithm.name != "gradient":
-        reset = dataclasses.replace(spec.algorithm, init=AlgorithmSpec().init)
+        own = {k: v for k, v in spec.algorithm.params.items() if k != "init"}
+        reset = dataclasses.replace(spec.algorithm, params=own)
         return dataclasses.replace(spec, algorithm=reset)
     return dataclasses.replace(spec, init=InitSpec())
 

@@ -13,7 +13,7 @@ program), and a chunk is a block of :func:`seeds_per_chunk` seeds × every ``(σ
 computed and dropped), so every chunk runs the same compiled shape and a net's numbers depend
 only on the spec, never on the chunk, shard or resume that computed it.
 
->>> spec = ProbeSpec.from_dict({"kind": "signal_propagation", "axes": {"seed": 40}})
+>>> spec = Spec.from_dict({"kind": "signal_propagation", "axes": {"seed": 40}})
 >>> plan = probe_plan(spec)
 >>> seeds_per_chunk(spec), plan.n_chunks, plan.chunk_size
 (16, 3, 16)
@@ -21,23 +21,20 @@ only on the spec, never on the chunk, shard or resume that computed it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxinit.blocks import signal
-from jaxinit.blocks.activations import ACTIVATIONS
 from jaxinit.config import toml_io as _toml
-from jaxinit.config.spec import MAX_SEED, SpecError, apply_overrides
+from jaxinit.config.spec import PROBE_KINDS, TRAIN, Spec, SpecError
 from jaxinit.engine.identity import software
 from jaxinit.engine.plan import Axis, Group, Plan
-from jaxinit.plots.names import FIGURE_NAMES
+from jaxinit.engine.validation import resolve_spec
 
 if TYPE_CHECKING:  # xarray loads when a Dataset is built, not at import
     import xarray as xr
@@ -45,8 +42,7 @@ if TYPE_CHECKING:  # xarray loads when a Dataset is built, not at import
 __all__ = [
     "KINDS",
     "ProbePlan",
-    "ProbeSettings",
-    "ProbeSpec",
+    "describe",
     "is_probe",
     "plan_for",
     "probe_dataset",
@@ -57,173 +53,33 @@ __all__ = [
     "seeds_per_chunk",
 ]
 
-KINDS = ("signal_propagation", "jacobian_spectrum")
-_AXES = {
-    "signal_propagation": ("activation", "weights", "sigma_w", "sigma_b", "seed"),
-    "jacobian_spectrum": ("activation", "weights", "seed"),
-}
-_AXIS_DEFAULTS = {"activation": ["tanh"], "weights": ["gaussian"], "sigma_w": [1.0],
-                  "sigma_b": [0.0], "seed": 1}  # fmt: skip
-_TOP = ("name", "description", "kind", "seed", "report", "probe", "axes")
-DEFAULT_REPORT = {"signal_propagation": ("signal_propagation", "signal_phase"),
-                  "jacobian_spectrum": ("jacobian_spectrum",)}  # fmt: skip
-"""The figures of a probe spec without ``report`` (the training sweeps' defaults need a loss)."""
+KINDS = PROBE_KINDS
+"""The probe kinds (:data:`jaxinit.config.spec.PROBE_KINDS`)."""
 
 
-@dataclass(frozen=True)
-class ProbeSettings:
-    """The ``[probe]`` section: the shape of the random nets and what is sent through them."""
-
-    depth: int = 50  # signal_propagation: layers
-    width: int = 256  # units per layer (jacobian_spectrum: also the input dimension)
-    in_dim: int = 64  # signal_propagation: input dimension
-    correlation: float = 0.6  # signal_propagation: cosine of the two inputs
-    gradients: bool = True  # signal_propagation: also send a gradient backwards
-    depths: tuple[int, ...] = (4, 8, 16, 32, 64)  # jacobian_spectrum: depths measured
-    sigma_w: float | str = "critical"  # jacobian_spectrum: σ_w, or "critical" per activation
-    sigma_b: float = 0.0  # jacobian_spectrum: bias std
-
-
-@dataclass(frozen=True)
-class ProbeSpec:
-    """A probe sweep. ``axes``: ``(name, values)`` in dataset order (``seed``: ``range(n)``)."""
-
-    kind: str
-    name: str = "probe"
-    description: str = ""
-    seed: int = 0
-    report: tuple[str, ...] = ()
-    probe: ProbeSettings = field(default_factory=ProbeSettings)
-    axes: tuple[tuple[str, Any], ...] = ()
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ProbeSpec:
-        """Structure, types and values checked; every problem is a :class:`SpecError`."""
-        if isinstance(data, ProbeSpec):
-            return data
-        _keys("spec", data, _TOP)
-        kind = data.get("kind")
-        if kind not in KINDS:
-            raise SpecError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
-        settings = _settings(data.get("probe", {}))
-        axes_in = data.get("axes", {})
-        _keys("axes", axes_in, _AXES[kind])
-        axes = tuple((a, _axis(a, axes_in.get(a, _AXIS_DEFAULTS[a]))) for a in _AXES[kind])
-        report = tuple(_typed("report", data.get("report", []), list)) or DEFAULT_REPORT[kind]
-        unknown = [r for r in report if r not in FIGURE_NAMES]
-        if unknown:
-            raise SpecError(
-                f"report: unknown figure {unknown[0]!r}; known: {', '.join(FIGURE_NAMES)}"
-            )
-        seed = _typed("seed", data.get("seed", 0), int)
-        if not 0 <= seed <= MAX_SEED:
-            raise SpecError(f"seed must be in 0..{MAX_SEED}, got {seed}")
-        return cls(kind, _typed("name", data.get("name", kind), str),
-                   _typed("description", data.get("description", ""), str), seed, report,
-                   settings, axes)  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        """The spec as plain JSON-able dicts (the layout :meth:`from_dict` reads)."""
-        axes = {a: len(v) if a == "seed" else list(v) for a, v in self.axes}
-        probe = {k: list(v) if isinstance(v, tuple) else v
-                 for k, v in dataclasses.asdict(self.probe).items()}  # fmt: skip
-        return {"name": self.name, "description": self.description, "kind": self.kind,
-                "seed": self.seed, "report": list(self.report), "probe": probe, "axes": axes}  # fmt: skip
-
-    def with_overrides(self, overrides: Mapping[str, Any]) -> ProbeSpec:
-        """``--set``-style overrides: ``probe.width``, ``axes.sigma_w``, ``axes.seed``, ``name``…"""
-        return ProbeSpec.from_dict(apply_overrides(self.to_dict(), overrides, ("probe",)))
-
-    @property
-    def n_nets(self) -> int:
-        return math.prod(len(v) for _, v in self.axes)
-
-    def describe(self) -> str:
-        p, ax = self.probe, dict(self.axes)
-        groups = len(ax["activation"]) * len(ax["weights"])
-        if self.kind == "signal_propagation":
-            shape = f"depth {p.depth}, width {p.width}" + (
-                ", forward and backward" if p.gradients else ""
-            )
-        else:
-            shape = f"width {p.width}, Jacobians at depths {list(p.depths)}"
-        chunks = probe_plan(self).n_chunks
-        return (f"{self.n_nets:,} random nets ({shape}) = {groups} compiled program(s) × "
-                f"{self.n_nets // groups:,} nets, in {chunks:,} chunk(s); nothing trained")  # fmt: skip
-
-
-def _keys(where: str, data: Any, allowed) -> None:
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{where} must be a table, got {type(data).__name__}")
-    bad = [k for k in data if k not in allowed]
-    if bad:
-        raise SpecError(f"unknown field {where}.{bad[0]}; allowed: {', '.join(allowed)}")
-
-
-def _typed(where: str, value: Any, kind: type) -> Any:
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-        raise SpecError(f"{where} must be {kind.__name__}, got {value!r}")
-    return value
-
-
-def _settings(data: Any) -> ProbeSettings:
-    _keys("probe", data, [f.name for f in dataclasses.fields(ProbeSettings)])
-    d = {**dataclasses.asdict(ProbeSettings()), **data}
-    for k in ("depth", "width", "in_dim"):
-        if _typed(f"probe.{k}", d[k], int) < (1 if k == "depth" else 2):
-            raise SpecError(f"probe.{k} must be >= {1 if k == 'depth' else 2}, got {d[k]}")
-    depths = tuple(
-        _typed("probe.depths", x, int) for x in _typed("probe.depths", list(d["depths"]), list)
-    )
-    if not depths or depths[0] < 1 or list(depths) != sorted(set(depths)):
-        raise SpecError(f"probe.depths must be increasing depths >= 1, got {list(depths)}")
-    rho = _typed("probe.correlation", d["correlation"], float)
-    if not -1.0 < rho < 1.0:
-        raise SpecError(f"probe.correlation must be in (-1, 1), got {rho}")
-    sw = d["sigma_w"]
-    if sw != "critical":
-        sw = _typed("probe.sigma_w", sw, float)
-        if sw <= 0:
-            raise SpecError(f'probe.sigma_w must be > 0 or "critical", got {sw}')
-    sb = _typed("probe.sigma_b", d["sigma_b"], float)
-    if sb < 0:
-        raise SpecError(f"probe.sigma_b must be >= 0, got {sb}")
-    return ProbeSettings(d["depth"], d["width"], d["in_dim"], rho,
-                         _typed("probe.gradients", d["gradients"], bool), depths, sw, sb)  # fmt: skip
-
-
-def _axis(name: str, values: Any) -> Any:
-    if name == "seed":
-        if isinstance(values, bool) or not isinstance(values, int) or not 1 <= values <= MAX_SEED:
-            raise SpecError(f"axes.seed must be a positive count, got {values!r}")
-        return range(values)
-    if not isinstance(values, list) or not values:
-        raise SpecError(f"axes.{name} must be a non-empty list, got {values!r}")
-    if len(set(map(repr, values))) != len(values):
-        raise SpecError(f"axes.{name} repeats a value: {values}")
-    if name in ("activation", "weights"):
-        known = list(ACTIVATIONS) if name == "activation" else list(signal.WEIGHTS)
-        for v in values:
-            if v not in known:
-                raise SpecError(f"axes.{name} value {v!r}: allowed: {', '.join(known)}")
-        return tuple(values)
-    out = tuple(_typed(f"axes.{name}", v, float) for v in values)
-    if min(out) < 0 or (name == "sigma_w" and min(out) <= 0):
-        raise SpecError(
-            f"axes.{name} values must be {'> 0' if name == 'sigma_w' else '>= 0'}: {values}"
+def describe(spec: Spec) -> str:
+    """One line: how many nets of which shape, in how many programs and chunks."""
+    p, ax = spec.probe, dict(spec.axes)
+    groups = len(ax["activation"]) * len(ax["weights"])
+    if spec.kind == "signal_propagation":
+        shape = f"depth {p.depth}, width {p.width}" + (
+            ", forward and backward" if p.gradients else ""
         )
-    return out
+    else:
+        shape = f"width {p.width}, Jacobians at depths {list(p.depths)}"
+    chunks = probe_plan(spec).n_chunks
+    return (f"{spec.n_runs:,} random nets ({shape}) = {groups} compiled program(s) × "
+            f"{spec.n_runs // groups:,} nets, in {chunks:,} chunk(s); nothing trained")  # fmt: skip
 
 
 # -- finding probe specs ------------------------------------------------------------------------
-def _data_of(spec: Any) -> Mapping[str, Any] | None:
-    """The TOML / dict data of ``spec`` if it is a probe spec (it has a ``kind``), else None."""
-    if isinstance(spec, ProbeSpec):
-        return spec.to_dict()
+def is_probe(spec: Any) -> bool:
+    """Whether ``spec`` (a :class:`~jaxinit.config.spec.Spec`, dict, TOML path or bundled
+    name) is a probe spec (its ``kind`` is one of :data:`KINDS`)."""
+    if isinstance(spec, Spec):
+        return spec.is_probe
     if isinstance(spec, Mapping):
-        return spec if "kind" in spec else None
+        return spec.get("kind", TRAIN) != TRAIN
     if isinstance(spec, (str, os.PathLike)):
         from jaxinit.config.bundled import find_spec
 
@@ -231,23 +87,17 @@ def _data_of(spec: Any) -> Mapping[str, Any] | None:
             path = find_spec(spec)
             data = _toml.loads(path.read_bytes().decode("utf-8"))
         except (SpecError, OSError, UnicodeDecodeError, _toml.TOMLDecodeError):
-            return None  # not a readable spec: the training-sweep path reports why
-        return data if "kind" in data else None
-    return None
+            return False  # not a readable spec: resolve_spec reports why
+        return is_probe(data)
+    return False
 
 
-def is_probe(spec: Any) -> bool:
-    """Whether ``spec`` (a :class:`ProbeSpec`, dict, TOML path or bundled name) is a probe spec."""
-    return _data_of(spec) is not None
-
-
-def resolve(spec: Any, overrides: Mapping[str, Any] | None = None) -> ProbeSpec:
-    """A validated :class:`ProbeSpec` from any form of probe spec, with overrides applied."""
-    data = _data_of(spec)
-    if data is None:
+def resolve(spec: Any, overrides: Mapping[str, Any] | None = None) -> Spec:
+    """A validated probe spec (:func:`jaxinit.engine.validation.resolve_spec`, the one entry
+    point of every spec), refusing a training spec."""
+    if not is_probe(spec):
         raise SpecError(f"{spec!r} is not a probe spec (no kind = one of {', '.join(KINDS)})")
-    out = ProbeSpec.from_dict(data)
-    return out.with_overrides(overrides) if overrides else out
+    return resolve_spec(spec, overrides)
 
 
 # -- the plan: which nets in which chunk ---------------------------------------------------------
@@ -256,13 +106,22 @@ SEEDS_PER_CHUNK = 16
 chunk per activation × weights, computed in the compiled shape earlier versions used."""
 
 
-def seeds_per_chunk(spec: ProbeSpec) -> int:
+CHUNK_SIZE_REFUSED = (
+    "--chunk-size: a probe sweep's chunks are fixed by its spec (one activation × weights × a "
+    f"block of at most {SEEDS_PER_CHUNK} seeds, every σ inside), so that a net's numbers never "
+    "depend on the chunking; drop it"
+)
+"""Why ``chunk_size`` is refused for a probe sweep (another size would change the compiled
+shape)."""
+
+
+def seeds_per_chunk(spec: Spec) -> int:
     """Seeds per chunk of ``spec``: fixed by the spec (part of its identity), never by the
     machine, shard or resume, so that every chunk has one compiled shape."""
     return min(len(dict(spec.axes)["seed"]), SEEDS_PER_CHUNK)
 
 
-def plan_axes(spec: ProbeSpec) -> tuple[Axis, ...]:
+def plan_axes(spec: Spec) -> tuple[Axis, ...]:
     """The axes in run-id order: ``activation``, ``weights`` (static), then ``seed`` and the
     ``σ`` axes (traced), so that a chunk is a block of seeds × every ``(σ_w, σ_b)``."""
     ax = dict(spec.axes)
@@ -272,7 +131,7 @@ def plan_axes(spec: ProbeSpec) -> tuple[Axis, ...]:
 
 @dataclass(frozen=True)
 class ProbePlan(Plan):
-    """A :class:`~jaxinit.engine.plan.Plan` of a probe sweep (``spec`` is a :class:`ProbeSpec`): its
+    """A :class:`~jaxinit.engine.plan.Plan` of a probe sweep (``spec`` is a :class:`Spec`): its
     chunk ids, run ids per chunk and shard split are the training sweeps' (store, status)."""
 
     def group(self, index: int) -> Group:
@@ -285,7 +144,7 @@ class ProbePlan(Plan):
         return self.axes[0].values[group.static_key[0]], self.axes[1].values[group.static_key[1]]
 
 
-def probe_plan(spec: ProbeSpec, chunk_size: int | None = None) -> ProbePlan:
+def probe_plan(spec: Spec, chunk_size: int | None = None) -> ProbePlan:
     """The plan of a probe sweep; ``chunk_size`` (nets per chunk, as ``spec.json`` records it)
     defaults to :func:`seeds_per_chunk` seeds × every ``(σ_w, σ_b)``."""
     axes = plan_axes(spec)
@@ -297,13 +156,11 @@ def plan_for(spec: Any, chunk_size: int) -> Plan:
     """The plan of a stored sweep, training (:func:`jaxinit.engine.plan.make_plan`) or probe."""
     from jaxinit.engine.plan import make_plan
 
-    return (
-        probe_plan(spec, chunk_size) if isinstance(spec, ProbeSpec) else make_plan(spec, chunk_size)
-    )
+    return probe_plan(spec, chunk_size) if spec.is_probe else make_plan(spec, chunk_size)
 
 
 # -- identity and stored arrays ------------------------------------------------------------------
-def probe_identity(spec: ProbeSpec) -> dict[str, Any]:
+def probe_identity(spec: Spec) -> dict[str, Any]:
     """The flat run identity (:mod:`jaxinit.engine.identity`) of a probe sweep: what it measures, its
     nets, seeds and axes, the seeds per chunk (the compiled shape) and the software that draws
     the random bits (not the training layout rule)."""
@@ -317,13 +174,13 @@ def probe_identity(spec: ProbeSpec) -> dict[str, Any]:
     return json.loads(json.dumps(out))
 
 
-def probe_record(spec: ProbeSpec) -> dict[str, Any]:
+def probe_record(spec: Spec) -> dict[str, Any]:
     """What a probe directory's ``spec.json`` records (as :func:`jaxinit.engine.identity.record`)."""
     model = {"name": spec.kind, "model_id": None, "params": {}}  # random nets: no trained model
     return {"spec": spec.to_dict(), "identity": probe_identity(spec), "model": model}
 
 
-def probe_members(spec: ProbeSpec) -> dict[str, tuple[tuple[int, ...], str]]:
+def probe_members(spec: Spec) -> dict[str, tuple[tuple[int, ...], str]]:
     """Stored arrays per net: ``probe/<variable>`` -> (shape after the run axis, dtype)."""
     p = spec.probe
     if spec.kind == "signal_propagation":

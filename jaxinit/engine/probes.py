@@ -16,14 +16,18 @@ weight distribution; ``σ_w``, ``σ_b`` and seeds are vmapped inside it):
   ``sigma_w = "critical"``, each activation's critical scale at ``sigma_b``
   (:func:`jaxinit.blocks.theory.critical_scale`). Axes: ``activation``, ``weights``, ``seed``.
 
-Results are a labelled ``xarray.Dataset`` (:func:`run`). A probe directory is a sweep directory
+A probe spec is a :class:`~jaxinit.config.spec.Spec` with a probe ``kind``, run by
+:func:`jaxinit.run` like any sweep (:mod:`jaxinit.engine.sweep`: prepare, the store, shards,
+resume, progress), which takes its chunks from :func:`measure` instead of the training
+executor. Results are a labelled ``xarray.Dataset``. A probe directory is a sweep directory
 (:mod:`jaxinit.engine.store`, laid out by :mod:`jaxinit.engine.probe_spec`): written chunk by chunk (a block of
 seeds of one activation × weights, every ``σ`` vmapped), so ``--shard i/n`` splits it, an
 interrupted run resumes, another spec is refused, and ``jaxinit status`` / ``jaxinit.load`` read
 it as any sweep. Seed ``s`` draws its net from ``fold_in(key(spec seed), s)``, shared across the
 ``σ`` grid and the activations (common random numbers).
 
->>> ds = run({"kind": "signal_propagation", "probe": {"depth": 3, "width": 8, "in_dim": 4},
+>>> import jaxinit
+>>> ds = jaxinit.run({"kind": "signal_propagation", "probe": {"depth": 3, "width": 8, "in_dim": 4},
 ...           "axes": {"sigma_w": [1.0, 2.0], "seed": 2}}, progress=False)
 >>> ds.c.dims
 ('activation', 'weights', 'sigma_w', 'sigma_b', 'seed', 'layer')
@@ -32,13 +36,8 @@ it as any sweep. Seed ``s`` draws its net from ``fold_in(key(spec seed), s)``, s
 from __future__ import annotations
 
 import math
-import os
-import sys
-import time
-import warnings
 from collections.abc import Iterator
 from functools import cache, partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -46,30 +45,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinit.blocks import signal
-from jaxinit.config.spec import SpecError
+from jaxinit.config.spec import Spec
 from jaxinit.engine.plan import Group, chunk_id
 from jaxinit.engine.probe_spec import (
     KINDS,
     SEEDS_PER_CHUNK,
     ProbePlan,
-    ProbeSettings,
-    ProbeSpec,
+    describe,
     is_probe,
-    probe_dataset,
-    probe_members,
-    probe_plan,
-    probe_record,
     resolve,
     seeds_per_chunk,
 )
 from jaxinit.engine.rebuild import from_dataset
-from jaxinit.engine.store import SweepDir, parse_shard
 
 if TYPE_CHECKING:  # xarray and SciPy (jaxinit.blocks.theory) load when a probe runs, not at import
     import xarray as xr
 
-__all__ = ["KINDS", "ProbeSpec", "ProbeSettings", "is_probe", "measure", "resolve", "run",
-           "summarize"]  # fmt: skip
+__all__ = ["KINDS", "SEEDS_PER_CHUNK", "describe", "is_probe", "measure", "resolve", "summarize"]
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -140,7 +132,7 @@ def _per_net(arrays: dict[str, Any], kept: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _signal_chunk(spec: ProbeSpec, act: str, weights: str, first: int, kept: int) -> dict:
+def _signal_chunk(spec: Spec, act: str, weights: str, first: int, kept: int) -> dict:
     p, ax = spec.probe, dict(spec.axes)
     k_in, k_net = jax.random.split(jax.random.key(spec.seed))
     x = _inputs(k_in, p.in_dim, p.correlation)
@@ -161,7 +153,7 @@ def _signal_chunk(spec: ProbeSpec, act: str, weights: str, first: int, kept: int
     return _per_net(out, kept)
 
 
-def _jacobian_chunk(spec: ProbeSpec, act: str, weights: str, first: int, kept: int) -> dict:
+def _jacobian_chunk(spec: Spec, act: str, weights: str, first: int, kept: int) -> dict:
     from jaxinit.blocks import theory
 
     p = spec.probe
@@ -186,57 +178,11 @@ def measure(plan: ProbePlan, todo: list[tuple[Group, int]]) -> Iterator[tuple[st
         yield chunk_id(group, c), {"run_id": group.chunk_run_ids(c), **arrays}
 
 
-def refuse_chunk_size(chunk_size: Any) -> None:
-    """A probe sweep's chunks are fixed by its spec (:func:`jaxinit.engine.probe_spec.seeds_per_chunk`):
-    another size would change the compiled shape, so ``chunk_size`` is refused."""
-    if chunk_size is not None:
-        raise SpecError(
-            "--chunk-size: a probe sweep's chunks are fixed by its spec (one activation × "
-            f"weights × a block of at most {SEEDS_PER_CHUNK} seeds, every σ inside), so that a "
-            "net's numbers never depend on the chunking; drop it"
-        )
-
-
-def run(spec: Any, out: str | os.PathLike | None = None, *, progress: bool = True,
-        shard: Any = None, chunk_size: Any = None, **overrides: Any) -> xr.Dataset:  # fmt: skip
-    """Measure a probe sweep, or resume it in ``out`` (chunks already there are kept).
-
-    Args:
-      spec: a :class:`ProbeSpec`, a dict in the TOML layout, a TOML path or a bundled name.
-      out: sweep directory (:mod:`jaxinit.engine.store`); ``None`` keeps the result in memory. A
-        directory holding another sweep is refused with the fields that differ.
-      progress: print the sweep's size on stderr.
-      shard: ``"i/n"`` measures only chunks ``k`` with ``k % n == i`` (for several processes).
-      chunk_size: refused (:func:`refuse_chunk_size`): the spec fixes its chunks.
-      **overrides: ``field__path=value`` (``__`` for ``.``), e.g. ``probe__width=512``.
-    """
-    from jaxinit.engine.results import load
-
-    refuse_chunk_size(chunk_size)
-    spec = resolve(spec, {k.replace("__", "."): v for k, v in overrides.items()})
-    plan = probe_plan(spec)
-    i, n = parse_shard(shard, plan.n_chunks)
-    if progress:
-        print(f"{spec.name}: {spec.describe()}", file=sys.stderr, flush=True)
-    if out is None:
-        t = time.time()
-        ds = probe_dataset(plan, (a for _, a in measure(plan, list(plan.chunks()))))
-        ds.attrs["seconds"] = round(time.time() - t, 2)
-        return ds
-    with SweepDir(Path(out), probe_record(spec), plan.chunk_size, (i, n)).open(False) as store:
-        todo, problems = store.todo(plan, probe_members(spec))
-        for msg in problems:
-            warnings.warn(msg, stacklevel=2)
-        for cid, arrays in measure(plan, todo):
-            store.write_chunk(cid, arrays)
-    return load(out)
-
-
 def summarize(ds: xr.Dataset, *, title: bool = True) -> str:
     """A short text table of a probe sweep (what ``jaxinit run`` prints); ``title``: first the
     sweep's name and size (``jaxinit run`` has printed them already)."""
-    spec = ProbeSpec.from_dict(from_dataset(ds).data)
-    rows = [f"{spec.name}: {spec.describe()}"] if title else []
+    spec = from_dataset(ds).spec
+    rows = [f"{spec.name}: {describe(spec)}"] if title else []
     if ds.attrs.get("partial"):
         rows.append(f"partial: {ds.attrs['n_done']:,}/{ds.attrs['n_runs']:,} nets measured (the "
                     "rest are NaN); resume with the same jaxinit run command")  # fmt: skip

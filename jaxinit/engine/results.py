@@ -38,7 +38,7 @@ from xarray.core import indexing
 from jaxinit.blocks import metrics
 from jaxinit.config import outputs
 from jaxinit.engine.plan import Plan, coordinates
-from jaxinit.engine.probe_spec import ProbeSpec, plan_for, probe_dataset
+from jaxinit.engine.probe_spec import plan_for, probe_dataset
 from jaxinit.engine.store import (
     expect_for,
     iter_chunk_files,
@@ -223,7 +223,7 @@ def load(path: str | Path, *, on_corrupt: str = "raise", lazy: bool | None = Non
     stamp = stamp_of(meta)  # chunks and manifests of another sweep are refused (or skipped)
     files = iter_chunk_files(path, on_corrupt, expect_for(plan, stamp=stamp), stamp)  # streamed
     attrs = {"jaxinit_version": meta["jaxinit_version"], "fingerprint": meta["fingerprint"]}
-    if isinstance(spec, ProbeSpec):  # random nets measured at init: their own variables
+    if spec.is_probe:  # random nets measured at init: their own variables
         ds = probe_dataset(plan, (arrays for _, arrays in files), attrs)
     else:
         if "model" in meta:

@@ -71,7 +71,7 @@ from jaxinit.config.spec import FORMAT_VERSION, Spec, SpecError
 from jaxinit.engine import claims
 from jaxinit.engine.identity import differences, digest, record, spec_identity
 from jaxinit.engine.plan import Group, Plan, chunk_id
-from jaxinit.engine.probe_spec import ProbeSpec, probe_identity
+from jaxinit.engine.probe_spec import probe_identity
 
 __all__ = [
     "ChunkExpect",
@@ -233,9 +233,9 @@ def decode_chunk(data: bytes) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def read_spec(path: str | Path) -> tuple[Spec | ProbeSpec, dict[str, Any]]:
-    """The spec (a :class:`~jaxinit.config.spec.Spec`, or a
-    :class:`~jaxinit.engine.probe_spec.ProbeSpec` for a probe sweep) and metadata of a sweep
+def read_spec(path: str | Path) -> tuple[Spec, dict[str, Any]]:
+    """The spec (a :class:`~jaxinit.config.spec.Spec`, of a training or a probe sweep) and
+    metadata of a sweep
     directory, checked for corruption (not re-validated:
     results stay loadable when validation rules tighten). Format 1 directories (before run
     identities) load; only format 2 ones can be resumed."""
@@ -275,10 +275,7 @@ def read_spec(path: str | Path) -> tuple[Spec | ProbeSpec, dict[str, Any]]:
     if _stored_digest(meta) != meta["fingerprint"]:
         raise StoreError(f"{meta_file} is corrupt: its contents do not match its fingerprint")
     try:
-        if isinstance(meta["spec"], dict) and "kind" in meta["spec"]:  # random nets at init
-            spec = ProbeSpec.from_dict(meta["spec"])
-        else:
-            spec = Spec.from_json(json.dumps(meta["spec"]))  # key order kept: axes order = dims
+        spec = Spec.from_json(json.dumps(meta["spec"]))  # key order kept: axes order = dims
     except SpecError as e:
         raise StoreError(f"{meta_file} holds an unreadable spec: {e}") from None
     if version >= 2 and _spec_disagrees(spec, meta["identity"]):
@@ -295,9 +292,9 @@ _META_KEYS = {
 }
 
 
-def _spec_disagrees(spec: Spec | ProbeSpec, ident: dict[str, Any]) -> bool:
+def _spec_disagrees(spec: Spec, ident: dict[str, Any]) -> bool:
     """Whether a training field of the stored spec differs from the stored identity (an edit)."""
-    if isinstance(spec, ProbeSpec):
+    if spec.is_probe:
         own = [(k, v) for k, v in probe_identity(spec).items() if not k.startswith("software.")]
     else:  # model.name is the model's own ("user" for a user's)
         own = [(k, v) for k, v in spec_identity(spec).items() if k != "model.name"]

@@ -31,7 +31,7 @@ from jaxinit.blocks import user_data
 from jaxinit.blocks.models import Model, from_spec
 from jaxinit.blocks.tasks import Task
 from jaxinit.config.spec import Spec, SpecError
-from jaxinit.engine import distributed, lanes
+from jaxinit.engine import distributed, lanes, probe_spec
 from jaxinit.engine.executors import (
     Executor,
     build_task,
@@ -66,6 +66,8 @@ class Prepared(NamedTuple):
 
     def describe(self) -> str:
         p = self.plan
+        if self.spec.is_probe:
+            return probe_spec.describe(self.spec)
         return (
             f"{p.n_runs:,} runs = {p.n_groups:,} static group(s){self._programs()} × "
             f"{p.runs_per_group:,} runs, in {p.n_chunks:,} chunks of {p.chunk_size:,}; "
@@ -136,6 +138,8 @@ def prepare(
         sha = user_data.register(data)
         spec = user_data.with_data(spec, sha)
     spec = resolve_spec(spec, {k.replace("__", "."): v for k, v in overrides.items()})
+    if spec.is_probe:
+        return _prepare_probe(spec, model, chunk_size, data)
     if model is not None and spec.algorithm.name != "gradient":
         raise SpecError(f"algorithm {spec.algorithm.name!r} uses no model: drop model=")
     with precision(spec.train.dtype):
@@ -160,6 +164,24 @@ def _prepare(spec: Spec, model: Model | None, chunk_size: int | None) -> Prepare
         math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in members.values()
     )
     return Prepared(spec, plan, model, sweep, members, per_run)
+
+
+def _prepare_probe(spec: Spec, model: Model | None, chunk_size: Any, data: Any) -> Prepared:
+    """A probe sweep (random nets measured at init, :mod:`jaxinit.engine.probes`): its plan,
+    record and stored arrays (:mod:`jaxinit.engine.probe_spec`); nothing to check against a
+    model or data, and its chunks are fixed by its spec."""
+    if model is not None or data is not None:
+        what = "model=" if model is not None else "data="
+        raise SpecError(f"{what} is for training sweeps; a probe measures random nets at init")
+    if chunk_size is not None:
+        raise SpecError(probe_spec.CHUNK_SIZE_REFUSED)
+    members = probe_spec.probe_members(spec)
+    per_run = 8 + sum(
+        math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in members.values()
+    )
+    return Prepared(
+        spec, probe_spec.probe_plan(spec), None, probe_spec.probe_record(spec), members, per_run
+    )
 
 
 def _refuse_unstorable(prep: Prepared, out: Path | None) -> None:
@@ -223,15 +245,6 @@ def run(
         hash is part of the run identity, and ``out`` keeps a copy (``data.npz``) for reports.
       **overrides: ``field__path=value`` overrides, e.g. ``train__steps=200`` (``__`` for ``.``).
     """
-    from jaxinit import probes  # random nets measured at init (imports SciPy: only when used)
-
-    if not isinstance(spec, (Prepared, Spec)) and probes.is_probe(spec):
-        if data is not None:
-            raise SpecError("data= is for training sweeps; a probe measures random nets at init")
-        # random nets, no training: the same store, shards and resume (jaxinit.engine.probe_spec)
-        return probes.run(
-            spec, out, progress=progress, shard=shard, chunk_size=chunk_size, **overrides
-        )
     if isinstance(spec, Prepared) and data is not None:
         raise SpecError("pass data= to prepare(), which made this Prepared sweep")
     if isinstance(spec, Prepared) and not overrides and spec.model is model:
@@ -264,15 +277,16 @@ def _run(
 
     if out is None:
         chunks = [a for _, a in _run_chunks(prep, list(prep.plan.chunks()), executor, progress)]
-        ds = assemble(prep.plan, chunks, partial=False, attrs=_attrs(prep))
-        return ds
+        if prep.spec.is_probe:
+            return probe_spec.probe_dataset(prep.plan, chunks)
+        return assemble(prep.plan, chunks, partial=False, attrs=_attrs(prep))
     with SweepDir(out, prep.record, prep.plan.chunk_size, (i, n)).open(
         chunk_size is not None
     ) as store:
         _keep_data(out, prep.spec)
         plan = prep.plan
         if store.chunk_size != plan.chunk_size:
-            plan = make_plan(prep.spec, store.chunk_size)
+            plan = probe_spec.plan_for(prep.spec, store.chunk_size)
             prep = prep._replace(plan=plan)
         todo, problems = store.todo(plan, prep.members)
         for msg in problems:
@@ -304,8 +318,14 @@ def _run_chunks(prep: Prepared, todo, executor: Executor, progress: bool) -> Ite
     plan = prep.plan
     total = sum(len(g.chunk_run_ids(c)) for g, c in todo)
     checked = prep.model is None  # only user models can ignore their key
+    if prep.spec.is_probe:  # random nets measured at init (SciPy: imported only when used)
+        from jaxinit.engine import probes
+
+        source = probes.measure(plan, todo)
+    else:
+        source = executor.run(plan, todo, prep.model)
     with _progress(total, progress) as bar:
-        for cid, arrays in executor.run(plan, todo, prep.model):
+        for cid, arrays in source:
             if not checked:
                 _warn_if_identical(arrays, plan)
                 checked = True

@@ -35,7 +35,7 @@ from jaxinit.config.spec import (
     field_names,
     is_traced,
 )
-from jaxinit.engine.algorithms import ALGORITHMS, GRADIENT
+from jaxinit.engine.algorithms import ALGORITHMS, GRADIENT, declared
 
 __all__ = ["validate", "resolve_spec", "model_settings", "OPTIMIZERS", "DTYPES", "LAYOUTS"]
 
@@ -91,6 +91,9 @@ def resolve_spec(
 def validate(spec: Spec) -> None:
     """Raise :class:`SpecError` naming the field if any field, or any axis value, is invalid."""
     _seed("seed", spec.seed)
+    if spec.is_probe:
+        _validate_probe(spec)
+        return
     for path, values in spec.axes:
         _check_axis(spec, path, values)
     first = spec.first_run()
@@ -117,6 +120,43 @@ def validate(spec: Spec) -> None:
 
         for name in spec.report:
             _one_of("report", name, figure_names())
+
+
+def _validate_probe(spec: Spec) -> None:
+    """A probe spec (:mod:`jaxinit.engine.probes`): the nets' shape, the inputs, the ``σ``
+    values, known activations and weight laws, and its figures."""
+    from jaxinit.blocks.signal import WEIGHTS
+    from jaxinit.plots.names import figure_names
+
+    p = spec.probe
+    for k in ("depth", "width", "in_dim"):
+        lo = 1 if k == "depth" else 2
+        if getattr(p, k) < lo:
+            raise SpecError(f"probe.{k} must be >= {lo}, got {getattr(p, k)}")
+    depths = list(p.depths)
+    if not depths or depths[0] < 1 or depths != sorted(set(depths)):
+        raise SpecError(f"probe.depths must be increasing depths >= 1, got {depths}")
+    if not -1.0 < p.correlation < 1.0:
+        raise SpecError(f"probe.correlation must be in (-1, 1), got {p.correlation}")
+    if isinstance(p.sigma_w, str) and p.sigma_w != "critical":
+        raise SpecError(f'probe.sigma_w must be > 0 or "critical", got {p.sigma_w!r}')
+    if not isinstance(p.sigma_w, str) and p.sigma_w <= 0:
+        raise SpecError(f'probe.sigma_w must be > 0 or "critical", got {p.sigma_w}')
+    if p.sigma_b < 0:
+        raise SpecError(f"probe.sigma_b must be >= 0, got {p.sigma_b}")
+    for name, values in spec.axes:
+        if name in ("activation", "weights"):
+            known = tuple(ACTIVATIONS) if name == "activation" else tuple(WEIGHTS)
+            for v in values:
+                if v not in known:
+                    raise SpecError(f"axes.{name} value {v!r}: allowed: {', '.join(known)}")
+        elif name != "seed" and (min(values) < 0 or (name == "sigma_w" and min(values) <= 0)):
+            raise SpecError(
+                f"axes.{name} values must be {'> 0' if name == 'sigma_w' else '>= 0'}: "
+                f"{list(values)}"
+            )
+    for name in spec.report:
+        _one_of("report", name, figure_names())
 
 
 def _check_axis(spec: Spec, path: str, values: Sequence) -> None:
@@ -390,7 +430,7 @@ def _check_fits_dtype(spec: Spec) -> None:
         sec = getattr(spec, section)
         for name in field_names(type(sec)):
             check(f"{section}.{name}", getattr(sec, name))
-    for section in ("model", "optimizer"):
+    for section in ("model", "optimizer", "algorithm"):
         for k, v in getattr(spec, section).params.items():
             check(f"{section}.{k}", v)
     t = spec.task
@@ -404,25 +444,36 @@ def _check_fits_dtype(spec: Spec) -> None:
 
 
 def _check_algorithm(spec: Spec) -> None:
-    """``[algorithm]``: a known name, an init it accepts, and a k the task's data can hold."""
+    """``[algorithm]``: a known name, the settings the algorithm declares (known names, each
+    value of its declared type and passing its declared check), and a k the task can hold."""
     a = spec.algorithm
     _one_of("algorithm.name", a.name, (GRADIENT, *ALGORITHMS))
-    _finite("algorithm.tol", a.tol, nonneg=True)
-    _finite("algorithm.reg_covar", a.reg_covar, nonneg=True)
+    by_name = {s.name: s for s in (ALGORITHMS[a.name].settings if a.name != GRADIENT else ())}
+    for k, v in a.params.items():
+        if k not in by_name:
+            allowed = ", ".join(by_name) or "(none: it takes no settings)"
+            raise SpecError(
+                f"algorithm {a.name!r} has no setting {k!r} (algorithm.{k}); allowed: {allowed}"
+            )
+        setting, where = by_name[k], f"algorithm.{k} (for {a.name})"
+        v = setting.coerce(where, v)
+        if setting.type is float:
+            _finite(where, v)
+        problem = setting.check(v) if setting.check else None
+        if problem:
+            raise SpecError(f"{where} {problem}")
     if a.name == GRADIENT:
         return
-    _one_of(f"algorithm.init (for {a.name})", a.init, ALGORITHMS[a.name].inits)
     task = TASKS[spec.task.name](**spec.task.params)
-    if a.k == 0 and task.loss != "ce":
+    k = declared(a)["k"]
+    if k == 0 and task.loss != "ce":
         raise SpecError(
             f"algorithm.k = 0 takes k from the task's classes, but task {spec.task.name!r} has "
             "none: set algorithm.k"
         )
-    k, n = a.k or task.out_dim, task.x_train.shape[0]
+    k, n = k or task.out_dim, task.x_train.shape[0]
     if not 1 <= k <= n:
-        raise SpecError(f"algorithm.k must be in 1..{n} (the task's training points), got {a.k}")
-    if a.name == "gmm_em" and a.reg_covar <= 0:
-        raise SpecError("algorithm.reg_covar must be > 0 for gmm_em (a covariance can collapse)")
+        raise SpecError(f"algorithm.k must be in 1..{n} (the task's training points), got {k}")
 
 
 def _check_algorithm_axes(spec: Spec) -> None:
