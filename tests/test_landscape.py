@@ -94,25 +94,29 @@ def test_finds_every_saddle_and_the_minimum_between(name):
         assert index.tolist() == [1, 1] and (gnorm < 1e-3).all()
         mins = np.stack([np.asarray(x) for x, _ in path.minima])
         assert L.saddle_index(f, mins)[0].tolist() == [0]
-        # the straight-line barrier, reported beside them: the same 33 points, evaluated here
-        t = np.linspace(0, 1, 33)[:, None]
+        # the straight-line barrier, reported beside them: at the points the path is checked at
+        t = np.linspace(0, 1, L.BandConfig(images=16).points)[:, None]
         line = np.array([float(f(q)) for q in (1 - t) * ends[0] + t * ends[1]])
         assert path.linear_barrier == pytest.approx(line.max() - (line[0] + line[-1]) / 2, rel=1e-6)
         assert path.barrier < path.linear_barrier
 
 
+def _tangent(x_KxD, e_K):  # one path in the layout of many (path axis last)
+    return L.tangents(jnp.asarray(x_KxD).T[:, :, None], jnp.asarray(e_K)[:, None])[:, 0, 0]
+
+
 def test_improved_tangent_points_uphill_and_blends_at_extrema():
     x = jnp.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
     d_plus, d_minus = np.array([0.0, 1.0]), np.array([1.0, 0.0])
-    up = L.tangents(x, jnp.array([0.0, 1.0, 2.0]))[0]
-    down = L.tangents(x, jnp.array([2.0, 1.0, 0.0]))[0]
+    up = _tangent(x, [0.0, 1.0, 2.0])
+    down = _tangent(x, [2.0, 1.0, 0.0])
     assert np.allclose(up, d_plus) and np.allclose(down, d_minus)  # towards the higher side
     # at a maximum with V_{i+1} = 0.5 > V_{i-1} = 0: weights ΔV_max = 1 on τ+, ΔV_min = 0.5 on τ-
-    peak = L.tangents(x, jnp.array([0.0, 1.0, 0.5]))[0]
+    peak = _tangent(x, [0.0, 1.0, 0.5])
     blend = 1.0 * d_plus + 0.5 * d_minus
     assert np.allclose(peak, blend / np.linalg.norm(blend))
     # equal losses: the bisector
-    flat = L.tangents(x, jnp.array([1.0, 1.0, 1.0]))[0]
+    flat = _tangent(x, [1.0, 1.0, 1.0])
     assert np.allclose(flat, (d_plus + d_minus) / np.sqrt(2))
 
 
@@ -126,7 +130,10 @@ def test_climbing_image_reaches_the_saddle_that_the_plain_band_misses():
     assert np.allclose(np.asarray(ci.saddle), [0.0, 0.5], atol=1e-4)
     assert ci.saddle_loss == pytest.approx(1.0, abs=1e-6)
     assert plain.saddle_loss < 1.0 - 1e-3  # its images straddle the saddle
-    assert ci.linear_barrier == pytest.approx(1.5, abs=1e-6)
+    # the line is checked where the path is: 36 points, none at x = 0 (V = 1.5 there)
+    t = np.linspace(0, 1, L.BandConfig(images=8).points)
+    assert ci.linear_barrier == pytest.approx(max(curved_well((2 * t - 1, 0 * t))), abs=1e-9)
+    assert 1.49 < ci.linear_barrier < 1.5
 
 
 def test_a_path_on_the_valley_floor_stays_put():
