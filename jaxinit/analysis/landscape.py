@@ -692,8 +692,10 @@ def minimum_energy_paths(
     (the path axis last, every op elementwise over the paths), ``segment`` steps at a time; a
     path that has stopped (converged, escaped or out of steps) is frozen by its mask while the
     others go on, and after the segment its slot takes the next waiting pair, so the pool does
-    not idle until its slowest path is done. Once no pair waits, the pool halves (down to 16
-    paths) whenever half of it has stopped. Each path takes the same steps as it would alone."""
+    not idle until its slowest path is done. Once no pair waits, the pool shrinks to a quarter
+    (down to 16 paths; a compilation each) whenever three quarters of it have stopped. Each path
+    takes the same steps as it would alone (in float64; in float32 programs of different widths
+    may round differently)."""
     cfg = _config(config, overrides)
     _check_ends(a_N, b_N, 1)
     n = len(jax.tree.leaves(a_N)[0])
@@ -723,11 +725,11 @@ def minimum_energy_paths(
             todo[free] = True
             fresh = start(take(a_N, slot), take(b_N, slot))
             state = tree_where(jnp.asarray(np.isin(np.arange(size), free)), fresh, state)
-        while queue >= n and 0 < 2 * todo.sum() <= size and size >= 32:
-            # no pair waits: halve the pool, keeping the unfinished paths (a compilation each)
+        while queue >= n and 0 < 4 * todo.sum() <= size and size >= 64:
+            # no pair waits: quarter the pool, keeping the unfinished paths (a compilation each)
             keep = np.flatnonzero(todo)
-            keep = np.concatenate([keep, np.flatnonzero(~todo)[: size // 2 - len(keep)]])
-            size //= 2
+            keep = np.concatenate([keep, np.flatnonzero(~todo)[: size // 4 - len(keep)]])
+            size //= 4
             slot, todo = slot[keep], todo[keep]
             state = jax.tree.map(lambda x, k=keep: x[..., jnp.asarray(k)], state)
     # what the stopped bands say, in pools of the first size (one more compilation)

@@ -38,6 +38,9 @@ SECTIONS = (
 MAX_SEED = 2**31 - 1  # seeds are folded into keys as int32
 _TOP_LEVEL = ("name", "description", "seed", "axes", "report", *SECTIONS)
 DESCRIPTIVE = ("name", "description", "report", "basins", "landscape")
+OPTIONAL_SECTIONS = ("landscape",)
+"""Sections added later, written to a spec's dict / JSON only where they differ from their
+defaults: the stored spec of a sweep that does not set them is unchanged."""
 """Top-level fields and sections that never change a run's numbers (not part of its identity)."""
 
 
@@ -264,6 +267,8 @@ class Spec:
         out: dict[str, Any] = {"name": self.name, "description": self.description}
         out["seed"] = self.seed
         for name in SECTIONS:
+            if name in OPTIONAL_SECTIONS and getattr(self, name) == SECTION_TYPES[name]():
+                continue  # not set: the stored JSON is what it was before the section existed
             sec = dataclasses.asdict(getattr(self, name))
             extra = sec.pop("params", None) or {}
             out[name] = {**sec, **extra}
@@ -330,7 +335,7 @@ def apply_overrides(
         if head in ("name", "description", "seed", "report") and not rest:
             data[head] = value
         elif (head == "axes" or head in sections) and rest:
-            data[head][rest] = value
+            data.setdefault(head, {})[rest] = value
         else:
             raise SpecError(
                 f"cannot set {path!r}: use section.field with a section in {tuple(sections)}, "
