@@ -309,7 +309,7 @@ def test_images_climb_even_when_the_plain_band_settles_before_climb_start():
 
 def test_the_lanes_loss_is_the_loss(small_sweep):
     """graph() relaxes the built-in model's paths with its every-point-at-once loss: the same
-    values and gradients as loss_fn, and the same path."""
+    values and gradients as loss_fn (graph's own test then runs the whole relaxation on it)."""
     from jaxinit.analysis import basins
     from jaxinit.engine.lanes import from_lanes, to_lanes
 
@@ -317,16 +317,10 @@ def test_the_lanes_loss_is_the_loss(small_sweep):
     loss_fn, fast = g.loss_fn(), L.lanes_loss_of(g.model, g.task)
     params = jax.tree.map(lambda a: jnp.asarray(a[:5]), g.params_R)
     want = jax.vmap(jax.value_and_grad(loss_fn))(params)
-    got = jax.value_and_grad(lambda p: jnp.sum(fast(p)))(to_lanes(params))
+    got = jax.grad(lambda p: jnp.sum(fast(p)))(to_lanes(params))
     np.testing.assert_allclose(fast(to_lanes(params)), want[0], rtol=1e-5)
-    for x, y in zip(jax.tree.leaves(from_lanes(got[1])), jax.tree.leaves(want[1])):
+    for x, y in zip(jax.tree.leaves(from_lanes(got)), jax.tree.leaves(want[1])):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
-    a, b = (jax.tree.map(lambda x, i=i: x[i], params) for i in (0, 1))
-    kw = dict(images=6, steps=300, force_tol=0.0)  # 300 steps for both
-    slow = L.minimum_energy_path(loss_fn, a, b, **kw)
-    quick = L.minimum_energy_path(loss_fn, a, b, lanes_loss=fast, **kw)
-    assert slow.steps == quick.steps == 300
-    np.testing.assert_allclose(quick.losses, slow.losses, rtol=1e-3, atol=1e-5)
 
 
 def test_landscape_settings_are_validated_and_leave_the_identity_alone():

@@ -955,13 +955,14 @@ def _assemble(ds, b, g, table, local, chosen, paths: Paths, eig_tol, resolve_tol
             links.append((i, j, p.path_max))
         links.append((i, j, float(p.linear_losses.max())))  # the straight line is a path too
         linb = p.linear_barrier
-        rel = p.path_max - (p.losses[0] + p.losses[-1]) / 2
+        rel = p.barrier  # path_max - the mean of the ends
         rows.append(dict(i=i, j=j, chosen_by=chosen[(i, j)], linear_barrier=linb,
-                         relaxed_barrier=rel, saddle_barrier=p.barrier,
+                         relaxed_barrier=rel,
+                         saddle_barrier=p.saddle_loss - (p.losses[0] + p.losses[-1]) / 2,
                          ratio=rel / linb if linb > 0 else np.nan, resolved=resolved,
                          linear_saddle=float(p.linear_losses.max()), saddle_loss=p.saddle_loss,
                          path_max=p.path_max,
-                         ts_index=int(index[e]) if p.climbing.any() else -1,
+                         ts_index=int(index[e]) if p.climbing.any() and p.source == 0 else -1,
                          ts_grad_norm=float(gnorm[e]), converged=p.converged,
                          escaped=p.escaped, source=SOURCES[p.source], steps=p.steps,
                          interior_minima=len(seq) - 2))  # fmt: skip
