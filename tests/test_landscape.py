@@ -297,8 +297,8 @@ def test_a_band_that_runs_off_over_a_ridge_is_never_above_the_straight_line():
 
 
 def test_images_climb_even_when_the_plain_band_settles_before_climb_start():
-    """Before: a band whose forces fell below force_tol before climb_start was declared converged
-    without climbing, its highest image below the saddle. Now it converges only once climbing."""
+    """A band whose forces fall below force_tol before climb_start is not converged until its
+    images have climbed: its highest image ends on the saddle."""
     with jax.enable_x64(True):
         a, b = jnp.array([-1.0, 0.0]), jnp.array([1.0, 0.0])
         kw = dict(images=8, steps=20_000, force_tol=1e-6, dt=0.01, dt_max=0.05, climb_start=3000)
