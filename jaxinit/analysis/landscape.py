@@ -683,7 +683,7 @@ def minimum_energy_paths(
     *,
     trainable: Any | None = None,
     lanes_loss: Callable | None = None,
-    chunk: int = 256,
+    chunk: int = 128,
     config: BandConfig | None = None,
     **overrides: Any,
 ) -> Paths:
@@ -693,7 +693,7 @@ def minimum_energy_paths(
     path that has stopped (converged, escaped or out of steps) is frozen by its mask while the
     others go on, and after the segment its slot takes the next waiting pair, so the pool does
     not idle until its slowest path is done. Once no pair waits, the pool shrinks to a quarter
-    (down to 16 paths; a compilation each) whenever three quarters of it have stopped. Each path
+    (never below 16 paths; a compilation each) whenever three quarters of it have stopped. Each path
     takes the same steps as it would alone (in float64; in float32 programs of different widths
     may round differently)."""
     cfg = _config(config, overrides)
