@@ -249,7 +249,7 @@ def test_a_band_that_runs_off_stops_at_max_stretch():
 
 
 def test_the_pool_refills_and_shrinks_without_changing_a_path():
-    """40 paths through a pool of 32: freed slots take the waiting pairs, then the pool halves;
+    """40 paths through a pool of 32: freed slots take the waiting pairs, then the pool shrinks to 8;
     every path is the one it would be alone (the steps it took, its images)."""
     with jax.enable_x64(True):
         rng = np.random.default_rng(0)

@@ -693,7 +693,7 @@ def minimum_energy_paths(
     path that has stopped (converged, escaped or out of steps) is frozen by its mask while the
     others go on, and after the segment its slot takes the next waiting pair, so the pool does
     not idle until its slowest path is done. Once no pair waits, the pool shrinks to a quarter
-    (never below 16 paths; a compilation each) whenever three quarters of it have stopped. Each path
+    (never below 8 paths; a compilation each) whenever three quarters of it have stopped. Each path
     takes the same steps as it would alone (in float64; in float32 programs of different widths
     may round differently)."""
     cfg = _config(config, overrides)
@@ -725,7 +725,7 @@ def minimum_energy_paths(
             todo[free] = True
             fresh = start(take(a_N, slot), take(b_N, slot))
             state = tree_where(jnp.asarray(np.isin(np.arange(size), free)), fresh, state)
-        while queue >= n and 0 < 4 * todo.sum() <= size and size >= 64:
+        while queue >= n and 0 < 4 * todo.sum() <= size and size >= 32:
             # no pair waits: quarter the pool, keeping the unfinished paths (a compilation each)
             keep = np.flatnonzero(todo)
             keep = np.concatenate([keep, np.flatnonzero(~todo)[: size // 4 - len(keep)]])
