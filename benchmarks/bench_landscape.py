@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--loop-pairs", type=int, default=0, help="0: every pair")
     ap.add_argument("--k", type=int, default=2)
-    ap.add_argument("--chunk", type=int, default=128)
+    ap.add_argument("--chunk", type=int, default=64)
     ap.add_argument("--loss", choices=("lanes", "vmap"), default="lanes")
     ap.add_argument("--optimizer", choices=("fire", "lbfgs"), default="fire")
     args = ap.parse_args()

@@ -683,7 +683,7 @@ def minimum_energy_paths(
     *,
     trainable: Any | None = None,
     lanes_loss: Callable | None = None,
-    chunk: int = 128,
+    chunk: int = 64,
     config: BandConfig | None = None,
     **overrides: Any,
 ) -> Paths:

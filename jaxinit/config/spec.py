@@ -182,7 +182,7 @@ class LandscapeSpec:
     force_tol: float = 1e-3  # converged: every image's force norm below this
     max_stretch: float = 2.0  # a band longer than this × the straight line stops
     subdivide: int = 4  # points checked between consecutive images (and on the straight line)
-    chunk: int = 128  # paths relaxed together in one compiled pool (its arrays stay in cache)
+    chunk: int = 64  # paths relaxed together in one compiled pool (its arrays stay in cache)
 
 
 Axes = tuple[tuple[str, Sequence], ...]
