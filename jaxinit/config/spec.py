@@ -33,10 +33,15 @@ from jaxinit.config import toml_io
 FORMAT_VERSION = 2
 """Bumped whenever a saved sweep directory changes layout or meaning (2: run identity)."""
 
-SECTIONS = ("task", "model", "init", "optimizer", "train", "store", "basins", "algorithm")
+SECTIONS = (
+    "task", "model", "init", "optimizer", "train", "store", "basins", "algorithm", "landscape",
+)  # fmt: skip
 MAX_SEED = 2**31 - 1  # seeds are folded into keys as int32
 _TOP_LEVEL = ("name", "description", "seed", "axes", "report", *SECTIONS)
-DESCRIPTIVE = ("name", "description", "report", "basins")
+DESCRIPTIVE = ("name", "description", "report", "basins", "landscape")
+OPTIONAL_SECTIONS = ("landscape",)
+"""Sections added later, written to a spec's dict / JSON only where they differ from their
+defaults: the stored spec of a sweep that does not set them is unchanged."""
 """Top-level fields and sections that never change a run's numbers (not part of its identity)."""
 
 
@@ -250,6 +255,28 @@ class ProbeSettings:
     sigma_b: float = 0.0  # jacobian_spectrum: bias std
 
 
+@dataclass(frozen=True)
+class LandscapeSpec:
+    """Settings of the landscape analysis (:func:`jaxinit.analysis.landscape.graph`, the
+    ``disconnectivity`` figure); they do not change training. The band fields are those of
+    :class:`jaxinit.analysis.landscape.BandConfig`."""
+
+    k: int = 2  # relax each minimum's k nearest neighbours (besides the spanning tree)
+    max_nodes: int = 0  # the lowest-loss basins kept as nodes; 0: all
+    images: int = 16  # points on a path, both ends included
+    steps: int = 3000  # most optimizer steps per path
+    climbing: bool = True  # climbing images refine the saddles
+    optimizer: str = "fire"  # "fire" or "lbfgs"
+    spring: float = 1.0  # spring constant along the path
+    dt: float = 0.05  # FIRE's first time step (lbfgs: its learning rate)
+    dt_max: float = 0.1  # FIRE's largest time step
+    max_step: float = 0.05  # most an image moves per step, × the straight-line image spacing
+    force_tol: float = 1e-3  # converged: every image's force norm below this
+    max_stretch: float = 2.0  # a band longer than this × the straight line stops
+    subdivide: int = 4  # points checked between consecutive images (and on the straight line)
+    chunk: int = 64  # paths relaxed together in one compiled pool (its arrays stay in cache)
+
+
 Axes = tuple[tuple[str, Sequence], ...]
 
 
@@ -269,6 +296,7 @@ class Spec:
     store: StoreSpec = field(default_factory=StoreSpec)
     basins: BasinSpec = field(default_factory=BasinSpec)
     algorithm: AlgorithmSpec = field(default_factory=AlgorithmSpec)
+    landscape: LandscapeSpec = field(default_factory=LandscapeSpec)
     axes: Axes = (("seed", range(1)),)
     report: tuple[str, ...] = ()  # figure names for ``jaxinit report``; empty: the defaults
     # TRAIN, or one of PROBE_KINDS: random nets measured at init, described by ``probe`` and
@@ -341,6 +369,8 @@ class Spec:
         out: dict[str, Any] = {"name": self.name, "description": self.description}
         out["seed"] = self.seed
         for name in SECTIONS:
+            if name in OPTIONAL_SECTIONS and getattr(self, name) == SECTION_TYPES[name]():
+                continue  # not set: the stored JSON is what it was before the section existed
             sec = dataclasses.asdict(getattr(self, name))
             extra = sec.pop("params", None) or {}
             if name == "algorithm":
@@ -413,7 +443,7 @@ def apply_overrides(
         if head in ("name", "description", "seed", "report") and not rest:
             data[head] = value
         elif (head == "axes" or head in sections) and rest:
-            data[head][rest] = value
+            data.setdefault(head, {})[rest] = value
         else:
             raise SpecError(
                 f"cannot set {path!r}: use section.field with a section in {tuple(sections)}, "
@@ -428,7 +458,7 @@ def is_traced(spec: Spec, path: str, values: Sequence) -> bool:
     if path == "seed":
         return True
     section, name = _split(path)
-    if section in ("task", "store", "basins"):
+    if section in ("task", "store", "basins", "landscape"):
         return False
     cls = type(getattr(spec, section))
     meta = {f.name: f.metadata for f in dataclasses.fields(cls)}
@@ -473,6 +503,7 @@ SECTION_TYPES = {
     "train": TrainSpec,
     "store": StoreSpec,
     "basins": BasinSpec,
+    "landscape": LandscapeSpec,
     "algorithm": AlgorithmSpec,
 }
 

@@ -66,14 +66,15 @@ def program_spec(spec: Spec, *, init: bool = False) -> Spec:
     the programs' caches see through it.
 
     Programs never read a sweep's name, description, axes (the traced paths arrive as the keys
-    of ``values``), figures or basin settings. With ``init=False``, the training program's key,
+    of ``values``), figures, basin or landscape settings. With ``init=False``, the training program's key,
     the fields only the initialization reads are reset too: a sweep over init schemes (or
     k-means inits) compiles one training program and one small init program per scheme.
     """
     default = Spec()
     spec = dataclasses.replace(
-        spec, name=default.name, description="", axes=default.axes, report=(), basins=default.basins
-    )
+        spec, name=default.name, description="", axes=default.axes, report=(), basins=default.basins,
+        landscape=default.landscape,
+    )  # fmt: skip
     if init:
         return spec
     if spec.algorithm.name != "gradient":

@@ -170,7 +170,7 @@ def _check_axis(spec: Spec, path: str, values: Sequence) -> None:
     sec = getattr(spec, section, None)
     if sec is None:
         spec.get(path)  # raises the "does not exist" SpecError
-    if path in _NOT_AXES or section in ("store", "basins") or name == "params":
+    if path in _NOT_AXES or section in ("store", "basins", "landscape") or name == "params":
         raise SpecError(
             f"axis {path!r} is not allowed: {_NOT_AXES.get(path, 'not a sweepable field')}; "
             "run separate sweeps instead"
@@ -402,9 +402,28 @@ def _validate_one(spec: Spec) -> None:
     _one_of("basins.probe", b.probe, ("data", "box"))
     if b.n_probe < 1:
         raise SpecError(f"basins.n_probe must be >= 1, got {b.n_probe}")
+    _check_landscape(spec.landscape)
     _check_algorithm(spec)
     if spec.algorithm.name == GRADIENT:
         _check_model_fits(spec)
+
+
+def _check_landscape(ls) -> None:
+    """``[landscape]``: the settings of :func:`jaxinit.analysis.landscape.graph`."""
+    for name, low in (("k", 0), ("max_nodes", 0), ("images", 3), ("steps", 1), ("subdivide", 0),
+                      ("chunk", 1)):  # fmt: skip
+        v = getattr(ls, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise SpecError(f"landscape.{name} must be an integer >= {low}, got {v!r}")
+    for name in ("spring", "dt", "dt_max", "max_step", "force_tol", "max_stretch"):
+        _finite(f"landscape.{name}", getattr(ls, name), positive=True)
+    if ls.dt > ls.dt_max:
+        raise SpecError(f"landscape.dt ({ls.dt}) must be <= landscape.dt_max ({ls.dt_max})")
+    if ls.max_stretch <= 1:
+        raise SpecError(
+            f"landscape.max_stretch must be > 1 (× the straight line's length), got {ls.max_stretch}"
+        )
+    _one_of("landscape.optimizer", ls.optimizer, ("fire", "lbfgs"))
 
 
 _IN_DTYPE = ("model", "init", "optimizer", "train", "algorithm")
