@@ -79,7 +79,7 @@ def problems(nb: nbformat.NotebookNode) -> list[str]:
 _CR = re.compile(r"[^\n]*\r(?!\n)")  # a line's text overwritten by a carriage return
 
 
-def _clean(cell: nbformat.NotebookNode) -> None:
+def clean(cell: nbformat.NotebookNode) -> None:
     """Consecutive stream outputs of one name merged, carriage-return updates collapsed to the last,
     and the per-cell timing metadata dropped (it changes on every run)."""
     outputs = []
@@ -98,7 +98,7 @@ def _clean(cell: nbformat.NotebookNode) -> None:
 
 
 def cell_seconds(cell: nbformat.NotebookNode) -> float | None:
-    """How long an executed cell ran, from the timing nbclient records (before :func:`_clean`)."""
+    """How long an executed cell ran, from the timing nbclient records (before :func:`clean`)."""
     t = cell.metadata.get("execution", {})
     if "iopub.execute_input" not in t or "shell.execute_reply" not in t:
         return None
@@ -134,7 +134,7 @@ def execute(path: Path) -> float:
     took = sorted(((cell_seconds(c) or 0.0, i) for i, c in enumerate(code)), reverse=True)
     print(f"{path.name}: slowest code cells " + ", ".join(f"#{i} {s:.0f} s" for s, i in took[:4]))
     for cell in code:
-        _clean(cell)
+        clean(cell)
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     nb.metadata[STAMP] = {
         "code_sha256": code_hash(nb),
