@@ -9,6 +9,8 @@ import copy
 import importlib.util
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -119,3 +121,16 @@ def test_progress_updates_collapse_to_the_last_state():
         ("stderr", "done\n"),
     ]
     assert "execution" not in cell.metadata
+
+
+@pytest.mark.slow
+def test_terminal_progress_bar():
+    """Outside a notebook ``progress=True`` prints the sweep's size and tqdm's text bar on stderr
+    (as ``jaxinit run`` does), and nothing on stdout."""
+    code = ("import jaxinit; jaxinit.run({'task': {'name': 'xor'}, 'train': {'steps': 20}, "
+            "'axes': {'seed': 3}}, chunk_size=2)")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "3 runs" in r.stderr and re.search(r"runs: +100%\|\S+\| 3/3", r.stderr), r.stderr
+    assert r.stdout == "" and "Warning" not in r.stderr, (r.stdout, r.stderr)

@@ -191,7 +191,8 @@ def _progress(total: int, enabled: bool):
         warnings.filterwarnings("ignore", message="IProgress not found")
         from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="run", unit_scale=True, smoothing=0.1, desc="runs")
+    # 1.28k/1.28k, but 3/3 (not 3.00/3.00) for a small sweep
+    return tqdm(total=total, unit="run", unit_scale=total >= 1000, smoothing=0.1, desc="runs")
 
 
 def run(
