@@ -7,12 +7,14 @@
 The notebooks are committed *with* their outputs, so that a code host shows their tables and
 figures without running them. To keep those outputs fresh, each executed notebook records in its
 metadata (``metadata.jaxinit``) the SHA-256 of its code cells (:func:`code_hash`), when and how
-long it ran and the machine's load; ``tests/test_notebooks.py`` fails when a committed notebook's
+long it ran (wall time, and the kernel's CPU time, which other jobs on a shared machine do not
+inflate) and the machine's load; ``tests/test_notebooks.py`` fails when a committed notebook's
 code cells no longer hash to its stamp (a code edit without re-executing), when it has no outputs
 or no figure (:func:`problems`).
 
 Each notebook runs in a fresh kernel, in a temporary directory, with ``JAXINIT_SMALL`` unset (its
-defaults; the tests set it for their smaller settings) and this checkout first on ``PYTHONPATH``.
+defaults; the tests set it for their smaller settings), this checkout first on ``PYTHONPATH`` and
+an empty compilation cache (its time is that of a reader's first run).
 Progress bars and other carriage-return updates are collapsed to their last state, so the stored
 output is what the reader saw last, and the figures are stored with a 256-colour palette, a third
 of the bytes.
@@ -128,6 +130,17 @@ def cell_seconds(cell: nbformat.NotebookNode) -> float | None:
     return (end - start).total_seconds()
 
 
+def _children_cpu() -> float | None:
+    """User + system CPU seconds of this process's finished children (the kernel, once shut
+    down): the notebook's cost apart from other jobs on a shared machine; None where unknown."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def execute(path: Path) -> float:
     """Execute ``path`` in place at its defaults and stamp it; returns the wall time in seconds.
     Prints the slowest cells' times."""
@@ -137,17 +150,21 @@ def execute(path: Path) -> float:
     env = {k: v for k, v in os.environ.items() if k not in ("JAXINIT_SMALL", "MPLBACKEND")}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), *filter(None, [env.get("PYTHONPATH")])])
     saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)  # the kernel inherits this process's environment
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            # a cold compilation cache, as on a reader's first run (jaxinit.engine.compile_cache)
+            env["JAXINIT_CACHE_DIR"] = str(Path(tmp) / "xla")
+            env.pop("JAX_COMPILATION_CACHE_DIR", None)
+            os.environ.clear()
+            os.environ.update(env)  # the kernel inherits this process's environment
             client = NotebookClient(
                 nb, timeout=TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": tmp}}
             )
-            t0 = time.perf_counter()
-            client.execute()
-            seconds = time.perf_counter() - t0
+            t0, cpu0 = time.perf_counter(), _children_cpu()
+            client.execute()  # starts the kernel, runs every cell, shuts the kernel down
+            seconds, cpu1 = time.perf_counter() - t0, _children_cpu()
+            cpu = None if cpu1 is None else cpu1 - cpu0
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -156,12 +173,14 @@ def execute(path: Path) -> float:
     print(f"{path.name}: slowest code cells " + ", ".join(f"#{i} {s:.0f} s" for s, i in took[:6]))
     for cell in code:
         clean(cell)
-    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load_after = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     nb.metadata[STAMP] = {
         "code_sha256": code_hash(nb),
         "small": False,
+        "compilation_cache": "cold",
         "executed_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "seconds": round(seconds, 1),
+        "kernel_cpu_seconds": None if cpu is None else round(cpu, 1),
         "cpus": os.cpu_count(),
         "load_1min_before_after": [load, load_after],
     }
@@ -178,9 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     bad = 0
     for path in paths:
         if not args.check:
-            seconds = execute(path)
-            print(f"{path.name}: executed in {seconds:.0f} s, {path.stat().st_size / 1024:.0f} KiB")
-        issues = problems(nbformat.read(path, as_version=4))
+            execute(path)
+        nb = nbformat.read(path, as_version=4)
+        if not args.check:
+            st = nb.metadata[STAMP]
+            print(f"{path.name}: executed in {st['seconds']:.0f} s (kernel CPU "
+                  f"{st['kernel_cpu_seconds']} s, load {st['load_1min_before_after']}), "
+                  f"{path.stat().st_size / 1024:.0f} KiB")  # fmt: skip
+        issues = problems(nb)
         for why in issues:
             print(f"{path.name}: {why}", file=sys.stderr)
         bad += bool(issues)
