@@ -46,7 +46,7 @@ def code_hash(nb: nbformat.NotebookNode) -> str:
     return hashlib.sha256(json.dumps(sources, ensure_ascii=False).encode()).hexdigest()
 
 
-def images(nb: nbformat.NotebookNode) -> list[bytes]:
+def images(nb: nbformat.NotebookNode) -> list[str]:
     """The PNG figures in a notebook's outputs (base64 text, as stored)."""
     return [
         o["data"]["image/png"]
