@@ -203,11 +203,18 @@ def _refuse_unstorable(prep: Prepared, out: Path | None) -> None:
 
 
 def _progress(total: int, enabled: bool):
+    """A bar over the runs, advanced per finished chunk (tqdm.auto: a widget in a notebook with
+    ipywidgets, text in a terminal or a notebook without); None when off or nothing is left."""
     if not enabled or total == 0:
         return contextlib.nullcontext(None)
-    from tqdm.auto import tqdm
+    with warnings.catch_warnings():
+        # Without ipywidgets a notebook gets tqdm's text bar, which works there: no warning
+        # (printed into the notebook's output, on its first import) asking to install them.
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="run", unit_scale=True, smoothing=0.1, desc="runs")
+    # 1.28k/1.28k, but 3/3 (not 3.00/3.00) for a small sweep
+    return tqdm(total=total, unit="run", unit_scale=total >= 1000, smoothing=0.1, desc="runs")
 
 
 def run(
