@@ -81,9 +81,35 @@ class Eigen(NamedTuple):
 # ---- solvers on flat vectors ``(n, *batch)``: a batch of runs on the trailing axes ------------
 
 
+def _sum(x: Array, axis: int = 0) -> Array:
+    """``x.sum(axis)``; over a batch of runs on the trailing axes as pairwise (halving) adds of
+    slices, elementwise over the runs: an XLA reduce over a leading axis of ``(n, C)`` was
+    ~10x slower on the CPU (the lanes layout's rule, :mod:`jaxinit.engine.lanes`)."""
+    if x.ndim == axis + 1:
+        return jnp.sum(x, axis=axis)
+    n = x.shape[axis]
+    while n > 1:
+        h = n // 2
+        lo = jax.lax.slice_in_dim(x, 0, h, axis=axis)
+        y = lo + jax.lax.slice_in_dim(x, h, 2 * h, axis=axis)
+        if n % 2:
+            y = jnp.concatenate([y, jax.lax.slice_in_dim(x, 2 * h, n, axis=axis)], axis=axis)
+        x, n = y, y.shape[axis]
+    return jnp.squeeze(x, axis)
+
+
+def _top_abs(x: Array) -> Array:
+    """``x.max(0)`` (pairwise, as :func:`_sum`)."""
+    while x.shape[0] > 1:
+        h = x.shape[0] // 2
+        y = jnp.maximum(x[:h], x[h : 2 * h])
+        x = jnp.concatenate([y, x[2 * h :]]) if x.shape[0] % 2 else y
+    return x[0]
+
+
 def _dot(a: Array, b: Array) -> Array:
     """Per-run dot product of ``(n, *batch)`` vectors: ``(*batch)``."""
-    return jnp.sum(a * b, axis=0)
+    return _sum(a * b)
 
 
 def _norm(a: Array) -> Array:
@@ -147,6 +173,11 @@ def _top_tridiagonal(diag: Array, off: Array, filled: Array) -> tuple[Array, Arr
     return theta, jnp.moveaxis(y, -1, 0)
 
 
+UNROLL_ITERS = 4
+"""Up to this many Lanczos steps (a warm-started estimate) are unrolled instead of looped: all
+of them run (a stopped run keeps its answer), without the loop's overhead per step."""
+
+
 def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float):
     """``(value, vector, steps, next_start, residual)`` of the top Ritz pair after at most
     ``iters`` Lanczos steps, for every run of a batch (``v0 (n, *batch)``).
@@ -164,10 +195,10 @@ def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float
         """Top eigenpair of the leading (j+1)x(j+1) block of T; unfilled rows padded below it."""
         filled = jnp.broadcast_to(k <= j, alpha.shape)
         off = jnp.where(k < j, beta, 0.0)[:-1]
-        pad_top = jnp.concatenate([jnp.zeros_like(off[:1]), off])
-        pad_bottom = jnp.concatenate([off, jnp.zeros_like(off[:1])])
+        edge = jnp.zeros((1, *batch), dtype)
+        pad_top, pad_bottom = jnp.concatenate([edge, off]), jnp.concatenate([off, edge])
         radius = jnp.abs(pad_top) + jnp.abs(pad_bottom)
-        floor = jnp.min(jnp.where(filled, alpha - radius, jnp.inf), axis=0)  # Gershgorin
+        floor = -_top_abs(-jnp.where(filled, alpha - radius, jnp.inf))  # Gershgorin
         pad = floor - 1.0 - jnp.abs(floor)  # below every eigenvalue of the filled block
         diag = jnp.where(filled, alpha, pad)
         return _top_tridiagonal(diag, off, filled)
@@ -181,8 +212,8 @@ def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float
         w = matvec(basis[j])
         a = _dot(w, basis[j])
         for _ in range(2):
-            coeffs = jnp.sum(basis * w[None], axis=1)  # (iters + 1, *batch)
-            w = w - jnp.sum(coeffs[:, None] * basis, axis=0)
+            coeffs = _sum(basis * w[None], axis=1)  # (iters + 1, *batch)
+            w = w - _sum(coeffs[:, None] * basis)
         b = _norm(w)
         alpha, beta = alpha.at[j].set(a), beta.at[j].set(b)
         theta_j, y_j = ritz(alpha, beta, j)
@@ -205,9 +236,16 @@ def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float
     )
     init = (*init, jnp.zeros(batch, jnp.int32), jnp.zeros(batch, bool), zero)
     init = (*init, jnp.zeros((iters, *batch), dtype), zero)
-    _, basis, _, _, steps, _, theta, y, tail = jax.lax.while_loop(cond, body, init)
-    vec = _unit(jnp.sum(y[:, None] * basis[:iters], axis=0))
-    after = jnp.take_along_axis(basis, steps.reshape(1, 1, *batch), axis=0)[0]  # v_{steps}
+    if iters <= UNROLL_ITERS:  # every product in line: no loop for XLA to carry state through
+        c = init
+        for _ in range(iters):
+            c = body(c)
+        _, basis, _, _, steps, _, theta, y, tail = c
+    else:
+        _, basis, _, _, steps, _, theta, y, tail = jax.lax.while_loop(cond, body, init)
+    vec = _unit(_sum(y[:, None] * basis[:iters]))
+    rows = jnp.arange(iters + 1).reshape(iters + 1, 1, *(1,) * len(batch))
+    after = _sum(jnp.where(rows == steps, basis, 0.0))  # v_{steps}, run by run
     power = _unit(theta * vec + tail * after)  # M u / ‖M u‖, from the recurrence
     start = jnp.where(steps == 1, power, vec)
     residual = jnp.abs(tail) / jnp.where(theta != 0, jnp.abs(theta), 1.0)
