@@ -16,9 +16,11 @@ Pure, vmappable functions of one run's ``params`` pytree, for the catapult (Lewk
 
 **Solver.** Both eigenvalues come from :func:`top_eigenpair`: Lanczos with full
 reorthogonalisation (default) or power iteration, ``iters`` matrix-vector products at most
-inside one ``lax.while_loop`` that stops early once the relative residual is below ``tol``.
-Under ``vmap`` the loop runs until every run has stopped, and a stopped run's state is held
-(JAX's batching of ``while_loop`` selects it), so one run's answer does not depend on its
+inside one ``lax.while_loop`` (unrolled up to :data:`UNROLL_ITERS`) that stops early once the
+relative residual is below ``tol``. It runs one run, or a batch of runs on the vectors' trailing
+axes (``(n, *batch)``; the lanes layout), each with its own matrix: the loop goes on until every
+run has stopped, and a stopped run keeps its answer (so under ``vmap`` too), so one run's
+answer does not depend on its
 batch. Lanczos is the default because it needs fewer products than power iteration for a
 ``1e-4`` residual (tests/test_sharpness.py, float32: 6-9 against 8-23 on a 72-parameter tanh
 MLP; 16 against 62 on a quadratic with ``λ₂/λ₁ = 0.95``): power iteration converges like
@@ -31,14 +33,18 @@ Hessian near a minimum), and otherwise may be a negative one of larger magnitude
 ``value`` is then negative and below the top eigenvalue, so use Lanczos for Hessians away from
 minima.
 
-**Warm start.** Both take a start vector ``v0``: pass the previous block's ``vector`` and a
+**Warm start.** Both take a start vector ``v0``: pass the previous estimate's
+:attr:`Eigen.start` (its Ritz vector; after a single product, that vector's power step) and a
 slowly moving top eigenvector is found in a few products (``random_direction`` draws the first).
 
-**Residual.** ``residual = ‖Mv − λv‖ / ‖λv‖`` is computed with one more product after the loop,
-so it is the true residual of what is returned, not the solver's own estimate. An eigenvalue
-is accurate to about ``residual² · |λ| / gap`` (for a symmetric matrix), so ``1e-4`` on the
-residual is far below ``1e-4`` on the value; a residual above ``tol`` means ``iters`` was too
-few: the value is then a lower bound (Lanczos: the Ritz value never exceeds the top eigenvalue).
+**Residual.** ``residual = ‖Mv − λv‖ / ‖λv‖``. By default (``residual="product"``) it is
+computed with one more product after the loop, the true residual of what is returned;
+``residual="recurrence"`` takes Lanczos' own ``β_j |y_j| / |θ|`` instead, exact in exact
+arithmetic and, with full reorthogonalisation, equal to the product's to rounding, for free
+(the engine's diagnostic uses it). An eigenvalue is accurate to about ``residual² · |λ| /
+gap`` (for a symmetric matrix), so ``1e-4`` on the residual is far below ``1e-4`` on the
+value; a residual above ``tol`` means ``iters`` was too few: the value is then a lower bound
+(Lanczos: the Ritz value never exceeds the top eigenvalue).
 
 >>> import jax.numpy as jnp
 >>> loss = lambda p: 0.5 * (3.0 * p["a"] ** 2 + p["b"] @ p["b"])  # Hessian diag(3, 1, 1)
