@@ -363,7 +363,10 @@ def test_too_few_sharpness_iterations_show_in_the_logged_residual():
     few, full = few["vmap"]["curves"], full["vmap"]["curves"]
     assert np.all(few["sharpness_residual"][:, 1:] > 1e-3)
     assert np.all(full["sharpness_residual"] <= 1e-4)
-    np.testing.assert_allclose(few["sharpness"], full["sharpness"], rtol=1e-3)
+    # a Rayleigh quotient never exceeds the top eigenvalue: one product is a lower bound, here
+    # visibly below it (the eigenvector turns within 10 steps at η = 0.5)
+    assert np.all(few["sharpness"] <= full["sharpness"] * (1 + 1e-5))
+    assert np.max(1 - few["sharpness"] / full["sharpness"]) > 1e-2
 
 
 def test_sharpness_through_jaxinit_run_has_both_curves_with_attrs():
@@ -497,17 +500,24 @@ def test_lambda0_for_mse_is_the_gauss_newton_top_eigenvalue():
 
 def test_lr_unit_steps_at_learning_rate_times_two_over_lambda0():
     """``optimizer.lr_unit = "2/lambda0"``: a run with ``learning_rate = c`` trains exactly
-    as the same run with the absolute rate ``c·2/λ₀`` of its own λ₀."""
+    as the same run with the absolute rate ``c·2/λ₀`` of its own λ₀, in both layouts."""
     import jaxinit
+    from jaxinit.engine.executors import build_task, chunk_init, chunk_train
+    from jaxinit.engine.train import Data
 
-    unit = jaxinit.run(_mse_spec(learning_rate=0.7, lr_unit="2/lambda0"), progress=False)
-    eta = 0.7 * 2 / unit.lambda0.values
-    for r in range(3):
-        absolute = _mse_spec(learning_rate=float(eta[r]))
-        absolute["axes"] = {"seed": [r]}
-        ds = jaxinit.run(absolute, progress=False)
-        np.testing.assert_allclose(ds.loss.values[0], unit.loss.values[r], rtol=1e-5)
+    unit_spec, task, unit = _chunk(_mse_spec(learning_rate=0.7, lr_unit="2/lambda0"))
+    eta = 0.7 * 2 / unit["vmap"]["final"]["lambda0"]
     assert len(set(np.round(eta, 6))) == 3  # the seeds really step at different rates
+    spec = jaxinit.resolve_spec(_mse_spec(learning_rate=0.1))
+    data = Data.from_task(build_task(spec))
+    values = {"seed": jnp.arange(3, dtype=jnp.int32)}
+    params0 = chunk_init(spec, task, None)(values, data)
+    values["optimizer.learning_rate"] = jnp.asarray(eta, jnp.float32)  # traced, per run
+    absolute = jax.device_get(chunk_train("vmap", spec, task, None)(values, params0, data))
+    for layout in ("vmap", "lanes"):
+        np.testing.assert_allclose(
+            unit[layout]["curves"]["loss"], absolute["curves"]["loss"], rtol=1e-5
+        )
 
 
 @pytest.mark.parametrize(
