@@ -457,7 +457,7 @@ def test_lambda0_is_the_top_hessian_eigenvalue_at_init_in_both_layouts():
     """``train.lambda0`` records each run's top Hessian eigenvalue at its initial parameters
     (bce: the Hessian, not the Gauss–Newton matrix), equal to ``jax.hessian`` + ``eigh`` within
     1e-4 relative, the same in both layouts."""
-    spec, task, out = _engine_runs({"widths": [3]}, lambda0=True)
+    spec, task, out = _engine_runs({"widths": [3]}, lambda0=True, diagnostics=[])
     want = _exact_run_tops(spec, task, out["vmap"]["params0"])
     np.testing.assert_allclose(out["vmap"]["final"]["lambda0"], want, rtol=1e-4)
     np.testing.assert_allclose(out["lanes"]["final"]["lambda0"], want, rtol=1e-4)
