@@ -555,7 +555,7 @@ def test_recurrence_residual_equals_the_product_residual():
     more product) to rounding, converged or not."""
     params = _mlp(jax.random.key(0))
     v0 = random_direction(jax.random.key(1), params)
-    for iters in (2, 5, 40):
+    for iters in (2, 40):
         a = jax.jit(lambda p, v, iters=iters: top_hessian_eigenvalue(LOSS, p, v, iters=iters))(
             params, v0
         )
