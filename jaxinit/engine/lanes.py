@@ -30,7 +30,7 @@ None))`` to rounding (summation order), not bit for bit: over the bundled specs 
 float64, and runs made chaotic by a learning rate past the stability edge do not agree at all. A
 run's numbers depend only on its own inputs and its slot in the chunk.
 
->>> from jaxinit.config.spec import Spec
+>>> from jaxinit.config.spec import Spec, wants_lambda0
 >>> from jaxinit.blocks.tasks import TASKS
 >>> spec = Spec.from_dict({"task": {"name": "xor"}, "train": {"steps": 20}})
 >>> supports(spec, None, TASKS["xor"]()) is None
@@ -53,7 +53,7 @@ from jaxinit.blocks import metrics
 from jaxinit.blocks.models import Model, from_spec
 from jaxinit.blocks.ops import Ops
 from jaxinit.blocks.tasks import Task, loss_value, metric_value
-from jaxinit.config.spec import Spec
+from jaxinit.config.spec import Spec, wants_lambda0
 from jaxinit.engine.program import (
     KEY_DATA,
     KEY_DROPOUT,
@@ -66,7 +66,16 @@ from jaxinit.engine.program import (
     start,
     tree_where,
 )
-from jaxinit.engine.train import Data, batch, build_optimizer, make_init, optimizer_step
+from jaxinit.engine.train import (
+    Data,
+    batch,
+    build_optimizer,
+    initial_curvature,
+    make_init,
+    optimizer_step,
+    with_lambda0,
+    with_lr_unit,
+)
 
 __all__ = [
     "ELEMENTWISE_OPTIMIZERS",
@@ -361,22 +370,29 @@ def dropout(keys_C: Array, t: Array, rate: Array | float) -> Callable[[int, Arra
 
 
 def _diagnostics(
-    ctx: Context, params: Lanes, params0: Lanes, grads: Lanes, x, y
-) -> dict[str, Array]:
-    """:func:`jaxinit.blocks.metrics.record` of every run, each value with the run axis last."""
+    ctx: Context, params: Lanes, params0: Lanes, grads: Lanes, x, y, memo: Any = ()
+) -> tuple[dict[str, Array], dict[str, Any]]:
+    """:func:`jaxinit.blocks.metrics.observe` of every run, each value with the run axis last:
+    ``(curves, memo)``; ``memo`` is what the diagnostics carried from the last logged step."""
     out: dict[str, Array] = {}
+    carried: dict[str, Any] = {}
     mdl, tr = ctx.model, ctx.static.train
     losses = lambda q: ctx.losses(q, x, y)[1]  # noqa: E731  (C,): every run's loss
     loss = lambda q: loss_value(ctx.task.loss, mdl.apply(q, x), y)  # noqa: E731  one run's
+    memo = memo or {}
     for name in tr.diagnostics:
         if name in metrics.ANY_LAYOUT:
-            fn = metrics.DIAGNOSTICS[name]
-            out.update(fn(metrics.Probe(mdl, params, params0, grads, x, y, LANE_OPS, losses, tr)))
+            probe = metrics.Probe(
+                mdl, params, params0, grads, x, y, LANE_OPS, losses, tr, memo or None
+            )
+            curves, more = metrics.observe((name,), probe)
+            out.update(curves)
+            carried.update(more)
             continue
         fn = metrics.DIAGNOSTICS[name]
         one = lambda p, p0, g, fn=fn: fn(metrics.Probe(mdl, p, p0, g, x, y, loss=loss, train=tr))
         out.update(jax.vmap(one, in_axes=-1, out_axes=-1)(params, params0, grads))
-    return out
+    return out, carried
 
 
 # -- the batched program ------------------------------------------------------------------------
@@ -398,6 +414,7 @@ class Context(NamedTuple):
     stochastic: bool  # minibatches or dropout: log a separate full-batch loss
     dropping: bool  # dropout is on (or its rate traced)
     check_grad: bool  # grad_tol is on (or traced)
+    lambda0: Array | None = None  # (C,): every run's λ₀ (train.lambda0, optimizer.lr_unit)
 
     def losses(self, params: Lanes, x: Array, y: Array, drop=None) -> tuple[Array, Array]:
         """``(Σ_r L_r, L_C)``: the sum (whose gradient is every run's own) and each run's loss."""
@@ -406,8 +423,15 @@ class Context(NamedTuple):
         return jnp.sum(per_run), per_run
 
 
-def context(static: Spec, task: Task, values: dict[str, Array], params0: Lanes) -> Context:
-    """The :class:`Context` of a block training from ``params0`` ``(…, C)``."""
+def context(
+    static: Spec,
+    task: Task,
+    values: dict[str, Array],
+    params0: Lanes,
+    lambda0: Array | None = None,
+) -> Context:
+    """The :class:`Context` of a block training from ``params0`` ``(…, C)`` (with every run's
+    ``λ₀``, when the spec wants it)."""
     s = static.replace(_traced(values))
     mdl = from_spec(static.model, task.in_dim, task.out_dim)
     trainable = mdl.trainable(params0) if mdl.trainable else None
@@ -424,13 +448,27 @@ def context(static: Spec, task: Task, values: dict[str, Array], params0: Lanes) 
         static.train.batch_size > 0 or dropping,
         dropping,
         "train.grad_tol" in values or static.train.grad_tol > 0,
+        lambda0,
     )
 
 
-def init_state(ctx: Context, values: dict[str, Array], params0: Lanes) -> RunState:
+def init_state(
+    ctx: Context, values: dict[str, Array], params0: Lanes, data: Data | None = None
+) -> RunState:
+    """Every run's state before step 0 (with ``data``, the first memo of the diagnostics that
+    carry a state: :func:`jaxinit.blocks.metrics.warmup` at ``params0``)."""
     trainable = ctx.model.trainable(params0) if ctx.model.trainable else None
     opt_state = _init_opt_state(ctx.static, values, params0, trainable)
-    return start(params0, opt_state, values["seed"].shape)
+    memo = ()
+    names = ctx.static.train.diagnostics
+    if data is not None and metrics.carries(names):
+        x, y = data.x_train, data.y_train
+        losses = lambda q: ctx.losses(q, x, y)[1]  # noqa: E731
+        probe = metrics.Probe(
+            ctx.model, params0, params0, None, x, y, LANE_OPS, losses, ctx.static.train
+        )
+        memo = metrics.warmup(names, probe)
+    return start(params0, opt_state, values["seed"].shape, memo=memo)
 
 
 def step(
@@ -454,24 +492,26 @@ def first_step(hit_TxC: Array, steps_T: Array, before_C: Array) -> Array:
 
 
 def probe(
-    ctx: Context, data: Data, params: Lanes, params0: Lanes, grads: bool
-) -> tuple[Array, dict[str, Array], Lanes | None]:
-    """Full-batch, dropout-free loss ``(C,)``, diagnostics and (with ``grads``) gradients."""
+    ctx: Context, data: Data, params: Lanes, params0: Lanes, grads: bool, memo: Any = ()
+) -> tuple[Array, dict[str, Array], Lanes | None, Any]:
+    """Full-batch, dropout-free loss ``(C,)``, diagnostics, (with ``grads``) gradients, and
+    the diagnostics' memo for the next logged step (``memo``: the last one's)."""
     x, y = data.x_train, data.y_train
     if not grads:
-        return ctx.losses(params, x, y)[1], {}, None
+        return ctx.losses(params, x, y)[1], {}, None, ()
     g, loss = jax.grad(ctx.losses, has_aux=True)(params, x, y)
-    return loss, _diagnostics(ctx, params, params0, g, x, y), g
+    curves, carried = _diagnostics(ctx, params, params0, g, x, y, memo)
+    return loss, curves, g, carried or ()
 
 
 def finish(
-    ctx: Context, data: Data, params: Lanes, params0: Lanes
+    ctx: Context, data: Data, params: Lanes, params0: Lanes, memo: Any = ()
 ) -> tuple[Array, dict[str, Array], dict[str, Array]]:
     """The final curve point and measured finals of every run (:func:`jaxinit.engine.train.finish`,
     run axis last). Accuracy and test loss come from the per-run ``mlp.apply``, vmapped over
     the trailing axis (once per run)."""
     task = ctx.task
-    final_loss, final_diag, grads = probe(ctx, data, params, params0, True)
+    final_loss, final_diag, grads, _ = probe(ctx, data, params, params0, True, memo)
 
     def evaluate(p: Any, x: Array, y: Array) -> tuple[Array, Array]:
         pred = ctx.model.apply(p, x)
@@ -481,29 +521,33 @@ def finish(
     _, train_metric = per_run(params, data.x_train, data.y_train)
     test_loss, test_metric = per_run(params, data.x_test, data.y_test)
     finals = measured(final_loss, train_metric, test_loss, test_metric, lanes_norm(grads))
-    return final_loss, final_diag, finals
+    return final_loss, final_diag, with_lambda0(ctx, finals)
 
 
 def lanes_program(ctx: Context, data: Data, values: dict[str, Array], params0: Lanes) -> Program:
     """Gradient training of a block of runs, run axis last, as a :class:`jaxinit.engine.program.Program`
     (run in :data:`LANES`)."""
     tr = ctx.static.train
+    carry = metrics.carries(tr.diagnostics)
 
-    def observe(state: RunState) -> tuple[Array | None, dict[str, Array]]:
+    def observe(state: RunState) -> tuple:
         if not (ctx.stochastic or tr.diagnostics):
             return None, {}
-        loss, diag, _ = probe(ctx, data, state.params, params0, bool(tr.diagnostics))
-        return loss, diag
+        loss, diag, _, memo = probe(
+            ctx, data, state.params, params0, bool(tr.diagnostics), state.memo
+        )
+        return (loss, diag, memo) if carry else (loss, diag)
 
     return Program(
-        init=lambda p: init_state(ctx, values, p),
+        init=lambda p: init_state(ctx, values, p, data),
         step=functools.partial(step, ctx, data),
         observe=observe,
-        finish=lambda s, _: finish(ctx, data, s.params, params0),
+        finish=lambda s, _: finish(ctx, data, s.params, params0, s.memo),
         threshold=ctx.threshold,
         success_metric=ctx.task.success_metric,
         step_loss=True,
         freeze_converged=True,
+        observe_memo=carry,
     )
 
 
@@ -524,8 +568,12 @@ def _train_block(
 ) -> dict[str, Any]:
     """The whole training of one lane block of runs from ``params0`` (run axis first),
     ``values: {path: (S,)}``."""
+    lam0 = None
+    if wants_lambda0(spec):  # per-run code, once per run, before the runs go to the lanes
+        lam0 = jax.vmap(lambda p: initial_curvature(spec, task, None, data, p))(params0)
+        values = with_lr_unit(spec, values, lam0)
     params0 = to_lanes(params0)
-    ctx = context(spec, task, values, params0)
+    ctx = context(spec, task, values, params0, lam0)
     return run_for(spec, lanes_program(ctx, data, values, params0), LANES, params0)
 
 

@@ -32,7 +32,7 @@ from jaxinit.blocks import metrics
 from jaxinit.blocks.initializers import standard_normal
 from jaxinit.blocks.models import Model, from_spec
 from jaxinit.blocks.tasks import Task, loss_value, metric_value
-from jaxinit.config.spec import OptimizerSpec, Spec
+from jaxinit.config.spec import OptimizerSpec, Spec, wants_lambda0
 from jaxinit.engine.program import (
     KEY_DATA,
     KEY_DROPOUT,
@@ -159,6 +159,7 @@ class Context(NamedTuple):
     threshold: Any  # loss level for time-to-threshold
     stochastic: bool  # minibatches or dropout: log a separate full-batch loss
     check_grad: bool  # grad_tol is on (or traced): freeze converged runs every step
+    lambda0: Array | None = None  # shape=(): the run's λ₀ (train.lambda0, optimizer.lr_unit)
 
     def loss(self, params: Any, x: Array, y: Array, dkey: Array | None = None) -> Array:
         if self.task.objective is not None:
@@ -181,9 +182,15 @@ def init_params(spec: Spec, task: Task, model: Model | None, values: dict[str, A
 
 
 def context(
-    static: Spec, task: Task, model: Model | None, values: dict[str, Array], params0: Any
+    static: Spec,
+    task: Task,
+    model: Model | None,
+    values: dict[str, Array],
+    params0: Any,
+    lambda0: Array | None = None,
 ) -> Context:
-    """The run's :class:`Context`, for training from ``params0``."""
+    """The run's :class:`Context`, for training from ``params0`` (with its ``λ₀``, when the
+    spec wants it: :func:`with_lr_unit` has then put its learning rate into ``values``)."""
     s = static.replace({k: v for k, v in values.items() if k != "seed"})
     mdl = model if model is not None else from_spec(s.model, task.in_dim, task.out_dim)
     key = run_key(static.seed, values["seed"])
@@ -203,15 +210,49 @@ def context(
         task.threshold if s.train.threshold is None else s.train.threshold,
         stochastic,
         "train.grad_tol" in values or static.train.grad_tol > 0,
+        lambda0,
     )
+
+
+def initial_curvature(spec: Spec, task: Task, model: Model | None, data: Data, params0: Any):
+    """One run's ``λ₀`` at ``params0`` (:func:`jaxinit.blocks.metrics.lambda0`): the top
+    eigenvalue of the Gauss–Newton matrix for the MSE loss of the sampled data, of the
+    full-batch training-loss Hessian otherwise (another loss, a task's own objective)."""
+    mdl = model if model is not None else from_spec(spec.model, task.in_dim, task.out_dim)
+    x, y = data.x_train, data.y_train
+
+    def loss(params: Any) -> Array:
+        if task.objective is not None:
+            return task.objective(params)
+        return loss_value(task.loss, mdl.apply(params, x), y)
+
+    probe = metrics.Probe(mdl, params0, params0, None, x, y, loss=loss, train=spec.train)
+    return metrics.lambda0(probe, task.loss == "mse" and task.objective is None)
+
+
+def with_lr_unit(spec: Spec, values: dict[str, Array], lambda0: Array) -> dict[str, Array]:
+    """``values`` with each run's absolute learning rate, ``learning_rate × 2/λ₀`` under
+    ``optimizer.lr_unit = "2/lambda0"`` (NaN where ``λ₀`` is not positive: such a run diverges
+    at its first step); ``values`` itself without a unit. Elementwise: one run's scalars or
+    ``(C,)`` vectors of a batch of runs alike."""
+    if spec.optimizer.lr_unit == "":
+        return values
+    path = "optimizer.learning_rate"
+    base = values.get(path, spec.optimizer.learning_rate)
+    lr = jnp.where(lambda0 > 0, base * 2.0 / jnp.where(lambda0 > 0, lambda0, 1.0), jnp.nan)
+    return {**values, path: lr.astype(lambda0.dtype)}
 
 
 def init_state(ctx: Context, params0: Any, data: Data | None = None) -> RunState:
     """The state before step 0 (with ``data`` and minibatches, room for the epoch's order:
-    :func:`step` draws it at the epoch's first step)."""
+    :func:`step` draws it at the epoch's first step; with a diagnostic that carries a state,
+    its first memo, :func:`jaxinit.blocks.metrics.warmup` at ``params0``)."""
     minibatch = data is not None and is_minibatch(data, ctx.static.train.batch_size)
     order = jnp.zeros(data.x_train.shape[0], jnp.int32) if minibatch else ()
-    return start(params0, ctx.opt.init(params0), order=order)
+    memo = ()
+    if data is not None and metrics.carries(ctx.static.train.diagnostics):
+        memo = metrics.warmup(ctx.static.train.diagnostics, _probe(ctx, data, params0, params0))
+    return start(params0, ctx.opt.init(params0), order=order, memo=memo)
 
 
 def step(
@@ -255,27 +296,45 @@ def optimizer_step(
     return state._replace(params=params, opt_state=opt_state), done
 
 
-def probe(ctx: Context, data: Data, params: Any, params0: Any) -> tuple[Array, dict[str, Array]]:
-    """Full-batch, dropout-free loss and diagnostics at ``params``."""
+def _probe(
+    ctx: Context, data: Data, params: Any, params0: Any, grads: Any = None, memo: Any = ()
+) -> metrics.Probe:
+    x, y = data.x_train, data.y_train
+    full_batch = lambda q: ctx.loss(q, x, y)  # noqa: E731
+    return metrics.Probe(
+        ctx.model,
+        params,
+        params0,
+        grads,
+        x,
+        y,
+        loss=full_batch,
+        train=ctx.static.train,
+        memo=memo or None,
+    )
+
+
+def probe(
+    ctx: Context, data: Data, params: Any, params0: Any, memo: Any = ()
+) -> tuple[Array, dict[str, Array], Any]:
+    """Full-batch, dropout-free loss, diagnostics and their memo at ``params`` (``memo``: what
+    they carried from the previous logged step)."""
     x, y = data.x_train, data.y_train
     names = ctx.static.train.diagnostics
     if not names:
-        return ctx.loss(params, x, y), {}
+        return ctx.loss(params, x, y), {}, ()
     loss, grads = jax.value_and_grad(ctx.loss)(params, x, y)
-    full_batch = lambda q: ctx.loss(q, x, y)  # noqa: E731
-    probe = metrics.Probe(
-        ctx.model, params, params0, grads, x, y, loss=full_batch, train=ctx.static.train
-    )
-    return loss, metrics.record(names, probe)
+    curves, memo = metrics.observe(names, _probe(ctx, data, params, params0, grads, memo))
+    return loss, curves, memo or ()
 
 
 def finish(
-    ctx: Context, data: Data, params: Any, params0: Any
+    ctx: Context, data: Data, params: Any, params0: Any, memo: Any = ()
 ) -> tuple[Array, dict[str, Array], dict[str, Array]]:
     """The final curve point (full-batch loss and diagnostics) and the measured finals at the
     final ``params`` (:attr:`jaxinit.engine.program.Program.finish`)."""
     task = ctx.task
-    final_loss, final_diag = probe(ctx, data, params, params0)
+    final_loss, final_diag, _ = probe(ctx, data, params, params0, memo)
 
     def evaluate(x, y):
         pred = ctx.model.apply(params, x)
@@ -292,24 +351,36 @@ def finish(
         test_metric,
         optax.tree.norm(grad),
     )
-    return final_loss, final_diag, finals
+    return final_loss, final_diag, with_lambda0(ctx, finals)
+
+
+def with_lambda0(ctx: Any, finals: dict[str, Array]) -> dict[str, Array]:
+    """``finals`` with the run's ``lambda0`` when it has one (either layout's context)."""
+    return finals if ctx.lambda0 is None else {**finals, "lambda0": ctx.lambda0}
 
 
 def gradient_program(ctx: Context, data: Data, params0: Any) -> Program:
     """Gradient training of one run as a :class:`jaxinit.engine.program.Program` (vmap layout)."""
     tr = ctx.static.train
     need_probe = ctx.stochastic or tr.diagnostics
+    carry = metrics.carries(tr.diagnostics)
+
+    def observe(s: RunState) -> tuple:
+        if not need_probe:
+            return None, {}
+        loss, curves, memo = probe(ctx, data, s.params, params0, s.memo)
+        return (loss, curves, memo) if carry else (loss, curves)
+
     return Program(
         init=lambda p: init_state(ctx, p, data),
         step=functools.partial(step, ctx, data),
-        observe=(lambda s: probe(ctx, data, s.params, params0))
-        if need_probe
-        else (lambda s: (None, {})),
-        finish=lambda s, _: finish(ctx, data, s.params, params0),
+        observe=observe,
+        finish=lambda s, _: finish(ctx, data, s.params, params0, s.memo),
         threshold=ctx.threshold,
         success_metric=ctx.task.success_metric,
         step_loss=True,
         freeze_converged=True,
+        observe_memo=carry,
     )
 
 
@@ -331,7 +402,11 @@ def make_train(
     """
 
     def train(values: dict[str, Array], params0: Any, data: Data) -> dict[str, Any]:
-        ctx = context(spec, task, model, values, params0)
+        lam0 = None
+        if wants_lambda0(spec):
+            lam0 = initial_curvature(spec, task, model, data, params0)
+            values = with_lr_unit(spec, values, lam0)
+        ctx = context(spec, task, model, values, params0, lam0)
         return run_for(spec, gradient_program(ctx, data, params0), VMAP, params0)
 
     return train
