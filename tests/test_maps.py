@@ -94,3 +94,64 @@ def test_no_boundary_has_no_dimension():
 def test_bad_arguments_are_named(arg, sizes, match):
     with pytest.raises(ValueError, match=match):
         boundary_dimension(arg, box_sizes=sizes)
+
+
+# ---- phases ------------------------------------------------------------------------------------
+
+
+def test_phases_of_a_wide_linear_net_in_units_of_two_over_lambda0():
+    """A wide two-layer linear net (MSE, 4 points) at η·λ₀ = 1, 3 and 12 (``learning_rate``
+    0.5, 1.5, 6 in units of 2/λ₀): lazy, catapult (its loss rises hundreds of times, its
+    sharpness falls below 2/η) and divergent (Lewkowycz et al. 2020: edges at 2 and about 4),
+    for every seed; ``learning_rates`` is each run's absolute η."""
+    import jaxinit
+    from jaxinit.analysis.maps import learning_rates, phases
+
+    ds = jaxinit.run(
+        {
+            "task": {
+                "name": "teacher_student",
+                "in_dim": 4,
+                "n_train": 4,
+                "teacher_widths": [4],
+                "activation": "linear",
+            },
+            "model": {"widths": [128], "activation": "linear", "bias": False},
+            "optimizer": {"lr_unit": "2/lambda0"},
+            "train": {"steps": 100, "log_every": 1, "diagnostics": ["sharpness"]},
+            "axes": {"seed": 2, "optimizer.learning_rate": [0.5, 1.5, 6.0]},
+        },
+        progress=False,
+    )
+    got = phases(ds)
+    assert got.dims == ("seed", "optimizer_learning_rate")
+    assert got.attrs["labels"] == "lazy catapult divergent"
+    np.testing.assert_array_equal(got.values, [[0, 1, 2], [0, 1, 2]])
+    eta_lambda0 = (learning_rates(ds) * ds.lambda0).values
+    np.testing.assert_allclose(eta_lambda0, [[1.0, 3.0, 12.0]] * 2, rtol=1e-6)
+    peak = (ds.loss.max("step") / ds.loss.isel(step=0)).values
+    assert np.all(peak[:, 1] > 10)
+    edge = (ds.sharpness.isel(step=-1) * learning_rates(ds)).values
+    assert np.all(edge[:, 1] < 2)
+
+
+def test_phases_without_sharpness_read_the_loss_and_books():
+    """Without a logged sharpness the phase comes from the loss curve and the divergence books
+    alone; a run not finished is -1."""
+    import jaxinit
+    from jaxinit.analysis.maps import NOT_DONE, phases
+
+    ds = jaxinit.run(
+        {
+            "task": {"name": "teacher_student", "in_dim": 2, "n_train": 4},
+            "model": {"widths": [4], "activation": "linear"},
+            "train": {"steps": 40, "log_every": 1, "diagnostics": []},
+            "axes": {"seed": 2, "optimizer.learning_rate": [0.01, 100.0]},
+        },
+        progress=False,
+    )
+    got = phases(ds)
+    np.testing.assert_array_equal(got.values, [[0, 2], [0, 2]])
+    assert bool(ds.diverged[:, 1].all())
+    ds["done"][0, 0] = False
+    assert int(phases(ds)[0, 0]) == NOT_DONE

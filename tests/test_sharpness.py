@@ -266,19 +266,24 @@ def test_phases_of_the_uv_model():
 def _engine_runs(model, layouts=("vmap", "lanes"), seeds=3, **train):
     """``(spec, task, {layout: outputs})`` of ``seeds`` runs of a tiny XOR net with the
     ``sharpness`` diagnostic, trained 20 steps from the same ``params0`` in each layout."""
+    spec = {
+        "task": {"name": "xor"},
+        "model": model,
+        "optimizer": {"learning_rate": 0.5},
+        "train": {"steps": 20, "log_every": 10, "diagnostics": ["sharpness"], **train},
+        "store": {"save_params": True},
+    }
+    return _chunk(spec, layouts, seeds)
+
+
+def _chunk(spec, layouts=("vmap", "lanes"), seeds=3):
+    """``(spec, task, {layout: outputs})``: one chunk of ``seeds`` runs of ``spec`` (a dict)
+    trained by the engine's compiled program of each layout from the same ``params0``."""
     import jaxinit
     from jaxinit.engine.executors import build_task, chunk_init, chunk_train
     from jaxinit.engine.train import Data
 
-    spec = jaxinit.resolve_spec(
-        {
-            "task": {"name": "xor"},
-            "model": model,
-            "optimizer": {"learning_rate": 0.5},
-            "train": {"steps": 20, "log_every": 10, "diagnostics": ["sharpness"], **train},
-            "store": {"save_params": True},
-        }
-    )
+    spec = jaxinit.resolve_spec(spec)
     task = build_task(spec)
     data = Data.from_task(task)
     values = {"seed": jnp.arange(seeds, dtype=jnp.int32)}
@@ -437,3 +442,93 @@ def test_edge_of_stability_smoke():
             reached = np.flatnonzero(edge[r, i] >= 1.0)
             assert reached.size, (r, lrs[i], edge[r, i])
             assert 0.9 <= np.median(edge[r, i, reached[0] :]) <= 1.2, (r, lrs[i], edge[r, i])
+
+
+# ---- λ₀ and learning rates in units of 2/λ₀ ---------------------------------------------------
+
+
+def test_lambda0_is_the_top_hessian_eigenvalue_at_init_in_both_layouts():
+    """``train.lambda0`` records each run's top Hessian eigenvalue at its initial parameters
+    (bce: the Hessian, not the Gauss–Newton matrix), equal to ``jax.hessian`` + ``eigh`` within
+    1e-4 relative, the same in both layouts."""
+    spec, task, out = _engine_runs({"widths": [3]}, lambda0=True)
+    want = _exact_run_tops(spec, task, out["vmap"]["params0"])
+    np.testing.assert_allclose(out["vmap"]["final"]["lambda0"], want, rtol=1e-4)
+    np.testing.assert_allclose(out["lanes"]["final"]["lambda0"], want, rtol=1e-4)
+
+
+def _mse_spec(**optimizer):
+    return {
+        "task": {"name": "teacher_student", "in_dim": 3, "n_train": 8, "activation": "tanh"},
+        "model": {"widths": [16], "activation": "tanh"},
+        "optimizer": optimizer,
+        "train": {"steps": 20, "log_every": 10, "diagnostics": [], "lambda0": True},
+        "store": {"save_params": True},
+        "axes": {"seed": 3},
+    }
+
+
+def test_lambda0_for_mse_is_the_gauss_newton_top_eigenvalue():
+    """For the MSE loss λ₀ is the top eigenvalue of ``JᵀJ / N`` (the empirical NTK over N),
+    checked against the explicit Jacobian (float64) in both layouts; it differs from the
+    Hessian's (the residual term), so the test can tell them apart."""
+    from jaxinit.blocks.models import from_spec
+
+    spec, task, out = _chunk(_mse_spec(learning_rate=0.1))
+    mdl = from_spec(spec.model, task.in_dim, task.out_dim)
+    with jax.enable_x64(True):
+        x = jnp.asarray(task.x_train, jnp.float64)
+
+        def gauss_newton(p):
+            flat, unravel = jax.flatten_util.ravel_pytree(p)
+            jac = jax.jacobian(lambda t: mdl.apply(unravel(t), x).ravel())(flat)
+            return jac.T @ jac / x.shape[0]
+
+        p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), out["vmap"]["params0"])
+        want = np.linalg.eigvalsh(np.asarray(jax.vmap(gauss_newton)(p64)))[:, -1]
+    for layout in ("vmap", "lanes"):
+        np.testing.assert_allclose(out[layout]["final"]["lambda0"], want, rtol=1e-4)
+    hessian = _exact_run_tops(spec, task, out["vmap"]["params0"])
+    assert np.all(np.abs(hessian - want) > 1e-3 * want)
+
+
+def test_lr_unit_steps_at_learning_rate_times_two_over_lambda0():
+    """``optimizer.lr_unit = "2/lambda0"``: a run with ``learning_rate = c`` trains exactly
+    as the same run with the absolute rate ``c·2/λ₀`` of its own λ₀."""
+    import jaxinit
+
+    unit = jaxinit.run(_mse_spec(learning_rate=0.7, lr_unit="2/lambda0"), progress=False)
+    eta = 0.7 * 2 / unit.lambda0.values
+    for r in range(3):
+        absolute = _mse_spec(learning_rate=float(eta[r]))
+        absolute["axes"] = {"seed": [r]}
+        ds = jaxinit.run(absolute, progress=False)
+        np.testing.assert_allclose(ds.loss.values[0], unit.loss.values[r], rtol=1e-5)
+    assert len(set(np.round(eta, 6))) == 3  # the seeds really step at different rates
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "message"),
+    [
+        ({"lr_unit": "1/lambda0"}, "optimizer.lr_unit = '1/lambda0' is not known"),
+        ({"name": "adam", "lr_unit": "2/lambda0"}, "optimizer 'adam' is adaptive"),
+    ],
+)
+def test_bad_lr_units_are_refused(optimizer, message):
+    from jaxinit.config.spec import SpecError
+    from jaxinit.engine.validation import resolve_spec
+
+    with pytest.raises(SpecError, match=message):
+        resolve_spec({"optimizer": optimizer})
+
+
+def test_lambda0_and_lr_unit_are_in_the_identity_only_when_set():
+    from jaxinit.config.spec import Spec
+    from jaxinit.engine.identity import spec_identity
+
+    plain = spec_identity(Spec.from_dict({}))
+    assert "optimizer.lr_unit" not in plain and "train.lambda0" not in plain
+    assert spec_identity(Spec.from_dict({"train": {"lambda0": False}})) == plain
+    on = spec_identity(Spec.from_dict({"optimizer": {"lr_unit": "2/lambda0"}}))
+    assert on["optimizer.lr_unit"] == "2/lambda0"
+    assert spec_identity(Spec.from_dict({"train": {"lambda0": True}}))["train.lambda0"] is True

@@ -1,4 +1,11 @@
-"""Maps of runs over two hyperparameters: the box-counting dimension of the trainability boundary.
+"""Maps of runs over two hyperparameters: each run's phase, and the box-counting dimension of the
+trainability boundary.
+
+:func:`phases` labels every run of a gradient-descent sweep ``lazy`` / ``catapult`` /
+``divergent`` (Lewkowycz et al. 2020) from its loss curve, its logged sharpness and its
+divergence books, with the thresholds of :func:`jaxinit.blocks.sharpness.phase`;
+:func:`learning_rates` gives each run's absolute step ``η`` (``learning_rate × 2/λ₀`` under
+``optimizer.lr_unit = "2/lambda0"``).
 
 A *map* is a grid of runs over two swept quantities (two learning rates, or init scale x
 learning rate), each pixel a run that trained (True) or diverged (False). Sohl-Dickstein (2024)
@@ -22,9 +29,18 @@ spread is the fit's spread over scales.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import json
+from typing import Any, NamedTuple
 
+import jax
 import numpy as np
+import xarray as xr
+
+from jaxinit.blocks import sharpness as sharp
+from jaxinit.engine.rebuild import from_dataset
+
+NOT_DONE = -1
+"""The phase code of a run that has not finished (:func:`phases`)."""
 
 
 class BoxCount(NamedTuple):
@@ -105,3 +121,104 @@ def boundary_dimension(
         return BoxCount(float("nan"), sizes, counts, local, float("nan"))
     slope, intercept = np.polyfit(x[keep], y[keep], 1)
     return BoxCount(float(slope), sizes, counts, local, float(intercept))
+
+
+# ---- phases -------------------------------------------------------------------------------------
+
+
+def learning_rates(ds: xr.Dataset) -> xr.DataArray:
+    """Each run's absolute learning rate ``η``, over the sweep's dims: ``optimizer.learning_rate``
+    (its axis' coordinate where it is swept), times ``2/λ₀`` (the ``lambda0`` final) under
+    ``optimizer.lr_unit = "2/lambda0"``."""
+    spec = from_dataset(ds).spec
+    axes = json.loads(ds.attrs.get("axes", "{}"))
+    dim_of = {p: d for d, p in axes.items()}
+    path = "optimizer.learning_rate"
+    lr = (
+        ds[dim_of[path]].astype(float)
+        if path in dim_of
+        else xr.DataArray(spec.optimizer.learning_rate)
+    )
+    unit = "optimizer.lr_unit"
+    scaled = (
+        ds[dim_of[unit]] != "" if unit in dim_of else xr.DataArray(spec.optimizer.lr_unit != "")
+    )
+    if bool(scaled.any()):
+        if "lambda0" not in ds:
+            raise ValueError("optimizer.lr_unit is set but the Dataset has no lambda0 final")
+        lr = xr.where(scaled, lr * 2.0 / ds["lambda0"], lr)
+    lr = lr.broadcast_like(ds["final_loss"]) if "final_loss" in ds else lr
+    return lr.rename("learning_rate").assign_attrs(
+        long_name="learning rate η", units="1", description="each run's absolute step size"
+    )
+
+
+def phases(
+    ds: xr.Dataset,
+    *,
+    peak_ratio: float = sharp.CATAPULT_PEAK_RATIO,
+    edge_slack: float = sharp.EDGE_SLACK,
+) -> xr.DataArray:
+    """The phase of every run of a gradient-descent sweep: ``0`` lazy, ``1`` catapult, ``2``
+    divergent (:data:`jaxinit.blocks.sharpness.PHASES`), ``-1`` (:data:`NOT_DONE`) for a run not
+    finished yet; over the sweep's dims, with the labels in ``attrs["labels"]``.
+
+    Per run, from its ``loss`` curve (the first point at init), its ``sharpness`` curve when
+    the sweep logged it (the first point at init, the last the final one), its absolute
+    learning rate ``η`` (:func:`learning_rates`) and its ``diverged`` flag, by
+    :func:`jaxinit.blocks.sharpness.phase`:
+
+    - **divergent**: it diverged (non-finite loss or parameters), or its last loss is not below
+      its initial loss, or it ends beyond the stability edge, ``η·λ_final > 2·(1 + edge_slack)``
+      (``edge_slack`` = 0.1: the edge of stability hovers a few per cent above ``2/η``);
+    - **catapult**: otherwise, if its loss rose above ``peak_ratio`` (2) times the initial loss
+      at a logged step, or its sharpness started above the edge and ended below it
+      (``η·λ_first > 2`` and ``η·λ_final < 2``);
+    - **lazy**: otherwise.
+
+    A catapult's rise lasts a few steps; log every step or few (``train.log_every``), or its
+    peak may fall between logged steps (the sharpness test catches those that log it).
+
+    >>> import jaxinit  # doctest: +SKIP
+    >>> ds = jaxinit.run("catapult")  # doctest: +SKIP
+    >>> phases(ds).attrs["labels"]  # doctest: +SKIP
+    'lazy catapult divergent'
+    """
+    loss = ds["loss"]
+    runs = [d for d in loss.dims if d != "step"]
+    eta = learning_rates(ds).broadcast_like(ds["final_loss"]).transpose(*runs)
+    if "sharpness" in ds:
+        sharp_T = ds["sharpness"].transpose(*runs, "step").values
+    else:
+        sharp_T = np.full((*eta.shape, 1), np.nan)
+    n = int(np.prod(eta.shape))
+    flat = (
+        loss.transpose(*runs, "step").values.reshape(n, -1),
+        sharp_T.reshape(n, -1),
+        eta.values.reshape(n),
+        ds["diverged"].transpose(*runs).values.reshape(n),
+    )
+
+    def one(loss_T: Any, sharpness_T: Any, lr: Any, diverged: Any) -> Any:
+        return sharp.phase(
+            loss_T, sharpness_T, lr, diverged, peak_ratio=peak_ratio, edge_slack=edge_slack
+        )
+
+    with jax.enable_x64(flat[0].dtype == np.float64):
+        codes = np.asarray(jax.vmap(one)(*flat)).reshape(eta.shape)
+    codes = np.where(ds["done"].transpose(*runs).values, codes, NOT_DONE)
+    return xr.DataArray(
+        codes.astype(np.int32),
+        coords=eta.coords,
+        dims=eta.dims,
+        name="phase",
+        attrs={
+            "long_name": "phase",
+            "labels": " ".join(sharp.PHASES),
+            "description": (
+                "0 lazy, 1 catapult, 2 divergent, -1 not done; divergent: diverged, last loss "
+                f"not below the first, or η·λ_final > 2·(1 + {edge_slack}); catapult: peak "
+                f"loss ratio > {peak_ratio}, or η·λ fell through 2"
+            ),
+        },
+    )

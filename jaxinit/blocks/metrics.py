@@ -178,25 +178,48 @@ SHARPNESS_KEY = 0
 same direction at every logged step of every run (reproducible, independent of batching)."""
 
 
-def _trainable(p: Probe) -> tuple[Callable[[Any], Array], list]:
-    """``(loss over the trainable leaves, those leaves)``: frozen ones (``Model.trainable``) are
-    closed over, so the Hessian is that of the parameters training moves."""
+def trainable_leaves(p: Probe) -> tuple[Callable[[list], Any], list]:
+    """``(rebuild, leaves)``: the trainable leaves of ``p.params`` (``Model.trainable``; all
+    without a mask) and ``rebuild(leaves) -> params`` with the frozen ones closed over, so a
+    curvature is that of the parameters training moves."""
     leaves, treedef = jax.tree.flatten(p.params)
     if p.model.trainable is None:
-        return (lambda q: p.loss(treedef.unflatten(q))), leaves
+        return treedef.unflatten, leaves
     mask = p.model.trainable(p.params)  # a prefix tree of Python bools
     flags = treedef.flatten_up_to(
         jax.tree.map(lambda m, x: jax.tree.map(lambda _: bool(m), x), mask, p.params)
     )
     moved = [i for i, f in enumerate(flags) if f]
 
-    def loss(q: list) -> Array:
+    def rebuild(q: list) -> Any:
         full = list(leaves)
         for i, leaf in zip(moved, q):
             full[i] = leaf
-        return p.loss(treedef.unflatten(full))
+        return treedef.unflatten(full)
 
-    return loss, [leaves[i] for i in moved]
+    return rebuild, [leaves[i] for i in moved]
+
+
+def _need_loss(p: Probe, what: str) -> Callable[[Any], Array]:
+    if p.loss is None:
+        raise ValueError(f"{what} needs the run's loss (Probe.loss)")
+    return p.loss
+
+
+def lambda0(p: Probe, gauss_newton: bool) -> Array:
+    """The run's ``λ₀`` at ``p.params`` over its trainable parameters
+    (:func:`jaxinit.blocks.sharpness.lambda0`): the Gauss–Newton matrix's top eigenvalue
+    (``gauss_newton``: the MSE loss) or the loss Hessian's."""
+    loss = _need_loss(p, "lambda0")
+    rebuild, params = trainable_leaves(p)
+    top = sharp.lambda0(
+        lambda q: loss(rebuild(q)),
+        lambda q, x: p.model.apply(rebuild(q), x),
+        params,
+        p.x,
+        gauss_newton=gauss_newton,
+    )
+    return top.value
 
 
 def sharpness(p: Probe) -> dict[str, Array]:
@@ -205,12 +228,15 @@ def sharpness(p: Probe) -> dict[str, Array]:
     (:func:`jaxinit.blocks.sharpness.top_hessian_eigenvalue`), at most ``train.sharpness_iters``
     products, stopping at ``train.sharpness_tol``, from the fixed start :data:`SHARPNESS_KEY`.
     A residual above the tolerance means the value is a lower bound (not converged)."""
-    if p.loss is None:
-        raise ValueError("the sharpness diagnostic needs the run's loss (Probe.loss)")
-    loss, params = _trainable(p)
+    loss = _need_loss(p, "the sharpness diagnostic")
+    rebuild, params = trainable_leaves(p)
     v0 = sharp.random_direction(jax.random.key(SHARPNESS_KEY), params)
     top = sharp.top_hessian_eigenvalue(
-        loss, params, v0, iters=p.train.sharpness_iters, tol=p.train.sharpness_tol
+        lambda q: loss(rebuild(q)),
+        params,
+        v0,
+        iters=p.train.sharpness_iters,
+        tol=p.train.sharpness_tol,
     )
     return {"sharpness": top.value, "sharpness_residual": top.residual}
 

@@ -10,6 +10,7 @@ Pure, vmappable functions of one run's ``params`` pytree, for the catapult (Lewk
   ``jvp`` then ``vjp``, never a materialised Jacobian. For the MSE loss
   ``1/(2N) Σₙ ‖f(xₙ) − yₙ‖²`` (jaxinit's ``mse``) ``G`` is the Hessian less the residual term,
   and it has the same nonzero eigenvalues as the empirical NTK ``JJᵀ / N``.
+- :func:`lambda0`: ``λ₀`` at init, the Gauss–Newton matrix's for MSE, the Hessian's otherwise.
 - :func:`phase`: ``lazy`` / ``catapult`` / ``divergent`` from a run's loss curve, its final
   sharpness against ``2/η`` and its divergence flag.
 
@@ -297,6 +298,44 @@ def ntk_top_eigenvalue(
         v0_flat = ravel_pytree(v0)[0].astype(theta.dtype)
     value, vec, residual, steps = top_eigenpair(gv, v0_flat, iters=iters, tol=tol, method=method)
     return Eigen(value, unravel(vec), residual, steps)
+
+
+LAMBDA0_ITERS = 40
+"""Most products of :func:`lambda0` (once per run, at init: a cold start, so more than a
+warm-started logged estimate needs)."""
+LAMBDA0_TOL = 1e-5
+"""The relative residual at which :func:`lambda0` stops early."""
+
+
+def lambda0(
+    loss_fn: Callable[[Any], Array],
+    apply_fn: Callable[[Any, Array], Array],
+    params: Any,
+    x: Array,
+    *,
+    gauss_newton: bool,
+    iters: int = LAMBDA0_ITERS,
+    tol: float = LAMBDA0_TOL,
+) -> Eigen:
+    """``λ₀``: the curvature that sets gradient descent's stable step at ``params`` (the init).
+
+    With ``gauss_newton`` (the MSE loss ``1/(2N) Σₙ ‖f(xₙ) − yₙ‖²``) the top eigenvalue of the
+    Gauss–Newton matrix ``JᵀJ / N`` (:func:`ntk_top_eigenvalue`, the empirical NTK's top
+    eigenvalue over ``N``: Lewkowycz et al. 2020's λ₀); otherwise that of the loss Hessian
+    (:func:`top_hessian_eigenvalue`, from ``random_direction(key(0), params)``). Gradient
+    descent at ``η`` is stable near ``params`` while ``η·λ₀ < 2``.
+
+    >>> import jax.numpy as jnp
+    >>> f = lambda p, x: (p[1] @ p[0]) * x / 2.0  # the uv model, n = 4: λ₀ = (|u|² + |v|²) / 4
+    >>> loss = lambda p: 0.5 * jnp.sum(f(p, jnp.ones(1)) ** 2)
+    >>> top = lambda0(loss, f, (jnp.ones(4), jnp.ones(4)), jnp.ones(1), gauss_newton=True)
+    >>> round(float(top.value), 4)
+    2.0
+    """
+    if gauss_newton:
+        return ntk_top_eigenvalue(apply_fn, params, x, iters=iters, tol=tol)
+    v0 = random_direction(jax.random.key(0), params)
+    return top_hessian_eigenvalue(loss_fn, params, v0, iters=iters, tol=tol)
 
 
 # ---- the phase of a run ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from jax import Array
 
-__all__ = ["FINALS", "Output", "NEVER", "attrs", "final_record", "kinds"]
+__all__ = ["FINALS", "OPTIONAL_FINALS", "Output", "NEVER", "attrs", "final_record", "kinds"]
 
 NEVER = "NaN if it never happened (or the run is not done)"
 
@@ -56,6 +56,17 @@ FINALS: tuple[Output, ...] = (
 )  # fmt: skip
 """Every per-run final, in the order a run's ``final`` record holds them."""
 
+OPTIONAL_FINALS: tuple[Output, ...] = (
+    Output("lambda0", "float", "λ₀: top curvature at init", "1",
+           "top eigenvalue at the initial parameters (over the trainable ones) of the "
+           "Gauss–Newton matrix JᵀJ/N for the MSE loss 1/(2N)·Σ‖f(x)−y‖² (the top eigenvalue of "
+           "the empirical NTK over N), of the training-loss Hessian for other losses; plain "
+           "gradient descent is stable near the init while η·λ₀ < 2 (Lanczos, "
+           "jaxinit.blocks.sharpness.lambda0); only with train.lambda0 or optimizer.lr_unit"),
+)  # fmt: skip
+"""Per-run finals that a run records only when its spec asks for them (after the
+:data:`FINALS`); a Dataset has them only then."""
+
 
 def kinds() -> dict[str, str]:
     """``name -> kind`` of every final."""
@@ -82,11 +93,12 @@ def final_record(
     converged_step: Array,
     time_to_threshold: Array,
     success_metric: Any,
+    **optional: Array,
 ) -> dict[str, Array]:
     """A run's ``final`` record, one entry per :data:`FINALS` (scalars, or ``(C,)`` for a
     batch of runs): the measured values, the three step books (``-1``: never) and what follows
     from them (``diverged``; ``success``: the training metric at or above ``success_metric``
-    without diverging)."""
+    without diverging), then the ``optional`` ones (:data:`OPTIONAL_FINALS`) given."""
     diverged = diverged_step >= 0
     record = {
         "final_loss": final_loss,
@@ -101,4 +113,8 @@ def final_record(
         "success": (final_metric >= success_metric) & ~diverged,
     }
     assert list(record) == [f.name for f in FINALS]
+    unknown = set(optional) - {f.name for f in OPTIONAL_FINALS}
+    if unknown:
+        raise ValueError(f"undeclared finals {sorted(unknown)}: declare them in OPTIONAL_FINALS")
+    record.update((f.name, optional[f.name]) for f in OPTIONAL_FINALS if f.name in optional)
     return record

@@ -104,6 +104,10 @@ class InitSpec:
 class OptimizerSpec:
     name: str = "sgd"
     learning_rate: float = traced(0.1)
+    # the unit of ``learning_rate``: "" (absolute) or "2/lambda0": each run steps at
+    # ``learning_rate × 2/λ₀`` with λ₀ its own curvature at init (jaxinit.blocks.sharpness,
+    # the ``lambda0`` final), so a sweep scans η·λ₀/2; in the run identity only when set
+    lr_unit: str = ""
     # other keyword arguments of optax.<name>; numeric ones are traced when they are an axis
     params: Mapping[str, Any] = field(default_factory=dict)
 
@@ -123,6 +127,10 @@ class TrainSpec:
     # the run identity only when ``sharpness`` is in ``diagnostics``
     sharpness_iters: int = 20
     sharpness_tol: float = 1e-4
+    # record each run's λ₀ (the ``lambda0`` final: the top eigenvalue of the Gauss–Newton
+    # matrix at init for MSE, of the Hessian otherwise); on by itself with optimizer.lr_unit;
+    # in the run identity only when true
+    lambda0: bool = False
 
 
 @dataclass(frozen=True)
@@ -292,6 +300,37 @@ class Spec:
     def first_run(self) -> Spec:
         """The spec with every axis at its first value: the first run's configuration."""
         return self.replace({p: v[0] for p, v in self.axes})
+
+
+LR_UNITS = ("", "2/lambda0")
+"""Units of ``optimizer.learning_rate`` (``optimizer.lr_unit``): absolute, or ``2/λ₀`` per run."""
+
+
+LR_UNIT_OPTIMIZERS = ("sgd",)
+"""Optimizers that ``optimizer.lr_unit = "2/lambda0"`` may scale: ``2/λ₀`` is the stability
+edge of plain gradient descent (with heavy-ball momentum ``β`` the edge is ``2(1+β)/λ₀``, still
+in these units). Adaptive optimizers (adam, rmsprop, …) rescale each step by their own
+statistics, so their edge is set by a preconditioned curvature, not by ``λ₀``."""
+
+
+def lr_unit_problem(spec: Spec) -> str | None:
+    """Why ``spec.optimizer.lr_unit`` cannot be used (a message naming the field), or None."""
+    o = spec.optimizer
+    if o.lr_unit not in LR_UNITS:
+        return f"optimizer.lr_unit = {o.lr_unit!r} is not known; allowed: {LR_UNITS}"
+    if o.lr_unit and o.name not in LR_UNIT_OPTIMIZERS:
+        return (
+            f"optimizer.lr_unit = {o.lr_unit!r} scales gradient descent's step by its stability "
+            f"edge 2/λ₀; optimizer {o.name!r} is adaptive (its edge is not 2/λ₀): use one of "
+            f'{LR_UNIT_OPTIMIZERS} or lr_unit = ""'
+        )
+    return None
+
+
+def wants_lambda0(spec: Spec) -> bool:
+    """Whether the runs compute their ``λ₀`` at init: asked for (``train.lambda0``) or needed by
+    the learning rate's unit (``optimizer.lr_unit``)."""
+    return bool(spec.train.lambda0) or spec.optimizer.lr_unit != ""
 
 
 def apply_overrides(

@@ -69,6 +69,11 @@ def spec_identity(spec: Spec) -> dict[str, Any]:
     data = {k: v for k, v in data.items() if k not in unused}
     if "sharpness" not in spec.train.diagnostics:  # its settings change nothing without it
         data["train"] = {k: v for k, v in data["train"].items() if not k.startswith("sharpness_")}
+    # fields added after directories existed: in the identity only when they change something
+    if "optimizer" in data and not spec.optimizer.lr_unit:
+        data["optimizer"] = {k: v for k, v in data["optimizer"].items() if k != "lr_unit"}
+    if not spec.train.lambda0:
+        data["train"] = {k: v for k, v in data["train"].items() if k != "lambda0"}
     if spec.task.name == "arrays":  # the content hash stands for where the data came from
         data["task"] = {k: v for k, v in data["task"].items() if k not in SOURCE_FIELDS}
     out: dict[str, Any] = {}

@@ -30,7 +30,7 @@ None))`` to rounding (summation order), not bit for bit: over the bundled specs 
 float64, and runs made chaotic by a learning rate past the stability edge do not agree at all. A
 run's numbers depend only on its own inputs and its slot in the chunk.
 
->>> from jaxinit.config.spec import Spec
+>>> from jaxinit.config.spec import Spec, wants_lambda0
 >>> from jaxinit.blocks.tasks import TASKS
 >>> spec = Spec.from_dict({"task": {"name": "xor"}, "train": {"steps": 20}})
 >>> supports(spec, None, TASKS["xor"]()) is None
@@ -53,7 +53,7 @@ from jaxinit.blocks import metrics
 from jaxinit.blocks.models import Model, from_spec
 from jaxinit.blocks.ops import Ops
 from jaxinit.blocks.tasks import Task, loss_value, metric_value
-from jaxinit.config.spec import Spec
+from jaxinit.config.spec import Spec, wants_lambda0
 from jaxinit.engine.program import (
     KEY_DATA,
     KEY_DROPOUT,
@@ -66,7 +66,16 @@ from jaxinit.engine.program import (
     start,
     tree_where,
 )
-from jaxinit.engine.train import Data, batch, build_optimizer, make_init, optimizer_step
+from jaxinit.engine.train import (
+    Data,
+    batch,
+    build_optimizer,
+    initial_curvature,
+    make_init,
+    optimizer_step,
+    with_lambda0,
+    with_lr_unit,
+)
 
 __all__ = [
     "ELEMENTWISE_OPTIMIZERS",
@@ -398,6 +407,7 @@ class Context(NamedTuple):
     stochastic: bool  # minibatches or dropout: log a separate full-batch loss
     dropping: bool  # dropout is on (or its rate traced)
     check_grad: bool  # grad_tol is on (or traced)
+    lambda0: Array | None = None  # (C,): every run's λ₀ (train.lambda0, optimizer.lr_unit)
 
     def losses(self, params: Lanes, x: Array, y: Array, drop=None) -> tuple[Array, Array]:
         """``(Σ_r L_r, L_C)``: the sum (whose gradient is every run's own) and each run's loss."""
@@ -406,8 +416,15 @@ class Context(NamedTuple):
         return jnp.sum(per_run), per_run
 
 
-def context(static: Spec, task: Task, values: dict[str, Array], params0: Lanes) -> Context:
-    """The :class:`Context` of a block training from ``params0`` ``(…, C)``."""
+def context(
+    static: Spec,
+    task: Task,
+    values: dict[str, Array],
+    params0: Lanes,
+    lambda0: Array | None = None,
+) -> Context:
+    """The :class:`Context` of a block training from ``params0`` ``(…, C)`` (with every run's
+    ``λ₀``, when the spec wants it)."""
     s = static.replace(_traced(values))
     mdl = from_spec(static.model, task.in_dim, task.out_dim)
     trainable = mdl.trainable(params0) if mdl.trainable else None
@@ -424,6 +441,7 @@ def context(static: Spec, task: Task, values: dict[str, Array], params0: Lanes) 
         static.train.batch_size > 0 or dropping,
         dropping,
         "train.grad_tol" in values or static.train.grad_tol > 0,
+        lambda0,
     )
 
 
@@ -481,7 +499,7 @@ def finish(
     _, train_metric = per_run(params, data.x_train, data.y_train)
     test_loss, test_metric = per_run(params, data.x_test, data.y_test)
     finals = measured(final_loss, train_metric, test_loss, test_metric, lanes_norm(grads))
-    return final_loss, final_diag, finals
+    return final_loss, final_diag, with_lambda0(ctx, finals)
 
 
 def lanes_program(ctx: Context, data: Data, values: dict[str, Array], params0: Lanes) -> Program:
@@ -524,8 +542,12 @@ def _train_block(
 ) -> dict[str, Any]:
     """The whole training of one lane block of runs from ``params0`` (run axis first),
     ``values: {path: (S,)}``."""
+    lam0 = None
+    if wants_lambda0(spec):  # per-run code, once per run, before the runs go to the lanes
+        lam0 = jax.vmap(lambda p: initial_curvature(spec, task, None, data, p))(params0)
+        values = with_lr_unit(spec, values, lam0)
     params0 = to_lanes(params0)
-    ctx = context(spec, task, values, params0)
+    ctx = context(spec, task, values, params0, lam0)
     return run_for(spec, lanes_program(ctx, data, values, params0), LANES, params0)
 
 

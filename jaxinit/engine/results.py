@@ -59,7 +59,7 @@ FINAL_VARIABLES: dict[str, str] = outputs.kinds()
 
 VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "done": {"long_name": "run finished", "description": "the run's chunk has been computed"},
-    **{f.name: outputs.attrs(f) for f in outputs.FINALS},
+    **{f.name: outputs.attrs(f) for f in (*outputs.FINALS, *outputs.OPTIONAL_FINALS)},
     "loss": {"long_name": "training loss", "units": "1",
              "description": "training loss at each logged step"},
     **{name: outputs.attrs(o) for name, o in metrics.CURVES.items()},

@@ -32,7 +32,7 @@ from jaxinit.blocks import metrics
 from jaxinit.blocks.initializers import standard_normal
 from jaxinit.blocks.models import Model, from_spec
 from jaxinit.blocks.tasks import Task, loss_value, metric_value
-from jaxinit.config.spec import OptimizerSpec, Spec
+from jaxinit.config.spec import OptimizerSpec, Spec, wants_lambda0
 from jaxinit.engine.program import (
     KEY_DATA,
     KEY_DROPOUT,
@@ -159,6 +159,7 @@ class Context(NamedTuple):
     threshold: Any  # loss level for time-to-threshold
     stochastic: bool  # minibatches or dropout: log a separate full-batch loss
     check_grad: bool  # grad_tol is on (or traced): freeze converged runs every step
+    lambda0: Array | None = None  # shape=(): the run's λ₀ (train.lambda0, optimizer.lr_unit)
 
     def loss(self, params: Any, x: Array, y: Array, dkey: Array | None = None) -> Array:
         if self.task.objective is not None:
@@ -181,9 +182,15 @@ def init_params(spec: Spec, task: Task, model: Model | None, values: dict[str, A
 
 
 def context(
-    static: Spec, task: Task, model: Model | None, values: dict[str, Array], params0: Any
+    static: Spec,
+    task: Task,
+    model: Model | None,
+    values: dict[str, Array],
+    params0: Any,
+    lambda0: Array | None = None,
 ) -> Context:
-    """The run's :class:`Context`, for training from ``params0``."""
+    """The run's :class:`Context`, for training from ``params0`` (with its ``λ₀``, when the
+    spec wants it: :func:`with_lr_unit` has then put its learning rate into ``values``)."""
     s = static.replace({k: v for k, v in values.items() if k != "seed"})
     mdl = model if model is not None else from_spec(s.model, task.in_dim, task.out_dim)
     key = run_key(static.seed, values["seed"])
@@ -203,7 +210,37 @@ def context(
         task.threshold if s.train.threshold is None else s.train.threshold,
         stochastic,
         "train.grad_tol" in values or static.train.grad_tol > 0,
+        lambda0,
     )
+
+
+def initial_curvature(spec: Spec, task: Task, model: Model | None, data: Data, params0: Any):
+    """One run's ``λ₀`` at ``params0`` (:func:`jaxinit.blocks.metrics.lambda0`): the top
+    eigenvalue of the Gauss–Newton matrix for the MSE loss of the sampled data, of the
+    full-batch training-loss Hessian otherwise (another loss, a task's own objective)."""
+    mdl = model if model is not None else from_spec(spec.model, task.in_dim, task.out_dim)
+    x, y = data.x_train, data.y_train
+
+    def loss(params: Any) -> Array:
+        if task.objective is not None:
+            return task.objective(params)
+        return loss_value(task.loss, mdl.apply(params, x), y)
+
+    probe = metrics.Probe(mdl, params0, params0, None, x, y, loss=loss, train=spec.train)
+    return metrics.lambda0(probe, task.loss == "mse" and task.objective is None)
+
+
+def with_lr_unit(spec: Spec, values: dict[str, Array], lambda0: Array) -> dict[str, Array]:
+    """``values`` with each run's absolute learning rate, ``learning_rate × 2/λ₀`` under
+    ``optimizer.lr_unit = "2/lambda0"`` (NaN where ``λ₀`` is not positive: such a run diverges
+    at its first step); ``values`` itself without a unit. Elementwise: one run's scalars or
+    ``(C,)`` vectors of a batch of runs alike."""
+    if spec.optimizer.lr_unit == "":
+        return values
+    path = "optimizer.learning_rate"
+    base = values.get(path, spec.optimizer.learning_rate)
+    lr = jnp.where(lambda0 > 0, base * 2.0 / jnp.where(lambda0 > 0, lambda0, 1.0), jnp.nan)
+    return {**values, path: lr.astype(lambda0.dtype)}
 
 
 def init_state(ctx: Context, params0: Any, data: Data | None = None) -> RunState:
@@ -292,7 +329,12 @@ def finish(
         test_metric,
         optax.tree.norm(grad),
     )
-    return final_loss, final_diag, finals
+    return final_loss, final_diag, with_lambda0(ctx, finals)
+
+
+def with_lambda0(ctx: Any, finals: dict[str, Array]) -> dict[str, Array]:
+    """``finals`` with the run's ``lambda0`` when it has one (either layout's context)."""
+    return finals if ctx.lambda0 is None else {**finals, "lambda0": ctx.lambda0}
 
 
 def gradient_program(ctx: Context, data: Data, params0: Any) -> Program:
@@ -331,7 +373,11 @@ def make_train(
     """
 
     def train(values: dict[str, Array], params0: Any, data: Data) -> dict[str, Any]:
-        ctx = context(spec, task, model, values, params0)
+        lam0 = None
+        if wants_lambda0(spec):
+            lam0 = initial_curvature(spec, task, model, data, params0)
+            values = with_lr_unit(spec, values, lam0)
+        ctx = context(spec, task, model, values, params0, lam0)
         return run_for(spec, gradient_program(ctx, data, params0), VMAP, params0)
 
     return train

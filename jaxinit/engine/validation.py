@@ -34,6 +34,7 @@ from jaxinit.config.spec import (
     coerce,
     field_names,
     is_traced,
+    lr_unit_problem,
 )
 from jaxinit.engine.algorithms import ALGORITHMS, GRADIENT
 
@@ -340,6 +341,8 @@ def _validate_one(spec: Spec) -> None:
     _one_of("optimizer.name", o.name, OPTIMIZERS)
     _finite("optimizer.learning_rate", o.learning_rate, positive=True)
     _check_optimizer(o)
+    if lr_unit_problem(spec):
+        raise SpecError(lr_unit_problem(spec))
     _check_steps(tr)
     if tr.batch_size < 0:
         raise SpecError(f"train.batch_size must be >= 0 (0: full batch), got {tr.batch_size}")
