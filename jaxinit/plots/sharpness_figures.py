@@ -84,7 +84,7 @@ def _sharpness_inputs(ds: xr.Dataset):
 
 def sharpness_table(ds: xr.Dataset) -> pd.DataFrame:
     """Per cell of the sweep (its non-seed axes): ``eta`` and ``two_over_eta`` (medians over
-    its finished, not diverged runs), how many of them reach the edge (``η·λ_max ≥ 2`` at a
+    its finished runs), how many of its finished, not diverged runs reach the edge (``η·λ_max ≥ 2`` at a
     logged step), the first such step (median over those runs), the median of ``η·λ_max/2``
     over every logged step from then on (10% and 90% too: the paper's "hovers just above 1"),
     the largest sharpness residual (above ``train.sharpness_tol``: an estimate that had not
@@ -104,7 +104,8 @@ def sharpness_table(ds: xr.Dataset) -> pd.DataFrame:
         after = np.asarray(after, float)
         after = after[np.isfinite(after)]
         q = np.quantile(after, [0.1, 0.5, 0.9]) if len(after) else [np.nan] * 3
-        eta_c = _runs(ds, eta.sel(sel), []).values[good]
+        eta_c = _runs(ds, eta.where(ds.done).sel(sel), []).values  # every finished run's η
+        eta_c = eta_c[np.isfinite(eta_c)]
         res = ds.sharpness_residual.sel(sel) if "sharpness_residual" in ds else None
         rows.append({
             "cell": label,
