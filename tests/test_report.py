@@ -31,8 +31,11 @@ _D2 = [[16], [16, 16]]
 BUNDLED_TINY: dict[str, dict] = {
     "basin_map": {"train.steps": 150, "store.save_params": True},
     "catapult": {"train.steps": 40, "axes.optimizer.learning_rate": [0.5, 1.5, 2.5]},
-    "catapult_relu": {"train.steps": 40, "axes.optimizer.learning_rate": [0.5, 1.5, 4.0],
-                      "task.n_train": 8},
+    "catapult_relu": {
+        "train.steps": 40,
+        "axes.optimizer.learning_rate": [0.5, 1.5, 4.0],
+        "task.n_train": 8,
+    },
     "convex_control": {"train.steps": 60},
     "deep_linear": {"train.steps": 60, "axes.model.widths": _D2},
     "deep_relu": {"train.steps": 20, "axes.model.widths": [[32] * 2, [32] * 3]},
@@ -43,8 +46,11 @@ BUNDLED_TINY: dict[str, dict] = {
     },  # fmt: skip
     "digits_minima": {"train.steps": 60},
     "dropout": {"train.steps": 60, "axes.model.dropout": [0.0, 0.5]},
-    "edge_of_stability": {"train.steps": 60, "task.n_train": 32,
-                          "axes.optimizer.learning_rate": [0.2, 0.8]},
+    "edge_of_stability": {
+        "train.steps": 60,
+        "task.n_train": 32,
+        "axes.optimizer.learning_rate": [0.2, 0.8],
+    },
     "fractal_boundary": {"train.steps": 40},
     "gmm_em_restarts": {
         "train.steps": 20,

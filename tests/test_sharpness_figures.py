@@ -112,7 +112,9 @@ def test_phase_plane_draws_the_2_over_lambda0_curve(uv_plane):
     np.testing.assert_allclose(t.two_over_eta, 2 / t.eta)
     assert sorted(set(np.round(t.eta, 6))) == [0.1, 0.4, 1.6]
     fig = FIGURES["sharpness_curves"](ds)
-    ys = {round(float(ln.get_ydata()[0]), 6) for ln in fig.axes[0].lines if len(ln.get_ydata()) == 2}
+    ys = {
+        round(float(ln.get_ydata()[0]), 6) for ln in fig.axes[0].lines if len(ln.get_ydata()) == 2
+    }
     assert {20.0, 5.0, 1.25} <= ys  # the dashed 2/η lines
     plt.close(fig)
 

@@ -50,6 +50,17 @@ TAIL = 0.1
 is below its initial loss."""
 
 
+def _log_axis(values) -> bool:
+    """A log axis for values that span decades (:func:`.core.is_log`) or are log-spaced."""
+    v = np.asarray(values, float)
+    if is_log(v):
+        return True
+    if len(v) < 3 or not np.all(v > 0) or v.max() / v.min() < 2:
+        return False
+    steps = np.diff(np.log(np.sort(v)))
+    return bool(np.allclose(steps, steps.mean(), rtol=0.05))
+
+
 def _dim_of(ds: xr.Dataset, path: str) -> str | None:
     """The Dataset dim of the spec field ``path`` when it is a swept axis, else None."""
     return {p: d for d, p in json.loads(ds.attrs["axes"]).items()}.get(path)
@@ -329,7 +340,7 @@ def _phase_plane(ds, table, lr_dim: str, y_dim: str, name: str) -> plt.Figure:
         ax.plot(v / lam_y, ys, color="k", ls=style, lw=1.2, label=f"η·λ₀ = {v:g}")
     ax.set_xlim(xs.min(), xs.max())
     for setter, vals in ((ax.set_xscale, xs), (ax.set_yscale, ys)):
-        if is_log(vals):
+        if _log_axis(vals):
             setter("log")
     ax.set_xlabel(axis_label(ds, lr_dim))
     ax.set_ylabel(axis_label(ds, y_dim))
@@ -419,7 +430,7 @@ def boundary_dimension(ds: xr.Dataset) -> plt.Figure:
     mesh = ax.pcolormesh(xs, ys, frac.values, cmap="gray", vmin=0, vmax=1, shading="nearest")
     fig.colorbar(mesh, ax=ax, label="fraction of seeds that trained")
     for setter, vals in ((ax.set_xscale, xs), (ax.set_yscale, ys)):
-        if is_log(vals):
+        if _log_axis(vals):
             setter("log")
     ax.set_xlabel(axis_label(ds, cols_dim))
     ax.set_ylabel(axis_label(ds, rows_dim))
@@ -441,9 +452,12 @@ def boundary_dimension(ds: xr.Dataset) -> plt.Figure:
         mids = np.sqrt(s_vals[1:] * s_vals[:-1])
         cx.plot(mids, np.where(keep[1:] & keep[:-1], local, np.nan), "o-", color=colours[k],
                 ms=4, lw=1, label=f"seed {row.seed}")  # fmt: skip
-    for axx in (bx,):
-        axx.set_xscale("log")
-        axx.set_yscale("log")
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    bx.set_xscale("log")
+    bx.set_yscale("log")
+    bx.set_xticks(1.0 / s_vals, [f"1/{s}" for s in s_vals])
+    bx.xaxis.set_minor_formatter(NullFormatter())
     bx.set_xlabel("1 / box size (pixels⁻¹)")
     bx.set_ylabel("boxes holding the boundary, N(s)")
     bx.legend(fontsize=7)
@@ -451,7 +465,10 @@ def boundary_dimension(ds: xr.Dataset) -> plt.Figure:
                label="Sohl-Dickstein 2024: 1.2 to 2.0")  # fmt: skip
     cx.axhline(1.0, color="0.5", lw=0.8, ls=":")
     cx.set_xscale("log")
-    cx.set_xlabel("box size s (pixels, between consecutive sizes)")
+    mids = np.sqrt(s_vals[1:] * s_vals[:-1])
+    cx.set_xticks(mids, [f"{a}–{b}" for a, b in zip(s_vals[:-1], s_vals[1:])])
+    cx.xaxis.set_minor_locator(NullLocator())
+    cx.set_xlabel("between box sizes s (pixels)")
     cx.set_ylabel("local slope of log N(s) against log 1/s")
     cx.set_ylim(0.5, 2.2)
     cx.legend(fontsize=7)
