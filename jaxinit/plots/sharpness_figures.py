@@ -45,6 +45,8 @@ LR_PATH = "optimizer.learning_rate"
 PHASE_COLOURS = {"lazy": "tab:blue", "catapult": "tab:orange", "divergent": "tab:red"}
 PAPER_DIMENSION = (1.2, 2.0)
 """Sohl-Dickstein (2024): box-counting dimensions of the boundary between about 1.2 and 2.0."""
+MAX_LEGEND = 8
+"""Above this many cells, ``sharpness_curves`` colours by the first axis on a colour scale."""
 TAIL = 0.1
 """A run trains (:func:`trained`) when its mean loss over the last tenth of the logged steps
 is below its initial loss."""
@@ -147,8 +149,18 @@ def sharpness_curves(ds: xr.Dataset) -> plt.Figure:
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
     steps = ds.step.values
     table = sharpness_table(ds)
-    for k, (sel, label, colour, style, _) in enumerate(cells(ds, dims) if dims else
-                                                       [({}, "", "C0", "-", "o")]):  # fmt: skip
+    combos = list(cells(ds, dims)) if dims else [({}, "", "C0", "-", "o")]
+    many = len(combos) > MAX_LEGEND and np.asarray(ds[dims[0]]).dtype.kind in "fi"
+    if many:  # a colour scale over the first axis instead of a legend entry per cell
+        from matplotlib.colors import LogNorm, Normalize
+
+        values = np.asarray(ds[dims[0]].values, float)
+        norm = (LogNorm if _log_axis(values) else Normalize)(values.min(), values.max())
+        cmap = plt.get_cmap("viridis")
+        fig.colorbar(plt.cm.ScalarMappable(norm, cmap), ax=bx, label=axis_label(ds, dims[0]))
+    for k, (sel, label, colour, style, _) in enumerate(combos):
+        if many:
+            colour, label = cmap(norm(float(sel[dims[0]]))), ""
         var = edge if relative else ds.sharpness.where(ok)
         curves = _runs(ds, var.sel(sel), []).values
         if not np.isfinite(curves).any():
@@ -169,12 +181,12 @@ def sharpness_curves(ds: xr.Dataset) -> plt.Figure:
         ax.plot([], [], "k--", lw=0.9, label="2/η of the same colour")
         ax.set_ylabel("sharpness λ_max (top Hessian eigenvalue)")
     ax.set_xlabel("step")
-    ax.legend(fontsize=7, loc="best")
-    hit = table.dropna(subset=["median_eta_lambda_over_2_after"])
+    ax.legend(fontsize=7, loc="best", ncol=1 + len(combos) // 12)
+    after = table.median_eta_lambda_over_2_after.dropna()
     summary = (
-        "median η·λ/2 after reaching the edge: "
-        + ", ".join(f"{v:.3f}" for v in hit.median_eta_lambda_over_2_after)
-        if len(hit)
+        f"after reaching the edge, median η·λ/2 per cell: {after.min():.3f} to {after.max():.3f}"
+        f" ({len(after)} of {len(table)} cells reach it)"
+        if len(after)
         else "no run reached the edge 2/η"
     )
     ax.set_title(summary, fontsize=8)
@@ -269,7 +281,7 @@ def phase_map(ds: xr.Dataset) -> plt.Figure:
 def _phase_line(ds: xr.Dataset, table: pd.DataFrame, name: str) -> plt.Figure:
     ph = phases(ds)
     c = (learning_rates(ds) * lambda0_of(ds)).where(ph >= 0)
-    fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
+    fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained", sharex=True)
     t = table.dropna(subset=["c_median"]).sort_values("c_median")
     if t.empty:
         raise NothingToDraw("no finished run with a finite η·λ₀")
@@ -311,7 +323,8 @@ def _phase_line(ds: xr.Dataset, table: pd.DataFrame, name: str) -> plt.Figure:
     if "sharpness" in ds:
         cx.legend(fontsize=7)
     text = ", ".join(f"{k} at c = {v:.3g}" for k, v in bounds.items())
-    ax.set_title(f"boundaries (half the runs): {text}; theory (uv model) 2 and 4", fontsize=8)
+    ax.set_title(f"where half the runs are beyond: {text}\n(theory for the uv model: 2 and 4)",
+                 fontsize=8)  # fmt: skip
     fig.suptitle(f"{name}: catapult phases against η·λ₀ (Lewkowycz et al. 2020)")
     return fig
 
