@@ -34,7 +34,7 @@ BUNDLED_TINY: dict[str, dict] = {
     "catapult_relu": {
         "train.steps": 40,
         "axes.optimizer.learning_rate": [0.5, 1.5, 4.0],
-        "task.n_train": 8,
+        "task.n_points": 8,
     },
     "convex_control": {"train.steps": 60},
     "deep_linear": {"train.steps": 60, "axes.model.widths": _D2},

@@ -153,9 +153,13 @@ def test_boundary_dimension_table_is_the_box_count_of_each_seeds_map(small_map, 
     assert spec["report"][0] == "boundary_dimension"
 
 
-def test_figures_say_what_is_missing(uv_plane):
+def test_figures_say_what_is_missing(uv_plane, small_map):
+    """Before: a map smaller than 9 x 9 (test_report's tiny fractal_boundary at 3 x 3) failed
+    with boundary_dimension's ValueError about box sizes instead of a note."""
     from jaxinit.plots import NothingToDraw
 
+    with pytest.raises(NothingToDraw, match="at least 9 values"):
+        FIGURES["boundary_dimension"](small_map[0].isel(init_scale=slice(0, 5)))
     ds, _ = uv_plane
     with pytest.raises(NothingToDraw, match="two numeric axes|exactly two"):
         FIGURES["boundary_dimension"](ds.isel(init_scale=[0]))

@@ -47,6 +47,8 @@ PAPER_DIMENSION = (1.2, 2.0)
 """Sohl-Dickstein (2024): box-counting dimensions of the boundary between about 1.2 and 2.0."""
 MAX_LEGEND = 8
 """Above this many cells, ``sharpness_curves`` colours by the first axis on a colour scale."""
+MIN_MAP = 9
+"""The smallest map side ``boundary_dimension`` draws: the default box sizes 2, 4, 8 fit in it."""
 TAIL = 0.1
 """A run trains (:func:`trained`) when its mean loss over the last tenth of the logged steps
 is below its initial loss."""
@@ -385,8 +387,11 @@ def trained(ds: xr.Dataset) -> xr.DataArray:
 
 def _map_dims(ds: xr.Dataset) -> tuple[str, str]:
     dims = [d for d in sweep_dims(ds) if np.asarray(ds[d]).dtype.kind in "fi"]
-    if len(dims) < 2 or any(ds.sizes[d] < 3 for d in dims[:2]):
-        raise NothingToDraw("the boundary needs a map: two numeric axes of at least 3 values")
+    if len(dims) < 2 or any(ds.sizes[d] < MIN_MAP for d in dims[:2]):
+        raise NothingToDraw(
+            f"the boundary needs a map: two numeric axes of at least {MIN_MAP} values (box "
+            "sizes 2, 4, 8 pixels)"
+        )
     if len(sweep_dims(ds)) > 2:
         raise NothingToDraw("the boundary needs a map over exactly two swept axes (and seeds)")
     return dims[0], dims[1]
