@@ -13,6 +13,9 @@ Workloads (issue 2, acceptance item 6):
 Implementations:
 
 * ``jaxinit``: ``jaxinit.run(spec_dict, progress=False, chunk_size=...)``, diagnostics off.
+* ``jaxinit+sharpness`` (``--sharpness``; ``--sharpness-iters``, ``--sharpness-tol``): the same
+  with the ``sharpness`` diagnostic every ``log_every`` steps; the report gives its time over
+  ``jaxinit``'s.
 * ``vmap``, ``lanes``: the engine's compiled program for one chunk called directly under
   ``jax.jit`` (no planning, no store): ``jax.vmap(train.make_run(spec, task))`` (run axis
   first) and ``lanes.make_batched_run(spec, task)`` (run axis on the SIMD lanes).
@@ -35,6 +38,7 @@ Usage::
     python benchmarks/bench_engine.py --workload tiny --impl hand --impl vmap --impl lanes
     python benchmarks/bench_engine.py --crossover           # lanes vs hand over widths
     python benchmarks/bench_engine.py --workload million    # 2**20 runs to disk, peak RSS
+    python benchmarks/bench_engine.py --workload tiny --impl jaxinit --sharpness  # its cost
 
 ``--crossover`` times ``hand``, ``vmap`` and ``lanes`` on the tiny workload's XOR task with
 hidden widths 2, 4, 8, 16, 32-32 and 64-64, and on the medium workload's teacher-student task
@@ -111,7 +115,7 @@ class Result(NamedTuple):
 # (a) jaxinit
 
 
-def jaxinit_spec(w: Workload) -> dict:
+def jaxinit_spec(w: Workload, diagnostics: tuple[str, ...] = (), **train) -> dict:
     return {
         "name": f"bench-{w.name}",
         "task": {"name": w.task, **w.task_params},
@@ -122,14 +126,17 @@ def jaxinit_spec(w: Workload) -> dict:
             "steps": w.steps,
             "log_every": w.log_every,
             "batch_size": w.batch_size,
-            "diagnostics": [],
+            "diagnostics": list(diagnostics),
+            **train,
         },
         "axes": {"seed": w.runs},
     }
 
 
-def make_jaxinit(w: Workload, chunk_size: int | None) -> Callable[[], float]:
-    spec = jaxinit_spec(w)
+def make_jaxinit(w: Workload, chunk_size: int | None, **diagnostics) -> Callable[[], float]:
+    """``jaxinit.run`` of the workload; ``diagnostics``: :func:`jaxinit_spec`'s (e.g.
+    ``diagnostics=("sharpness",), sharpness_iters=4``)."""
+    spec = jaxinit_spec(w, **diagnostics)
 
     def call() -> float:
         ds = jaxinit.run(spec, progress=False, chunk_size=chunk_size)
@@ -375,13 +382,29 @@ def make_torch_loop(w: Workload, task: Task, runs: int) -> Callable[[], float]:
 # --------------------------------------------------------------------------------------------
 
 
-def bench(w: Workload, impls: list[str], repeat: int, chunk_size: int | None) -> dict[str, Result]:
+SHARPNESS = "jaxinit+sharpness"
+"""The implementation ``--sharpness`` adds: ``jaxinit`` with ``train.diagnostics =
+["sharpness"]`` (logged every ``log_every`` steps), timed beside ``jaxinit`` in the same
+process (issue 22, acceptance 5: at most 2x the time without it)."""
+
+
+def bench(
+    w: Workload,
+    impls: list[str],
+    repeat: int,
+    chunk_size: int | None,
+    sharpness: dict | None = None,
+) -> dict[str, Result]:
     task = TASKS[w.task](**w.task_params)
     chunk = chunk_size or w.runs
     calls: dict[str, tuple[Callable[[], float], int, int, str]] = {}
     for name in impls:
         if name == "jaxinit":
             calls[name] = (make_jaxinit(w, chunk_size), w.runs, w.runs, "")
+        elif name == SHARPNESS:
+            note = ", ".join(f"{k} {v}" for k, v in (sharpness or {}).items())
+            diags = {"diagnostics": ("sharpness",), **(sharpness or {})}
+            calls[name] = (make_jaxinit(w, chunk_size, **diags), w.runs, w.runs, note)
         elif name == "hand":
             calls[name] = (make_hand(w, task, chunk), w.runs, w.runs, "")
         elif name in ("vmap", "lanes"):
@@ -444,6 +467,11 @@ def report(w: Workload, results: dict[str, Result]) -> dict[str, tuple[float, fl
                 f"{mine}/{other}: throughput ratio {rate[mine] / rate[other]:.2f} wall, "
                 f"{cpu_rate[mine] / cpu_rate[other]:.2f} cpu"
             )
+    if "jaxinit" in rate and SHARPNESS in rate:
+        print(
+            f"{SHARPNESS}/jaxinit: time ratio {rate['jaxinit'] / rate[SHARPNESS]:.2f} wall, "
+            f"{cpu_rate['jaxinit'] / cpu_rate[SHARPNESS]:.2f} cpu (load {_load()})"
+        )
     if "jaxinit" in rate:
         for other in ("hand", "torch.func", "torch-loop"):
             if other in rate:
@@ -610,6 +638,14 @@ def main(argv: list[str] | None = None) -> None:
         choices=["jaxinit", "hand", "vmap", "lanes", "torch.func", "torch-loop"],
         help="run only these (repeatable); default all (lanes where lanes.prefer_lanes)",
     )
+    p.add_argument(
+        "--sharpness",
+        action="store_true",
+        help=f"also time {SHARPNESS}: jaxinit with the sharpness diagnostic every log_every "
+        "steps (with --impl, list jaxinit too to get the ratio)",
+    )
+    p.add_argument("--sharpness-iters", type=int, help="train.sharpness_iters (default: spec's)")
+    p.add_argument("--sharpness-tol", type=float, help="train.sharpness_tol (default: spec's)")
     args = p.parse_args(argv)
     use_cpu_cores(args.cpu_devices)  # before anything starts a JAX backend
     if args.workload == "million":  # streamed to disk; not part of "all"
@@ -655,7 +691,11 @@ def main(argv: list[str] | None = None) -> None:
             Spec.from_dict(jaxinit_spec(w)), TASKS[w.task](**w.task_params)
         ):
             mine = [i for i in impls if i != "lanes"]  # lanes would only be slow here
-        results = bench(w, mine, args.repeat, args.chunk_size)
+        settings = {"sharpness_iters": args.sharpness_iters, "sharpness_tol": args.sharpness_tol}
+        settings = {k: v for k, v in settings.items() if v is not None}
+        if args.sharpness:
+            mine = [*mine, SHARPNESS]
+        results = bench(w, mine, args.repeat, args.chunk_size, settings)
         report(w, results)
 
 

@@ -355,12 +355,18 @@ def test_sharpness_is_over_the_trainable_parameters():
 
 
 def test_too_few_sharpness_iterations_show_in_the_logged_residual():
-    """``train.sharpness_iters`` reaches the solver: 2 products leave a residual far above the
-    tolerance (and a value at or below the converged one: Lanczos gives a lower bound)."""
-    _, _, few = _engine_runs({"widths": [3]}, ("vmap",), sharpness_iters=2)
+    """``train.sharpness_iters`` reaches the solver: one product per logged step (a power step
+    from the last vector) leaves a residual above the tolerance once training moves the
+    eigenvector, where 20 converge; the values agree to far better than the residual."""
+    _, _, few = _engine_runs({"widths": [3]}, ("vmap",), sharpness_iters=1)
     _, _, full = _engine_runs({"widths": [3]}, ("vmap",))
-    assert np.all(few["vmap"]["curves"]["sharpness_residual"] > 1e-2)
-    assert np.all(few["vmap"]["curves"]["sharpness"] <= full["vmap"]["curves"]["sharpness"] + 1e-6)
+    few, full = few["vmap"]["curves"], full["vmap"]["curves"]
+    assert np.all(few["sharpness_residual"][:, 1:] > 1e-3)
+    assert np.all(full["sharpness_residual"] <= 1e-4)
+    # a Rayleigh quotient never exceeds the top eigenvalue: one product is a lower bound, here
+    # visibly below it (the eigenvector turns within 10 steps at η = 0.5)
+    assert np.all(few["sharpness"] <= full["sharpness"] * (1 + 1e-5))
+    assert np.max(1 - few["sharpness"] / full["sharpness"]) > 1e-2
 
 
 def test_sharpness_through_jaxinit_run_has_both_curves_with_attrs():
@@ -451,7 +457,7 @@ def test_lambda0_is_the_top_hessian_eigenvalue_at_init_in_both_layouts():
     """``train.lambda0`` records each run's top Hessian eigenvalue at its initial parameters
     (bce: the Hessian, not the Gauss–Newton matrix), equal to ``jax.hessian`` + ``eigh`` within
     1e-4 relative, the same in both layouts."""
-    spec, task, out = _engine_runs({"widths": [3]}, lambda0=True)
+    spec, task, out = _engine_runs({"widths": [3]}, lambda0=True, diagnostics=[])
     want = _exact_run_tops(spec, task, out["vmap"]["params0"])
     np.testing.assert_allclose(out["vmap"]["final"]["lambda0"], want, rtol=1e-4)
     np.testing.assert_allclose(out["lanes"]["final"]["lambda0"], want, rtol=1e-4)
@@ -494,17 +500,24 @@ def test_lambda0_for_mse_is_the_gauss_newton_top_eigenvalue():
 
 def test_lr_unit_steps_at_learning_rate_times_two_over_lambda0():
     """``optimizer.lr_unit = "2/lambda0"``: a run with ``learning_rate = c`` trains exactly
-    as the same run with the absolute rate ``c·2/λ₀`` of its own λ₀."""
+    as the same run with the absolute rate ``c·2/λ₀`` of its own λ₀, in both layouts."""
     import jaxinit
+    from jaxinit.engine.executors import build_task, chunk_init, chunk_train
+    from jaxinit.engine.train import Data
 
-    unit = jaxinit.run(_mse_spec(learning_rate=0.7, lr_unit="2/lambda0"), progress=False)
-    eta = 0.7 * 2 / unit.lambda0.values
-    for r in range(3):
-        absolute = _mse_spec(learning_rate=float(eta[r]))
-        absolute["axes"] = {"seed": [r]}
-        ds = jaxinit.run(absolute, progress=False)
-        np.testing.assert_allclose(ds.loss.values[0], unit.loss.values[r], rtol=1e-5)
+    unit_spec, task, unit = _chunk(_mse_spec(learning_rate=0.7, lr_unit="2/lambda0"))
+    eta = 0.7 * 2 / unit["vmap"]["final"]["lambda0"]
     assert len(set(np.round(eta, 6))) == 3  # the seeds really step at different rates
+    spec = jaxinit.resolve_spec(_mse_spec(learning_rate=0.1))
+    data = Data.from_task(build_task(spec))
+    values = {"seed": jnp.arange(3, dtype=jnp.int32)}
+    params0 = chunk_init(spec, task, None)(values, data)
+    values["optimizer.learning_rate"] = jnp.asarray(eta, jnp.float32)  # traced, per run
+    absolute = jax.device_get(chunk_train("vmap", spec, task, None)(values, params0, data))
+    for layout in ("vmap", "lanes"):
+        np.testing.assert_allclose(
+            unit[layout]["curves"]["loss"], absolute["curves"]["loss"], rtol=1e-5
+        )
 
 
 @pytest.mark.parametrize(
@@ -532,3 +545,93 @@ def test_lambda0_and_lr_unit_are_in_the_identity_only_when_set():
     on = spec_identity(Spec.from_dict({"optimizer": {"lr_unit": "2/lambda0"}}))
     assert on["optimizer.lr_unit"] == "2/lambda0"
     assert spec_identity(Spec.from_dict({"train": {"lambda0": True}}))["train.lambda0"] is True
+
+
+# ---- the warm start -------------------------------------------------------------------------
+
+
+def test_recurrence_residual_equals_the_product_residual():
+    """Lanczos' own residual ``β_j |y_j| / |θ|`` (free) is the true ``‖Hv − θv‖ / |θ|`` (one
+    more product) to rounding, converged or not."""
+    params = _mlp(jax.random.key(0))
+    v0 = random_direction(jax.random.key(1), params)
+    for iters in (2, 5, 40):
+        a = jax.jit(lambda p, v, iters=iters: top_hessian_eigenvalue(LOSS, p, v, iters=iters))(
+            params, v0
+        )
+        b = jax.jit(
+            lambda p, v, iters=iters: top_hessian_eigenvalue(
+                LOSS, p, v, iters=iters, residual="recurrence"
+            )
+        )(params, v0)
+        assert float(a.value) == float(b.value)
+        np.testing.assert_allclose(b.residual, a.residual, rtol=1e-2, atol=2e-6)
+
+
+def test_a_batch_on_the_trailing_axes_equals_one_run_at_a_time():
+    """``batch=(R,)`` (the lanes layout: runs on the leaves' last axis, the loss one per run)
+    gives every run the answer it gets alone, though they stop at different steps."""
+    keys = jax.random.split(jax.random.key(3), 4)
+    params_R = jax.vmap(_mlp)(keys)
+    last = jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), params_R)
+
+    def losses(q):
+        return jax.vmap(LOSS, in_axes=-1)(q)
+
+    v0 = random_direction(jax.random.key(4), last, (4,))
+    batched = jax.jit(lambda q, v: top_hessian_eigenvalue(losses, q, v, iters=40, batch=(4,)))(
+        last, v0
+    )
+    steps = []
+    for r in range(4):
+        one = _top(
+            jax.tree.map(lambda a, r=r: a[r], params_R), jax.tree.map(lambda a, r=r: a[..., r], v0)
+        )
+        np.testing.assert_allclose(batched.value[r], one.value, rtol=1e-5)
+        assert int(batched.steps[r]) == int(one.steps)
+        steps.append(int(one.steps))
+    assert len(set(steps)) > 1, "the runs should stop at different steps for this test to bite"
+
+
+def test_warm_started_sharpness_along_training_matches_the_full_hessian():
+    """Along a real training run (XOR 2-3-1, η = 0.5, 4 logged blocks of 10 steps) every logged
+    estimate, warm-started from the previous block's vector with the default
+    ``train.sharpness_iters``, equals the top eigenvalue of the full Hessian (``jax.hessian`` +
+    ``eigh``, float64) at that step's parameters within 1e-4 relative, in both layouts. The
+    parameters at each logged step come from training 10 steps at a time (full-batch SGD has
+    no state, so this is the same run)."""
+    from jaxinit.engine.executors import build_task, chunk_init, chunk_train
+    from jaxinit.engine.train import Data
+
+    def spec_of(steps):
+        return jaxinit_resolve(
+            {
+                "task": {"name": "xor"},
+                "model": {"widths": [3]},
+                "optimizer": {"learning_rate": 0.5},
+                "train": {"steps": steps, "log_every": 10, "diagnostics": ["sharpness"]},
+                "store": {"save_params": True},
+            }
+        )
+
+    long, short = spec_of(40), spec_of(10)
+    task = build_task(long)
+    data = Data.from_task(task)
+    values = {"seed": jnp.arange(3, dtype=jnp.int32)}
+    p = chunk_init(long, task, None)(values, data)
+    ten = chunk_train("vmap", short, task, None)
+    at_blocks = [p]
+    for _ in range(4):
+        at_blocks.append(ten(values, at_blocks[-1], data)["params"])
+    stacked = jax.tree.map(lambda *a: jnp.concatenate(a), *at_blocks)  # (5 blocks x 3 runs)
+    want = _exact_run_tops(long, task, stacked).reshape(5, 3).T
+    for layout in ("vmap", "lanes"):
+        logged = jax.device_get(chunk_train(layout, long, task, None)(values, p, data))
+        np.testing.assert_allclose(logged["curves"]["sharpness"], want, rtol=1e-4, err_msg=layout)
+    assert np.all(want[:, -1] > want[:, 0])  # the sharpness moved: the warm start had to track
+
+
+def jaxinit_resolve(spec):
+    import jaxinit
+
+    return jaxinit.resolve_spec(spec)

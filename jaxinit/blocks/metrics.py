@@ -39,6 +39,9 @@ class Probe(NamedTuple):
     # for one run); None where the engine gives none (diagnostics that need it then raise)
     loss: Callable[[Any], Array] | None = None
     train: TrainSpec = TrainSpec()  # the run's static training settings (sharpness_iters, ...)
+    # what the diagnostics carried from the previous logged step, ``{name: value}``
+    # (:func:`observe`); None: nothing yet (a diagnostic then starts cold)
+    memo: dict[str, Any] | None = None
 
 
 def grad_norm(p: Probe) -> dict[str, Array]:
@@ -174,8 +177,16 @@ def relative_distance_from_init(p: Probe) -> dict[str, Array]:
 
 
 SHARPNESS_KEY = 0
-"""The key of :func:`sharpness`'s start vector, ``random_direction(key(SHARPNESS_KEY), θ)``: the
-same direction at every logged step of every run (reproducible, independent of batching)."""
+"""The key of :func:`sharpness`'s cold start, ``random_direction(key(SHARPNESS_KEY), θ)``: the
+same direction for every run (reproducible, independent of batching)."""
+
+SHARPNESS_WARMUP_ITERS = 20
+"""Most products of the cold estimate at init (:func:`sharpness_warmup`) that every later logged
+estimate is warm-started from; it stops early at ``train.sharpness_tol``."""
+
+CARRIED = "carried"
+"""The key under which a diagnostic that carries a state to the next logged step returns it
+(:func:`observe` moves it to the memo; it is not a curve)."""
 
 
 def trainable_leaves(p: Probe) -> tuple[Callable[[list], Any], list]:
@@ -222,23 +233,47 @@ def lambda0(p: Probe, gauss_newton: bool) -> Array:
     return top.value
 
 
+def _top_hessian(p: Probe, start: Any | None, iters: int) -> Any:
+    """The top Hessian eigenpair of every run in ``p`` over its trainable parameters
+    (:func:`jaxinit.blocks.sharpness.top_hessian_eigenvalue`, the layout's runs as its batch),
+    from ``start``; a run whose ``start`` is missing, zero or not finite (it diverged) starts
+    cold from :data:`SHARPNESS_KEY`'s direction."""
+    loss = _need_loss(p, "the sharpness diagnostic")
+    rebuild, params = trainable_leaves(p)
+    batch = jnp.shape(p.ops.norm(params))  # () for one run, (C,) on the lanes
+    cold = sharp.random_direction(jax.random.key(SHARPNESS_KEY), params, batch)
+    if start is not None:
+        size = p.ops.norm(start)
+        ok = jnp.isfinite(size) & (size > 0)
+        start = jax.tree.map(lambda a, b: jnp.where(ok, a, b), start, cold)
+    return sharp.top_hessian_eigenvalue(
+        lambda q: loss(rebuild(q)),
+        params,
+        cold if start is None else start,
+        iters=iters,
+        tol=p.train.sharpness_tol,
+        residual="recurrence",
+        batch=batch,
+    )
+
+
 def sharpness(p: Probe) -> dict[str, Array]:
     """The top eigenvalue ``λ_max`` of the full-batch training-loss Hessian (over the trainable
     parameters) and its residual ``‖Hv − λv‖ / ‖λv‖``: Lanczos on Hessian-vector products
-    (:func:`jaxinit.blocks.sharpness.top_hessian_eigenvalue`), at most ``train.sharpness_iters``
-    products, stopping at ``train.sharpness_tol``, from the fixed start :data:`SHARPNESS_KEY`.
+    (:func:`jaxinit.blocks.sharpness.top_hessian_eigenvalue`), at most
+    ``train.sharpness_iters`` products, stopping at ``train.sharpness_tol``, warm-started from
+    the previous logged step's vector (``p.memo``; the first from :func:`sharpness_warmup`'s).
     A residual above the tolerance means the value is a lower bound (not converged)."""
-    loss = _need_loss(p, "the sharpness diagnostic")
-    rebuild, params = trainable_leaves(p)
-    v0 = sharp.random_direction(jax.random.key(SHARPNESS_KEY), params)
-    top = sharp.top_hessian_eigenvalue(
-        lambda q: loss(rebuild(q)),
-        params,
-        v0,
-        iters=p.train.sharpness_iters,
-        tol=p.train.sharpness_tol,
-    )
-    return {"sharpness": top.value, "sharpness_residual": top.residual}
+    top = _top_hessian(p, (p.memo or {}).get("sharpness"), p.train.sharpness_iters)
+    return {"sharpness": top.value, "sharpness_residual": top.residual, CARRIED: top.start}
+
+
+def sharpness_warmup(p: Probe) -> Any:
+    """The first warm start of :func:`sharpness`: a cold estimate at ``p.params`` (the init)
+    from :data:`SHARPNESS_KEY`'s direction, with up to ``max(SHARPNESS_WARMUP_ITERS,
+    train.sharpness_iters)`` products; its next start."""
+    iters = max(SHARPNESS_WARMUP_ITERS, p.train.sharpness_iters)
+    return _top_hessian(p, None, iters).start
 
 
 class Diagnostic(NamedTuple):
@@ -248,6 +283,9 @@ class Diagnostic(NamedTuple):
     output: Output  # its curve: name, long name, units, description (read by the Dataset)
     any_layout: bool  # written against ``Probe.ops``: runs on a batch of runs in any layout
     more: tuple[Output, ...] = ()  # further curves ``fn`` writes (e.g. a residual)
+    # probe at init -> the state ``fn`` first finds in ``Probe.memo[name]`` (a warm start);
+    # ``fn`` then returns the next one under :data:`CARRIED`. None: it carries nothing
+    warmup: Callable[[Probe], Any] | None = None
 
 
 def _curve(name: str, long_name: str, description: str) -> Output:
@@ -285,11 +323,12 @@ REGISTRY: dict[str, Diagnostic] = {
     "sharpness": Diagnostic(sharpness, _curve(
         "sharpness", "sharpness (top Hessian eigenvalue)",
         "largest eigenvalue of the full-batch training-loss Hessian over the trainable "
-        "parameters (Lanczos, at most train.sharpness_iters Hessian-vector products); gradient "
-        "descent at learning rate η is stable near a minimum while η·sharpness < 2"), False,
+        "parameters (Lanczos, at most train.sharpness_iters Hessian-vector products, "
+        "warm-started from the previous logged step's eigenvector); gradient descent at "
+        "learning rate η is stable near a minimum while η·sharpness < 2"), True,
         (_curve("sharpness_residual", "sharpness residual",
                 "‖Hv − λv‖ / ‖λv‖ of the sharpness estimate (λ, v); above train.sharpness_tol "
-                "the estimate has not converged and is a lower bound"),)),
+                "the estimate has not converged and is a lower bound"),), sharpness_warmup),
 }  # fmt: skip
 """Registry ``diagnostic name -> Diagnostic``: a new diagnostic is one function and one entry."""
 
@@ -307,9 +346,30 @@ of runs in any layout (values ``(..., C)`` on the lanes). The others are one run
 the lanes layout vmaps over its run axis."""
 
 
-def record(names: tuple[str, ...], probe: Probe) -> dict[str, Array]:
-    """Evaluate the named diagnostics and merge their outputs."""
+def observe(names: tuple[str, ...], probe: Probe) -> tuple[dict[str, Array], dict[str, Any]]:
+    """Evaluate the named diagnostics: ``(curves, memo)``, their merged curves and what those
+    that carry a state pass to the next logged step (``{name: state}``, for ``Probe.memo``)."""
     out: dict[str, Array] = {}
+    memo: dict[str, Any] = {}
     for name in names:
-        out.update(DIAGNOSTICS[name](probe))
-    return out
+        got = dict(DIAGNOSTICS[name](probe))
+        if CARRIED in got:
+            memo[name] = got.pop(CARRIED)
+        out.update(got)
+    return out, memo
+
+
+def record(names: tuple[str, ...], probe: Probe) -> dict[str, Array]:
+    """Evaluate the named diagnostics and merge their curves."""
+    return observe(names, probe)[0]
+
+
+def warmup(names: tuple[str, ...], probe: Probe) -> dict[str, Any]:
+    """The first memo of the named diagnostics that carry a state, from a probe at init
+    (``{}`` when none does: the run then carries nothing)."""
+    return {n: REGISTRY[n].warmup(probe) for n in names if REGISTRY[n].warmup is not None}
+
+
+def carries(names: tuple[str, ...]) -> bool:
+    """Whether any of the named diagnostics carries a state from one logged step to the next."""
+    return any(REGISTRY[n].warmup is not None for n in names if n in REGISTRY)

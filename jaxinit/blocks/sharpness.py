@@ -4,7 +4,7 @@ Pure, vmappable functions of one run's ``params`` pytree, for the catapult (Lewk
 2020), the edge of stability (Cohen et al. 2021) and learning rates in units of the curvature.
 
 - :func:`top_hessian_eigenvalue`: the **largest algebraic** eigenvalue of ``∇²loss(params)``
-  from Hessian-vector products (``jax.jvp`` of ``jax.grad``), never a materialised Hessian.
+  from Hessian-vector products (``jax.vjp`` of ``jax.grad``), never a materialised Hessian.
 - :func:`ntk_top_eigenvalue`: ``λ₀``, the top eigenvalue of the Gauss–Newton matrix
   ``G = JᵀJ / N`` (``J`` the Jacobian of the ``N`` examples' outputs in the parameters), from
   ``jvp`` then ``vjp``, never a materialised Jacobian. For the MSE loss
@@ -16,9 +16,11 @@ Pure, vmappable functions of one run's ``params`` pytree, for the catapult (Lewk
 
 **Solver.** Both eigenvalues come from :func:`top_eigenpair`: Lanczos with full
 reorthogonalisation (default) or power iteration, ``iters`` matrix-vector products at most
-inside one ``lax.while_loop`` that stops early once the relative residual is below ``tol``.
-Under ``vmap`` the loop runs until every run has stopped, and a stopped run's state is held
-(JAX's batching of ``while_loop`` selects it), so one run's answer does not depend on its
+inside one ``lax.while_loop`` (unrolled up to :data:`UNROLL_ITERS`) that stops early once the
+relative residual is below ``tol``. It runs one run, or a batch of runs on the vectors' trailing
+axes (``(n, *batch)``; the lanes layout), each with its own matrix: the loop goes on until every
+run has stopped, and a stopped run keeps its answer (so under ``vmap`` too), so one run's
+answer does not depend on its
 batch. Lanczos is the default because it needs fewer products than power iteration for a
 ``1e-4`` residual (tests/test_sharpness.py, float32: 6-9 against 8-23 on a 72-parameter tanh
 MLP; 16 against 62 on a quadratic with ``λ₂/λ₁ = 0.95``): power iteration converges like
@@ -31,14 +33,18 @@ Hessian near a minimum), and otherwise may be a negative one of larger magnitude
 ``value`` is then negative and below the top eigenvalue, so use Lanczos for Hessians away from
 minima.
 
-**Warm start.** Both take a start vector ``v0``: pass the previous block's ``vector`` and a
+**Warm start.** Both take a start vector ``v0``: pass the previous estimate's
+:attr:`Eigen.start` (its Ritz vector; after a single product, that vector's power step) and a
 slowly moving top eigenvector is found in a few products (``random_direction`` draws the first).
 
-**Residual.** ``residual = ‖Mv − λv‖ / ‖λv‖`` is computed with one more product after the loop,
-so it is the true residual of what is returned, not the solver's own estimate. An eigenvalue
-is accurate to about ``residual² · |λ| / gap`` (for a symmetric matrix), so ``1e-4`` on the
-residual is far below ``1e-4`` on the value; a residual above ``tol`` means ``iters`` was too
-few: the value is then a lower bound (Lanczos: the Ritz value never exceeds the top eigenvalue).
+**Residual.** ``residual = ‖Mv − λv‖ / ‖λv‖``. By default (``residual="product"``) it is
+computed with one more product after the loop, the true residual of what is returned;
+``residual="recurrence"`` takes Lanczos' own ``β_j |y_j| / |θ|`` instead, exact in exact
+arithmetic and, with full reorthogonalisation, equal to the product's to rounding, for free
+(the engine's diagnostic uses it). An eigenvalue is accurate to about ``residual² · |λ| /
+gap`` (for a symmetric matrix), so ``1e-4`` on the residual is far below ``1e-4`` on the
+value; a residual above ``tol`` means ``iters`` was too few: the value is then a lower bound
+(Lanczos: the Ritz value never exceeds the top eigenvalue).
 
 >>> import jax.numpy as jnp
 >>> loss = lambda p: 0.5 * (3.0 * p["a"] ** 2 + p["b"] @ p["b"])  # Hessian diag(3, 1, 1)
@@ -50,6 +56,8 @@ few: the value is then a lower bound (Lanczos: the Ritz value never exceeds the 
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -64,15 +72,60 @@ METHODS = ("lanczos", "power")
 
 
 class Eigen(NamedTuple):
-    """The top eigenpair of one run's symmetric matrix (Hessian or Gauss–Newton)."""
+    """The top eigenpair of one run's symmetric matrix (Hessian or Gauss–Newton); with a batch
+    of runs (``batch``), every field has the batch's shape."""
 
     value: Array  # shape=(), the eigenvalue estimate
-    vector: Any  # unit vector (over all leaves), a pytree like the params: the next v0
-    residual: Array  # shape=(), ‖Mv − λv‖ / ‖λv‖, from one product after the loop
+    vector: Any  # unit vector (over all leaves), a pytree like the params: the Ritz vector
+    residual: Array  # shape=(), ‖Mv − λv‖ / ‖λv‖ of (value, vector)
     steps: Array  # shape=(), int32: products spent in the loop (≤ iters)
+    # the next estimate's start (a warm start): ``vector``, or after a single product its
+    # power step ``Mv / ‖Mv‖`` (one product cannot improve on v otherwise); None: not given
+    start: Any = None
 
 
-# ---- solvers on flat vectors -------------------------------------------------------------------
+# ---- solvers on flat vectors ``(n, *batch)``: a batch of runs on the trailing axes ------------
+
+
+def _sum(x: Array, axis: int = 0) -> Array:
+    """``x.sum(axis)``; over a batch of runs on the trailing axes as pairwise (halving) adds of
+    slices, elementwise over the runs: an XLA reduce over a leading axis of ``(n, C)`` was
+    ~10x slower on the CPU (the lanes layout's rule, :mod:`jaxinit.engine.lanes`)."""
+    if x.ndim == axis + 1:
+        return jnp.sum(x, axis=axis)
+    n = x.shape[axis]
+    while n > 1:
+        h = n // 2
+        lo = jax.lax.slice_in_dim(x, 0, h, axis=axis)
+        y = lo + jax.lax.slice_in_dim(x, h, 2 * h, axis=axis)
+        if n % 2:
+            y = jnp.concatenate([y, jax.lax.slice_in_dim(x, 2 * h, n, axis=axis)], axis=axis)
+        x, n = y, y.shape[axis]
+    return jnp.squeeze(x, axis)
+
+
+def _top_abs(x: Array) -> Array:
+    """``x.max(0)`` (pairwise, as :func:`_sum`)."""
+    while x.shape[0] > 1:
+        h = x.shape[0] // 2
+        y = jnp.maximum(x[:h], x[h : 2 * h])
+        x = jnp.concatenate([y, x[2 * h :]]) if x.shape[0] % 2 else y
+    return x[0]
+
+
+def _dot(a: Array, b: Array) -> Array:
+    """Per-run dot product of ``(n, *batch)`` vectors: ``(*batch)``."""
+    return _sum(a * b)
+
+
+def _norm(a: Array) -> Array:
+    return jnp.sqrt(_dot(a, a))
+
+
+def _unit(a: Array) -> Array:
+    """``a / ‖a‖`` per run; a zero vector stays zero."""
+    n = _norm(a)
+    return jnp.where(n > 0, a / jnp.where(n > 0, n, 1.0), 0.0)
 
 
 def _solve_tridiagonal(diag: Array, off: Array, rhs: Array) -> Array:
@@ -92,7 +145,7 @@ def _solve_tridiagonal(diag: Array, off: Array, rhs: Array) -> Array:
     return jnp.stack(x[::-1])
 
 
-def _top_tridiagonal(diag: Array, off: Array, filled: Array) -> tuple[Array, Array]:
+def _top_tridiagonal_one(diag: Array, off: Array, filled: Array) -> tuple[Array, Array]:
     """Top eigenpair ``(θ, y)`` of a symmetric tridiagonal matrix whose rows outside ``filled``
     are decoupled and below the rest (the unfilled Lanczos steps). ``θ`` by bisection
     (:func:`jax.scipy.linalg.eigh_tridiagonal`), ``y`` by two steps of inverse iteration with
@@ -100,6 +153,8 @@ def _top_tridiagonal(diag: Array, off: Array, filled: Array) -> tuple[Array, Arr
     ``δ·I + θ·I − T`` is positive definite: two ``O(k)`` solves instead of an ``O(k³)`` dense
     ``eigh``, which batched over runs dominated the cost (1024 runs, k = 20: 30 ms against 1 ms)."""
     k = diag.shape[0]
+    if k == 1:
+        return diag[0], jnp.ones(1, diag.dtype)
     top = (k - 1, k - 1)  # the largest eigenvalue only
     theta = eigh_tridiagonal(diag, off, eigvals_only=True, select="i", select_range=top)[0]
     size = jnp.max(jnp.abs(jnp.where(filled, diag, 0.0))) + 2 * jnp.max(jnp.abs(off), initial=0)
@@ -112,73 +167,133 @@ def _top_tridiagonal(diag: Array, off: Array, filled: Array) -> tuple[Array, Arr
     return theta, y
 
 
-def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float):
-    """``(value, vector, steps)`` of the top Ritz pair after at most ``iters`` Lanczos steps.
+def _top_tridiagonal(diag: Array, off: Array, filled: Array) -> tuple[Array, Array]:
+    """:func:`_top_tridiagonal_one` of ``(k, *batch)`` arrays, run by run: ``θ (*batch)``,
+    ``y (k, *batch)``."""
+    batch = diag.ndim - 1
+    if batch == 0:
+        return _top_tridiagonal_one(diag, off, filled)
+    last = lambda a: jnp.moveaxis(a, 0, -1)  # noqa: E731
+    one = jnp.vectorize(_top_tridiagonal_one, signature="(k),(m),(k)->(),(k)")
+    theta, y = one(last(diag), last(off), last(filled))
+    return theta, jnp.moveaxis(y, -1, 0)
 
-    Full reorthogonalisation (twice, Kahan–Parlett). Stops when the Ritz residual
-    ``β_j |y_j|`` (exact in exact arithmetic) is at most ``tol · |θ|``; an invariant subspace
+
+UNROLL_ITERS = 4
+"""Up to this many Lanczos steps (a warm-started estimate) are unrolled instead of looped: all
+of them run (a stopped run keeps its answer), without the loop's overhead per step."""
+
+
+def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float):
+    """``(value, vector, steps, next_start, residual)`` of the top Ritz pair after at most
+    ``iters`` Lanczos steps, for every run of a batch (``v0 (n, *batch)``).
+
+    Full reorthogonalisation (twice, Kahan–Parlett). A run stops when its Ritz residual
+    ``β_j |y_j|`` (exact in exact arithmetic: ``M V y − θ V y = β_j y_j v_{j+1}``) is at most
+    ``tol · |θ|``, and keeps its answer while the others go on; an invariant subspace
     (``β_j = 0``) stops it with that residual 0.
     """
-    n, dtype = v0.shape[0], v0.dtype
-    k = jnp.arange(iters)
-    basis = jnp.zeros((iters + 1, n), dtype).at[0].set(v0 / jnp.linalg.norm(v0))
+    batch, dtype = v0.shape[1:], v0.dtype
+    k = jnp.arange(iters).reshape(iters, *(1,) * len(batch))
+    basis = jnp.zeros((iters + 1, *v0.shape), dtype).at[0].set(_unit(v0))
 
     def ritz(alpha, beta, j):
         """Top eigenpair of the leading (j+1)x(j+1) block of T; unfilled rows padded below it."""
-        filled = k <= j
+        filled = jnp.broadcast_to(k <= j, alpha.shape)
         off = jnp.where(k < j, beta, 0.0)[:-1]
-        radius = jnp.abs(jnp.pad(off, (1, 0))) + jnp.abs(jnp.pad(off, (0, 1)))
-        floor = jnp.min(jnp.where(filled, alpha - radius, jnp.inf))  # Gershgorin
+        edge = jnp.zeros((1, *batch), dtype)
+        pad_top, pad_bottom = jnp.concatenate([edge, off]), jnp.concatenate([off, edge])
+        radius = jnp.abs(pad_top) + jnp.abs(pad_bottom)
+        floor = -_top_abs(-jnp.where(filled, alpha - radius, jnp.inf))  # Gershgorin
         pad = floor - 1.0 - jnp.abs(floor)  # below every eigenvalue of the filled block
         diag = jnp.where(filled, alpha, pad)
         return _top_tridiagonal(diag, off, filled)
 
     def cond(c):
-        j, _, _, _, done, _, _ = c
-        return (j < iters) & ~done
+        j, *_, done, _, _, _ = c
+        return (j < iters) & ~jnp.all(done)
 
     def body(c):
-        j, basis, alpha, beta, _, _, _ = c
+        j, basis, alpha, beta, steps, done, theta, y, tail = c
         w = matvec(basis[j])
-        a = w @ basis[j]
+        a = _dot(w, basis[j])
         for _ in range(2):
-            w = w - basis.T @ (basis @ w)
-        b = jnp.linalg.norm(w)
+            coeffs = _sum(basis * w[None], axis=1)  # (iters + 1, *batch)
+            w = w - _sum(coeffs[:, None] * basis)
+        b = _norm(w)
         alpha, beta = alpha.at[j].set(a), beta.at[j].set(b)
-        theta, y = ritz(alpha, beta, j)
-        done = b * jnp.abs(y[j]) <= tol * jnp.abs(theta)
-        safe = jnp.where(b > 0, b, 1.0)
-        basis = basis.at[j + 1].set(jnp.where(b > 0, w / safe, 0.0))
-        return j + 1, basis, alpha, beta, done, theta, y
+        theta_j, y_j = ritz(alpha, beta, j)
+        tail_j = b * y_j[j]  # M u − θ u = tail · v_{j+1}
+        keep = done  # runs already stopped keep their answer
+        theta = jnp.where(keep, theta, theta_j)
+        y = jnp.where(keep, y, y_j)
+        tail = jnp.where(keep, tail, tail_j)
+        steps = jnp.where(keep, steps, j + 1)
+        done = keep | (jnp.abs(tail_j) <= tol * jnp.abs(theta_j))
+        basis = basis.at[j + 1].set(_unit(w))
+        return j + 1, basis, alpha, beta, steps, done, theta, y, tail
 
-    zero = jnp.zeros((), dtype)
-    init = (jnp.int32(0), basis, jnp.zeros(iters, dtype), jnp.zeros(iters, dtype))
-    init = (*init, jnp.bool_(False), zero, jnp.zeros(iters, dtype))
-    steps, basis, _, _, _, theta, y = jax.lax.while_loop(cond, body, init)
-    vec = basis[:iters].T @ y
-    return theta, vec / jnp.linalg.norm(vec), steps
+    zero = jnp.zeros(batch, dtype)
+    init = (
+        jnp.int32(0),
+        basis,
+        jnp.zeros((iters, *batch), dtype),
+        jnp.zeros((iters, *batch), dtype),
+    )
+    init = (*init, jnp.zeros(batch, jnp.int32), jnp.zeros(batch, bool), zero)
+    init = (*init, jnp.zeros((iters, *batch), dtype), zero)
+    if iters <= UNROLL_ITERS:  # every product in line: no loop for XLA to carry state through
+        c = init
+        for _ in range(iters):
+            c = body(c)
+        _, basis, _, _, steps, _, theta, y, tail = c
+    else:
+        _, basis, _, _, steps, _, theta, y, tail = jax.lax.while_loop(cond, body, init)
+    vec = _unit(_sum(y[:, None] * basis[:iters]))
+    rows = jnp.arange(iters + 1).reshape(iters + 1, 1, *(1,) * len(batch))
+    after = _sum(jnp.where(rows == steps, basis, 0.0))  # v_{steps}, run by run
+    power = _unit(theta * vec + tail * after)  # M u / ‖M u‖, from the recurrence
+    start = jnp.where(steps == 1, power, vec)
+    residual = jnp.abs(tail) / jnp.where(theta != 0, jnp.abs(theta), 1.0)
+    residual = jnp.where((theta == 0) & (tail != 0), jnp.inf, residual)
+    return theta, vec, steps, start, residual
 
 
 def _power(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float):
-    """``(value, vector, steps)`` of power iteration: the dominant (largest-|λ|) eigenpair."""
+    """``(value, vector, steps, next_start, residual)`` of power iteration: the dominant
+    (largest-|λ|) eigenpair, every run of a batch (``v0 (n, *batch)``) on its own."""
+    batch = v0.shape[1:]
 
     def cond(c):
-        j, _, _, done = c
-        return (j < iters) & ~done
+        j, *_, done, _ = c
+        return (j < iters) & ~jnp.all(done)
 
     def body(c):
-        j, v, _, _ = c
+        j, v, lam, steps, done, miss = c
         w = matvec(v)
-        lam = v @ w  # Rayleigh quotient of the unit v
-        done = jnp.linalg.norm(w - lam * v) <= tol * jnp.abs(lam)
-        norm = jnp.linalg.norm(w)
-        v_next = jnp.where(norm > 0, w / jnp.where(norm > 0, norm, 1.0), v)
-        return j + 1, jnp.where(done, v, v_next), lam, done
+        lam_j = _dot(v, w)  # Rayleigh quotient of the unit v
+        miss_j = _norm(w - lam_j * v)
+        keep = done
+        lam = jnp.where(keep, lam, lam_j)
+        miss = jnp.where(keep, miss, miss_j)
+        steps = jnp.where(keep, steps, j + 1)
+        done = keep | (miss_j <= tol * jnp.abs(lam_j))
+        v_next = jnp.where(_norm(w) > 0, _unit(w), v)
+        return j + 1, jnp.where(done, v, v_next), lam, steps, done, miss
 
-    v = v0 / jnp.linalg.norm(v0)
-    init = (jnp.int32(0), v, jnp.zeros((), v0.dtype), jnp.bool_(False))
-    steps, v, lam, _ = jax.lax.while_loop(cond, body, init)
-    return lam, v, steps
+    v = _unit(v0)
+    zero = jnp.zeros(batch, v0.dtype)
+    init = (jnp.int32(0), v, zero, jnp.zeros(batch, jnp.int32), jnp.zeros(batch, bool), zero)
+    _, v, lam, steps, done, miss = jax.lax.while_loop(cond, body, init)
+    residual = miss / jnp.where(lam != 0, jnp.abs(lam), 1.0)
+    # a run still going returns the power step of the vector whose Rayleigh quotient it has:
+    # its residual is that of the step before (the pair's own comes with residual="product")
+    return lam, v, steps, v, jnp.where((lam == 0) & (miss > 0), jnp.inf, residual)
+
+
+RESIDUALS = ("product", "recurrence")
+"""How :func:`top_eigenpair` gets the residual: one more product after the loop (the true
+residual of what it returns), or the solver's own (free)."""
 
 
 def top_eigenpair(
@@ -188,34 +303,77 @@ def top_eigenpair(
     iters: int = 20,
     tol: float = 1e-4,
     method: str = "lanczos",
-) -> tuple[Array, Array, Array, Array]:
-    """``(value, vector, residual, steps)`` of the symmetric linear map ``matvec`` on flat vectors.
+    residual: str = "product",
+) -> tuple[Array, Array, Array, Array, Array]:
+    """``(value, vector, residual, steps, start)`` of the symmetric linear map ``matvec``.
 
-    ``v0`` (shape ``(n,)``, nonzero) is the start; ``iters`` (static) the most products in the
-    loop; ``tol`` the relative residual that stops it early. See the module docstring for the
-    two ``method`` s and what ``residual`` means.
+    ``v0`` (shape ``(n, *batch)``, nonzero per run) is the start: ``n`` the vector's length
+    and ``batch`` the shape of a batch of runs, each with its own matrix (``matvec`` maps
+    ``(n, *batch)`` to itself run by run; ``()`` for one run). ``iters`` (static) is the most
+    products in the loop; ``tol`` the relative residual that stops a run early (the loop goes
+    on until every run has stopped; a stopped run keeps its answer). ``start`` is the next
+    warm start (:attr:`Eigen.start`). See the module docstring for the two ``method`` s and
+    what ``residual`` means; ``residual="recurrence"`` takes Lanczos' own ``β_j |y_j| / |θ|``
+    (exact in exact arithmetic, with full reorthogonalisation equal to the product's to
+    rounding) instead of spending a product on it; for power iteration it is the residual of
+    the last vector whose Rayleigh quotient ``value`` is.
     """
     if method not in METHODS:
         raise ValueError(f"unknown eigen method {method!r}; expected one of {METHODS}")
+    if residual not in RESIDUALS:
+        raise ValueError(f"unknown residual {residual!r}; expected one of {RESIDUALS}")
     if int(iters) < 1:
         raise ValueError(f"iters must be at least 1, got {iters}")
     solve = _lanczos if method == "lanczos" else _power
-    value, vec, steps = solve(matvec, v0, int(iters), tol)
-    miss = jnp.linalg.norm(matvec(vec) - value * vec)
-    scale = jnp.abs(value)
-    residual = jnp.where(miss == 0, 0.0, miss / jnp.where(scale > 0, scale, 1.0))
-    residual = jnp.where((scale == 0) & (miss > 0), jnp.inf, residual)
-    return value, vec, residual, steps
+    value, vec, steps, start, res = solve(matvec, v0, int(iters), tol)
+    if residual == "product":
+        miss = _norm(matvec(vec) - value * vec)
+        scale = jnp.abs(value)
+        res = jnp.where(miss == 0, 0.0, miss / jnp.where(scale > 0, scale, 1.0))
+        res = jnp.where((scale == 0) & (miss > 0), jnp.inf, res)
+    return value, vec, res, steps, start
 
 
 # ---- on params pytrees -------------------------------------------------------------------------
 
 
-def random_direction(key: Array, params: Any) -> Any:
-    """A unit Gaussian direction shaped like ``params`` (the first block's ``v0``)."""
-    flat, unravel = ravel_pytree(params)
+def flatten_runs(tree: Any, batch: tuple[int, ...] = ()) -> tuple[Array, Callable[[Array], Any]]:
+    """``(flat (n, *batch), unflatten)``: a pytree whose leaves end in the batch's axes
+    (``(*shape, *batch)``; ``()``: one run) as one vector per run, leaf after leaf in C order
+    (for one run: :func:`jax.flatten_util.ravel_pytree`'s order)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    nb = len(batch)
+    shapes = [leaf.shape[: leaf.ndim - nb] for leaf in leaves]
+    sizes = [math.prod(sh) for sh in shapes]
+    dtype = jnp.result_type(*leaves) if leaves else jnp.float32
+    flat = jnp.concatenate([leaf.reshape(-1, *batch).astype(dtype) for leaf in leaves], axis=0)
+
+    def unflatten(v: Array) -> Any:
+        parts = jnp.split(v, list(itertools.accumulate(sizes))[:-1], axis=0)
+        out = [
+            p.reshape(*sh, *batch).astype(leaf.dtype) for p, sh, leaf in zip(parts, shapes, leaves)
+        ]
+        return treedef.unflatten(out)
+
+    return flat, unflatten
+
+
+def random_direction(key: Array, params: Any, batch: tuple[int, ...] = ()) -> Any:
+    """A unit Gaussian direction shaped like ``params`` (the first estimate's ``v0``); with a
+    ``batch`` of runs on the leaves' trailing axes, the same direction for every run."""
+    one = jax.tree.map(lambda a: a[(..., *(0,) * len(batch))] if batch else a, params)
+    flat, unravel = ravel_pytree(one)
     v = jax.random.normal(key, flat.shape, flat.dtype)
-    return unravel(v / jnp.linalg.norm(v))
+    v = unravel(v / jnp.linalg.norm(v))
+    return (
+        jax.tree.map(
+            lambda d, a: jnp.broadcast_to(d.reshape(*d.shape, *(1,) * len(batch)), a.shape),
+            v,
+            params,
+        )
+        if batch
+        else v
+    )
 
 
 def top_hessian_eigenvalue(
@@ -226,13 +384,20 @@ def top_hessian_eigenvalue(
     iters: int = 20,
     tol: float = 1e-4,
     method: str = "lanczos",
+    residual: str = "product",
+    batch: tuple[int, ...] = (),
 ) -> Eigen:
     """The top eigenpair of the Hessian of ``loss_fn`` at one run's ``params``.
 
     ``loss_fn(params) -> scalar`` is the full-batch training loss over the parameters to
     differentiate (close over frozen ones); ``v0`` a nonzero pytree like ``params`` (the
-    previous block's ``Eigen.vector``, or :func:`random_direction`). Vmap over runs by mapping
-    ``params`` and ``v0``.
+    previous estimate's :attr:`Eigen.start`, or :func:`random_direction`). Vmap over runs by
+    mapping ``params`` and ``v0``, or give a ``batch`` of runs on the leaves' trailing axes
+    (the lanes layout): ``loss_fn`` then returns every run's loss ``(*batch)`` and runs never
+    interact, so the gradient of their sum is each run's own. Hessian-vector products come
+    from :func:`jax.vjp` of ``jax.grad`` (``Hv = Hᵀv``: the gradient's forward and backward
+    pass once, then one reverse pass through them per product; reverse over reverse, so a
+    loss with ``custom_vjp`` sums, the lanes layout's, differentiates too).
 
     >>> import jax.numpy as jnp
     >>> loss = lambda p: jnp.sum(p**4) / 12  # Hessian diag(p**2)
@@ -240,16 +405,18 @@ def top_hessian_eigenvalue(
     >>> round(float(top.value), 3)
     4.0
     """
-    theta, unravel = ravel_pytree(params)
-    flat_loss = lambda t: loss_fn(unravel(t))  # noqa: E731
-    grad = jax.grad(flat_loss)
+    grad = jax.grad(lambda q: jnp.sum(loss_fn(q)))
+    _, vjp_fn = jax.vjp(grad, params)  # Hᵀv = Hv; reverse mode: custom_vjp losses (lanes) too
+    flat, unflatten = flatten_runs(params, batch)
 
     def hvp(v: Array) -> Array:
-        return jax.jvp(grad, (theta,), (v,))[1]
+        return flatten_runs(vjp_fn(unflatten(v))[0], batch)[0]
 
-    v0_flat = ravel_pytree(v0)[0].astype(theta.dtype)
-    value, vec, residual, steps = top_eigenpair(hvp, v0_flat, iters=iters, tol=tol, method=method)
-    return Eigen(value, unravel(vec), residual, steps)
+    v0_flat = flatten_runs(v0, batch)[0].astype(flat.dtype)
+    value, vec, res, steps, start = top_eigenpair(
+        hvp, v0_flat, iters=iters, tol=tol, method=method, residual=residual
+    )
+    return Eigen(value, unflatten(vec), res, steps, unflatten(start))
 
 
 def ntk_top_eigenvalue(
@@ -296,8 +463,10 @@ def ntk_top_eigenvalue(
         v0_flat = vjp_fn(r)[0]
     else:
         v0_flat = ravel_pytree(v0)[0].astype(theta.dtype)
-    value, vec, residual, steps = top_eigenpair(gv, v0_flat, iters=iters, tol=tol, method=method)
-    return Eigen(value, unravel(vec), residual, steps)
+    value, vec, residual, steps, start = top_eigenpair(
+        gv, v0_flat, iters=iters, tol=tol, method=method
+    )
+    return Eigen(value, unravel(vec), residual, steps, unravel(start))
 
 
 LAMBDA0_ITERS = 40

@@ -370,22 +370,29 @@ def dropout(keys_C: Array, t: Array, rate: Array | float) -> Callable[[int, Arra
 
 
 def _diagnostics(
-    ctx: Context, params: Lanes, params0: Lanes, grads: Lanes, x, y
-) -> dict[str, Array]:
-    """:func:`jaxinit.blocks.metrics.record` of every run, each value with the run axis last."""
+    ctx: Context, params: Lanes, params0: Lanes, grads: Lanes, x, y, memo: Any = ()
+) -> tuple[dict[str, Array], dict[str, Any]]:
+    """:func:`jaxinit.blocks.metrics.observe` of every run, each value with the run axis last:
+    ``(curves, memo)``; ``memo`` is what the diagnostics carried from the last logged step."""
     out: dict[str, Array] = {}
+    carried: dict[str, Any] = {}
     mdl, tr = ctx.model, ctx.static.train
     losses = lambda q: ctx.losses(q, x, y)[1]  # noqa: E731  (C,): every run's loss
     loss = lambda q: loss_value(ctx.task.loss, mdl.apply(q, x), y)  # noqa: E731  one run's
+    memo = memo or {}
     for name in tr.diagnostics:
         if name in metrics.ANY_LAYOUT:
-            fn = metrics.DIAGNOSTICS[name]
-            out.update(fn(metrics.Probe(mdl, params, params0, grads, x, y, LANE_OPS, losses, tr)))
+            probe = metrics.Probe(
+                mdl, params, params0, grads, x, y, LANE_OPS, losses, tr, memo or None
+            )
+            curves, more = metrics.observe((name,), probe)
+            out.update(curves)
+            carried.update(more)
             continue
         fn = metrics.DIAGNOSTICS[name]
         one = lambda p, p0, g, fn=fn: fn(metrics.Probe(mdl, p, p0, g, x, y, loss=loss, train=tr))
         out.update(jax.vmap(one, in_axes=-1, out_axes=-1)(params, params0, grads))
-    return out
+    return out, carried
 
 
 # -- the batched program ------------------------------------------------------------------------
@@ -445,10 +452,23 @@ def context(
     )
 
 
-def init_state(ctx: Context, values: dict[str, Array], params0: Lanes) -> RunState:
+def init_state(
+    ctx: Context, values: dict[str, Array], params0: Lanes, data: Data | None = None
+) -> RunState:
+    """Every run's state before step 0 (with ``data``, the first memo of the diagnostics that
+    carry a state: :func:`jaxinit.blocks.metrics.warmup` at ``params0``)."""
     trainable = ctx.model.trainable(params0) if ctx.model.trainable else None
     opt_state = _init_opt_state(ctx.static, values, params0, trainable)
-    return start(params0, opt_state, values["seed"].shape)
+    memo = ()
+    names = ctx.static.train.diagnostics
+    if data is not None and metrics.carries(names):
+        x, y = data.x_train, data.y_train
+        losses = lambda q: ctx.losses(q, x, y)[1]  # noqa: E731
+        probe = metrics.Probe(
+            ctx.model, params0, params0, None, x, y, LANE_OPS, losses, ctx.static.train
+        )
+        memo = metrics.warmup(names, probe)
+    return start(params0, opt_state, values["seed"].shape, memo=memo)
 
 
 def step(
@@ -472,24 +492,26 @@ def first_step(hit_TxC: Array, steps_T: Array, before_C: Array) -> Array:
 
 
 def probe(
-    ctx: Context, data: Data, params: Lanes, params0: Lanes, grads: bool
-) -> tuple[Array, dict[str, Array], Lanes | None]:
-    """Full-batch, dropout-free loss ``(C,)``, diagnostics and (with ``grads``) gradients."""
+    ctx: Context, data: Data, params: Lanes, params0: Lanes, grads: bool, memo: Any = ()
+) -> tuple[Array, dict[str, Array], Lanes | None, Any]:
+    """Full-batch, dropout-free loss ``(C,)``, diagnostics, (with ``grads``) gradients, and
+    the diagnostics' memo for the next logged step (``memo``: the last one's)."""
     x, y = data.x_train, data.y_train
     if not grads:
-        return ctx.losses(params, x, y)[1], {}, None
+        return ctx.losses(params, x, y)[1], {}, None, ()
     g, loss = jax.grad(ctx.losses, has_aux=True)(params, x, y)
-    return loss, _diagnostics(ctx, params, params0, g, x, y), g
+    curves, carried = _diagnostics(ctx, params, params0, g, x, y, memo)
+    return loss, curves, g, carried or ()
 
 
 def finish(
-    ctx: Context, data: Data, params: Lanes, params0: Lanes
+    ctx: Context, data: Data, params: Lanes, params0: Lanes, memo: Any = ()
 ) -> tuple[Array, dict[str, Array], dict[str, Array]]:
     """The final curve point and measured finals of every run (:func:`jaxinit.engine.train.finish`,
     run axis last). Accuracy and test loss come from the per-run ``mlp.apply``, vmapped over
     the trailing axis (once per run)."""
     task = ctx.task
-    final_loss, final_diag, grads = probe(ctx, data, params, params0, True)
+    final_loss, final_diag, grads, _ = probe(ctx, data, params, params0, True, memo)
 
     def evaluate(p: Any, x: Array, y: Array) -> tuple[Array, Array]:
         pred = ctx.model.apply(p, x)
@@ -506,22 +528,26 @@ def lanes_program(ctx: Context, data: Data, values: dict[str, Array], params0: L
     """Gradient training of a block of runs, run axis last, as a :class:`jaxinit.engine.program.Program`
     (run in :data:`LANES`)."""
     tr = ctx.static.train
+    carry = metrics.carries(tr.diagnostics)
 
-    def observe(state: RunState) -> tuple[Array | None, dict[str, Array]]:
+    def observe(state: RunState) -> tuple:
         if not (ctx.stochastic or tr.diagnostics):
             return None, {}
-        loss, diag, _ = probe(ctx, data, state.params, params0, bool(tr.diagnostics))
-        return loss, diag
+        loss, diag, _, memo = probe(
+            ctx, data, state.params, params0, bool(tr.diagnostics), state.memo
+        )
+        return (loss, diag, memo) if carry else (loss, diag)
 
     return Program(
-        init=lambda p: init_state(ctx, values, p),
+        init=lambda p: init_state(ctx, values, p, data),
         step=functools.partial(step, ctx, data),
         observe=observe,
-        finish=lambda s, _: finish(ctx, data, s.params, params0),
+        finish=lambda s, _: finish(ctx, data, s.params, params0, s.memo),
         threshold=ctx.threshold,
         success_metric=ctx.task.success_metric,
         step_loss=True,
         freeze_converged=True,
+        observe_memo=carry,
     )
 
 

@@ -95,15 +95,23 @@ class RunState(NamedTuple):
     # Neither rolled back nor frozen.
     order: Any = ()
     residual: Any = ()  # shape=(), the last step's fixed-point residual (algorithms); () if none
+    # what observe carries from one logged step to the next (the sharpness diagnostic's
+    # eigenvector: a warm start, Program.observe_memo); () if nothing. Neither rolled back nor frozen.
+    memo: Any = ()
 
 
 def start(
-    params: Any, opt_state: Any, runs: tuple[int, ...] = (), order: Any = (), residual: Any = ()
+    params: Any,
+    opt_state: Any,
+    runs: tuple[int, ...] = (),
+    order: Any = (),
+    residual: Any = (),
+    memo: Any = (),
 ) -> RunState:
     """The state before step 0, every book ``-1``: one per run, ``runs = (C,)`` for a batch of
     ``C`` runs on the lanes, ``()`` for one run."""
     never = jnp.full(runs, -1, jnp.int32)
-    return RunState(params, opt_state, never, never, never, order, residual)
+    return RunState(params, opt_state, never, never, never, order, residual, memo)
 
 
 class Program(NamedTuple):
@@ -124,6 +132,9 @@ class Program(NamedTuple):
     success_metric: Any  # final_metric at or above this (without diverging) is a success
     step_loss: bool  # step reports losses: divergence and the threshold are read every step
     freeze_converged: bool  # a converged run stops moving (params and opt_state)
+    # observe returns (loss, diagnostics, memo): the loop keeps memo in RunState.memo for the
+    # next logged step (a warm start: the sharpness diagnostic's eigenvector)
+    observe_memo: bool = False
 
 
 def measured(
@@ -187,6 +198,12 @@ def run(
     n_blocks = steps // log_every
     thr = program.threshold
 
+    def observe(state: RunState) -> tuple[Array | None, dict[str, Array], RunState]:
+        if not program.observe_memo:
+            return (*program.observe(state), state)
+        loss, diag, memo = program.observe(state)
+        return loss, diag, state._replace(memo=memo)
+
     def one_step(state: RunState, t: Array, frozen: Array | None = None):
         new, loss, done = program.step(state, t)
         conv = state.converged_step
@@ -216,7 +233,7 @@ def run(
         some step, or whose parameters are non-finite now, goes back to ``good``, the latest
         block start whose loss was finite, and stays there."""
         state, good = carry
-        loss, diag = program.observe(state)
+        loss, diag, state = observe(state)
         steps_T = b * log_every + jnp.arange(log_every, dtype=jnp.int32)  # int32 under x64 too
         new, losses = jax.lax.scan(one_step, state, steps_T)
         if layout.first_step is not None:
@@ -243,7 +260,7 @@ def run(
         """The logged loss checked first (a non-finite one: back to the last logged state, and
         frozen there), then ``log_every`` steps."""
         state, good = carry
-        loss, diag = program.observe(state)
+        loss, diag, state = observe(state)
         state, loss = rollback(state, good, b * log_every, loss)
         if thr is not None:
             state = state._replace(hit_step=_mark(state.hit_step, loss < thr, b * log_every))

@@ -245,10 +245,14 @@ def with_lr_unit(spec: Spec, values: dict[str, Array], lambda0: Array) -> dict[s
 
 def init_state(ctx: Context, params0: Any, data: Data | None = None) -> RunState:
     """The state before step 0 (with ``data`` and minibatches, room for the epoch's order:
-    :func:`step` draws it at the epoch's first step)."""
+    :func:`step` draws it at the epoch's first step; with a diagnostic that carries a state,
+    its first memo, :func:`jaxinit.blocks.metrics.warmup` at ``params0``)."""
     minibatch = data is not None and is_minibatch(data, ctx.static.train.batch_size)
     order = jnp.zeros(data.x_train.shape[0], jnp.int32) if minibatch else ()
-    return start(params0, ctx.opt.init(params0), order=order)
+    memo = ()
+    if data is not None and metrics.carries(ctx.static.train.diagnostics):
+        memo = metrics.warmup(ctx.static.train.diagnostics, _probe(ctx, data, params0, params0))
+    return start(params0, ctx.opt.init(params0), order=order, memo=memo)
 
 
 def step(
@@ -292,27 +296,45 @@ def optimizer_step(
     return state._replace(params=params, opt_state=opt_state), done
 
 
-def probe(ctx: Context, data: Data, params: Any, params0: Any) -> tuple[Array, dict[str, Array]]:
-    """Full-batch, dropout-free loss and diagnostics at ``params``."""
+def _probe(
+    ctx: Context, data: Data, params: Any, params0: Any, grads: Any = None, memo: Any = ()
+) -> metrics.Probe:
+    x, y = data.x_train, data.y_train
+    full_batch = lambda q: ctx.loss(q, x, y)  # noqa: E731
+    return metrics.Probe(
+        ctx.model,
+        params,
+        params0,
+        grads,
+        x,
+        y,
+        loss=full_batch,
+        train=ctx.static.train,
+        memo=memo or None,
+    )
+
+
+def probe(
+    ctx: Context, data: Data, params: Any, params0: Any, memo: Any = ()
+) -> tuple[Array, dict[str, Array], Any]:
+    """Full-batch, dropout-free loss, diagnostics and their memo at ``params`` (``memo``: what
+    they carried from the previous logged step)."""
     x, y = data.x_train, data.y_train
     names = ctx.static.train.diagnostics
     if not names:
-        return ctx.loss(params, x, y), {}
+        return ctx.loss(params, x, y), {}, ()
     loss, grads = jax.value_and_grad(ctx.loss)(params, x, y)
-    full_batch = lambda q: ctx.loss(q, x, y)  # noqa: E731
-    probe = metrics.Probe(
-        ctx.model, params, params0, grads, x, y, loss=full_batch, train=ctx.static.train
-    )
-    return loss, metrics.record(names, probe)
+    curves, memo = metrics.observe(names, _probe(ctx, data, params, params0, grads, memo))
+    return loss, curves, memo or ()
 
 
 def finish(
-    ctx: Context, data: Data, params: Any, params0: Any
+    ctx: Context, data: Data, params: Any, params0: Any, memo: Any = ()
 ) -> tuple[Array, dict[str, Array], dict[str, Array]]:
     """The final curve point (full-batch loss and diagnostics) and the measured finals at the
     final ``params`` (:attr:`jaxinit.engine.program.Program.finish`)."""
     task = ctx.task
-    final_loss, final_diag = probe(ctx, data, params, params0)
+    final_loss, final_diag, _ = probe(ctx, data, params, params0, memo)
 
     def evaluate(x, y):
         pred = ctx.model.apply(params, x)
@@ -341,17 +363,24 @@ def gradient_program(ctx: Context, data: Data, params0: Any) -> Program:
     """Gradient training of one run as a :class:`jaxinit.engine.program.Program` (vmap layout)."""
     tr = ctx.static.train
     need_probe = ctx.stochastic or tr.diagnostics
+    carry = metrics.carries(tr.diagnostics)
+
+    def observe(s: RunState) -> tuple:
+        if not need_probe:
+            return None, {}
+        loss, curves, memo = probe(ctx, data, s.params, params0, s.memo)
+        return (loss, curves, memo) if carry else (loss, curves)
+
     return Program(
         init=lambda p: init_state(ctx, p, data),
         step=functools.partial(step, ctx, data),
-        observe=(lambda s: probe(ctx, data, s.params, params0))
-        if need_probe
-        else (lambda s: (None, {})),
-        finish=lambda s, _: finish(ctx, data, s.params, params0),
+        observe=observe,
+        finish=lambda s, _: finish(ctx, data, s.params, params0, s.memo),
         threshold=ctx.threshold,
         success_metric=ctx.task.success_metric,
         step_loss=True,
         freeze_converged=True,
+        observe_memo=carry,
     )
 
 
