@@ -19,6 +19,10 @@ boundaries printed are the first ``c`` at which at least half the seeds are cata
 (divergent), so they are measurements, not the definition.
 
 Run: ``PYTHONPATH=. python benchmarks/catapult_uv.py [--width 512 --seeds 64 --steps 1000]``
+
+The same measurement through the product: the bundled specs ``catapult`` (the uv model) and
+``catapult_relu`` (``jaxinit run catapult --report``: the ``phase_map`` figure and its table;
+docs/sharpness_studies.md). This script stays as an independent check outside the engine.
 """
 
 from __future__ import annotations

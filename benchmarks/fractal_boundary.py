@@ -12,6 +12,10 @@ shows. The box-counting dimension of each seed's boundary is printed with its lo
 (its spread over the fitted range), then again on a window zoomed in on the boundary.
 
 Run: ``PYTHONPATH=. python benchmarks/fractal_boundary.py [--grid 128 --steps 200 --width 8]``
+
+The product's version is the bundled spec ``fractal_boundary`` (init scale x learning rate, one
+learning rate per run, the ``boundary_dimension`` figure and table; docs/sharpness_studies.md);
+this script keeps the paper's two per-layer learning rates, which the engine does not have.
 """
 
 from __future__ import annotations

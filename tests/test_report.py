@@ -30,6 +30,12 @@ from jaxinit.reports import ERRORS_LOG, draw_report, write_report  # noqa: E402
 _D2 = [[16], [16, 16]]
 BUNDLED_TINY: dict[str, dict] = {
     "basin_map": {"train.steps": 150, "store.save_params": True},
+    "catapult": {"train.steps": 40, "axes.optimizer.learning_rate": [0.5, 1.5, 2.5]},
+    "catapult_relu": {
+        "train.steps": 40,
+        "axes.optimizer.learning_rate": [0.5, 1.5, 4.0],
+        "task.n_points": 8,
+    },
     "convex_control": {"train.steps": 60},
     "deep_linear": {"train.steps": 60, "axes.model.widths": _D2},
     "deep_relu": {"train.steps": 20, "axes.model.widths": [[32] * 2, [32] * 3]},
@@ -40,6 +46,12 @@ BUNDLED_TINY: dict[str, dict] = {
     },  # fmt: skip
     "digits_minima": {"train.steps": 60},
     "dropout": {"train.steps": 60, "axes.model.dropout": [0.0, 0.5]},
+    "edge_of_stability": {
+        "train.steps": 60,
+        "task.n_train": 32,
+        "axes.optimizer.learning_rate": [0.2, 0.8],
+    },
+    "fractal_boundary": {"train.steps": 40},
     "gmm_em_restarts": {
         "train.steps": 20,
         "axes.task.k": [4],
@@ -77,7 +89,8 @@ BUNDLED_TINY: dict[str, dict] = {
     "xor_minima": {"train.steps": 300, "axes.init.scale": [0.125, 8.0]},
 }
 MAP_AXES = {"basin_map": ("init.plane_a", "init.plane_b"),
-            "scale_lr_map": ("init.scale", "optimizer.learning_rate")}  # fmt: skip
+            "scale_lr_map": ("init.scale", "optimizer.learning_rate"),
+            "fractal_boundary": ("init.scale", "optimizer.learning_rate")}  # fmt: skip
 
 
 def bundled_overrides(name: str, n: int) -> dict:
@@ -92,6 +105,10 @@ def bundled_overrides(name: str, n: int) -> dict:
     elif name == "scale_lr_map":
         out.update({f"axes.{a}": np.geomspace(0.05, 5.0, max(n, 3)).round(5).tolist()
                     for a in MAP_AXES[name]})  # fmt: skip
+        out["axes.seed"] = 2
+    elif name == "fractal_boundary":  # a map around its boundary (learning rate ≈ 100)
+        out["axes.init.scale"] = np.geomspace(0.1, 10.0, max(n, 3)).round(5).tolist()
+        out["axes.optimizer.learning_rate"] = np.geomspace(30, 200, max(n, 3)).round(5).tolist()
         out["axes.seed"] = 2
     else:
         out["axes.seed"] = n
@@ -200,6 +217,9 @@ FIGURE_SPEC = {
     **dict.fromkeys(["signal_propagation", "signal_phase"], "signal_propagation"),
     "jacobian_spectrum": "jacobian_spectrum",
     "disconnectivity": "sinusoid_landscape",
+    "sharpness_curves": "edge_of_stability",
+    "phase_map": "catapult",
+    "boundary_dimension": "fractal_boundary",
 }  # fmt: skip
 """The tiny bundled sweep each registered figure is drawn on (symmetry_breaking, which no
 bundled spec lists, on the symmetry sweep: it records distinct units)."""

@@ -141,6 +141,7 @@ def mlp(
     dropout: float | Array = 0.0,
     train_output: bool = True,
     residual: bool = False,
+    parameterization: str = "standard",
 ) -> Model:
     """A fully connected net ``in_dim → widths… → out_dim`` with a linear output layer.
 
@@ -150,9 +151,22 @@ def mlp(
     ``resmlp`` model) every hidden layer after the first whose width equals its input's is a
     block with a skip connection, ``h ← h + φ(W h + b)``; the skips tie the units of the blocks
     together, so no per-layer unit symmetry is declared.
+
+    ``parameterization`` (:data:`PARAMETERIZATIONS`) sets the constant each layer's input is
+    multiplied by before its weights, ``z = c_l · x W + b``, with ``n_l`` the layer's fan-in:
+    ``"standard"`` ``c_l = 1`` (the init scheme sets the scale); ``"ntk"`` ``c_l = 1/√n_l`` on
+    every layer (Jacot et al. 2018; with ``init.scheme = "normal"`` the function at init equals
+    ``lecun_normal``'s, but gradient descent sees an NTK whose eigenvalues stay O(1) as the
+    width grows: the catapult's uv model); ``"mean_field"`` ``1/√n_l`` on the hidden layers and
+    ``1/n_L`` on the output layer (the setup of Sohl-Dickstein 2024's fractal boundary).
     """
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(
+            f"unknown parameterization {parameterization!r}; expected one of {PARAMETERIZATIONS}"
+        )
     dims = (in_dim, *widths, out_dim)
     act = ACTIVATIONS[activation].fn
+    gains = layer_gains(parameterization, dims[:-1])
     skip = [residual and 0 < l and dims[l] == dims[l + 1] for l in range(len(widths))]
 
     def init(key: Array, init_spec: InitSpec) -> Params:
@@ -167,22 +181,22 @@ def mlp(
             layers.append(layer)
         return {"layers": layers}
 
-    def layer_out(layer, x, ops: Ops = PER_RUN):
-        return ops.dense(x, layer["w"], layer.get("b"))
+    def layer_out(l: int, layer, x, ops: Ops = PER_RUN):
+        return ops.dense(x if gains[l] == 1.0 else x * gains[l], layer["w"], layer.get("b"))
 
     def forward(ops: Ops, params: Params, x: Array, drop: Callable | None = None) -> Array:
         *hidden_layers, last = params["layers"]
         for l, layer in enumerate(hidden_layers):
-            a = act(layer_out(layer, x, ops))
+            a = act(layer_out(l, layer, x, ops))
             if drop is not None:
                 a = drop(l, a)
             x = x + a if skip[l] else a
-        return layer_out(last, x, ops)
+        return layer_out(len(hidden_layers), last, x, ops)
 
     def hidden(params: Params, x: Array) -> list[Hidden]:
         out = []
         for l, layer in enumerate(params["layers"][:-1]):
-            z = layer_out(layer, x)
+            z = layer_out(l, layer, x)
             a = act(z)
             w = layer["w"].T
             incoming = jnp.concatenate([w, layer["b"][:, None]], 1) if bias else w
@@ -210,6 +224,25 @@ def mlp(
     )
 
 
+PARAMETERIZATIONS = ("standard", "ntk", "mean_field")
+"""How :func:`mlp` scales each layer's input (``model.parameterization``)."""
+
+
+def layer_gains(parameterization: str, fan_ins: Sequence[int]) -> tuple[float, ...]:
+    """The constant ``c_l`` each layer's input is multiplied by (see :func:`mlp`), one per layer
+    of fan-in ``fan_ins[l]``.
+
+    >>> layer_gains("mean_field", (4, 16))
+    (0.5, 0.0625)
+    """
+    n = len(fan_ins)
+    if parameterization == "standard":
+        return (1.0,) * n
+    if parameterization == "ntk":
+        return tuple(1.0 / math.sqrt(f) for f in fan_ins)
+    return tuple(1.0 / f if l == n - 1 else 1.0 / math.sqrt(f) for l, f in enumerate(fan_ins))
+
+
 def dropout_of(key: Array, rate: float | Array) -> Callable[[int, Array], Array]:
     """``drop(l, a)``: inverted dropout of rate ``rate`` on hidden layer ``l``'s activations of
     one run, its mask drawn from ``fold_in(key, l)`` (the key already folded with the step)."""
@@ -231,7 +264,15 @@ def from_spec(spec: ModelSpec, in_dim: int, out_dim: int) -> Model:
     return MODELS[spec.name](spec, in_dim, out_dim, **spec.params)
 
 
-def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int, residual: bool = False) -> Model:
+def _mlp_from_spec(
+    spec: ModelSpec,
+    in_dim: int,
+    out_dim: int,
+    residual: bool = False,
+    *,
+    parameterization: str = "standard",
+) -> Model:
+    """``model.parameterization``: ``standard``, ``ntk`` or ``mean_field`` (see :func:`mlp`)."""
     return mlp(
         spec.widths,
         in_dim=in_dim,
@@ -241,6 +282,7 @@ def _mlp_from_spec(spec: ModelSpec, in_dim: int, out_dim: int, residual: bool = 
         dropout=spec.dropout,
         train_output=spec.train_output,
         residual=residual,
+        parameterization=parameterization,
     )
 
 

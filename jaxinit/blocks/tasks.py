@@ -500,7 +500,9 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def digits(n_classes: int = 10, n_train: int = 1000, n_test: int = 0, seed: int = 0) -> Task:
+def digits(
+    n_classes: int = 10, n_train: int = 1000, n_test: int = 0, seed: int = 0, loss: str = "ce"
+) -> Task:
     """Real handwritten digits: scikit-learn's bundled 8×8 images (1,797 of them, UCI optdigits
     test set), read from the installed package, never downloaded (``pip install
     'jaxinit[digits]'``).
@@ -509,10 +511,18 @@ def digits(n_classes: int = 10, n_train: int = 1000, n_test: int = 0, seed: int 
     them to 8×8), labels the digit (loss ``ce``). Only digits ``0 … n_classes-1`` are kept; they
     are shuffled with ``seed`` and the first ``n_train`` train, the next ``n_test`` (0: all the
     rest) test. A run is solved when it classifies every training image.
+
+    ``loss = "mse"`` makes the targets one-hot rows ``(N, n_classes)`` for the squared error, as
+    in the edge-of-stability experiments (Cohen et al. 2021); a run is then solved at R² ≥ 0.95
+    on the one-hot targets.
     """
     x_all, y_all = _load_digits()
     if not 2 <= n_classes <= 10:
         raise ValueError(f"digits has classes 0..9: n_classes must be in 2..10, got {n_classes}")
+    if loss not in ("ce", "mse"):
+        raise ValueError(
+            f"digits takes loss 'ce' (integer labels) or 'mse' (one-hot), got {loss!r}"
+        )
     keep = np.flatnonzero(y_all < n_classes)
     order = keep[np.random.default_rng(seed).permutation(len(keep))]
     n_test = n_test or len(order) - n_train
@@ -522,6 +532,9 @@ def digits(n_classes: int = 10, n_train: int = 1000, n_test: int = 0, seed: int 
             f"+ n_test ({n_test}) must fit, with at least one of each"
         )
     train, test = order[:n_train], order[n_train : n_train + n_test]
+    if loss == "mse":
+        one_hot = np.eye(n_classes, dtype=np.float32)
+        return _regression(x_all[train], one_hot[y_all[train]], x_all[test], one_hot[y_all[test]])
     return Task(x_all[train], y_all[train], x_all[test], y_all[test], "ce", 1.0, 0.05)
 
 

@@ -28,6 +28,9 @@ _LAZY = {
     "time_to_threshold_table": "init_figures",
     "magic_numbers_table": "depth_figures",
     "phase_diagram_table": "depth_figures",
+    "phase_table": "sharpness_figures",
+    "sharpness_table": "sharpness_figures",
+    "dimension_table": "sharpness_figures",
 }
 _REGISTRY = ("DEFAULT_FIGURES", "FIGURE_NAMES", "figure")  # read without the figure modules
 
@@ -69,6 +72,10 @@ __all__ = [
     "note_figure",
     "phase_diagram_table",
     "restart_figures",
+    "sharpness_figures",
+    "sharpness_table",
+    "phase_table",
+    "dimension_table",
     "sweep_dims",
     "time_to_threshold_table",
     "wilson",

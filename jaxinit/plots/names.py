@@ -28,6 +28,7 @@ FAMILIES = (
     "depth_figures",
     "restart_figures",
     "landscape_figures",
+    "sharpness_figures",
 )
 """The modules of :mod:`jaxinit.plots` that register figures, in the order they are listed."""
 
