@@ -190,6 +190,11 @@ FAMILY_GUIDE = {
         "Landscapes",
         "`sinusoid_landscape`: the minima a sweep found and the saddles between them.",
     ),
+    "sharpness_figures": (
+        "Sharpness dynamics",
+        "`edge_of_stability`, `catapult`, `catapult_relu`, `fractal_boundary`: how the "
+        "curvature decides which step sizes train from which init.",
+    ),
 }
 """Per family of :data:`FAMILIES`: the figure guide's section title and the specs that use it."""
 
@@ -362,6 +367,27 @@ GUIDE: dict[str, FigureText] = {
         "inside a relaxed path is marked apart). Right: relaxed vs straight-line barrier per "
         "edge (CI-NEB vs after weight matching): a point below the dashed diagonal is a barrier "
         "that the straight line overestimates. Its numbers are also written as `disconnectivity.csv` and `.txt`.",
+    ),
+    # sharpness
+    "sharpness_curves": FigureText(
+        "Does the sharpness rise to 2/η and hover there (the edge of stability)?",
+        "The top eigenvalue of the training-loss Hessian (the `sharpness` diagnostic) against the "
+        "step, one colour per cell (median over seeds, 10–90% band), with each cell's 2/η as a "
+        "dashed line of its colour; when η differs between a cell's seeds "
+        "(`optimizer.lr_unit = \"2/lambda0\"`) it draws η·λ_max/2 against a line at 1. Its table "
+        "gives per cell the first step with η·λ_max ≥ 2 and the median η·λ_max/2 after it.",
+    ),
+    "phase_map": FigureText(
+        "Which step sizes stay lazy, catapult or diverge from this init?",
+        "Each run's phase (lazy / catapult / divergent, `jaxinit.analysis.maps.phases`) against "
+        "η·λ₀ with lines at 2 and 4, beside the peak loss ratio and the final η·λ; over (init "
+        "scale × η) a map of the seeds' majority phase with the curves η = 2/λ₀ and 4/λ₀.",
+    ),
+    "boundary_dimension": FigureText(
+        "Is the boundary between training and diverging fractal, and how rough is it?",
+        "Which runs of a map over two numeric axes trained, each seed's box counts of the "
+        "converge/diverge boundary and their local slopes: the box-counting dimension, with its "
+        "spread over seeds and over the fitted range of box sizes, beside the paper's 1.2–2.0.",
     ),
 }
 """Figure name -> :class:`FigureText`, for every declared figure (a test checks both ways); a
