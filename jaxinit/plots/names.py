@@ -374,7 +374,7 @@ GUIDE: dict[str, FigureText] = {
         "The top eigenvalue of the training-loss Hessian (the `sharpness` diagnostic) against the "
         "step, one colour per cell (median over seeds, 10–90% band), with each cell's 2/η as a "
         "dashed line of its colour; when η differs between a cell's seeds "
-        "(`optimizer.lr_unit = \"2/lambda0\"`) it draws η·λ_max/2 against a line at 1. Its table "
+        '(`optimizer.lr_unit = "2/lambda0"`) it draws η·λ_max/2 against a line at 1. Its table '
         "gives per cell the first step with η·λ_max ≥ 2 and the median η·λ_max/2 after it.",
     ),
     "phase_map": FigureText(
