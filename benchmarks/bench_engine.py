@@ -98,6 +98,10 @@ WORKLOADS = {
         10,
         64,
     ),
+    # issue 21: a wide classifier, the shape where the dots dominate.
+    "wide": Workload(
+        "wide", "digits", {"n_train": 1000}, (256, 256), "ce", 200, 64, 128, 0.05, 10, 16
+    ),
 }
 
 
@@ -176,6 +180,9 @@ def make_engine(w: Workload, chunk_size: int, layout: str) -> Callable[[], float
 def _loss(kind: str, pred, y):
     if kind == "bce":
         return jnp.mean(jnp.logaddexp(0.0, pred) - y * pred)
+    if kind == "ce":  # integer labels, one logit per class
+        picked = jnp.take_along_axis(pred, y[:, None].astype(jnp.int32), axis=-1)[:, 0]
+        return jnp.mean(jax.nn.logsumexp(pred, axis=-1) - picked)
     return jnp.mean(jnp.sum((pred - y) ** 2, axis=-1)) / 2
 
 
@@ -279,6 +286,8 @@ def _torch_init_(torch, net, gen):
 def _torch_loss(torch, kind):
     if kind == "bce":
         return lambda pred, y: torch.nn.functional.binary_cross_entropy_with_logits(pred, y)
+    if kind == "ce":
+        return lambda pred, y: torch.nn.functional.cross_entropy(pred, y.long())
     return lambda pred, y: ((pred - y) ** 2).sum(-1).mean() / 2
 
 
@@ -484,6 +493,69 @@ def report(w: Workload, results: dict[str, Result]) -> dict[str, tuple[float, fl
     return {name: (rate[name], cpu_rate[name]) for name in rate}
 
 
+def step_flops(w: Workload, task: Task) -> float:
+    """Model FLOPs of one run's training step: ``6·B·Σ dᵢdᵢ₊₁`` (the forward pass's
+    multiply-adds, 2 FLOPs each, and twice that backward: gradients of the weights and of the
+    activations), plus the full-batch forward pass of the loss curve spread over ``log_every``
+    steps when the step is a minibatch. Elementwise work (tanh, the loss, the update) is left
+    out: it is small beside the dots for the medium and wide nets, and it is what dominates the
+    tiny one, where GFLOP/s says little."""
+    dims = (task.in_dim, *w.widths, task.out_dim)
+    macs = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    n = task.x_train.shape[0]
+    batch = w.batch_size if 0 < w.batch_size < n else n
+    logging = 2 * n * macs / w.log_every if batch < n else 0.0
+    return 6.0 * batch * macs + logging
+
+
+def _best_gflops(fn: Callable[[], object], flops: float, repeat: int = 5) -> float:
+    fn()  # compile / warm up
+    best = min(_timed(fn) for _ in range(repeat))
+    return flops / best / 1e9
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def ceilings(w: Workload, task: Task) -> dict[str, float]:
+    """This machine's matmul ceilings in GFLOP/s, measured now (best of 5): one large f32
+    matmul (2048³) in XLA and in NumPy, and XLA's batched forward matmul of the workload's
+    widest layer, ``(runs, B, K) @ (runs, K, N)`` (runs capped at 256)."""
+    n = 2048
+    a = jnp.ones((n, n), jnp.float32)
+    mm = jax.jit(lambda x: x @ x)
+    out = {"XLA matmul 2048^3": _best_gflops(lambda: mm(a).block_until_ready(), 2.0 * n**3)}
+    a_np = np.ones((n, n), np.float32)
+    out["NumPy matmul 2048^3"] = _best_gflops(lambda: a_np @ a_np, 2.0 * n**3)
+    dims = (task.in_dim, *w.widths, task.out_dim)
+    k, m = max(zip(dims[:-1], dims[1:]), key=lambda ab: ab[0] * ab[1])
+    b = w.batch_size if 0 < w.batch_size < task.x_train.shape[0] else task.x_train.shape[0]
+    r = min(w.runs, 256)
+    x, y = jnp.ones((r, b, k), jnp.float32), jnp.ones((r, k, m), jnp.float32)
+    bmm = jax.jit(lambda x, y: x @ y)
+    label = f"XLA batched ({r},{b},{k})@({r},{k},{m})"
+    out[label] = _best_gflops(lambda: bmm(x, y).block_until_ready(), 2.0 * r * b * k * m)
+    return out
+
+
+def report_gflops(
+    w: Workload, task: Task, rates: dict[str, tuple[float, float]], ceiling: dict[str, float]
+) -> None:
+    """Achieved model GFLOP/s (:func:`step_flops` × runs·steps/s, median wall) of every
+    implementation beside the measured ceilings, and its fraction of the largest."""
+    flops = step_flops(w, task)
+    top = max(ceiling.values())
+    print(f"-- {w.name}: {flops / 1e6:.3f} MFLOP per run-step (model FLOPs, step_flops)")
+    for label, g in ceiling.items():
+        print(f"   ceiling  {label:<34}{g:8.1f} GFLOP/s")
+    for name, (rate, _) in rates.items():
+        g = rate * flops / 1e9
+        print(f"   achieved {name:<34}{g:8.1f} GFLOP/s  ({g / top:.1%} of {top:.0f})")
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -606,7 +678,9 @@ def million(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workload", choices=["tiny", "medium", "all", "million"], default="all")
+    p.add_argument(
+        "--workload", choices=["tiny", "medium", "wide", "all", "million"], default="all"
+    )
     p.add_argument("--out-dir", help="million: where its sweep directory goes (default: /tmp)")
     p.add_argument("--runs", type=int, help="override the workload's number of runs")
     p.add_argument("--steps", type=int, help="override the workload's steps")
@@ -671,7 +745,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.crossover:
         crossover(args)
         return
-    names = ["tiny", "medium"] if args.workload == "all" else [args.workload]
+    names = ["tiny", "medium", "wide"] if args.workload == "all" else [args.workload]
     for name in names:
         w = WORKLOADS[name]
         changes = {
@@ -695,8 +769,10 @@ def main(argv: list[str] | None = None) -> None:
         settings = {k: v for k, v in settings.items() if v is not None}
         if args.sharpness:
             mine = [*mine, SHARPNESS]
+        task = TASKS[w.task](**w.task_params)
+        ceiling = ceilings(w, task)
         results = bench(w, mine, args.repeat, args.chunk_size, settings)
-        report(w, results)
+        report_gflops(w, task, report(w, results), ceiling)
 
 
 if __name__ == "__main__":

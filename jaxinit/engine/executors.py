@@ -32,7 +32,15 @@ from jaxinit.engine import compile_cache
 from jaxinit.engine.plan import Group, Plan, chunk_id
 from jaxinit.engine.train import Data, make_init, make_train
 
-__all__ = ["Executor", "build_task", "choose_layout", "chunk_init", "chunk_train", "program_spec"]
+__all__ = [
+    "Executor",
+    "build_task",
+    "choose_layout",
+    "chunk_init",
+    "chunk_train",
+    "default_chunk_runs",
+    "program_spec",
+]
 
 Batched = Callable[[dict, Data], dict]
 
@@ -59,6 +67,44 @@ def choose_layout(spec: Spec, task: Task, model: Model | None) -> tuple[str, str
     if lanes.prefer_lanes(spec, task):
         return "lanes", f"auto: lanes are faster for a step cost of {lanes.step_cost(spec, task)}"
     return "vmap", "auto: the vmap layout is faster for these widths"
+
+
+VMAP_CHUNK_WORK = 2**27
+"""Multiply-adds of the forward passes of a default ``vmap`` chunk's training, ``runs · steps
+· step_cost``: at least this much, so that the per-chunk work of the executor and the store
+stays small beside the training (see :func:`default_chunk_runs`)."""
+
+VMAP_CHUNK_MIN = 32
+"""Fewest runs in a default ``vmap`` chunk of a built-in MLP on a CPU."""
+
+
+def default_chunk_runs(spec: Spec, task: Task, model: Model | None, layout: str) -> int | None:
+    """Default runs per chunk of a group trained in ``layout``, or ``None``: as many as fit in
+    ``plan.CHUNK_BYTES``.
+
+    ``lanes``: one lane block (:func:`jaxinit.engine.lanes.chunk_runs`). ``vmap``, a built-in
+    MLP on a CPU: the smallest power of two of at least :data:`VMAP_CHUNK_MIN` runs whose
+    training is :data:`VMAP_CHUNK_WORK` forward multiply-adds
+    (:func:`jaxinit.engine.lanes.step_cost` × steps). A medium net's sweep is then several
+    chunks, which the executor trains side by side, one per CPU device
+    (:mod:`jaxinit.engine.devices`): one chunk of 256 medium runs trained on one core, since
+    XLA splits no batched matmul of that size over cores. Smaller chunks also keep a chunk's
+    activations in cache (benchmarks/README.md, issue 21). Like the lanes rule it depends only on
+    the spec and the task, never on the machine, so every machine, shard and resume plans the
+    same chunk shape (the numbers depend on it at the last bit: benchmarks/layout_agreement.py).
+    Elsewhere (a user's model, k-means and EM, another backend) it leaves the size to memory.
+    """
+    from jaxinit.engine import lanes
+
+    if layout == "lanes":
+        return lanes.chunk_runs(spec, task)
+    if model is not None or spec.algorithm.name != "gradient" or spec.model.name != "mlp":
+        return None
+    if jax.default_backend() != "cpu":
+        return None
+    work = max(1, lanes.step_cost(spec, task) * spec.train.steps)
+    runs = max(VMAP_CHUNK_MIN, -(-VMAP_CHUNK_WORK // work))
+    return 1 << (runs - 1).bit_length()
 
 
 def program_spec(spec: Spec, *, init: bool = False) -> Spec:

@@ -31,11 +31,12 @@ from jaxinit.blocks import user_data
 from jaxinit.blocks.models import Model, from_spec
 from jaxinit.blocks.tasks import Task
 from jaxinit.config.spec import Spec, SpecError
-from jaxinit.engine import distributed, lanes, probe_spec
+from jaxinit.engine import distributed, probe_spec
 from jaxinit.engine.executors import (
     Executor,
     build_task,
     choose_layout,
+    default_chunk_runs,
     member_layout,
     program_spec,
 )
@@ -152,8 +153,10 @@ def _prepare(spec: Spec, model: Model | None, chunk_size: int | None) -> Prepare
     task = build_task(first.spec)
     check_model(first.spec, task, model)
     memory = _bytes_per_run(spec, build_task(spec), model)
-    if chunk_size is None and choose_layout(first.spec, task, model)[0] == "lanes":
-        chunk_size = min(lanes.chunk_runs(first.spec, task), max(1, CHUNK_BYTES // memory))
+    if chunk_size is None:
+        layout = choose_layout(first.spec, task, model)[0]
+        default = default_chunk_runs(first.spec, task, model, layout)
+        chunk_size = None if default is None else min(default, max(1, CHUNK_BYTES // memory))
     plan = make_plan(spec, chunk_size, memory)
     sweep = record(spec, model, task)
     try:
