@@ -87,7 +87,11 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:
         x, y = a[key], b[key]
         if x.shape != y.shape:
             rows.setdefault(group, []).append((key, f"shape {x.shape} vs {y.shape}"))
-        elif not np.array_equal(x, y, equal_nan=True):
+        elif not np.array_equal(x, y, equal_nan=x.dtype.kind == "f"):
+            if x.dtype.kind in "bui":  # flags and counts: how many entries differ
+                what = f"{int(np.sum(x != y))} of {x.size} entries differ"
+                rows.setdefault(group, []).append((key, what))
+                continue
             with np.errstate(all="ignore"):
                 rel = np.nanmax(np.abs(x - y) / np.maximum(np.abs(x), 1e-30))
             rows.setdefault(group, []).append((key, f"max rel diff {rel:.2e}"))
