@@ -19,9 +19,12 @@ Three rules keep the step loop fast:
 * runs train in blocks of :func:`lanes_per_block` lanes, one block after the other, so that a
   step's arrays stay in cache.
 
-Only the hot step loop uses this form. The initialization, the optimizer's initial state (each
-run its own step count), the random streams (minibatch order, dropout masks), the hidden-unit
-diagnostics and the final evaluation reuse the per-run code of :mod:`jaxinit.engine.train` and
+The training program is :func:`jaxinit.engine.train.gradient_program`, the vmap layout's, run
+with :data:`LANES_TRAIN`: this module supplies only the primitives that differ (the loss and its
+gradient over :data:`LANE_OPS`, every run's keys and optimizer state, minibatches and dropout
+masks). The initialization, the optimizer's initial state (each run its own step count), the
+random streams (minibatch order, dropout masks), the one-run diagnostics and the final
+evaluation reuse the per-run code of :mod:`jaxinit.engine.train` and
 :mod:`jaxinit.blocks.models`, vmapped over the trailing axis, so the semantics are those of
 :func:`jaxinit.engine.train.make_run`. The numbers agree with ``jax.vmap(make_run(spec, task), in_axes=(0,
 None))`` to rounding (summation order), not bit for bit: over the bundled specs (100 steps,
@@ -88,6 +91,7 @@ __all__ = [
     "to_lanes",
     "from_lanes",
     "LANES",
+    "LANES_TRAIN",
 ]
 
 Lanes = Any

@@ -8,6 +8,10 @@ run ends. Randomness: the run's key is ``fold_in(key(spec.seed), seed)``, split 
 
 Training is a :class:`jaxinit.engine.program.Program` (:func:`gradient_program`: ``step``,
 ``observe``, ``finish``) run by the one loop, :func:`jaxinit.engine.program.run`, which keeps the books.
+The program is written once for both layouts: a :class:`TrainLayout` supplies the primitives that
+differ (:data:`VMAP_TRAIN` here, one run; :data:`jaxinit.engine.lanes.LANES_TRAIN`, a block of runs
+with the run axis last), and :func:`context`, :func:`init_state`, :func:`step`, :func:`probe` and
+:func:`finish` are written against them.
 A run whose loss becomes non-finite (or whose parameters do) is recorded in ``diverged_step`` (the
 first step with a non-finite loss) and frozen at its last finite state: the latest logged state
 (a multiple of ``log_every``) whose loss was finite. Checking per logging block rather than per
