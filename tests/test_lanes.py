@@ -357,14 +357,8 @@ def test_lanes_train_supplies_the_vmap_primitives_run_by_run():
     from jaxinit.engine import train
     from jaxinit.engine.executors import build_task
 
-    spec = jaxinit.resolve_spec(
-        {
-            "task": {"name": "circles", "n_points": 24},
-            "model": {"widths": [3], "activation": "tanh"},
-            "optimizer": {"name": "adam", "learning_rate": 0.05},
-            "train": {"steps": 6, "log_every": 3, "batch_size": 8, "diagnostics": []},
-        }
-    )
+    spec = Spec.from_dict({"task": {"name": "circles", "n_points": 24}, "model": {"widths": [3]}})
+    spec = spec.with_overrides({"optimizer.name": "adam", "train.batch_size": 8})
     task = build_task(spec)
     data = Data.from_task(task)
     values = {
