@@ -347,3 +347,59 @@ def test_the_readme_float32_bound_holds_where_it_is_tightest():
     )
     rel = np.abs(a - b) / np.maximum(np.abs(a), np.abs(b))
     assert 1e-6 < rel.max() <= bound, (rel, bound)
+
+
+def test_lanes_train_supplies_the_vmap_primitives_run_by_run():
+    """One gradient program for both layouts (issue 20): :data:`lanes.LANES_TRAIN` supplies the
+    primitives of :data:`jaxinit.engine.train.VMAP_TRAIN` for a block of runs with the run axis
+    last. Run by run: the same keys, optimizer states and minibatches (bit for bit), and the
+    same losses, gradients and evaluations to rounding."""
+    from jaxinit.engine import train
+    from jaxinit.engine.executors import build_task
+
+    spec = Spec.from_dict({"task": {"name": "circles", "n_points": 24}, "model": {"widths": [3]}})
+    spec = spec.with_overrides({"optimizer.name": "adam", "train.batch_size": 8})
+    task = build_task(spec)
+    data = Data.from_task(task)
+    values = {
+        "seed": jnp.arange(4, dtype=jnp.int32),
+        "optimizer.learning_rate": jnp.array([0.01, 0.05, 0.1, 0.2], jnp.float32),
+    }
+    params0 = jax.vmap(train.make_init(spec, task), in_axes=(0, None))(values, data)
+    t = jnp.int32(3)  # the first step of epoch 1 (3 minibatches an epoch)
+
+    def lanes_side(values, params0):
+        p0 = lanes.to_lanes(params0)
+        model = from_spec(spec.model, task.in_dim, task.out_dim)
+        ctx = train.context(spec, task, model, values, p0, None, lanes.LANES_TRAIN)
+        ops = ctx.layout
+        _, x, _ = ops.batch(ctx, data, None, t)
+        loss, grads = ops.value_and_grad(ctx, p0, data.x_train, data.y_train, None)
+        test = ops.evaluate(ctx, p0, data.x_test, data.y_test)
+        keys = jax.random.key_data(ctx.key_data)
+        return keys, lanes.from_lanes((ops.opt_init(ctx, p0), x, grads, test)), loss
+
+    def vmap_side(v, p0):
+        ctx = train.context(spec, task, None, v, p0)
+        ops = ctx.layout
+        _, x, _ = ops.batch(ctx, data, train.init_state(ctx, p0, data), t)
+        loss, grads = ops.value_and_grad(ctx, p0, data.x_train, data.y_train, None)
+        test = ops.evaluate(ctx, p0, data.x_test, data.y_test)
+        keys = jax.random.key_data(ctx.key_data)
+        return keys, (ops.opt_init(ctx, p0), x, grads, test), loss
+
+    assert train.context(spec, task, None, {"seed": jnp.int32(0)}, params0).layout is (
+        train.VMAP_TRAIN
+    )
+    got = jax.jit(lanes_side)(values, params0)
+    want = jax.jit(jax.vmap(vmap_side))(values, params0)
+    np.testing.assert_array_equal(got[0], want[0])  # the data-order keys
+    opt_l, x_l, grads_l, test_l = got[1]
+    opt_v, x_v, grads_v, test_v = want[1]
+    for a, b in zip(jax.tree.leaves(opt_l), jax.tree.leaves(opt_v)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(x_l, x_v)  # epoch 1's first minibatch of every run
+    assert not np.array_equal(x_v[0], x_v[1])  # runs draw their own minibatches
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves((grads_l, test_l)), jax.tree.leaves((grads_v, test_v))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

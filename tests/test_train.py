@@ -364,3 +364,34 @@ def test_step_carries_each_epochs_order_as_drawing_it_every_step_would():
     np.testing.assert_array_equal(loss_a, loss_b)
     for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
         np.testing.assert_array_equal(u, v)
+
+
+def test_one_runs_loss_evaluation_and_diagnostic_probe_agree():
+    """:func:`train.run_loss` (the training loss without dropout), :func:`train.evaluate` (the
+    final evaluation) and :func:`train.diagnostic_probe`'s loss are one run's same loss, bit for
+    bit, and the probe looks at the training set with the layout's primitives."""
+    from jaxinit.blocks.ops import PER_RUN
+    from jaxinit.engine import train
+
+    spec = jaxinit.resolve_spec(
+        {"model": {"widths": [4]}, "train": {"steps": 2, "log_every": 1, "diagnostics": []}}
+    )
+    task = build_task(spec)
+    data = Data.from_task(task)
+    values = {"seed": jnp.int32(1)}
+    params0 = train.init_params(spec, task, None, values)
+    ctx = train.context(spec, task, None, values, params0)
+    assert ctx.layout is train.VMAP_TRAIN
+    loss = train.run_loss(ctx, params0, data.x_train, data.y_train)
+    ev_loss, metric = train.evaluate(ctx, params0, data.x_train, data.y_train)
+    probe = train.diagnostic_probe(ctx, data, params0, params0)
+    assert probe.ops is PER_RUN and probe.x is data.x_train and probe.memo is None
+    assert (
+        float(loss)
+        == float(ev_loss)
+        == float(probe.loss(params0))
+        == float(ctx.loss(params0, data.x_train, data.y_train))
+    )
+    assert 0.0 <= float(metric) <= 1.0 and metric.dtype == ev_loss.dtype
+    moved = jax.tree.map(lambda p: p + 1.0, params0)
+    assert float(train.run_loss(ctx, moved, data.x_train, data.y_train)) != float(loss)

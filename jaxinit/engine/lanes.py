@@ -19,9 +19,12 @@ Three rules keep the step loop fast:
 * runs train in blocks of :func:`lanes_per_block` lanes, one block after the other, so that a
   step's arrays stay in cache.
 
-Only the hot step loop uses this form. The initialization, the optimizer's initial state (each
-run its own step count), the random streams (minibatch order, dropout masks), the hidden-unit
-diagnostics and the final evaluation reuse the per-run code of :mod:`jaxinit.engine.train` and
+The training program is :func:`jaxinit.engine.train.gradient_program`, the vmap layout's, run
+with :data:`LANES_TRAIN`: this module supplies only the primitives that differ (the loss and its
+gradient over :data:`LANE_OPS`, every run's keys and optimizer state, minibatches and dropout
+masks). The initialization, the optimizer's initial state (each run its own step count), the
+random streams (minibatch order, dropout masks), the one-run diagnostics and the final
+evaluation reuse the per-run code of :mod:`jaxinit.engine.train` and
 :mod:`jaxinit.blocks.models`, vmapped over the trailing axis, so the semantics are those of
 :func:`jaxinit.engine.train.make_run`. The numbers agree with ``jax.vmap(make_run(spec, task), in_axes=(0,
 None))`` to rounding (summation order), not bit for bit: over the bundled specs (100 steps,
@@ -42,38 +45,35 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax import Array, lax
 
 from jaxinit.blocks import metrics
 from jaxinit.blocks.models import Model, from_spec
 from jaxinit.blocks.ops import Ops
-from jaxinit.blocks.tasks import Task, loss_value, metric_value
+from jaxinit.blocks.tasks import Task, loss_value
 from jaxinit.config.spec import Spec, wants_lambda0
 from jaxinit.engine.program import (
-    KEY_DATA,
-    KEY_DROPOUT,
     Layout,
-    Program,
-    RunState,
-    measured,
     run_for,
     run_key,
-    start,
     tree_where,
 )
 from jaxinit.engine.train import (
+    Context,
     Data,
+    TrainLayout,
     batch,
     build_optimizer,
+    context,
+    evaluate,
+    gradient_program,
     initial_curvature,
     make_init,
-    optimizer_step,
-    with_lambda0,
+    run_loss,
     with_lr_unit,
 )
 
@@ -91,6 +91,7 @@ __all__ = [
     "to_lanes",
     "from_lanes",
     "LANES",
+    "LANES_TRAIN",
 ]
 
 Lanes = Any
@@ -319,7 +320,7 @@ def prefer_lanes(spec: Spec, task: Task) -> bool:
     return step_cost(spec, task) <= LANES_BUDGET
 
 
-# -- per-run pieces, vmapped over the runs --------------------------------------------------------
+# -- the lanes layout's primitives of gradient training ------------------------------------------
 def _traced(values: dict[str, Array]) -> dict[str, Array]:
     return {k: v for k, v in values.items() if k != "seed"}
 
@@ -329,13 +330,14 @@ def _run_keys(root_seed: int, seeds_C: Array, tag: int) -> Array:
     return jax.vmap(lambda s: jax.random.fold_in(run_key(root_seed, s), tag))(seeds_C)
 
 
-def _init_opt_state(spec: Spec, values: dict[str, Array], params: Lanes, trainable: Any) -> Lanes:
+def _init_opt_state(ctx: Context, params0: Lanes) -> Lanes:
     """Every run's initial optimizer state (its own step count too), run axis last."""
+    trainable = ctx.model.trainable(params0) if ctx.model.trainable else None
 
     def one(v: dict[str, Array], p: Any) -> Any:
-        return build_optimizer(spec.replace(v).optimizer, trainable).init(p)
+        return build_optimizer(ctx.static.replace(v).optimizer, trainable).init(p)
 
-    return jax.vmap(one, in_axes=(0, -1), out_axes=-1)(_traced(values), params)
+    return jax.vmap(one, in_axes=(0, -1), out_axes=-1)(_traced(ctx.values), params0)
 
 
 def _lanes_batch(data: Data, keys_C: Array, t: Array, batch_size: int) -> tuple[Array, Array]:
@@ -369,117 +371,42 @@ def dropout(keys_C: Array, t: Array, rate: Array | float) -> Callable[[int, Arra
     return drop
 
 
-def _diagnostics(
-    ctx: Context, params: Lanes, params0: Lanes, grads: Lanes, x, y, memo: Any = ()
-) -> tuple[dict[str, Array], dict[str, Any]]:
+def _losses(ctx: Context, params: Lanes, x: Array, y: Array, drop: Any = None) -> Array:
+    """Every run's loss ``(C,)`` by the model's forward pass over :data:`LANE_OPS`."""
+    return lanes_loss(ctx.task.loss, ctx.model.forward(LANE_OPS, params, x, drop), y)
+
+
+def _value_and_grad(ctx: Context, params: Lanes, x: Array, y: Array, drop: Any) -> tuple:
+    """``(L_C, ∇)``: the gradient of ``Σ_r L_r``, which is every run's own (runs never interact)."""
+
+    def total(p: Lanes) -> tuple[Array, Array]:
+        per_run = _losses(ctx, p, x, y, drop)
+        return jnp.sum(per_run), per_run
+
+    grads, loss = jax.grad(total, has_aux=True)(params)
+    return loss, grads
+
+
+def _diagnostics(ctx: Context, probe: metrics.Probe) -> tuple[dict[str, Array], dict[str, Any]]:
     """:func:`jaxinit.blocks.metrics.observe` of every run, each value with the run axis last:
-    ``(curves, memo)``; ``memo`` is what the diagnostics carried from the last logged step."""
+    ``(curves, memo)``. The diagnostics written against the layout primitives take ``probe``
+    as it is; the others are one run's code, vmapped over the trailing axis."""
     out: dict[str, Array] = {}
     carried: dict[str, Any] = {}
-    mdl, tr = ctx.model, ctx.static.train
-    losses = lambda q: ctx.losses(q, x, y)[1]  # noqa: E731  (C,): every run's loss
-    loss = lambda q: loss_value(ctx.task.loss, mdl.apply(q, x), y)  # noqa: E731  one run's
-    memo = memo or {}
-    for name in tr.diagnostics:
+    x, y = probe.x, probe.y
+    loss = lambda q: run_loss(ctx, q, x, y)  # noqa: E731  one run's
+    for name in ctx.static.train.diagnostics:
         if name in metrics.ANY_LAYOUT:
-            probe = metrics.Probe(
-                mdl, params, params0, grads, x, y, LANE_OPS, losses, tr, memo or None
-            )
             curves, more = metrics.observe((name,), probe)
             out.update(curves)
             carried.update(more)
             continue
         fn = metrics.DIAGNOSTICS[name]
-        one = lambda p, p0, g, fn=fn: fn(metrics.Probe(mdl, p, p0, g, x, y, loss=loss, train=tr))
-        out.update(jax.vmap(one, in_axes=-1, out_axes=-1)(params, params0, grads))
-    return out, carried
-
-
-# -- the batched program ------------------------------------------------------------------------
-class Context(NamedTuple):
-    """What the pieces of one lane block share (the lanes twin of :class:`jaxinit.engine.train.Context`).
-
-    ``spec`` is ``static`` with the traced values filled in as ``(C,)`` vectors, which broadcast
-    against the trailing run axis wherever they are used (learning rates, dropout, grad_tol …).
-    """
-
-    static: Spec
-    spec: Spec
-    task: Task
-    model: Model  # the static model: its forward pass, hidden units, trainable mask, apply
-    opt: optax.GradientTransformation
-    key_data: Array  # (C,) keys
-    key_drop: Array  # (C,) keys
-    threshold: Any  # scalar or (C,)
-    stochastic: bool  # minibatches or dropout: log a separate full-batch loss
-    dropping: bool  # dropout is on (or its rate traced)
-    check_grad: bool  # grad_tol is on (or traced)
-    lambda0: Array | None = None  # (C,): every run's λ₀ (train.lambda0, optimizer.lr_unit)
-
-    def losses(self, params: Lanes, x: Array, y: Array, drop=None) -> tuple[Array, Array]:
-        """``(Σ_r L_r, L_C)``: the sum (whose gradient is every run's own) and each run's loss."""
-        out = self.model.forward(LANE_OPS, params, x, drop)
-        per_run = loss_value(self.task.loss, out, y, LANE_OPS)
-        return jnp.sum(per_run), per_run
-
-
-def context(
-    static: Spec,
-    task: Task,
-    values: dict[str, Array],
-    params0: Lanes,
-    lambda0: Array | None = None,
-) -> Context:
-    """The :class:`Context` of a block training from ``params0`` ``(…, C)`` (with every run's
-    ``λ₀``, when the spec wants it)."""
-    s = static.replace(_traced(values))
-    mdl = from_spec(static.model, task.in_dim, task.out_dim)
-    trainable = mdl.trainable(params0) if mdl.trainable else None
-    dropping = static.model.dropout != 0 or "model.dropout" in values
-    return Context(
-        static,
-        s,
-        task,
-        mdl,
-        build_optimizer(s.optimizer, trainable),
-        _run_keys(static.seed, values["seed"], KEY_DATA),
-        _run_keys(static.seed, values["seed"], KEY_DROPOUT),
-        task.threshold if s.train.threshold is None else s.train.threshold,
-        static.train.batch_size > 0 or dropping,
-        dropping,
-        "train.grad_tol" in values or static.train.grad_tol > 0,
-        lambda0,
-    )
-
-
-def init_state(
-    ctx: Context, values: dict[str, Array], params0: Lanes, data: Data | None = None
-) -> RunState:
-    """Every run's state before step 0 (with ``data``, the first memo of the diagnostics that
-    carry a state: :func:`jaxinit.blocks.metrics.warmup` at ``params0``)."""
-    trainable = ctx.model.trainable(params0) if ctx.model.trainable else None
-    opt_state = _init_opt_state(ctx.static, values, params0, trainable)
-    memo = ()
-    names = ctx.static.train.diagnostics
-    if data is not None and metrics.carries(names):
-        x, y = data.x_train, data.y_train
-        losses = lambda q: ctx.losses(q, x, y)[1]  # noqa: E731
-        probe = metrics.Probe(
-            ctx.model, params0, params0, None, x, y, LANE_OPS, losses, ctx.static.train
+        one = lambda p, p0, g, fn=fn: fn(  # noqa: E731
+            metrics.Probe(ctx.model, p, p0, g, x, y, loss=loss, train=probe.train)
         )
-        memo = metrics.warmup(names, probe)
-    return start(params0, opt_state, values["seed"].shape, memo=memo)
-
-
-def step(
-    ctx: Context, data: Data, state: RunState, t: Array
-) -> tuple[RunState, Array, Array | None]:
-    """One optimizer step of every run (:func:`jaxinit.engine.train.step`, run axis last)."""
-    x, y = _lanes_batch(data, ctx.key_data, t, ctx.static.train.batch_size)
-    drop = dropout(ctx.key_drop, t, ctx.spec.model.dropout) if ctx.dropping else None
-    grads, loss = jax.grad(ctx.losses, has_aux=True)(state.params, x, y, drop)
-    state, done = optimizer_step(ctx, state, loss, grads, lanes_norm)
-    return state, loss, done
+        out.update(jax.vmap(one, in_axes=-1, out_axes=-1)(probe.params, probe.params0, probe.grads))
+    return out, carried
 
 
 def first_step(hit_TxC: Array, steps_T: Array, before_C: Array) -> Array:
@@ -489,66 +416,6 @@ def first_step(hit_TxC: Array, steps_T: Array, before_C: Array) -> Array:
     never = jnp.iinfo(jnp.int32).max
     first = _halving(jnp.where(hit_TxC, steps_T[:, None], never), 0, jnp.minimum)
     return jnp.where((before_C < 0) & (first < never), first, before_C)
-
-
-def probe(
-    ctx: Context, data: Data, params: Lanes, params0: Lanes, grads: bool, memo: Any = ()
-) -> tuple[Array, dict[str, Array], Lanes | None, Any]:
-    """Full-batch, dropout-free loss ``(C,)``, diagnostics, (with ``grads``) gradients, and
-    the diagnostics' memo for the next logged step (``memo``: the last one's)."""
-    x, y = data.x_train, data.y_train
-    if not grads:
-        return ctx.losses(params, x, y)[1], {}, None, ()
-    g, loss = jax.grad(ctx.losses, has_aux=True)(params, x, y)
-    curves, carried = _diagnostics(ctx, params, params0, g, x, y, memo)
-    return loss, curves, g, carried or ()
-
-
-def finish(
-    ctx: Context, data: Data, params: Lanes, params0: Lanes, memo: Any = ()
-) -> tuple[Array, dict[str, Array], dict[str, Array]]:
-    """The final curve point and measured finals of every run (:func:`jaxinit.engine.train.finish`,
-    run axis last). Accuracy and test loss come from the per-run ``mlp.apply``, vmapped over
-    the trailing axis (once per run)."""
-    task = ctx.task
-    final_loss, final_diag, grads, _ = probe(ctx, data, params, params0, True, memo)
-
-    def evaluate(p: Any, x: Array, y: Array) -> tuple[Array, Array]:
-        pred = ctx.model.apply(p, x)
-        return loss_value(task.loss, pred, y), metric_value(task.loss, pred, y).astype(pred.dtype)
-
-    per_run = jax.vmap(evaluate, in_axes=(-1, None, None))
-    _, train_metric = per_run(params, data.x_train, data.y_train)
-    test_loss, test_metric = per_run(params, data.x_test, data.y_test)
-    finals = measured(final_loss, train_metric, test_loss, test_metric, lanes_norm(grads))
-    return final_loss, final_diag, with_lambda0(ctx, finals)
-
-
-def lanes_program(ctx: Context, data: Data, values: dict[str, Array], params0: Lanes) -> Program:
-    """Gradient training of a block of runs, run axis last, as a :class:`jaxinit.engine.program.Program`
-    (run in :data:`LANES`)."""
-    tr = ctx.static.train
-    carry = metrics.carries(tr.diagnostics)
-
-    def observe(state: RunState) -> tuple:
-        if not (ctx.stochastic or tr.diagnostics):
-            return None, {}
-        loss, diag, _, memo = probe(
-            ctx, data, state.params, params0, bool(tr.diagnostics), state.memo
-        )
-        return (loss, diag, memo) if carry else (loss, diag)
-
-    return Program(
-        init=lambda p: init_state(ctx, values, p, data),
-        step=functools.partial(step, ctx, data),
-        observe=observe,
-        finish=lambda s, _: finish(ctx, data, s.params, params0, s.memo),
-        threshold=ctx.threshold,
-        success_metric=ctx.task.success_metric,
-        step_loss=True,
-        freeze_converged=True,
-        observe_memo=carry,
-    )
 
 
 LANES = Layout(
@@ -563,6 +430,30 @@ LANES = Layout(
 sum with :func:`lane_sum`, the step books are kept once per block (:func:`first_step`)."""
 
 
+LANES_TRAIN = TrainLayout(
+    loop=LANES,
+    ops=LANE_OPS,
+    keys=_run_keys,
+    opt_init=_init_opt_state,
+    order=lambda ctx, data: (),
+    batch=lambda ctx, data, state, t: (
+        state,
+        *_lanes_batch(data, ctx.key_data, t, ctx.static.train.batch_size),
+    ),
+    noise=lambda ctx, t: dropout(ctx.key_drop, t, ctx.spec.model.dropout) if ctx.dropping else None,
+    loss=_losses,
+    value_and_grad=_value_and_grad,
+    diagnostics=_diagnostics,
+    evaluate=lambda ctx, params, x, y: jax.vmap(
+        lambda p: evaluate(ctx, p, x, y), in_axes=-1, out_axes=-1
+    )(params),
+)
+"""Gradient training of a block of runs with the run axis last
+(:class:`jaxinit.engine.train.TrainLayout`): the loss and its gradient over :data:`LANE_OPS`,
+every run's optimizer state, keys, minibatches, dropout masks, the one-run diagnostics and the
+final evaluation by the per-run code vmapped over the trailing axis."""
+
+
 def _train_block(
     spec: Spec, task: Task, values: dict[str, Array], params0: Any, data: Data
 ) -> dict[str, Any]:
@@ -573,8 +464,9 @@ def _train_block(
         lam0 = jax.vmap(lambda p: initial_curvature(spec, task, None, data, p))(params0)
         values = with_lr_unit(spec, values, lam0)
     params0 = to_lanes(params0)
-    ctx = context(spec, task, values, params0, lam0)
-    return run_for(spec, lanes_program(ctx, data, values, params0), LANES, params0)
+    model = from_spec(spec.model, task.in_dim, task.out_dim)
+    ctx = context(spec, task, model, values, params0, lam0, LANES_TRAIN)
+    return run_for(spec, gradient_program(ctx, data, params0), LANES, params0)
 
 
 BLOCK_BYTES = (2**19, 2**21)

@@ -8,6 +8,10 @@ run ends. Randomness: the run's key is ``fold_in(key(spec.seed), seed)``, split 
 
 Training is a :class:`jaxinit.engine.program.Program` (:func:`gradient_program`: ``step``,
 ``observe``, ``finish``) run by the one loop, :func:`jaxinit.engine.program.run`, which keeps the books.
+The program is written once for both layouts: a :class:`TrainLayout` supplies the primitives that
+differ (:data:`VMAP_TRAIN` here, one run; :data:`jaxinit.engine.lanes.LANES_TRAIN`, a block of runs
+with the run axis last), and :func:`context`, :func:`init_state`, :func:`step`, :func:`probe` and
+:func:`finish` are written against them.
 A run whose loss becomes non-finite (or whose parameters do) is recorded in ``diverged_step`` (the
 first step with a non-finite loss) and frozen at its last finite state: the latest logged state
 (a multiple of ``log_every``) whose loss was finite. Checking per logging block rather than per
@@ -31,6 +35,7 @@ from jax import Array
 from jaxinit.blocks import metrics
 from jaxinit.blocks.initializers import standard_normal
 from jaxinit.blocks.models import Model, from_spec
+from jaxinit.blocks.ops import PER_RUN, Ops
 from jaxinit.blocks.tasks import Task, loss_value, metric_value
 from jaxinit.config.spec import OptimizerSpec, Spec, wants_lambda0
 from jaxinit.engine.program import (
@@ -38,6 +43,7 @@ from jaxinit.engine.program import (
     KEY_DROPOUT,
     KEY_INIT,
     VMAP,
+    Layout,
     Program,
     RunState,
     measured,
@@ -144,28 +150,58 @@ def batch(data: Data, key: Array, step: Array, batch_size: int) -> tuple[Array, 
     return take_batch(data, order, step % per_epoch, batch_size)
 
 
+class TrainLayout(NamedTuple):
+    """What gradient training needs of a layout: only the primitives that differ between one run
+    (:data:`VMAP_TRAIN`, vmapped over runs by the executor) and a block of runs with the run axis
+    last (:data:`jaxinit.engine.lanes.LANES_TRAIN`). :func:`gradient_program` and its pieces
+    (:func:`context`, :func:`init_state`, :func:`step`, :func:`probe`, :func:`finish`) are
+    written once against them; "every run's" below is one run's value in the vmap layout and a
+    ``(C,)`` vector (or ``(..., C)`` leaves) on the lanes."""
+
+    loop: Layout  # the run loop's primitives (jaxinit.engine.program.run)
+    ops: Ops  # the model's and the diagnostics' primitives (jaxinit.blocks.ops; Probe.ops)
+    keys: Callable[[int, Array, int], Array]  # (root seed, seed(s), fold_in tag) -> every run's key
+    opt_init: Callable[[Context, Any], Any]  # (ctx, params0) -> every run's optimizer state
+    order: Callable[[Context, Data], Any]  # RunState.order before step 0
+    # (ctx, data, state, t) -> (state, x, y): step t's (mini)batch (the state may carry an order)
+    batch: Callable[[Context, Data, RunState, Array], tuple[RunState, Array, Array]]
+    noise: Callable[[Context, Array], Any]  # step t's dropout for `loss` (a key, a mask function)
+    # (ctx, params, x, y, noise or None) -> every run's loss
+    loss: Callable[[Context, Any, Array, Array, Any], Array]
+    # (ctx, params, x, y, noise or None) -> (every run's loss, every run's own gradient)
+    value_and_grad: Callable[[Context, Any, Array, Array, Any], tuple[Array, Any]]
+    # (ctx, probe) -> (curves, memo) of ctx's diagnostics (jaxinit.blocks.metrics.observe)
+    diagnostics: Callable[[Context, metrics.Probe], tuple[dict[str, Array], dict[str, Any]]]
+    # (ctx, params, x, y) -> every run's loss and metric by Model.apply (the final evaluation)
+    evaluate: Callable[[Context, Any, Array, Array], tuple[Array, Array]]
+
+
 class Context(NamedTuple):
-    """Everything one run's pieces share: its configuration with the traced values filled in
-    (``spec``), the built model and optimizer, its keys and loss. Built inside the compiled
-    program from the run's ``values``; static settings come from ``static``."""
+    """Everything the pieces of a gradient program share, in either layout: its configuration
+    with the traced values filled in (``spec``), the built model and optimizer, its keys and its
+    :class:`TrainLayout`. Built inside the compiled program from ``values`` (one run's scalars,
+    or ``(C,)`` vectors on the lanes, which broadcast against the trailing run axis wherever
+    they are used: learning rates, dropout, grad_tol …); static settings come from ``static``."""
 
     static: Spec  # the group's spec: shapes and program choices
-    spec: Spec  # ``static`` with this run's traced values (possibly tracers)
+    spec: Spec  # ``static`` with the traced values (possibly tracers)
+    values: dict[str, Array]  # the traced coordinates, "seed" among them
     task: Task
     model: Model
     opt: optax.GradientTransformation
-    key_data: Array
-    key_drop: Array
+    layout: TrainLayout
+    key_data: Array  # every run's data-order key
+    key_drop: Array  # every run's dropout key
     threshold: Any  # loss level for time-to-threshold
     stochastic: bool  # minibatches or dropout: log a separate full-batch loss
+    dropping: bool  # dropout is on (or its rate traced)
     check_grad: bool  # grad_tol is on (or traced): freeze converged runs every step
-    lambda0: Array | None = None  # shape=(): the run's λ₀ (train.lambda0, optimizer.lr_unit)
+    lambda0: Array | None = None  # every run's λ₀ (train.lambda0, optimizer.lr_unit)
 
-    def loss(self, params: Any, x: Array, y: Array, dkey: Array | None = None) -> Array:
-        if self.task.objective is not None:
-            return self.task.objective(params)
-        out = self.model.apply(params, x, key=dkey, train=dkey is not None)
-        return loss_value(self.task.loss, out, y)
+    def loss(self, params: Any, x: Array, y: Array, noise: Any = None) -> Array:
+        """Every run's loss on ``(x, y)``; ``noise`` is a step's dropout (:attr:`TrainLayout.noise`),
+        ``None`` for the dropout-free loss."""
+        return self.layout.loss(self, params, x, y, noise)
 
 
 def init_params(spec: Spec, task: Task, model: Model | None, values: dict[str, Array]) -> Any:
@@ -179,39 +215,6 @@ def init_params(spec: Spec, task: Task, model: Model | None, values: dict[str, A
     else:
         params0 = mdl.init(jax.random.fold_in(run_key(spec.seed, values["seed"]), KEY_INIT), s.init)
     return jax.tree.map(lambda p: p.astype(spec.train.dtype), params0)
-
-
-def context(
-    static: Spec,
-    task: Task,
-    model: Model | None,
-    values: dict[str, Array],
-    params0: Any,
-    lambda0: Array | None = None,
-) -> Context:
-    """The run's :class:`Context`, for training from ``params0`` (with its ``λ₀``, when the
-    spec wants it: :func:`with_lr_unit` has then put its learning rate into ``values``)."""
-    s = static.replace({k: v for k, v in values.items() if k != "seed"})
-    mdl = model if model is not None else from_spec(s.model, task.in_dim, task.out_dim)
-    key = run_key(static.seed, values["seed"])
-    k_data, k_drop = (jax.random.fold_in(key, t) for t in (KEY_DATA, KEY_DROPOUT))
-    opt = build_optimizer(s.optimizer, mdl.trainable(params0) if mdl.trainable else None)
-    stochastic = (
-        static.train.batch_size > 0 or static.model.dropout != 0 or "model.dropout" in values
-    )
-    return Context(
-        static,
-        s,
-        task,
-        mdl,
-        opt,
-        k_data,
-        k_drop,
-        task.threshold if s.train.threshold is None else s.train.threshold,
-        stochastic,
-        "train.grad_tol" in values or static.train.grad_tol > 0,
-        lambda0,
-    )
 
 
 def initial_curvature(spec: Spec, task: Task, model: Model | None, data: Data, params0: Any):
@@ -243,132 +246,145 @@ def with_lr_unit(spec: Spec, values: dict[str, Array], lambda0: Array) -> dict[s
     return {**values, path: lr.astype(lambda0.dtype)}
 
 
+def context(
+    static: Spec,
+    task: Task,
+    model: Model | None,
+    values: dict[str, Array],
+    params0: Any,
+    lambda0: Array | None = None,
+    layout: TrainLayout | None = None,
+) -> Context:
+    """The :class:`Context` for training from ``params0`` in ``layout`` (default
+    :data:`VMAP_TRAIN`), with every run's ``λ₀`` when the spec wants it (:func:`with_lr_unit`
+    has then put its learning rate into ``values``). ``model`` None: the spec's, built with the
+    traced values."""
+    layout = VMAP_TRAIN if layout is None else layout
+    s = static.replace({k: v for k, v in values.items() if k != "seed"})
+    mdl = model if model is not None else from_spec(s.model, task.in_dim, task.out_dim)
+    opt = build_optimizer(s.optimizer, mdl.trainable(params0) if mdl.trainable else None)
+    dropping = static.model.dropout != 0 or "model.dropout" in values
+    return Context(
+        static,
+        s,
+        values,
+        task,
+        mdl,
+        opt,
+        layout,
+        layout.keys(static.seed, values["seed"], KEY_DATA),
+        layout.keys(static.seed, values["seed"], KEY_DROPOUT),
+        task.threshold if s.train.threshold is None else s.train.threshold,
+        static.train.batch_size > 0 or dropping,
+        dropping,
+        "train.grad_tol" in values or static.train.grad_tol > 0,
+        lambda0,
+    )
+
+
+def diagnostic_probe(
+    ctx: Context, data: Data, params: Any, params0: Any, grads: Any = None, memo: Any = ()
+) -> metrics.Probe:
+    """What the diagnostics look at (:class:`jaxinit.blocks.metrics.Probe`): the training set,
+    the layout's primitives and its full-batch, dropout-free loss."""
+    x, y = data.x_train, data.y_train
+    full_batch = lambda q: ctx.loss(q, x, y)  # noqa: E731
+    return metrics.Probe(
+        ctx.model, params, params0, grads, x, y, ctx.layout.ops, full_batch, ctx.static.train,
+        memo or None,
+    )  # fmt: skip
+
+
 def init_state(ctx: Context, params0: Any, data: Data | None = None) -> RunState:
-    """The state before step 0 (with ``data`` and minibatches, room for the epoch's order:
+    """Every run's state before step 0 (with ``data``: room for the minibatch order,
     :func:`step` draws it at the epoch's first step; with a diagnostic that carries a state,
     its first memo, :func:`jaxinit.blocks.metrics.warmup` at ``params0``)."""
-    minibatch = data is not None and is_minibatch(data, ctx.static.train.batch_size)
-    order = jnp.zeros(data.x_train.shape[0], jnp.int32) if minibatch else ()
+    order = ctx.layout.order(ctx, data) if data is not None else ()
     memo = ()
     if data is not None and metrics.carries(ctx.static.train.diagnostics):
-        memo = metrics.warmup(ctx.static.train.diagnostics, _probe(ctx, data, params0, params0))
-    return start(params0, ctx.opt.init(params0), order=order, memo=memo)
+        memo = metrics.warmup(
+            ctx.static.train.diagnostics, diagnostic_probe(ctx, data, params0, params0)
+        )
+    opt_state = ctx.layout.opt_init(ctx, params0)
+    return start(params0, opt_state, jnp.shape(ctx.values["seed"]), order=order, memo=memo)
 
 
 def step(
     ctx: Context, data: Data, state: RunState, t: Array
 ) -> tuple[RunState, Array, Array | None]:
-    """One optimizer step at step number ``t`` (:attr:`jaxinit.engine.program.Program.step`): the new
-    state, the loss it started from and whether the step converged (:func:`optimizer_step`)."""
-    batch_size = ctx.static.train.batch_size
-    if is_minibatch(data, batch_size):
-        # One permutation per epoch, carried (the same numbers as drawing it every step, as
-        # batch does, without a sort per step). The step counter is shared by every run, so
-        # under vmap the predicate is unbatched and this stays a branch, not a select.
-        n = data.x_train.shape[0]
-        per_epoch, pos = n // batch_size, t % (n // batch_size)
-        order = jax.lax.cond(
-            pos == 0, lambda: epoch_order(ctx.key_data, t // per_epoch, n), lambda: state.order
-        )
-        state = state._replace(order=order)
-        x, y = take_batch(data, order, pos, batch_size)
-    else:
-        x, y = data.x_train, data.y_train
-    loss, grads = jax.value_and_grad(ctx.loss)(
-        state.params, x, y, jax.random.fold_in(ctx.key_drop, t)
-    )
-    state, done = optimizer_step(ctx, state, loss, grads, VMAP.norm)
+    """One optimizer step of every run at step number ``t``
+    (:attr:`jaxinit.engine.program.Program.step`): the new state, the loss it started from and
+    whether the step converged (:func:`optimizer_step`)."""
+    state, x, y = ctx.layout.batch(ctx, data, state, t)
+    loss, grads = ctx.layout.value_and_grad(ctx, state.params, x, y, ctx.layout.noise(ctx, t))
+    state, done = optimizer_step(ctx, state, loss, grads)
     return state, loss, done
 
 
 def optimizer_step(
-    ctx: Any, state: RunState, loss: Array, grads: Any, norm: Callable[[Any], Array]
+    ctx: Context,
+    state: RunState,
+    loss: Array,
+    grads: Any,
+    norm: Callable[[Any], Array] | None = None,
 ) -> tuple[RunState, Array | None]:
-    """Apply one optimizer update, for both layouts (``ctx`` is a :class:`Context` or its lanes
-    twin; ``norm`` acts per run in that layout). Returns the moved state and, with ``grad_tol``
-    on, whether the step converged: a finite loss and a gradient norm under ``grad_tol`` (the
-    run loop, :func:`jaxinit.engine.program.run`, then freezes the run and records the step)."""
+    """Apply one optimizer update. Returns the moved state and, with ``grad_tol`` on, whether the
+    step converged: a finite loss and a gradient norm (``norm``, default the layout's per-run
+    norm) under ``grad_tol`` (the run loop, :func:`jaxinit.engine.program.run`, then freezes
+    the run and records the step)."""
     updates, opt_state = ctx.opt.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     done = None
     if ctx.check_grad:
+        norm = ctx.layout.loop.norm if norm is None else norm
         done = jnp.isfinite(loss) & (norm(grads) < ctx.spec.train.grad_tol)
     return state._replace(params=params, opt_state=opt_state), done
 
 
-def _probe(
-    ctx: Context, data: Data, params: Any, params0: Any, grads: Any = None, memo: Any = ()
-) -> metrics.Probe:
-    x, y = data.x_train, data.y_train
-    full_batch = lambda q: ctx.loss(q, x, y)  # noqa: E731
-    return metrics.Probe(
-        ctx.model,
-        params,
-        params0,
-        grads,
-        x,
-        y,
-        loss=full_batch,
-        train=ctx.static.train,
-        memo=memo or None,
-    )
-
-
 def probe(
-    ctx: Context, data: Data, params: Any, params0: Any, memo: Any = ()
-) -> tuple[Array, dict[str, Array], Any]:
-    """Full-batch, dropout-free loss, diagnostics and their memo at ``params`` (``memo``: what
-    they carried from the previous logged step)."""
+    ctx: Context, data: Data, params: Any, params0: Any, grads: bool, memo: Any = ()
+) -> tuple[Array, dict[str, Array], Any, Any]:
+    """Every run's full-batch, dropout-free loss, diagnostics, (with ``grads``) gradients, and
+    the diagnostics' memo for the next logged step (``memo``: the last one's)."""
     x, y = data.x_train, data.y_train
-    names = ctx.static.train.diagnostics
-    if not names:
-        return ctx.loss(params, x, y), {}, ()
-    loss, grads = jax.value_and_grad(ctx.loss)(params, x, y)
-    curves, memo = metrics.observe(names, _probe(ctx, data, params, params0, grads, memo))
-    return loss, curves, memo or ()
+    if not grads:
+        return ctx.loss(params, x, y), {}, None, ()
+    loss, g = ctx.layout.value_and_grad(ctx, params, x, y, None)
+    if not ctx.static.train.diagnostics:
+        return loss, {}, g, ()
+    curves, carried = ctx.layout.diagnostics(
+        ctx, diagnostic_probe(ctx, data, params, params0, g, memo)
+    )
+    return loss, curves, g, carried or ()
 
 
 def finish(
     ctx: Context, data: Data, params: Any, params0: Any, memo: Any = ()
 ) -> tuple[Array, dict[str, Array], dict[str, Array]]:
-    """The final curve point (full-batch loss and diagnostics) and the measured finals at the
-    final ``params`` (:attr:`jaxinit.engine.program.Program.finish`)."""
-    task = ctx.task
-    final_loss, final_diag, _ = probe(ctx, data, params, params0, memo)
-
-    def evaluate(x, y):
-        pred = ctx.model.apply(params, x)
-        # accuracies are means of booleans (default float32): keep every float in tr.dtype
-        return loss_value(task.loss, pred, y), metric_value(task.loss, pred, y).astype(pred.dtype)
-
-    train_loss, train_metric = evaluate(data.x_train, data.y_train)
-    test_loss, test_metric = evaluate(data.x_test, data.y_test)
-    grad = jax.grad(ctx.loss)(params, data.x_train, data.y_train)
-    finals = measured(
-        final_loss if task.objective is not None else train_loss,
-        train_metric,
-        test_loss,
-        test_metric,
-        optax.tree.norm(grad),
+    """The final curve point (full-batch loss and diagnostics) and every run's measured finals
+    at the final ``params`` (:attr:`jaxinit.engine.program.Program.finish`); the metrics and
+    the test loss come from ``Model.apply`` (:func:`evaluate`)."""
+    final_loss, final_diag, grads, _ = probe(ctx, data, params, params0, True, memo)
+    _, train_metric = ctx.layout.evaluate(ctx, params, data.x_train, data.y_train)
+    test_loss, test_metric = ctx.layout.evaluate(ctx, params, data.x_test, data.y_test)
+    finals = measured(final_loss, train_metric, test_loss, test_metric, ctx.layout.loop.norm(grads))
+    return (
+        final_loss,
+        final_diag,
+        finals if ctx.lambda0 is None else {**finals, "lambda0": ctx.lambda0},
     )
-    return final_loss, final_diag, with_lambda0(ctx, finals)
-
-
-def with_lambda0(ctx: Any, finals: dict[str, Array]) -> dict[str, Array]:
-    """``finals`` with the run's ``lambda0`` when it has one (either layout's context)."""
-    return finals if ctx.lambda0 is None else {**finals, "lambda0": ctx.lambda0}
 
 
 def gradient_program(ctx: Context, data: Data, params0: Any) -> Program:
-    """Gradient training of one run as a :class:`jaxinit.engine.program.Program` (vmap layout)."""
+    """Gradient training from ``params0`` as a :class:`jaxinit.engine.program.Program`, in the
+    context's layout (run it in ``ctx.layout.loop``)."""
     tr = ctx.static.train
-    need_probe = ctx.stochastic or tr.diagnostics
     carry = metrics.carries(tr.diagnostics)
 
     def observe(s: RunState) -> tuple:
-        if not need_probe:
+        if not (ctx.stochastic or tr.diagnostics):
             return None, {}
-        loss, curves, memo = probe(ctx, data, s.params, params0, s.memo)
+        loss, curves, _, memo = probe(ctx, data, s.params, params0, bool(tr.diagnostics), s.memo)
         return (loss, curves, memo) if carry else (loss, curves)
 
     return Program(
@@ -382,6 +398,68 @@ def gradient_program(ctx: Context, data: Data, params0: Any) -> Program:
         freeze_converged=True,
         observe_memo=carry,
     )
+
+
+# -- the vmap layout: one run's primitives ---------------------------------------------------------
+def run_loss(ctx: Context, params: Any, x: Array, y: Array, dkey: Array | None = None) -> Array:
+    """One run's loss on ``(x, y)`` (the task's own objective where it has one); with a dropout
+    key ``dkey``, the model in training mode."""
+    if ctx.task.objective is not None:
+        return ctx.task.objective(params)
+    out = ctx.model.apply(params, x, key=dkey, train=dkey is not None)
+    return loss_value(ctx.task.loss, out, y)
+
+
+def evaluate(ctx: Context, params: Any, x: Array, y: Array) -> tuple[Array, Array]:
+    """One run's loss and metric on ``(x, y)`` by ``Model.apply``, both in the prediction's dtype
+    (accuracies are means of booleans, default float32: every float stays in ``train.dtype``)."""
+    pred = ctx.model.apply(params, x)
+    return loss_value(ctx.task.loss, pred, y), metric_value(ctx.task.loss, pred, y).astype(
+        pred.dtype
+    )
+
+
+def _run_batch(
+    ctx: Context, data: Data, state: RunState, t: Array
+) -> tuple[RunState, Array, Array]:
+    """Step ``t``'s minibatch of one run. One permutation per epoch, carried in
+    ``state.order`` (the same numbers as drawing it every step, as :func:`batch` does, without
+    a sort per step). The step counter is shared by every run, so under vmap the predicate is
+    unbatched and this stays a branch, not a select."""
+    batch_size = ctx.static.train.batch_size
+    if not is_minibatch(data, batch_size):
+        return state, data.x_train, data.y_train
+    n = data.x_train.shape[0]
+    per_epoch, pos = n // batch_size, t % (n // batch_size)
+    order = jax.lax.cond(
+        pos == 0, lambda: epoch_order(ctx.key_data, t // per_epoch, n), lambda: state.order
+    )
+    return state._replace(order=order), *take_batch(data, order, pos, batch_size)
+
+
+def _run_value_and_grad(ctx: Context, params: Any, x: Array, y: Array, dkey: Any) -> tuple:
+    return jax.value_and_grad(lambda p: run_loss(ctx, p, x, y, dkey))(params)
+
+
+def _run_order(ctx: Context, data: Data) -> Any:
+    minibatch = is_minibatch(data, ctx.static.train.batch_size)
+    return jnp.zeros(data.x_train.shape[0], jnp.int32) if minibatch else ()
+
+
+VMAP_TRAIN = TrainLayout(
+    loop=VMAP,
+    ops=PER_RUN,
+    keys=lambda root, seed, tag: jax.random.fold_in(run_key(root, seed), tag),
+    opt_init=lambda ctx, params0: ctx.opt.init(params0),
+    order=_run_order,
+    batch=_run_batch,
+    noise=lambda ctx, t: jax.random.fold_in(ctx.key_drop, t),
+    loss=run_loss,
+    value_and_grad=_run_value_and_grad,
+    diagnostics=lambda ctx, probe: metrics.observe(ctx.static.train.diagnostics, probe),
+    evaluate=evaluate,
+)
+"""Gradient training of one run, vmapped over runs by the executor."""
 
 
 def make_init(spec: Spec, task: Task, model: Model | None = None) -> Callable[[dict, Data], Any]:
