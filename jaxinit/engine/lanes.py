@@ -205,7 +205,7 @@ def from_lanes(tree: Lanes) -> Any:
 
 
 # -- the layout primitives on the lanes ---------------------------------------------------------
-def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None) -> Array:
+def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None, total=lane_sum, widen=spread) -> Array:
     """``z_NxOxC = Σ_i a[n, i] · w[i, o] (+ b[o])`` for every run at once.
 
     ``a`` is the shared data ``x_NxI`` or per-run activations ``a_NxIxC``. The product
@@ -215,25 +215,25 @@ def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None) -> Array:
     n = a.shape[0]
     i, o, c = w_IxOxC.shape
     full = (n, i, o, c)
-    w = spread(w_IxOxC[None], full)
-    a = a[:, :, None, None] if a.ndim == 2 else spread(a[:, :, None, :], full)
-    z = lane_sum(a * w, 1)
-    return z if b_OxC is None else z + spread(b_OxC[None], (n, o, c))
+    w = widen(w_IxOxC[None], full)
+    a = a[:, :, None, None] if a.ndim == 2 else widen(a[:, :, None, :], full)
+    z = total(a * w, 1)
+    return z if b_OxC is None else z + widen(b_OxC[None], (n, o, c))
 
 
-def _log_softmax(out_NxOxC: Array) -> Array:
+def _log_softmax(out_NxOxC: Array, total=lane_sum, widen=spread) -> Array:
     shifted = out_NxOxC - lane_max(out_NxOxC, 1)[:, None, :]
-    lse = jnp.log(lane_sum(jnp.exp(shifted), 1))
-    return shifted - spread(lse[:, None, :], out_NxOxC.shape)
+    lse = jnp.log(total(jnp.exp(shifted), 1))
+    return shifted - widen(lse[:, None, :], out_NxOxC.shape)
 
 
-def _pick(logp_NxOxC: Array, y: Array) -> Array:
+def _pick(logp_NxOxC: Array, y: Array, total=lane_sum) -> Array:
     """Each point's log-probability of its label, ``(N, C)``; labels shared ``(N,)`` or per run
     ``(N, C)``."""
     o = logp_NxOxC.shape[1]
     labels = y[:, None, None] if y.ndim == 1 else y[:, None, :]
     onehot = labels.astype(jnp.int32) == jnp.arange(o, dtype=jnp.int32)[None, :, None]
-    return lane_sum(jnp.where(onehot, logp_NxOxC, 0.0), 1)
+    return total(jnp.where(onehot, logp_NxOxC, 0.0), 1)
 
 
 LANE_OPS = Ops(
@@ -249,6 +249,18 @@ LANE_OPS = Ops(
 losses and norms): no XLA reduce over a small axis, broadcasts of differentiated values by
 :func:`spread`. A model's ``forward`` and :func:`jaxinit.blocks.tasks.loss_value` run on them as
 written."""
+
+_plain_sum = functools.partial(_halving, op=jnp.add)
+PLAIN_OPS = LANE_OPS._replace(
+    dense=functools.partial(dense, total=_plain_sum, widen=jnp.broadcast_to),
+    sum_last=lambda a: _plain_sum(a, 1),
+    mean_points=lambda a: _plain_sum(a, 0) / a.shape[0],
+    log_softmax=functools.partial(_log_softmax, total=_plain_sum, widen=jnp.broadcast_to),
+    pick=functools.partial(_pick, total=_plain_sum),
+)
+""":data:`LANE_OPS` with plain JAX sums and broadcasts (no ``custom_vjp``; the same values):
+differentiable twice and forward-mode, for Hessian-vector products (the ``sharpness``
+diagnostic: 10 products of 4,096 XOR nets 1.3 ms CPU, against 4.5 ms through the custom rules)."""
 
 
 def lanes_loss(kind: str, out_NxOxC: Array, y: Array) -> Array:
@@ -377,7 +389,7 @@ def _diagnostics(
     out: dict[str, Array] = {}
     carried: dict[str, Any] = {}
     mdl, tr = ctx.model, ctx.static.train
-    losses = lambda q: ctx.losses(q, x, y)[1]  # noqa: E731  (C,): every run's loss
+    losses = lambda q: ctx.losses(q, x, y, ops=PLAIN_OPS)[1]  # noqa: E731  (C,): for HVPs
     loss = lambda q: loss_value(ctx.task.loss, mdl.apply(q, x), y)  # noqa: E731  one run's
     memo = memo or {}
     for name in tr.diagnostics:
@@ -416,10 +428,12 @@ class Context(NamedTuple):
     check_grad: bool  # grad_tol is on (or traced)
     lambda0: Array | None = None  # (C,): every run's λ₀ (train.lambda0, optimizer.lr_unit)
 
-    def losses(self, params: Lanes, x: Array, y: Array, drop=None) -> tuple[Array, Array]:
+    def losses(
+        self, params: Lanes, x: Array, y: Array, drop=None, ops: Ops = LANE_OPS
+    ) -> tuple[Array, Array]:
         """``(Σ_r L_r, L_C)``: the sum (whose gradient is every run's own) and each run's loss."""
-        out = self.model.forward(LANE_OPS, params, x, drop)
-        per_run = loss_value(self.task.loss, out, y, LANE_OPS)
+        out = self.model.forward(ops, params, x, drop)
+        per_run = loss_value(self.task.loss, out, y, ops)
         return jnp.sum(per_run), per_run
 
 
@@ -463,7 +477,7 @@ def init_state(
     names = ctx.static.train.diagnostics
     if data is not None and metrics.carries(names):
         x, y = data.x_train, data.y_train
-        losses = lambda q: ctx.losses(q, x, y)[1]  # noqa: E731
+        losses = lambda q: ctx.losses(q, x, y, ops=PLAIN_OPS)[1]  # noqa: E731
         probe = metrics.Probe(
             ctx.model, params0, params0, None, x, y, LANE_OPS, losses, ctx.static.train
         )
