@@ -16,8 +16,9 @@ Pure, vmappable functions of one run's ``params`` pytree, for the catapult (Lewk
 
 **Solver.** Both eigenvalues come from :func:`top_eigenpair`: Lanczos with full
 reorthogonalisation (default) or power iteration, ``iters`` matrix-vector products at most
-inside one ``lax.while_loop`` (unrolled up to :data:`UNROLL_ITERS`) that stops early once the
-relative residual is below ``tol``. It runs one run, or a batch of runs on the vectors' trailing
+inside ``lax.while_loop`` s (unrolled up to :data:`UNROLL_ITERS`; in :data:`STAGES` of growing
+size, so that a few steps cost a few steps) that stop early once the relative residual is below
+``tol``. It runs one run, or a batch of runs on the vectors' trailing
 axes (``(n, *batch)``; the lanes layout), each with its own matrix: the loop goes on until every
 run has stopped, and a stopped run keeps its answer (so under ``vmap`` too), so one run's
 answer does not depend on its
