@@ -635,3 +635,60 @@ def jaxinit_resolve(spec):
     import jaxinit
 
     return jaxinit.resolve_spec(spec)
+
+
+@pytest.mark.parametrize("iters", [3, 12, 30])
+def test_a_batch_of_matrices_through_every_stage_matches_eigh(iters):
+    """The batched Ritz solver (Sturm bisection on the tridiagonal, elementwise over the runs)
+    through the unrolled loop and every stage of the staged one (``STAGES``, then ``iters``):
+    each run of a batch on the trailing axis gets its own matrix's top eigenvalue, with the
+    residual it reports, and a run that needs every step gets there."""
+    rng = np.random.default_rng(3)
+    n, runs = 30, 5
+    mats = []
+    for r in range(runs):
+        q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+        eigs = np.concatenate([[4.0, 4.0 - 0.2 * (r + 1), -5.0], rng.uniform(-3, 3, n - 3)])
+        mats.append((q * eigs) @ q.T)
+    m = jnp.asarray(np.stack(mats, -1), jnp.float32)  # (n, n, runs)
+    matvec = lambda v: jnp.einsum("ijr,jr->ir", m, v)  # noqa: E731
+    v0 = jnp.asarray(rng.normal(size=(n, runs)), jnp.float32)
+    top = np.linalg.eigvalsh(np.moveaxis(np.stack(mats, -1), -1, 0))[:, -1]
+    value, vec, res, steps, _ = top_eigenpair(
+        matvec, v0, iters=iters, tol=1e-5, residual="recurrence"
+    )
+    miss = np.linalg.norm(np.asarray(matvec(vec) - value * vec), axis=0) / np.abs(value)
+    np.testing.assert_allclose(np.asarray(res), miss, rtol=1e-3, atol=2e-5)
+    assert np.all(np.asarray(steps) <= iters)
+    if iters == 30:  # n = 30: Lanczos spans the whole space, every run converges
+        assert np.all(np.asarray(res) <= 1e-5)
+        np.testing.assert_allclose(np.asarray(value), top, rtol=1e-5)
+    else:  # a Ritz value never exceeds the top eigenvalue
+        assert np.all(np.asarray(value) <= top * (1 + 1e-6))
+
+
+def test_plain_lane_ops_give_the_lanes_loss_and_its_derivatives():
+    """``lanes.PLAIN_OPS`` (the sharpness probe's loss) computes the same losses as
+    ``LANE_OPS`` bit for bit, and, unlike it, can be differentiated forward: its Hessian-vector
+    products equal the custom rules' reverse-over-reverse ones to rounding."""
+    from jaxinit.engine import lanes
+
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(rng.normal(size=(3, 4, 6)), jnp.float32)  # (I, O, C)
+    b = jnp.asarray(rng.normal(size=(4, 6)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 4, 5))
+
+    def losses(params, ops):
+        out = ops.dense(x, params[0], params[1])
+        return -ops.mean_points(ops.pick(ops.log_softmax(jnp.tanh(out)), labels))
+
+    assert np.array_equal(losses((w, b), lanes.LANE_OPS), losses((w, b), lanes.PLAIN_OPS))
+    v = (jnp.ones_like(w), jnp.ones_like(b))
+    grad = lambda ops: jax.grad(lambda p: jnp.sum(losses(p, ops)))  # noqa: E731
+    custom = jax.vjp(grad(lanes.LANE_OPS), (w, b))[1](v)[0]
+    forward = jax.jvp(grad(lanes.PLAIN_OPS), ((w, b),), (v,))[1]
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(grad(lanes.LANE_OPS), ((w, b),), (v,))
+    for a, c in zip(custom, forward):
+        np.testing.assert_allclose(np.asarray(c), np.asarray(a), rtol=1e-5, atol=1e-6)

