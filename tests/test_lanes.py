@@ -25,6 +25,7 @@ from jaxinit.blocks.models import ACTIVATIONS, Model, from_spec, mlp
 from jaxinit.blocks.tasks import TASKS, loss_value
 from jaxinit.config.spec import Spec
 from jaxinit.engine import lanes
+from jaxinit.engine.executors import default_chunk_runs
 from jaxinit.engine.train import Data, make_run
 
 C = 8  # runs per chunk
@@ -315,13 +316,15 @@ def test_first_step_keeps_the_books_of_a_block_of_steps():
 
 def test_lanes_sweeps_come_in_chunks_of_one_block():
     """By default a lanes sweep is cut into chunks of one lane block (so that every CPU device
-    gets chunks); the vmap layout keeps its memory-sized chunks."""
+    gets chunks); the vmap layout's follow the work of a run (tests/test_executors.py)."""
     spec = {"task": {"name": "xor"}, "model": {"widths": [2]}, "axes": {"seed": 65536}}
     lanes_prep = jaxinit.prepare(spec)
     group = lanes_prep.plan.group(0)
     block = lanes.lanes_per_block(group.spec, TASKS["xor"]())
     assert lanes_prep.plan.chunk_size == max(block, lanes.CHUNK_RUNS) < 65536
-    assert jaxinit.prepare(spec, train__layout="vmap").plan.chunk_size == 65536
+    vmap = jaxinit.prepare(spec, train__layout="vmap")
+    want = default_chunk_runs(vmap.plan.group(0).spec, TASKS["xor"](), None, "vmap")
+    assert vmap.plan.chunk_size == want < 65536
     assert jaxinit.prepare(spec, chunk_size=65536).plan.chunk_size == 65536  # asked for
 
 
