@@ -44,6 +44,26 @@ def xor_spec(name: str, seeds: int) -> dict:
     }
 
 
+def train_in_both_layouts(spec, seeds: int = 4) -> dict[str, dict]:
+    """``{layout: outputs}``: runs ``0 … seeds-1`` of ``spec`` (a ``Spec``) trained by the
+    executor's chunk programs in the ``vmap`` and the ``lanes`` layout from the same initial
+    parameters, fetched to the host."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxinit.engine.executors import build_task, chunk_init, chunk_train
+    from jaxinit.engine.train import Data
+
+    task = build_task(spec)
+    data = Data.from_task(task)
+    values = {"seed": jnp.arange(seeds, dtype=jnp.int32)}
+    params0 = chunk_init(spec, task, None)(values, data)
+    return {
+        layout: jax.device_get(chunk_train(layout, spec, task, None)(values, params0, data))
+        for layout in ("vmap", "lanes")
+    }
+
+
 def spec_toml(spec: dict) -> str:
     """A spec dict as TOML text (top-level scalars, then one table per section; the values
     used in these tests are JSON-compatible TOML, booleans aside)."""

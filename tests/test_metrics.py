@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import train_in_both_layouts
 
 from jaxinit.blocks import metrics
 from jaxinit.blocks.metrics import DIAGNOSTICS, Probe, count_distinct
@@ -110,9 +111,7 @@ def test_relative_distance_from_init_in_both_layouts():
     the lanes layout: ‖θ − θ₀‖ / ‖θ₀‖, equal between them to the README's float32 tolerance."""
     import jaxinit
     from jaxinit.blocks.metrics import ANY_LAYOUT
-    from jaxinit.engine.executors import build_task, chunk_init, chunk_train
     from jaxinit.engine.results import VARIABLE_ATTRS
-    from jaxinit.engine.train import Data
 
     name = "relative_distance_from_init"
     assert name in ANY_LAYOUT and VARIABLE_ATTRS[name]["units"] == "1"
@@ -124,14 +123,7 @@ def test_relative_distance_from_init_in_both_layouts():
             "store": {"save_params": True},
         }
     )
-    task = build_task(spec)
-    data = Data.from_task(task)
-    values = {"seed": jnp.arange(4, dtype=jnp.int32)}
-    params0 = chunk_init(spec, task, None)(values, data)
-    out = {
-        layout: jax.device_get(chunk_train(layout, spec, task, None)(values, params0, data))
-        for layout in ("vmap", "lanes")
-    }
+    out = train_in_both_layouts(spec, 4)
     flat = jax.vmap(lambda t: jnp.concatenate([x.ravel() for x in jax.tree.leaves(t)]))
     p0, p = flat(out["vmap"]["params0"]), flat(out["vmap"]["params"])
     want = np.linalg.norm(p - p0, axis=1) / np.linalg.norm(p0, axis=1)

@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import train_in_both_layouts
 
 import jaxinit
 from jaxinit.blocks.models import from_spec
-from jaxinit.engine.executors import build_task, choose_layout, chunk_init, chunk_train
-from jaxinit.engine.train import Data
+from jaxinit.engine.executors import build_task, choose_layout
 
 
 def _spec(**train):
@@ -45,14 +45,7 @@ def test_lanes_and_vmap_layouts_agree(train):
     """Written once (Model.forward over the layout primitives), it runs on the lanes too, and
     the two layouts agree to the README's float32 tolerance (5e-5 relative)."""
     spec = _spec(**train)
-    task = build_task(spec)
-    data = Data.from_task(task)
-    values = {"seed": jnp.arange(8, dtype=jnp.int32)}
-    params0 = chunk_init(spec, task, None)(values, data)
-    out = {
-        layout: jax.device_get(chunk_train(layout, spec, task, None)(values, params0, data))
-        for layout in ("vmap", "lanes")
-    }
+    out = train_in_both_layouts(spec, 8)
     for name in ("final_loss", "test_loss", "final_grad_norm"):
         np.testing.assert_allclose(
             out["lanes"]["final"][name], out["vmap"]["final"][name], rtol=5e-5, err_msg=name

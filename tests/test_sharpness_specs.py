@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import train_in_both_layouts
 
 import jaxinit
 from jaxinit.blocks.models import PARAMETERIZATIONS, from_spec, layer_gains, mlp
@@ -15,8 +16,7 @@ from jaxinit.blocks.sharpness import ntk_top_eigenvalue
 from jaxinit.blocks.tasks import digits
 from jaxinit.config.bundled import find_spec
 from jaxinit.config.spec import InitSpec, SpecError
-from jaxinit.engine.executors import build_task, chunk_init, chunk_train
-from jaxinit.engine.train import Data
+from jaxinit.engine.executors import build_task
 from jaxinit.plots import FIGURES
 
 SHARPNESS_SPECS = ("catapult", "catapult_relu", "edge_of_stability", "fractal_boundary")
@@ -78,17 +78,11 @@ def test_lanes_and_vmap_layouts_agree(parameterization="mean_field"):
         "optimizer": {"learning_rate": 0.5},
         "train": {"steps": 20, "log_every": 10},
     })  # fmt: skip
-    task = build_task(spec)
-    data = Data.from_task(task)
-    values = {"seed": jnp.arange(4, dtype=jnp.int32)}
-    params0 = chunk_init(spec, task, None)(values, data)
-    out = {
-        layout: jax.device_get(chunk_train(layout, spec, task, None)(values, params0, data))
-        for layout in ("vmap", "lanes")
-    }
+    out = train_in_both_layouts(spec, 4)
     np.testing.assert_allclose(
         out["lanes"]["final"]["final_loss"], out["vmap"]["final"]["final_loss"], rtol=5e-5
     )
+    task = build_task(spec)
     plain = dataclasses.replace(spec.model, params={})
     mine = from_spec(spec.model, task.in_dim, task.out_dim)
     std = from_spec(plain, task.in_dim, task.out_dim)
