@@ -720,6 +720,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--sharpness-iters", type=int, help="train.sharpness_iters (default: spec's)")
     p.add_argument("--sharpness-tol", type=float, help="train.sharpness_tol (default: spec's)")
+    p.add_argument("--sharpness-every", type=int, help="train.sharpness_every (default: spec's, 1)")
     args = p.parse_args(argv)
     use_cpu_cores(args.cpu_devices)  # before anything starts a JAX backend
     if args.workload == "million":  # streamed to disk; not part of "all"
@@ -765,7 +766,11 @@ def main(argv: list[str] | None = None) -> None:
             Spec.from_dict(jaxinit_spec(w)), TASKS[w.task](**w.task_params)
         ):
             mine = [i for i in impls if i != "lanes"]  # lanes would only be slow here
-        settings = {"sharpness_iters": args.sharpness_iters, "sharpness_tol": args.sharpness_tol}
+        settings = {
+            "sharpness_iters": args.sharpness_iters,
+            "sharpness_tol": args.sharpness_tol,
+            "sharpness_every": args.sharpness_every,
+        }
         settings = {k: v for k, v in settings.items() if v is not None}
         if args.sharpness:
             mine = [*mine, SHARPNESS]

@@ -26,7 +26,7 @@ def _toy(factor, *, threshold=0.3, step_loss=True, tol=None, freeze=True, runs=(
     return Program(
         init=lambda p: start(p, (), runs, residual=jnp.zeros(runs)),
         step=step,
-        observe=lambda s: (s.params, {}),
+        observe=lambda s, _: (s.params, {}),
         finish=finish,
         threshold=threshold,
         success_metric=-0.5,

@@ -396,6 +396,9 @@ def test_sharpness_through_jaxinit_run_has_both_curves_with_attrs():
         ("sharpness_iters", 0, "train.sharpness_iters must be an integer >= 1"),
         ("sharpness_iters", 2.5, "train.sharpness_iters"),
         ("sharpness_tol", -1e-3, "train.sharpness_tol must be >= 0"),
+        ("sharpness_every", 0, "train.sharpness_every must be an integer >= 1"),
+        ("sharpness_every", 2.5, "train.sharpness_every"),
+        ("sharpness_every", True, "train.sharpness_every"),
     ],
 )
 def test_bad_sharpness_settings_are_refused(field, value, message):
@@ -419,6 +422,54 @@ def test_sharpness_settings_are_in_the_identity_only_with_the_diagnostic():
     a = spec_identity(Spec.from_dict(on))
     b = spec_identity(Spec.from_dict({"train": {**on["train"], "sharpness_iters": 5}}))
     assert a["train.sharpness_iters"] == 20 and b["train.sharpness_iters"] == 5
+    # sharpness_every came later: at its default (1) sharpness directories keep their identity
+    assert "train.sharpness_every" not in a
+    c = spec_identity(Spec.from_dict({"train": {**on["train"], "sharpness_every": 3}}))
+    assert (
+        c["train.sharpness_every"] == 3
+        and {k: v for k, v in c.items() if k != "train.sharpness_every"} == a
+    )
+
+
+@pytest.mark.parametrize("layout", ["vmap", "lanes"])
+def test_sharpness_every_measures_every_kth_logged_step_and_the_last(layout):
+    """``train.sharpness_every = 3`` over 7 logged steps (and the final one): the sharpness is
+    measured at logged steps 0, 3, 6 and the final one, NaN at the others, and the measured
+    values are those of measuring at every logged step (the warm start then comes from 3
+    logged steps back, so they agree to the solver's tolerance, not bitwise); the training is
+    unchanged, and the figure draws the measured points."""
+    import jaxinit
+    from jaxinit.plots.sharpness_figures import sharpness_curves, sharpness_table
+
+    def spec(every):
+        return {
+            "task": {"name": "xor"},
+            "model": {"name": "mlp", "widths": [3], "activation": "tanh"},
+            "optimizer": {"learning_rate": 0.5},
+            "train": {
+                "steps": 70, "log_every": 10, "diagnostics": ["sharpness"],
+                "sharpness_every": every, "layout": layout,
+            },
+            "axes": {"seed": 3},
+        }  # fmt: skip
+
+    every, sparse = (jaxinit.run(spec(k), progress=False) for k in (1, 3))
+    measured = np.isfinite(sparse.sharpness.values)
+    assert measured.shape == (3, 8)
+    assert np.all(measured == np.isin(np.arange(8), [0, 3, 6, 7])[None, :])
+    assert np.all(np.isfinite(sparse.sharpness_residual.values) == measured)
+    np.testing.assert_allclose(
+        sparse.sharpness.values[measured], every.sharpness.values[measured], rtol=1e-4
+    )
+    assert np.all(sparse.sharpness_residual.values[measured] <= 1e-4)
+    # the same training; the logged loss comes from a differently compiled probe (a cond around
+    # the estimate), which XLA may round an ulp apart (seen on the lanes: 1 point of 24, 9e-8)
+    np.testing.assert_allclose(sparse.loss.values, every.loss.values, rtol=1e-6)
+    fig = sharpness_curves(sparse)
+    line = fig.axes[0].get_lines()[0]  # the median curve (the 2/η line comes after it)
+    np.testing.assert_array_equal(line.get_xdata(), sparse.step.values[[0, 3, 6, 7]])
+    assert np.all(np.isfinite(line.get_ydata()))
+    assert sharpness_table(sparse).runs.iloc[0] == 3
 
 
 def test_edge_of_stability_smoke():

@@ -42,6 +42,10 @@ class Probe(NamedTuple):
     # what the diagnostics carried from the previous logged step, ``{name: value}``
     # (:func:`observe`); None: nothing yet (a diagnostic then starts cold)
     memo: dict[str, Any] | None = None
+    # shape=(), int32: the logged step's index ``b`` (step ``b · log_every``), the same for every
+    # run, so a diagnostic may skip work with ``lax.cond`` on it; None: the final state, or a
+    # probe outside the run loop (measure)
+    logged: Array | None = None
 
 
 def grad_norm(p: Probe) -> dict[str, Array]:
@@ -262,10 +266,32 @@ def sharpness(p: Probe) -> dict[str, Array]:
     parameters) and its residual ``‖Hv − λv‖ / ‖λv‖``: Lanczos on Hessian-vector products
     (:func:`jaxinit.blocks.sharpness.top_hessian_eigenvalue`), at most
     ``train.sharpness_iters`` products, stopping at ``train.sharpness_tol``, warm-started from
-    the previous logged step's vector (``p.memo``; the first from :func:`sharpness_warmup`'s).
-    A residual above the tolerance means the value is a lower bound (not converged)."""
-    top = _top_hessian(p, (p.memo or {}).get("sharpness"), p.train.sharpness_iters)
-    return {"sharpness": top.value, "sharpness_residual": top.residual, CARRIED: top.start}
+    the previous estimate's vector (``p.memo``; the first from :func:`sharpness_warmup`'s).
+    A residual above the tolerance means the value is a lower bound (not converged). With
+    ``train.sharpness_every = k > 1`` only every ``k``-th logged step (and the final one) is
+    measured (:func:`sharpness_due`); the others record NaN and cost nothing."""
+    start = (p.memo or {}).get("sharpness")
+
+    def measure(start: Any) -> tuple[Array, Array, Any]:
+        top = _top_hessian(p, start, p.train.sharpness_iters)
+        return top.value, top.residual, top.start
+
+    every = p.train.sharpness_every
+    if every == 1 or p.logged is None or start is None:
+        value, residual, start = measure(start)
+    else:  # a real branch, not a select, in every layout: ``logged`` is not per run
+        batch = jnp.shape(p.ops.norm(p.params))
+        nan = jnp.full(batch, jnp.nan, p.ops.norm(p.params).dtype)
+        value, residual, start = jax.lax.cond(
+            sharpness_due(p.logged, p.train), measure, lambda s: (nan, nan, s), start
+        )
+    return {"sharpness": value, "sharpness_residual": residual, CARRIED: start}
+
+
+def sharpness_due(logged: Array, train: TrainSpec) -> Array:
+    """Whether :func:`sharpness` measures at logged step ``logged``: every
+    ``train.sharpness_every``-th one from the first (step 0); the final one always."""
+    return (logged % train.sharpness_every == 0) | (logged >= train.steps // train.log_every)
 
 
 def sharpness_warmup(p: Probe) -> Any:

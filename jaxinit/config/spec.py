@@ -133,6 +133,10 @@ class TrainSpec:
     # the run identity only when ``sharpness`` is in ``diagnostics``
     sharpness_iters: int = 20
     sharpness_tol: float = 1e-4
+    # measure it at every this-many-th logged step (the first and the final one always; NaN at
+    # the others, which cost nothing): its cost falls by about this factor. Like locuslab's
+    # ``eig_freq`` (Cohen et al. 2021) apart from ``log_every``; in the identity only when > 1
+    sharpness_every: int = 1
     # record each run's λ₀ (the ``lambda0`` final: the top eigenvalue of the Gauss–Newton
     # matrix at init for MSE, of the Hessian otherwise); on by itself with optimizer.lr_unit;
     # in the run identity only when true

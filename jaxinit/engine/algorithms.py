@@ -187,7 +187,7 @@ def algorithm_program(spec: Spec, task: Task, values: dict[str, Array], data: An
     return Program(
         init=lambda state0: start(state0, (), residual=jnp.zeros((), x.dtype)),
         step=step,
-        observe=lambda state: (alg.loss(state.params, x), {}),
+        observe=lambda state, _: (alg.loss(state.params, x), {}),
         finish=finish,
         threshold=values.get("train.threshold", spec.train.threshold),
         success_metric=task.success_metric,

@@ -74,6 +74,8 @@ def spec_identity(spec: Spec) -> dict[str, Any]:
         data["optimizer"] = {k: v for k, v in data["optimizer"].items() if k != "lr_unit"}
     if not spec.train.lambda0:
         data["train"] = {k: v for k, v in data["train"].items() if k != "lambda0"}
+    if spec.train.sharpness_every == 1:
+        data["train"] = {k: v for k, v in data["train"].items() if k != "sharpness_every"}
     if spec.task.name == "arrays":  # the content hash stands for where the data came from
         data["task"] = {k: v for k, v in data["task"].items() if k not in SOURCE_FIELDS}
     out: dict[str, Any] = {}

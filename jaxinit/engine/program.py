@@ -122,8 +122,10 @@ class Program(NamedTuple):
     # (state, t) -> (state after step t, the loss at the state it started from (None: the step
     # computes none), whether step t converged (None: not checked))
     step: Callable[[RunState, Array], tuple[RunState, Array | None, Array | None]]
-    # state -> (its full-batch loss, or None to log the block's first step loss; diagnostics)
-    observe: Callable[[RunState], tuple[Array | None, dict[str, Array]]]
+    # (state, b) -> (its full-batch loss, or None to log the block's first step loss;
+    # diagnostics) at logged step ``b`` (int32, the same for every run: a diagnostic may skip
+    # work at some logged steps with ``lax.cond`` on it; ``steps // log_every``: after the end)
+    observe: Callable[[RunState, Array], tuple[Array | None, dict[str, Array]]]
     # (final state, its logged loss or None) -> (its loss: the curve's last point, the
     # threshold's last test; its diagnostics; the measured finals, :func:`measured`). The
     # logged loss is given where the step reports none (the loop has just computed it).
@@ -198,10 +200,10 @@ def run(
     n_blocks = steps // log_every
     thr = program.threshold
 
-    def observe(state: RunState) -> tuple[Array | None, dict[str, Array], RunState]:
+    def observe(state: RunState, b: Array) -> tuple[Array | None, dict[str, Array], RunState]:
         if not program.observe_memo:
-            return (*program.observe(state), state)
-        loss, diag, memo = program.observe(state)
+            return (*program.observe(state, b), state)
+        loss, diag, memo = program.observe(state, b)
         return loss, diag, state._replace(memo=memo)
 
     def one_step(state: RunState, t: Array, frozen: Array | None = None):
@@ -233,7 +235,7 @@ def run(
         some step, or whose parameters are non-finite now, goes back to ``good``, the latest
         block start whose loss was finite, and stays there."""
         state, good = carry
-        loss, diag, state = observe(state)
+        loss, diag, state = observe(state, b)
         steps_T = b * log_every + jnp.arange(log_every, dtype=jnp.int32)  # int32 under x64 too
         new, losses = jax.lax.scan(one_step, state, steps_T)
         if layout.first_step is not None:
@@ -260,7 +262,7 @@ def run(
         """The logged loss checked first (a non-finite one: back to the last logged state, and
         frozen there), then ``log_every`` steps."""
         state, good = carry
-        loss, diag, state = observe(state)
+        loss, diag, state = observe(state, b)
         state, loss = rollback(state, good, b * log_every, loss)
         if thr is not None:
             state = state._replace(hit_step=_mark(state.hit_step, loss < thr, b * log_every))
@@ -274,14 +276,15 @@ def run(
         good = (state.params, state.opt_state)
         block = step_block
     else:
-        good = (state.params, program.observe(state)[0])
+        good = (state.params, program.observe(state, jnp.int32(0))[0])
         block = logged_block
     (state, good), curves = jax.lax.scan(
         block, (state, good), jnp.arange(n_blocks, dtype=jnp.int32)
     )
     logged = None
     if not program.step_loss:
-        state, logged = rollback(state, good, jnp.int32(steps), program.observe(state)[0])
+        end = jnp.int32(n_blocks)
+        state, logged = rollback(state, good, jnp.int32(steps), program.observe(state, end)[0])
     final_loss, final_diag, finals = program.finish(state, logged)
     hit = state.hit_step
     if thr is not None:

@@ -283,15 +283,22 @@ def context(
 
 
 def diagnostic_probe(
-    ctx: Context, data: Data, params: Any, params0: Any, grads: Any = None, memo: Any = ()
+    ctx: Context,
+    data: Data,
+    params: Any,
+    params0: Any,
+    grads: Any = None,
+    memo: Any = (),
+    logged: Array | None = None,
 ) -> metrics.Probe:
     """What the diagnostics look at (:class:`jaxinit.blocks.metrics.Probe`): the training set,
-    the layout's primitives and its full-batch, dropout-free loss."""
+    the layout's primitives and its full-batch, dropout-free loss, at logged step ``logged``
+    (None: the final state, or outside the run loop)."""
     x, y = data.x_train, data.y_train
     full_batch = lambda q: ctx.loss(q, x, y)  # noqa: E731
     return metrics.Probe(
         ctx.model, params, params0, grads, x, y, ctx.layout.ops, full_batch, ctx.static.train,
-        memo or None,
+        memo or None, logged,
     )  # fmt: skip
 
 
@@ -342,10 +349,17 @@ def optimizer_step(
 
 
 def probe(
-    ctx: Context, data: Data, params: Any, params0: Any, grads: bool, memo: Any = ()
+    ctx: Context,
+    data: Data,
+    params: Any,
+    params0: Any,
+    grads: bool,
+    memo: Any = (),
+    logged: Array | None = None,
 ) -> tuple[Array, dict[str, Array], Any, Any]:
     """Every run's full-batch, dropout-free loss, diagnostics, (with ``grads``) gradients, and
-    the diagnostics' memo for the next logged step (``memo``: the last one's)."""
+    the diagnostics' memo for the next logged step (``memo``: the last one's), at logged step
+    ``logged`` (None: the final state)."""
     x, y = data.x_train, data.y_train
     if not grads:
         return ctx.loss(params, x, y), {}, None, ()
@@ -353,7 +367,7 @@ def probe(
     if not ctx.static.train.diagnostics:
         return loss, {}, g, ()
     curves, carried = ctx.layout.diagnostics(
-        ctx, diagnostic_probe(ctx, data, params, params0, g, memo)
+        ctx, diagnostic_probe(ctx, data, params, params0, g, memo, logged)
     )
     return loss, curves, g, carried or ()
 
@@ -381,10 +395,12 @@ def gradient_program(ctx: Context, data: Data, params0: Any) -> Program:
     tr = ctx.static.train
     carry = metrics.carries(tr.diagnostics)
 
-    def observe(s: RunState) -> tuple:
+    def observe(s: RunState, b: Array) -> tuple:
         if not (ctx.stochastic or tr.diagnostics):
             return None, {}
-        loss, curves, _, memo = probe(ctx, data, s.params, params0, bool(tr.diagnostics), s.memo)
+        loss, curves, _, memo = probe(
+            ctx, data, s.params, params0, bool(tr.diagnostics), s.memo, logged=b
+        )
         return (loss, curves, memo) if carry else (loss, curves)
 
     return Program(

@@ -391,10 +391,10 @@ def _validate_one(spec: Spec) -> None:
         _finite("train.threshold", tr.threshold)
     _one_of("train.dtype", tr.dtype, DTYPES)
     _one_of("train.layout", tr.layout, LAYOUTS)
-    if not isinstance(tr.sharpness_iters, int) or tr.sharpness_iters < 1:
-        raise SpecError(
-            f"train.sharpness_iters must be an integer >= 1, got {tr.sharpness_iters!r}"
-        )
+    for name in ("sharpness_iters", "sharpness_every"):
+        value = getattr(tr, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"train.{name} must be an integer >= 1, got {value!r}")
     _finite("train.sharpness_tol", tr.sharpness_tol, nonneg=True)
     _check_fits_dtype(spec)
     b = spec.basins

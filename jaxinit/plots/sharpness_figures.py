@@ -170,8 +170,9 @@ def sharpness_curves(ds: xr.Dataset) -> plt.Figure:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             lo, mid, hi = (np.nanquantile(curves, q, axis=0) for q in (0.1, 0.5, 0.9))
-        ax.plot(steps, mid, color=colour, ls=style, lw=1.4, label=label or None)
-        ax.fill_between(steps, lo, hi, color=colour, alpha=0.2, lw=0)
+        m = np.isfinite(mid)  # measured steps only (train.sharpness_every > 1 leaves NaN)
+        ax.plot(steps[m], mid[m], color=colour, ls=style, lw=1.4, label=label or None)
+        ax.fill_between(steps[m], lo[m], hi[m], color=colour, alpha=0.2, lw=0)
         if not relative:
             ax.axhline(table.two_over_eta.iloc[k], color=colour, ls="--", lw=0.9)
         loss = _runs(ds, ds.loss.where(ok).sel(sel), []).values
