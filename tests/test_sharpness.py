@@ -743,3 +743,24 @@ def test_plain_lane_ops_give_the_lanes_loss_and_its_derivatives():
         jax.jvp(grad(lanes.LANE_OPS), ((w, b),), (v,))
     for a, c in zip(custom, forward):
         np.testing.assert_allclose(np.asarray(c), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
+def test_the_ritz_solver_program_does_not_grow_with_its_rows():
+    """The tridiagonal's top eigenpair (Sturm bisection, inverse iteration) loops over the rows
+    above ``UNROLL_ROWS``: its program is about the same size at 40 rows as at 12 (unrolled, it
+    grew with the rows, 55 kB to 162 kB of StableHLO, and took ~7 s to compile at 40: the
+    ``lambda0`` solver's size), and it still finds the top eigenvalue."""
+    from jaxinit.blocks.sharpness import UNROLL_ROWS, _top_tridiagonal
+
+    sizes = {}
+    for k in (UNROLL_ROWS + 4, 40):
+        diag = jnp.linspace(0.0, 1.0, k)[:, None] * jnp.ones((1, 3))
+        off = 0.1 * jnp.ones((k - 1, 3))
+        filled = jnp.ones((k, 3), bool)
+        sizes[k] = len(jax.jit(_top_tridiagonal).lower(diag, off, filled).as_text())
+        theta, y = _top_tridiagonal(diag, off, filled)
+        dense = np.diag(np.asarray(diag[:, 0])) + np.diag(np.asarray(off[:, 0]), 1)
+        top = np.linalg.eigvalsh(dense + np.triu(dense, 1).T)[-1]
+        np.testing.assert_allclose(np.asarray(theta), top, rtol=1e-5)
+        assert np.allclose(np.linalg.norm(np.asarray(y), axis=0), 1.0, rtol=1e-5)
+    assert sizes[40] < 1.3 * sizes[UNROLL_ROWS + 4], sizes

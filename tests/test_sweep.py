@@ -321,6 +321,28 @@ def test_float64_identity_names_its_init_rule():
     ]
 
 
+@pytest.mark.parametrize(
+    "train", [{"diagnostics": ["sharpness"]}, {"lambda0": True}, {"lr_unit": "2/lambda0"}]
+)
+def test_identity_names_the_eigen_solver_where_it_is_used(train):
+    """The top-eigenvalue solver's rounding changed (a Ritz pair from a looped row recurrence
+    above 8 rows; a bisection before that): a sweep that uses it (the sharpness diagnostic,
+    λ₀, a learning rate in units of 2/λ₀) says which solver in its identity
+    (``software.eigen_rule``), so a directory begun under the old one is refused, not resumed
+    with other sharpness values or step sizes; other sweeps keep their identity."""
+    from jaxinit.config.spec import Spec
+    from jaxinit.engine.identity import EIGEN_RULE, differences, record
+
+    lr_unit = train.pop("lr_unit", "")
+    spec = {**SPEC, "train": {**SPEC["train"], **train}}
+    spec["optimizer"] = {**SPEC.get("optimizer", {}), "lr_unit": lr_unit}
+    plain = record(Spec.from_dict(SPEC))["identity"]
+    assert "software.eigen_rule" not in plain
+    new = record(Spec.from_dict(spec))["identity"]
+    old = {k: v for k, v in new.items() if k != "software.eigen_rule"}
+    assert differences(old, new) == [f'software.eigen_rule: "(absent)" there, {EIGEN_RULE} here']
+
+
 def test_a_model_non_finite_from_the_start_is_warned_about_as_such():
     """An ``apply`` that returns NaN: every run is non-finite from step 0, and the warning says
     so (before: "every run ... identical ... does the model's init use its key?", which is

@@ -51,6 +51,21 @@ F64_INIT_RULE = 2
 1 (absent): drawn in float64. 2: drawn in float32 and cast, as float32 sweeps draw them
 (:func:`jaxinit.blocks.initializers.standard_normal`): a float64 directory begun under rule 1 is refused."""
 
+EIGEN_RULE = 3
+"""Version of the top-eigenvalue solver (:mod:`jaxinit.blocks.sharpness`), recorded (as
+``software.eigen_rule``) only in sweeps that use it: the ``sharpness`` diagnostic, the
+``lambda0`` final or ``optimizer.lr_unit`` (whose runs step at ``2/λ₀``, so a last-bit change in
+``λ₀`` moves a catapulting run anywhere). 1 (absent): the Ritz pair from a dense tridiagonal
+eigensolver; 2: from Sturm bisection, unrolled over the rows; 3: over more than
+``UNROLL_ROWS`` rows the row recurrences loop (sharpness values move by ≤ 3e-7 relative).
+A directory begun under another rule is refused, not mixed."""
+
+
+def uses_eigen_solver(spec: Spec) -> bool:
+    """Whether a sweep's numbers come partly from the top-eigenvalue solver."""
+    tr = spec.train
+    return "sharpness" in tr.diagnostics or tr.lambda0 or bool(spec.optimizer.lr_unit)
+
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     if isinstance(value, dict) and value:
@@ -124,6 +139,8 @@ def run_identity(spec: Spec, model: dict[str, Any]) -> dict[str, Any]:
     _flatten("software", software(), out)
     if spec.train.dtype == "float64":
         out["software.f64_init_rule"] = F64_INIT_RULE
+    if uses_eigen_solver(spec):
+        out["software.eigen_rule"] = EIGEN_RULE
     return json.loads(json.dumps(out, default=list))
 
 
