@@ -343,6 +343,21 @@ def test_identity_names_the_eigen_solver_where_it_is_used(train):
     assert differences(old, new) == [f'software.eigen_rule: "(absent)" there, {EIGEN_RULE} here']
 
 
+def test_identity_names_where_a_logged_loss_comes_from_with_diagnostics():
+    """With diagnostics on, a full-batch logged loss is now the block's first step's, not the
+    diagnostics' own forward pass (which could round an ulp apart on the lanes): such a sweep
+    says so in its identity (``software.curve_rule``), so a directory begun under the old rule
+    is refused, not resumed with curves from both; sweeps without diagnostics keep theirs."""
+    from jaxinit.config.spec import Spec
+    from jaxinit.engine.identity import CURVE_RULE, differences, record
+
+    plain = {**SPEC, "train": {**SPEC["train"], "diagnostics": []}}
+    assert "software.curve_rule" not in record(Spec.from_dict(plain))["identity"]
+    new = record(Spec.from_dict(SPEC))["identity"]
+    old = {k: v for k, v in new.items() if k != "software.curve_rule"}
+    assert differences(old, new) == [f'software.curve_rule: "(absent)" there, {CURVE_RULE} here']
+
+
 def test_a_model_non_finite_from_the_start_is_warned_about_as_such():
     """An ``apply`` that returns NaN: every run is non-finite from step 0, and the warning says
     so (before: "every run ... identical ... does the model's init use its key?", which is

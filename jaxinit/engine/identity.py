@@ -60,6 +60,13 @@ eigensolver; 2: from Sturm bisection, unrolled over the rows; 3: over more than
 ``UNROLL_ROWS`` rows the row recurrences loop (sharpness values move by ≤ 3e-7 relative).
 A directory begun under another rule is refused, not mixed."""
 
+CURVE_RULE = 2
+"""Version of where a logged loss comes from when diagnostics are on, recorded (as
+``software.curve_rule``) only in sweeps with ``train.diagnostics``, so other sweeps keep their
+identity. 1 (absent): the diagnostics' own full-batch forward pass; 2: the block's first step's
+loss wherever a step computes it (full batch, no dropout), as without diagnostics (on the lanes
+rule 1 could round a logged loss an ulp apart). Training is the same under both."""
+
 
 def uses_eigen_solver(spec: Spec) -> bool:
     """Whether a sweep's numbers come partly from the top-eigenvalue solver."""
@@ -141,6 +148,8 @@ def run_identity(spec: Spec, model: dict[str, Any]) -> dict[str, Any]:
         out["software.f64_init_rule"] = F64_INIT_RULE
     if uses_eigen_solver(spec):
         out["software.eigen_rule"] = EIGEN_RULE
+    if spec.train.diagnostics:
+        out["software.curve_rule"] = CURVE_RULE
     return json.loads(json.dumps(out, default=list))
 
 
