@@ -239,7 +239,10 @@ def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float
     (``β_j = 0``) stops it with that residual 0.
     """
     batch, dtype = v0.shape[1:], v0.dtype
-    basis = jnp.zeros((iters + 1, *v0.shape), dtype).at[0].set(_unit(v0))
+    sizes = (iters,) if iters <= UNROLL_ITERS else (*(s for s in STAGES if s < iters), iters)
+    # a stage's basis has its own ``size + 1`` rows (grown between stages): a loop carrying the
+    # full ``iters + 1`` rows and slicing them copied the whole basis at every step
+    basis = jnp.zeros((sizes[0] + 1, *v0.shape), dtype).at[0].set(_unit(v0))
 
     def ritz(alpha, beta, j, size):
         """Top eigenpair of the leading (j+1)x(j+1) block of T (j < size); the rows up to
@@ -261,11 +264,12 @@ def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float
         return (j < size) & ~jnp.all(done)
 
     def body(c, size):
-        """Lanczos step ``j < size``: the basis' rows above ``size`` are still zero."""
+        """Lanczos step ``j < size`` on the stage's ``size + 1``-row basis (the rows after
+        ``j`` still zero)."""
         j, basis, alpha, beta, steps, done, theta, y, tail = c
         w = matvec(basis[j])
         a = _dot(w, basis[j])
-        used = basis[: size + 1]
+        used = basis  # the stage's size + 1 rows
         for _ in range(2):
             coeffs = _sum(used * w[None], axis=1)  # (size + 1, *batch)
             w = w - _sum(coeffs[:, None] * used)
@@ -298,7 +302,9 @@ def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float
             c = body(c, iters)
     else:
         c = init
-        for size in (*(s for s in STAGES if s < iters), iters):
+        for size in sizes:
+            grown = jnp.zeros((size + 1 - c[1].shape[0], *v0.shape), dtype)
+            c = (c[0], jnp.concatenate([c[1], grown]), *c[2:])
             c = jax.lax.while_loop(lambda c, n=size: cond(c, n), lambda c, n=size: body(c, n), c)
     _, basis, _, _, steps, _, theta, y, tail = c
     vec = _unit(_sum(y[:, None] * basis[:iters]))
