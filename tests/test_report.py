@@ -44,7 +44,7 @@ BUNDLED_TINY: dict[str, dict] = {
         "axes.model.widths": [[32] * 2, [32] * 3],
         "axes.init.scale": [1.0, 1.58114, 2.44949],
     },  # fmt: skip
-    "digits_minima": {"train.steps": 60},
+    "digits_minima": {"train.steps": 60, "task.n_train": 50},
     "dropout": {"train.steps": 60, "axes.model.dropout": [0.0, 0.5]},
     "edge_of_stability": {
         "train.steps": 60,
@@ -86,7 +86,7 @@ BUNDLED_TINY: dict[str, dict] = {
     },  # fmt: skip
     "symmetry": {"train.steps": 60},
     "teacher_student": {"train.steps": 150, "axes.task.in_dim": [6, 8]},
-    "xor_minima": {"train.steps": 300, "axes.init.scale": [0.125, 8.0]},
+    "xor_minima": {"train.steps": 300, "axes.init.scale": [0.125, 8.0], "axes.model.widths": [[2]]},
 }
 MAP_AXES = {"basin_map": ("init.plane_a", "init.plane_b"),
             "scale_lr_map": ("init.scale", "optimizer.learning_rate"),

@@ -420,12 +420,13 @@ def test_a_loss_curve_is_the_same_with_and_without_diagnostics(layout):
             "axes": {"seed": 3, "init.scale": [0.5, 1.0, 2.0]},
         }  # fmt: skip
 
-    def curves(batch_size):
-        specs = [spec([], batch_size), spec(["sharpness"], batch_size, every=3)]
+    def curves(batch_size, diagnostic):
+        specs = [spec([], batch_size), spec([diagnostic], batch_size, every=3)]
         return [jaxinit.run(s, progress=False).loss.values for s in specs]
 
-    plain, probed = curves(0)
+    plain, probed = curves(0, "sharpness")
     assert np.isfinite(plain).all()
     np.testing.assert_array_equal(probed, plain)
-    plain, probed = curves(2)
+    # any diagnostic's gradient does (grad_norm compiles in a third of sharpness's time)
+    plain, probed = curves(2, "grad_norm")
     np.testing.assert_allclose(probed, plain, rtol=2e-7)

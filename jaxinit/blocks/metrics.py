@@ -280,8 +280,8 @@ def sharpness(p: Probe) -> dict[str, Array]:
     if every == 1 or p.logged is None or start is None:
         value, residual, start = measure(start)
     else:  # a real branch, not a select, in every layout: ``logged`` is not per run
-        batch = jnp.shape(p.ops.norm(p.params))
-        nan = jnp.full(batch, jnp.nan, p.ops.norm(p.params).dtype)
+        size = p.ops.norm(p.params)  # () for one run, (C,) on the lanes: the shape of a value
+        nan = jnp.full(jnp.shape(size), jnp.nan, size.dtype)
         value, residual, start = jax.lax.cond(
             sharpness_due(p.logged, p.train), measure, lambda s: (nan, nan, s), start
         )
