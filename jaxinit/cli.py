@@ -16,7 +16,9 @@ from pathlib import Path
 from jaxinit import __version__
 from jaxinit.config import toml_io as _toml
 
-_BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+_BARE_WORD = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9_\-./]+")
+"""Text taken as a string when it is not a TOML value: a word with a letter in it, which may hold
+digits, ``-``, ``.`` and ``/`` (``he_normal``, ``2/lambda0``, ``data/mine.csv``); ``0.1.2`` is a typo."""
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
 DESCRIPTION = (
@@ -41,7 +43,8 @@ class InputError(Exception):
 
 
 def parse_set(item: str) -> tuple[str, object]:
-    """``field.path=value`` with a TOML value; a bare word (``he_normal``) is taken as a string."""
+    """``field.path=value`` with a TOML value; a bare word (``he_normal``, ``2/lambda0``: see
+    :data:`_BARE_WORD`) is taken as a string."""
     from jaxinit.config.spec import SpecError
 
     path, eq, text = item.partition("=")

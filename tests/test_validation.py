@@ -193,6 +193,8 @@ def test_toml_syntax_error_has_line_number(tmp_path):
         ("init.scale=[1, 2", ["not a TOML value"]),
         ("init.scale=1 2", ["not a TOML value"]),
         ("init.scale=", ["not a TOML value"]),
+        ("optimizer.learning_rate=0.1.2", ["not a TOML value"]),  # a typo, not a string
+        ("init.scheme=he normal", ["not a TOML value"]),
     ],
 )
 def test_set_that_does_not_parse(item, parts):
@@ -200,6 +202,21 @@ def test_set_that_does_not_parse(item, parts):
         parse_set(item)
     for p in parts:
         assert p in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "item, value",
+    [
+        ("init.scheme=he_normal", "he_normal"),
+        ("optimizer.lr_unit=2/lambda0", "2/lambda0"),  # refused before: it starts with a digit
+        ("task.path=data/mine.csv", "data/mine.csv"),
+        ('optimizer.lr_unit="2/lambda0"', "2/lambda0"),
+        ("train.steps=7", 7),
+        ("init.scale=1e-3", 1e-3),
+    ],
+)
+def test_set_takes_a_bare_word_as_a_string(item, value):
+    assert parse_set(item)[1] == value
 
 
 def test_set_that_parses_but_is_invalid():
