@@ -427,6 +427,6 @@ def test_a_loss_curve_is_the_same_with_and_without_diagnostics(layout):
     plain, probed = curves(0, "sharpness")
     assert np.isfinite(plain).all()
     np.testing.assert_array_equal(probed, plain)
-    # any diagnostic's gradient does (grad_norm compiles in a third of sharpness's time)
+    # any diagnostic's gradient does: grad_norm's program compiles in ~0.6 s, sharpness's in ~5.5 s
     plain, probed = curves(2, "grad_norm")
     np.testing.assert_allclose(probed, plain, rtol=2e-7)
