@@ -269,10 +269,9 @@ def _lanczos(matvec: Callable[[Array], Array], v0: Array, iters: int, tol: float
         j, basis, alpha, beta, steps, done, theta, y, tail = c
         w = matvec(basis[j])
         a = _dot(w, basis[j])
-        used = basis  # the stage's size + 1 rows
-        for _ in range(2):
-            coeffs = _sum(used * w[None], axis=1)  # (size + 1, *batch)
-            w = w - _sum(coeffs[:, None] * used)
+        for _ in range(2):  # against the stage's size + 1 rows
+            coeffs = _sum(basis * w[None], axis=1)  # (size + 1, *batch)
+            w = w - _sum(coeffs[:, None] * basis)
         b = _norm(w)
         alpha, beta = alpha.at[j].set(a), beta.at[j].set(b)
         theta_j, y_j = ritz(alpha, beta, j, size)
