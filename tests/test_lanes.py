@@ -305,6 +305,60 @@ def test_prefer_lanes_for_tiny_nets_only():
     assert not lanes.prefer_lanes(medium, TASKS["teacher_student"](**params))
 
 
+def test_lanes_programs_on_the_cpu_take_wide_vectors_and_deep_nets_region_copies():
+    """The XLA options of a training program (measured, :data:`lanes.CPU_OPTIONS`): on the
+    CPU a lanes program gets 512-bit vectors, and a net with a hidden-to-hidden layer also
+    region-based copy insertion; vmap programs and k-means keep XLA's defaults."""
+    from jaxinit.engine.executors import compiler_options
+
+    one = Spec.from_dict({"task": {"name": "xor"}, "model": {"widths": [2]}})
+    deep = Spec.from_dict({"task": {"name": "xor"}, "model": {"widths": [8, 8]}})
+    kmeans = Spec.from_dict({"task": {"name": "blobs"}, "algorithm": {"name": "kmeans"}})
+    cpu = jax.default_backend() == "cpu"
+    assert compiler_options("lanes", one) == (lanes.CPU_OPTIONS if cpu else {})
+    both = {**lanes.CPU_OPTIONS, **lanes.DEEP_CPU_OPTIONS}
+    assert compiler_options("lanes", deep) == (both if cpu else {})
+    assert compiler_options("vmap", deep) == {} and compiler_options("lanes", kmeans) == {}
+
+
+def test_nets_with_a_hidden_to_hidden_layer_train_in_smaller_blocks():
+    """The block rule (:func:`lanes.lanes_per_block`, measured): XOR 2-2-1 (step cost 24) in
+    the small nets' budget, 2-16-1 (192) in the larger one, 2-32-32-1 (4,480) in half of it."""
+    xor = TASKS["xor"]()
+
+    def block(widths: list[int]) -> int:
+        spec = Spec.from_dict({"task": {"name": "xor"}, "model": {"widths": widths}})
+        return lanes.lanes_per_block(spec, xor)
+
+    assert (block([2]), block([16]), block([32, 32])) == (4096, 2048, 64)
+
+
+def test_a_run_does_not_depend_on_its_block_under_the_cpu_options():
+    """A 2-4-4-1 run trains bit-identically in blocks of 8 and of 2 lanes, each program
+    compiled with the options the engine gives it (:func:`lanes.compiler_options`)."""
+    spec = Spec.from_dict(
+        {"task": {"name": "xor"}, "model": {"widths": [4, 4]}, "train": {"steps": 30}}
+    )
+    task = TASKS["xor"]()
+    values, data = {"seed": jnp.arange(8, dtype=jnp.int32)}, Data.from_task(task)
+    options = lanes.compiler_options(spec)
+    got = [
+        jax.jit(lanes.make_batched_run(spec, task, per_block=b), compiler_options=options or None)(
+            values, data
+        )
+        for b in (8, 2)
+    ]
+    for x, y in zip(*(jax.tree.leaves(jax.device_get(g)) for g in got)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_options_this_xla_does_not_know_are_left_out():
+    """A JAX whose XLA lacks an option compiles lanes programs with none (not an error)."""
+    assert not lanes._accepted((("xla_cpu_no_such_option", True),))
+    if jax.default_backend() == "cpu":
+        assert lanes._accepted(tuple(sorted(lanes.CPU_OPTIONS.items())))
+
+
 def test_first_step_keeps_the_books_of_a_block_of_steps():
     """Per block, the first step whose flag is set, unless the run already has one."""
     hit = jnp.array([[0, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]], bool)  # (T=3 steps, C=4 runs)

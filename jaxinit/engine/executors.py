@@ -38,6 +38,7 @@ __all__ = [
     "choose_layout",
     "chunk_init",
     "chunk_train",
+    "compiler_options",
     "default_chunk_runs",
     "program_spec",
 ]
@@ -172,9 +173,12 @@ def chunk_init(spec: Spec, task: Task, model: Model | None) -> Callable[[dict, D
 
 
 def chunk_train(
-    layout: str, spec: Spec, task: Task, model: Model | None
+    layout: str, spec: Spec, task: Task, model: Model | None, *, nested: bool = False
 ) -> Callable[[dict, Any, Data], dict]:
-    """``train(values, params0, data) -> outputs (C, ...)``: ``C`` runs in ``layout``."""
+    """``train(values, params0, data) -> outputs (C, ...)``: ``C`` runs in ``layout``, compiled
+    with the layout's XLA options (:func:`compiler_options`). ``nested=True``: the same
+    program without them, to be called inside another program (:meth:`Executor._on_devices`),
+    which takes the options itself (JAX accepts them only on the outermost ``jit``)."""
 
     def build():
         if spec.algorithm.name != "gradient":
@@ -188,7 +192,22 @@ def chunk_train(
         return jax.jit(jax.vmap(make_train(spec, task, model), in_axes=(0, 0, None)))
 
     key = ("train", program_spec(spec).to_json(), model, layout, _task_key(task))
-    return _cached(key, build)
+    body = _cached(key, build)
+    options = compiler_options(layout, spec)
+    if nested or not options:
+        return body
+    return _cached(("top", body), lambda: jax.jit(body, compiler_options=options))
+
+
+def compiler_options(layout: str, spec: Spec) -> dict[str, Any]:
+    """The XLA options a training program of ``layout`` is compiled with: the lanes layout's
+    (:func:`jaxinit.engine.lanes.compiler_options`) for built-in gradient training, none
+    otherwise. They change rounding, so they are part of ``software.layout_rule``."""
+    if layout != "lanes" or spec.algorithm.name != "gradient":
+        return {}
+    from jaxinit.engine import lanes
+
+    return lanes.compiler_options(spec)
 
 
 class Executor:
@@ -211,20 +230,21 @@ class Executor:
         self.devices = list(devices) if devices is not None else jax.local_devices()
         self.layouts: dict[int, tuple[str, str]] = {}  # group index -> (layout, why)
 
-    def _on_devices(self, fn: Callable, n_args: int, width: int) -> Callable:
+    def _on_devices(
+        self, fn: Callable, n_args: int, width: int, options: dict[str, Any] | None = None
+    ) -> Callable:
         """``fn`` over ``(C, ...)`` runs as a program over ``(D·C, ...)``, one chunk on each of
-        the first ``D = width`` devices; its last argument (the data) is replicated. Each device
-        runs the same ``C``-run program, so a run's numbers do not depend on ``D``. Cached with
-        ``fn`` (itself cached by :func:`chunk_init` / :func:`chunk_train`)."""
-        if width == 1:  # the chunk program itself: its trace is prepare()'s too
-            return fn
+        the first ``D = width`` devices, compiled with the XLA ``options``; its last argument
+        (the data) is replicated. Each device runs the same ``C``-run program, so a run's
+        numbers do not depend on ``D``. Cached with ``fn`` (itself cached by
+        :func:`chunk_init` / :func:`chunk_train`)."""
         runs, every = PartitionSpec("devices"), PartitionSpec()
         mesh = self._mesh(width)
 
         def build():
             specs = (runs,) * (n_args - 1) + (every,)
             mapped = jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=runs, check_vma=False)
-            return jax.jit(mapped)
+            return jax.jit(mapped, compiler_options=options or None)
 
         return _cached(("on devices", fn, mesh), build)
 
@@ -238,8 +258,14 @@ class Executor:
         outputs``, one chunk per device."""
         layout, why = choose_layout(group.spec, task, model)
         self.layouts[group.index] = (layout, why)
-        init = self._on_devices(chunk_init(group.spec, task, model), 2, width)
-        train = self._on_devices(chunk_train(layout, group.spec, task, model), 3, width)
+        if width == 1:  # the chunk programs themselves: their traces are prepare()'s too
+            init = chunk_init(group.spec, task, model)
+            train = chunk_train(layout, group.spec, task, model)
+        else:
+            init = self._on_devices(chunk_init(group.spec, task, model), 2, width)
+            body = chunk_train(layout, group.spec, task, model, nested=True)
+            options = compiler_options(layout, group.spec)
+            train = self._on_devices(body, 3, width, options)
         return lambda values, data: train(values, init(values, data), data)
 
     def data(self, task: Task, dtype: str, width: int = 1) -> Data:

@@ -38,12 +38,15 @@ from jaxinit.blocks.tasks import TASKS, Task
 from jaxinit.blocks.user_data import DATA_FILE, SOURCE_FIELDS, pin
 from jaxinit.config.spec import DESCRIPTIVE, Spec
 
-LAYOUT_RULE = 3
+LAYOUT_RULE = 4
 """Version of how runs are laid out into compiled programs; bump it when that changes a run's
 numbers (by rounding), so a directory begun under the old rule is refused, not mixed.
 1: always vmap. 2: ``train.layout = "auto"`` takes lanes on the CPU where
 :func:`jaxinit.engine.lanes.prefer_lanes` says so. 3: the init is compiled apart from training
-(:mod:`jaxinit.engine.executors`); of the bundled specs only deep ones moved, by ≤ 1e-6."""
+(:mod:`jaxinit.engine.executors`); of the bundled specs only deep ones moved, by ≤ 1e-6.
+4: lanes programs on the CPU are compiled with XLA options (:data:`jaxinit.engine.lanes.CPU_OPTIONS`:
+512-bit vectors) and deeper nets train in smaller lane blocks; of the bundled specs only
+``dropout``'s lanes test loss moved (by ≤ 1.4e-6), vmap runs not at all."""
 
 F64_INIT_RULE = 2
 """Version of how a float64 sweep draws its initial weights, recorded (as

@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import jax
@@ -81,6 +82,7 @@ __all__ = [
     "ELEMENTWISE_OPTIMIZERS",
     "supports",
     "prefer_lanes",
+    "compiler_options",
     "step_cost",
     "lanes_per_block",
     "chunk_runs",
@@ -332,6 +334,46 @@ def prefer_lanes(spec: Spec, task: Task) -> bool:
     return step_cost(spec, task) <= LANES_BUDGET
 
 
+CPU_OPTIONS = MappingProxyType({"xla_cpu_prefer_vector_width": 512})
+"""XLA options of every lanes program on the CPU: 512-bit vectors where the CPU has them (XLA's
+default is 256; on a CPU without AVX-512 the option changes nothing). The lanes layout is
+elementwise work over the run axis, so wider vectors do more runs per instruction. Measured
+(``benchmarks/README.md``, session 13, jax 0.10.2, 2-core AVX-512 CPU, CPU time of
+``jaxinit.run``, interleaved in one process): 2-2-1 XOR 1.01×, 2-16-1 1.11×, 2-8-8-1 1.10×,
+2-32-32-1 1.11× faster. It may change how XLA rounds (``software.layout_rule`` 4; of the
+bundled specs only ``dropout``'s test loss moved, by ≤ 1.4e-6)."""
+
+DEEP_CPU_OPTIONS = MappingProxyType({"xla_cpu_copy_insertion_use_region_analysis": True})
+"""Added for nets with a hidden-to-hidden layer: XLA's region-based copy insertion. Without it
+XLA copies each hidden-to-hidden weight matrix at every training step (the backward pass reads
+the old weights while the update writes the loop's buffer), ~10% of a 2-32-32-1 step. It only
+decides where buffers are copied, so results are the same. Measured as above, on top of
+:data:`CPU_OPTIONS`: 2-8-8-1 1.10×, 2-16-16-16-1 1.07×, 2-32-32-1 1.12× faster; one hidden
+layer 2-16-1 0.92× (slower), so one-hidden-layer nets go without."""
+
+
+@functools.cache
+def _accepted(options: tuple[tuple[str, Any], ...]) -> bool:
+    """Whether this JAX's XLA compiles a program with ``options`` (a JAX without one of them
+    compiles lanes programs without any)."""
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(1.0).compile()
+    except Exception:  # noqa: BLE001 - an unknown option or an older jax.jit signature
+        return False
+    return True
+
+
+def compiler_options(spec: Spec) -> dict[str, Any]:
+    """XLA compile options of ``spec``'s lanes training program: :data:`CPU_OPTIONS` (and
+    :data:`DEEP_CPU_OPTIONS` with two or more hidden layers) on the CPU, none elsewhere."""
+    if jax.default_backend() != "cpu":
+        return {}
+    options = dict(CPU_OPTIONS)
+    if len(spec.model.widths) >= 2:
+        options.update(DEEP_CPU_OPTIONS)
+    return options if _accepted(tuple(sorted(options.items()))) else {}
+
+
 # -- the lanes layout's primitives of gradient training ------------------------------------------
 def _traced(values: dict[str, Array]) -> dict[str, Array]:
     return {k: v for k, v in values.items() if k != "seed"}
@@ -489,9 +531,11 @@ def _train_block(
     return run_for(spec, gradient_program(ctx, data, params0), LANES, params0)
 
 
-BLOCK_BYTES = (2**19, 2**21)
+BLOCK_BYTES = (2**19, 2**21, 2**20)
 """Target bytes per block of :func:`step_cost` products (see :func:`lanes_per_block`): the
-first for the smallest nets (step cost up to :data:`SMALL_COST`), the second above."""
+first for the smallest nets (step cost up to :data:`SMALL_COST`), the second above, the third
+above for nets with a hidden-to-hidden layer, whose blocks also hold those weights and their
+updates in cache."""
 SMALL_COST = 64
 
 
@@ -509,11 +553,18 @@ def lanes_per_block(spec: Spec, task: Task) -> int:
     2048 lanes 0.36 / 0.36 s, 4096 lanes 0.47 / 0.7 s), wider ones in larger blocks that it
     spreads over the cores (2-8-1: 1024 lanes 0.8 / 1.3 s, 4096 lanes 0.5 / 1.0 s; 2-16-1: 512
     lanes 1.3 / 2.2 s, 2048 lanes 1.0 / 1.9 s; 2-32-32-1: 32 lanes 24 / 45 s, 128 lanes 22 /
-    41 s). Hence two budgets, split at :data:`SMALL_COST`.
+    41 s). Hence two budgets, split at :data:`SMALL_COST`. With :data:`CPU_OPTIONS`, nets with a
+    hidden-to-hidden layer train faster in half the larger budget (``jaxinit.run``, 16,384
+    runs, CPU time, interleaved in one process: 2-4-4-1 1.22×, 2-8-8-1 1.13×, 2-16-16-1 1.41×,
+    2-16-16-16-1 1.15×, 2-32-32-1 1.13×) and one-hidden-layer nets slower (2-8-1 0.88×,
+    2-16-1 0.94×, 2-64-1 1.03×): the third budget. A run's numbers do not depend on its block.
     """
     itemsize = 8 if spec.train.dtype == "float64" else 4
     cost = step_cost(spec, task)
-    budget = BLOCK_BYTES[0] if cost <= SMALL_COST else BLOCK_BYTES[1]
+    if cost <= SMALL_COST:
+        budget = BLOCK_BYTES[0]
+    else:
+        budget = BLOCK_BYTES[2] if len(spec.model.widths) >= 2 else BLOCK_BYTES[1]
     ideal = budget / (cost * itemsize)
     return int(min(4096, max(8, 2 ** round(math.log2(ideal)))))
 
