@@ -556,7 +556,7 @@ def lanes_per_block(spec: Spec, task: Task) -> int:
     41 s). Hence two budgets, split at :data:`SMALL_COST`. With :data:`CPU_OPTIONS`, nets with a
     hidden-to-hidden layer train faster in half the larger budget (``jaxinit.run``, 16,384
     runs, CPU time, interleaved in one process: 2-4-4-1 1.22×, 2-8-8-1 1.13×, 2-16-16-1 1.41×,
-    2-16-16-16-1 1.15×, 2-32-32-1 1.13×) and one-hidden-layer nets slower (2-8-1 0.88×,
+    2-16-16-16-1 1.15×, 2-32-32-1 1.13×), and one-hidden-layer nets do not (2-8-1 0.88×,
     2-16-1 0.94×, 2-64-1 1.03×): the third budget. A run's numbers do not depend on its block.
     """
     itemsize = 8 if spec.train.dtype == "float64" else 4
