@@ -352,6 +352,12 @@ decides where buffers are copied, so results are the same. Measured as above, on
 layer 2-16-1 0.92× (slower), so one-hidden-layer nets go without."""
 
 
+def deep(spec: Spec) -> bool:
+    """Whether ``spec``'s net has a hidden-to-hidden layer (two or more hidden layers): the
+    nets that take :data:`DEEP_CPU_OPTIONS` and the third of :data:`BLOCK_BYTES`."""
+    return len(spec.model.widths) >= 2
+
+
 @functools.cache
 def _accepted(options: tuple[tuple[str, Any], ...]) -> bool:
     """Whether this JAX's XLA compiles a program with ``options`` (a JAX without one of them
@@ -369,7 +375,7 @@ def compiler_options(spec: Spec) -> dict[str, Any]:
     if jax.default_backend() != "cpu":
         return {}
     options = dict(CPU_OPTIONS)
-    if len(spec.model.widths) >= 2:
+    if deep(spec):
         options.update(DEEP_CPU_OPTIONS)
     return options if _accepted(tuple(sorted(options.items()))) else {}
 
@@ -564,7 +570,7 @@ def lanes_per_block(spec: Spec, task: Task) -> int:
     if cost <= SMALL_COST:
         budget = BLOCK_BYTES[0]
     else:
-        budget = BLOCK_BYTES[2] if len(spec.model.widths) >= 2 else BLOCK_BYTES[1]
+        budget = BLOCK_BYTES[2] if deep(spec) else BLOCK_BYTES[1]
     ideal = budget / (cost * itemsize)
     return int(min(4096, max(8, 2 ** round(math.log2(ideal)))))
 
