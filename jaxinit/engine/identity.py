@@ -54,14 +54,16 @@ F64_INIT_RULE = 2
 1 (absent): drawn in float64. 2: drawn in float32 and cast, as float32 sweeps draw them
 (:func:`jaxinit.blocks.initializers.standard_normal`): a float64 directory begun under rule 1 is refused."""
 
-EIGEN_RULE = 3
+EIGEN_RULE = 4
 """Version of the top-eigenvalue solver (:mod:`jaxinit.blocks.sharpness`), recorded (as
 ``software.eigen_rule``) only in sweeps that use it: the ``sharpness`` diagnostic, the
 ``lambda0`` final or ``optimizer.lr_unit`` (whose runs step at ``2/λ₀``, so a last-bit change in
 ``λ₀`` moves a catapulting run anywhere). 1 (absent): the Ritz pair from a dense tridiagonal
 eigensolver; 2: from Sturm bisection, unrolled over the rows; 3: over more than
-``UNROLL_ROWS`` rows the row recurrences loop (sharpness values move by ≤ 3e-7 relative).
-A directory begun under another rule is refused, not mixed."""
+``UNROLL_ROWS`` rows the row recurrences loop (sharpness values move by ≤ 3e-7 relative);
+4: Hessian-vector products forward over reverse (``jax.linearize`` of the gradient) instead of
+reverse over reverse, the same products to rounding. A directory begun under another rule is
+refused, not mixed."""
 
 CURVE_RULE = 2
 """Version of where a logged loss comes from when diagnostics are on, recorded (as
