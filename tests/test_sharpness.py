@@ -343,6 +343,19 @@ def test_sharpness_diagnostic_matches_the_full_hessian_in_both_layouts():
     np.testing.assert_allclose(lanes["sharpness_residual"], resid, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("iters", [1, 20])
+def test_the_first_logged_estimate_is_converged_at_init(iters):
+    """The estimate at step 0 is converged at the initial parameters whatever
+    ``sharpness_iters``: at 20 (the default) it is the cold estimate itself (no separate
+    warm-up solver in the program), at 1 it starts from the warm-up's 20-product cold estimate
+    at the same parameters. Both equal the full Hessian's top eigenvalue at ``params0``."""
+    spec, task, out = _engine_runs({"widths": [3]}, ("vmap",), sharpness_iters=iters)
+    curves = out["vmap"]["curves"]
+    want = _exact_run_tops(spec, task, out["vmap"]["params0"])
+    np.testing.assert_allclose(curves["sharpness"][:, 0], want, rtol=1e-4)
+    assert np.all(curves["sharpness_residual"][:, 0] <= 2 * spec.train.sharpness_tol)
+
+
 def test_sharpness_is_over_the_trainable_parameters():
     """With the output layer frozen (``model.train_output = false``) the sharpness is that of
     the Hessian over the parameters training moves, not over all of them."""

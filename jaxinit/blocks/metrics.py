@@ -186,7 +186,8 @@ same direction for every run (reproducible, independent of batching)."""
 
 SHARPNESS_WARMUP_ITERS = 20
 """Most products of the cold estimate at init (:func:`sharpness_warmup`) that every later logged
-estimate is warm-started from; it stops early at ``train.sharpness_tol``."""
+estimate is warm-started from, when ``train.sharpness_iters`` is below it (at or above it, the
+first logged estimate is the cold one); it stops early at ``train.sharpness_tol``."""
 
 CARRIED = "carried"
 """The key under which a diagnostic that carries a state to the next logged step returns it
@@ -295,11 +296,14 @@ def sharpness_due(logged: Array, train: TrainSpec) -> Array:
 
 
 def sharpness_warmup(p: Probe) -> Any:
-    """The first warm start of :func:`sharpness`: a cold estimate at ``p.params`` (the init)
-    from :data:`SHARPNESS_KEY`'s direction, with up to ``max(SHARPNESS_WARMUP_ITERS,
-    train.sharpness_iters)`` products; its next start."""
-    iters = max(SHARPNESS_WARMUP_ITERS, p.train.sharpness_iters)
-    return _top_hessian(p, None, iters).start
+    """The first warm start of :func:`sharpness`: the next start of a cold estimate at
+    ``p.params`` (the init) from :data:`SHARPNESS_KEY`'s direction, with up to
+    :data:`SHARPNESS_WARMUP_ITERS` products; or, when ``train.sharpness_iters`` is at least that
+    many, zeros, which :func:`sharpness` takes for a cold start: the first logged estimate is at
+    the same parameters, and is then that cold estimate itself (one solver fewer to compile)."""
+    if p.train.sharpness_iters >= SHARPNESS_WARMUP_ITERS:
+        return jax.tree.map(jnp.zeros_like, trainable_leaves(p)[1])
+    return _top_hessian(p, None, SHARPNESS_WARMUP_ITERS).start
 
 
 class Diagnostic(NamedTuple):

@@ -62,8 +62,9 @@ EIGEN_RULE = 4
 eigensolver; 2: from Sturm bisection, unrolled over the rows; 3: over more than
 ``UNROLL_ROWS`` rows the row recurrences loop (sharpness values move by ≤ 3e-7 relative);
 4: Hessian-vector products forward over reverse (``jax.linearize`` of the gradient) instead of
-reverse over reverse, the same products to rounding. A directory begun under another rule is
-refused, not mixed."""
+reverse over reverse, the same products to rounding; and with ``sharpness_iters`` ≥ 20 the first
+logged estimate is the cold one (no separate cold estimate before it). A directory begun under
+another rule is refused, not mixed."""
 
 CURVE_RULE = 2
 """Version of where a logged loss comes from when diagnostics are on, recorded (as
