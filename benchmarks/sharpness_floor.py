@@ -12,8 +12,9 @@ Hessian-vector product on the full batch. This script times, in one process and 
   and backward pass it linearises around.
 
 All vmapped over 256 runs of a 16-64-64-1 tanh MLP with their own weights, MSE loss, float32.
-The cheapest estimate costs one product, so ``1 + hvp / (10 steps)`` is the least time ratio
-with an estimate every 10 steps, whatever the solver::
+The cheapest estimate costs one product, so ``1 + hvp / (10 steps)`` is what an estimate every
+10 steps costs at the least with products as fast as these (``benchmarks/README.md`` counts
+their multiply-adds)::
 
     python benchmarks/sharpness_floor.py            # ~1 min on 2 cores
 """
@@ -110,9 +111,7 @@ def main() -> None:
     for name, ms in times.items():
         print(f"  {name:12s} {ms:9.1f} ms   {ms / steps:5.2f} x the 10 steps")
     best = min(times["hvp rev-rev"], times["hvp fwd-rev"])
-    print(
-        f"least time ratio with an estimate every 10 steps (one product): {1 + best / steps:.2f}x"
-    )
+    print(f"an estimate of one product every 10 steps: {1 + best / steps:.2f}x the training")
 
 
 if __name__ == "__main__":
