@@ -440,7 +440,7 @@ def _losses(
 
 def _plain_losses(ctx: Context, params: Lanes, x: Array, y: Array, drop: Any = None) -> Array:
     """:func:`_losses` over :data:`PLAIN_OPS`: the same values, and differentiable twice, so the
-    diagnostics' Hessian-vector products (``sharpness``) are plain reverse-over-reverse."""
+    diagnostics' Hessian-vector products (``sharpness``) are plain forward over reverse."""
     return _losses(ctx, params, x, y, drop, PLAIN_OPS)
 
 
